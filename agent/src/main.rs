@@ -1,0 +1,173 @@
+//! `nasflat-agent`: measure models on this board.
+//!
+//! Machine interface: with `--json`, stdout carries only JSON lines; logs
+//! and errors go to stderr. Errors exit with code 2.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use nasflat_agent::{BenchLimits, InputSpec, MeasureOptions, ModelSource, measure, report};
+use nasflat_shared::{Arch, SearchSpace};
+
+#[derive(Parser)]
+#[command(name = "nasflat-agent", version, about = "Measure neural-network latency on this device with tract")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Time one model: an ONNX file, or an NB201/FBNet architecture built in-process.
+    Measure(MeasureArgs),
+}
+
+#[derive(Args)]
+struct MeasureArgs {
+    /// ONNX file to measure (any model).
+    #[arg(conflicts_with_all = ["space"])]
+    model: Option<PathBuf>,
+    /// Build an architecture of this search space instead (nb201 | fbnet).
+    #[arg(long)]
+    space: Option<String>,
+    /// Architecture string (NB201) or arch key (FBNet).
+    #[arg(long, requires = "space", conflicts_with = "index")]
+    arch: Option<String>,
+    /// Row of the space's latency table.
+    #[arg(long, requires = "space")]
+    index: Option<usize>,
+    /// Batch size of generated models.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Input resolution of generated models (default: the space's own).
+    #[arg(long)]
+    resolution: Option<usize>,
+    /// Input override NAME:SHAPE[:DTYPE], e.g. input:1x3x224x224:f32 (repeatable).
+    #[arg(long = "input")]
+    inputs: Vec<String>,
+    /// tract threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Pin the measuring thread to this core.
+    #[arg(long)]
+    pin: Option<usize>,
+    /// Maximum warm-up runs.
+    #[arg(long, default_value_t = 5)]
+    warmup_runs: usize,
+    /// Maximum warm-up time, ms.
+    #[arg(long, default_value_t = 1000)]
+    warmup_ms: u64,
+    /// Minimum timed runs.
+    #[arg(long, default_value_t = 20)]
+    min_runs: usize,
+    /// Minimum timed duration, ms.
+    #[arg(long, default_value_t = 1000)]
+    min_ms: u64,
+    /// Maximum timed duration, ms.
+    #[arg(long, default_value_t = 10_000)]
+    max_ms: u64,
+    /// Maximum timed runs.
+    #[arg(long, default_value_t = 100_000)]
+    max_runs: usize,
+    /// Sleep between timed runs, ms.
+    #[arg(long, default_value_t = 0)]
+    cooldown_ms: u64,
+    /// Seed of random inputs and generated weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON line on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Include every run's time in the JSON (always included in the sample).
+    #[arg(long)]
+    raw: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Measure(args) => measure_cmd(args),
+    }
+}
+
+fn measure_cmd(args: MeasureArgs) -> Result<()> {
+    let source = match (&args.model, &args.space) {
+        (Some(path), None) => ModelSource::File(path.clone()),
+        (None, Some(space)) => {
+            let space: SearchSpace = space.parse()?;
+            let arch = match (&args.arch, args.index) {
+                (Some(text), None) => Arch::parse(space, text)?,
+                (None, Some(index)) => Arch::from_index(space, index)?,
+                _ => bail!("with --space, give exactly one of --arch or --index"),
+            };
+            ModelSource::Arch {
+                arch,
+                batch: args.batch,
+                resolution: args.resolution,
+            }
+        }
+        _ => bail!("give an ONNX file, or --space with --arch/--index"),
+    };
+    let inputs = args
+        .inputs
+        .iter()
+        .map(|s| s.parse::<InputSpec>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let options = MeasureOptions {
+        limits: BenchLimits {
+            warmup_loops: args.warmup_runs,
+            warmup_time: Duration::from_millis(args.warmup_ms),
+            min_runs: args.min_runs,
+            min_time: Duration::from_millis(args.min_ms),
+            max_time: Duration::from_millis(args.max_ms),
+            max_runs: args.max_runs,
+            cooldown: Duration::from_millis(args.cooldown_ms),
+        },
+        threads: args.threads.max(1),
+        pin_core: args.pin,
+        inputs,
+        seed: args.seed,
+    };
+    let mut sample = measure(&source, &options)?;
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        if !args.raw {
+            sample.timing.times_ms.clear();
+        }
+        let line = serde_json::to_string(&sample).context("serialising the sample")?;
+        writeln!(stdout, "{line}")?;
+    } else {
+        write!(stdout, "{}", report::table(&sample))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! tract's thread count and CPU pinning of the measuring thread.
+
+/// Sets tract's matrix-multiply executor: single-threaded for `n <= 1`
+/// (the default, and what latency tables of small models should use),
+/// otherwise a private pool of `n` threads.
+pub fn configure(n: usize) {
+    use tract_linalg::multithread::{Executor, set_default_executor};
+    if n <= 1 {
+        set_default_executor(Executor::SingleThread);
+    } else {
+        set_default_executor(Executor::multithread(n));
+    }
+}
+
+/// Pins the calling thread to one core. Returns whether it worked (the core
+/// may not exist, or the platform may not allow it).
+pub fn pin_current(core: usize) -> bool {
+    core_affinity::get_core_ids()
+        .and_then(|ids| ids.into_iter().find(|id| id.id == core))
+        .is_some_and(core_affinity::set_for_current)
+}

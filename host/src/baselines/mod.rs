@@ -1,0 +1,161 @@
+//! Baselines evaluated in the same harness, with the same k target samples
+//! (BASELINES.md): FLOPs and params ranking, nearest source device, ridge
+//! regression on source latencies, a HELP-style MLP and the GNN trained from
+//! scratch on the k samples only.
+//!
+//! Every method returns predicted milliseconds; score-only methods are
+//! calibrated on the k samples with [`LogLinearCalibration`].
+
+pub mod help;
+pub mod ridge;
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibrate::LogLinearCalibration;
+use crate::dataset::SpaceData;
+use crate::error::{HostError, Result};
+use crate::metrics::spearman;
+use ridge::Ridge;
+
+/// A prediction method of the harness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// The NASFLAT predictor (pretrain + transfer).
+    Nasflat,
+    /// Rank by FLOPs.
+    Flops,
+    /// Rank by parameter count.
+    Params,
+    /// Latencies of the best-correlated source device.
+    Nearest,
+    /// Ridge regression of log target latency on log source latencies.
+    Ridge,
+    /// HELP-style MLP with a reference-latency hardware embedding.
+    Help,
+    /// The GNN trained on the k target samples only.
+    Scratch,
+}
+
+impl Method {
+    /// All methods, NASFLAT first.
+    pub const ALL: [Method; 7] = [
+        Method::Nasflat,
+        Method::Flops,
+        Method::Params,
+        Method::Nearest,
+        Method::Ridge,
+        Method::Help,
+        Method::Scratch,
+    ];
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Nasflat => "nasflat",
+            Method::Flops => "flops",
+            Method::Params => "params",
+            Method::Nearest => "nearest",
+            Method::Ridge => "ridge",
+            Method::Help => "help",
+            Method::Scratch => "scratch",
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = HostError;
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| {
+                HostError::invalid(
+                    "method",
+                    format!("`{s}` (expected nasflat, flops, params, nearest, ridge, help, scratch or all)"),
+                )
+            })
+    }
+}
+
+/// Log latencies of the source devices on every row (missing cells filled).
+#[derive(Debug, Clone)]
+pub struct SourceMatrix {
+    /// Source names, in task order.
+    pub names: Vec<String>,
+    /// `columns[s][row]` = ln(ms).
+    pub columns: Vec<Vec<f64>>,
+}
+
+impl SourceMatrix {
+    /// Builds the matrix of a task's sources.
+    pub fn new(data: &SpaceData, sources: &[String]) -> Result<Self> {
+        let columns = sources
+            .iter()
+            .map(|s| Ok(data.log_latency_filled(data.device_index(s)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SourceMatrix {
+            names: sources.to_vec(),
+            columns,
+        })
+    }
+
+    /// Feature row of one architecture.
+    pub fn row(&self, r: usize) -> Vec<f64> {
+        self.columns.iter().map(|c| c[r]).collect()
+    }
+}
+
+/// Calibrates a per-row score (indexed by arch row) on the k samples and
+/// returns ms for `rows`.
+pub fn calibrated(score: impl Fn(usize) -> f64, archs: &[usize], ms: &[f64], rows: &[usize]) -> Vec<f64> {
+    let fit_scores: Vec<f64> = archs.iter().map(|&a| score(a)).collect();
+    let cal = LogLinearCalibration::fit(&fit_scores, ms);
+    rows.iter().map(|&r| cal.apply(score(r))).collect()
+}
+
+/// FLOPs ranking (no target information except the ms calibration).
+pub fn flops_predict(data: &SpaceData, archs: &[usize], ms: &[f64], rows: &[usize]) -> Vec<f64> {
+    calibrated(|r| data.flops[r].max(1e-9).ln(), archs, ms, rows)
+}
+
+/// Parameter-count ranking.
+pub fn params_predict(data: &SpaceData, archs: &[usize], ms: &[f64], rows: &[usize]) -> Vec<f64> {
+    calibrated(|r| data.params[r].max(1e-9).ln(), archs, ms, rows)
+}
+
+/// Index of the source whose latencies on the k samples correlate best.
+pub fn nearest_source(sources: &SourceMatrix, archs: &[usize], ms: &[f64]) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, col) in sources.columns.iter().enumerate() {
+        let xs: Vec<f64> = archs.iter().map(|&a| col[a]).collect();
+        let rho = spearman(&xs, ms);
+        if best.is_none_or(|(_, b)| rho > b) {
+            best = Some((i, rho));
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+/// Latencies of the nearest source device, rescaled to the target.
+pub fn nearest_predict(sources: &SourceMatrix, archs: &[usize], ms: &[f64], rows: &[usize]) -> Result<Vec<f64>> {
+    let i = nearest_source(sources, archs, ms).ok_or_else(|| HostError::invalid("nearest", "no source device"))?;
+    let col = &sources.columns[i];
+    Ok(calibrated(|r| col[r], archs, ms, rows))
+}
+
+/// Ridge regression (log space) of the target on all sources, penalty by
+/// leave-one-out.
+pub fn ridge_predict(sources: &SourceMatrix, archs: &[usize], ms: &[f64], rows: &[usize]) -> Result<Vec<f64>> {
+    let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
+    let y: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
+    let model = Ridge::fit_loo(&x, &y).ok_or_else(|| HostError::invalid("ridge", "could not fit"))?;
+    Ok(rows.iter().map(|&r| model.predict(&sources.row(r)).exp()).collect())
+}

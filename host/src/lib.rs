@@ -1,0 +1,19 @@
+//! nasflat host library: the NASFLAT few-shot latency predictor (Akhauri &
+//! Abdelfattah, MLSys 2024), its trivial and learned baselines, and the
+//! evaluation harness that reproduces the paper's Table 7 protocol.
+//!
+//! Layering: [`dataset`] + [`features`] -> [`predictor`] -> [`train`] ->
+//! [`baselines`] / [`eval`].
+
+pub mod calibrate;
+pub mod dataset;
+pub mod error;
+pub mod features;
+pub mod metrics;
+pub mod predictor;
+pub mod train;
+
+pub use error::{HostError, Result};
+pub mod baselines;
+pub mod eval;
+pub mod sampler;

@@ -1,0 +1,83 @@
+//! The two message-passing modules of the paper (Appendix A.3.1).
+//!
+//! Node `j` aggregates from its predecessors: with `A[i][j] = 1` iff `i`
+//! feeds `j`, the aggregation matrix is `A^T`. All graphs of a space share
+//! one adjacency, so it is a `[N, N]` tensor broadcast over the batch.
+
+use candle_core::{D, Tensor};
+
+use super::layers::{LayerNorm, Linear, ParamFactory};
+use crate::error::Result;
+
+/// Dense Graph Flow layer, paper Eq. 1:
+/// `X' = sigmoid(O W_o) * (A X W_f) + X W_f + b_f`.
+/// The residual `X W_f` keeps nodes distinguishable (no over-smoothing).
+#[derive(Debug, Clone)]
+pub struct DgfLayer {
+    w_f: Linear,
+    b_f: Tensor,
+    w_o: Linear,
+}
+
+impl DgfLayer {
+    /// `input -> output` features, gated by `op_dim`-wide op embeddings.
+    pub fn new(f: &mut ParamFactory<'_>, name: &str, input: usize, output: usize, op_dim: usize) -> Result<Self> {
+        let bound = 1.0 / (input.max(1) as f64).sqrt();
+        Ok(DgfLayer {
+            w_f: Linear::new(f, &format!("{name}.w_f"), input, output, false)?,
+            b_f: f.uniform(&format!("{name}.b_f"), &[output], bound)?,
+            w_o: Linear::new(f, &format!("{name}.w_o"), op_dim, output, true)?,
+        })
+    }
+
+    /// `x: [B, N, in]`, `ops: [B, N, op_dim]`, `agg: [N, N]` -> `[B, N, out]`.
+    pub fn forward(&self, x: &Tensor, ops: &Tensor, agg: &Tensor) -> Result<Tensor> {
+        let xw = self.w_f.forward(x)?;
+        let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
+        let message = agg.broadcast_matmul(&xw)?;
+        Ok((gate * message)?.add(&xw)?.broadcast_add(&self.b_f)?)
+    }
+}
+
+/// Graph attention layer, paper Eqs. 2-3:
+/// `Attn_j = softmax_j(LeakyReLU(A_j * a(W_p X_i * W_p X_j))) W_p X_j`,
+/// `X' = LayerNorm(sigmoid(O W_o) * sum_j Attn_j)`.
+/// The attention `a` is linear, so `a(p_i * p_j) = (p_i * a) . p_j` and all
+/// pairs are one batched matmul. Each node also attends to itself (as in
+/// Velickovic et al.), which keeps the input node's row of the softmax defined.
+#[derive(Debug, Clone)]
+pub struct GatLayer {
+    w_p: Linear,
+    attention: Tensor,
+    w_o: Linear,
+    norm: LayerNorm,
+    scale: f64,
+}
+
+impl GatLayer {
+    /// `input -> output` features, gated by `op_dim`-wide op embeddings.
+    pub fn new(f: &mut ParamFactory<'_>, name: &str, input: usize, output: usize, op_dim: usize) -> Result<Self> {
+        let bound = 1.0 / (output.max(1) as f64).sqrt();
+        Ok(GatLayer {
+            w_p: Linear::new(f, &format!("{name}.w_p"), input, output, false)?,
+            attention: f.uniform(&format!("{name}.a"), &[output], bound)?,
+            w_o: Linear::new(f, &format!("{name}.w_o"), op_dim, output, true)?,
+            norm: LayerNorm::new(f, &format!("{name}.norm"), output)?,
+            scale: 1.0 / (output.max(1) as f64).sqrt(),
+        })
+    }
+
+    /// `x: [B, N, in]`, `ops: [B, N, op_dim]`, `mask_bias: [N, N]` holding 0
+    /// where node j may attend to node i (predecessors and itself) and a
+    /// large negative number elsewhere -> `[B, N, out]`.
+    pub fn forward(&self, x: &Tensor, ops: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        let p = self.w_p.forward(x)?;
+        let query = p.broadcast_mul(&self.attention)?;
+        let scores = (query.matmul(&p.transpose(1, 2)?.contiguous()?)? * self.scale)?;
+        let scores = super::layers::leaky_relu(&scores)?.broadcast_add(mask_bias)?;
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let message = attn.matmul(&p)?;
+        let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
+        self.norm.forward(&(gate * message)?)
+    }
+}

@@ -1,0 +1,356 @@
+//! The NASFLAT predictor (paper Fig. 3, Appendix A.4.5).
+//!
+//! op embedding ++ hardware embedding (per node, "OPHW", Section 5.1)
+//! -> op-HW GNN (DGF, [128, 128]) -> MLP ([128]) back to `op_dim`
+//! -> main GNN (DGF and/or GAT, [128, 128, 128]) gated by those embeddings
+//! -> output-node embedding ++ supplementary encoding -> MLP head -> score.
+
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use candle_nn::VarMap;
+use nasflat_shared::{Arch, ArchGraph, SearchSpace};
+
+use super::config::{GnnKind, PredictorConfig};
+use super::gnn::{DgfLayer, GatLayer};
+use super::layers::{Mlp, ParamFactory};
+use crate::error::{HostError, Result};
+use crate::features::{ArchFeatures, NODE_FEATURES};
+
+/// Name of the hardware embedding table in the variable map.
+const HW_EMB: &str = "hw_emb";
+
+/// One batch of graphs of a space, all tensors on the CPU.
+#[derive(Debug, Clone)]
+pub struct GraphBatch {
+    /// Op id per node, `[B, N]` u32.
+    pub ops: Tensor,
+    /// Standardised per-node costs, `[B, N, NODE_FEATURES]`.
+    pub node_features: Tensor,
+    /// Supplementary encoding, `[B, S]` (absent when `S = 0`).
+    pub supplementary: Option<Tensor>,
+    /// Hardware-embedding row per graph, `[B]` u32.
+    pub devices: Tensor,
+}
+
+impl GraphBatch {
+    /// Gathers rows of the feature tables; every graph is paired with `device`.
+    pub fn build(features: &ArchFeatures, config: &PredictorConfig, rows: &[usize], device: usize) -> Result<Self> {
+        let n = features.nodes;
+        let b = rows.len();
+        let mut ops = Vec::with_capacity(b * n);
+        let mut nf = Vec::with_capacity(b * n * NODE_FEATURES);
+        let mut supp = Vec::new();
+        for &r in rows {
+            if r >= features.len {
+                return Err(HostError::invalid("row", format!("{r} >= {}", features.len)));
+            }
+            ops.extend_from_slice(&features.ops[r * n..(r + 1) * n]);
+            nf.extend_from_slice(&features.node_features[r * n * NODE_FEATURES..(r + 1) * n * NODE_FEATURES]);
+            features.push_supplementary(config.supplementary, r, &mut supp);
+        }
+        let dim = features.supplementary_dim(config.supplementary);
+        let cpu = Device::Cpu;
+        Ok(GraphBatch {
+            ops: Tensor::from_vec(ops, (b, n), &cpu)?,
+            node_features: Tensor::from_vec(nf, (b, n, NODE_FEATURES), &cpu)?,
+            supplementary: if dim > 0 {
+                Some(Tensor::from_vec(supp, (b, dim), &cpu)?)
+            } else {
+                None
+            },
+            devices: Tensor::from_vec(vec![device as u32; b], b, &cpu)?,
+        })
+    }
+}
+
+/// The latency predictor: embeddings, GNNs and head, with its device list.
+pub struct Predictor {
+    config: PredictorConfig,
+    space: SearchSpace,
+    devices: Vec<String>,
+    seed: u64,
+    supplementary_dim: usize,
+    varmap: VarMap,
+    op_emb: Tensor,
+    node_emb: Tensor,
+    hw_emb: Tensor,
+    ophw_gnn: Vec<DgfLayer>,
+    ophw_mlp: Option<Mlp>,
+    dgf: Vec<DgfLayer>,
+    gat: Vec<GatLayer>,
+    head: Mlp,
+    aggregation: Tensor,
+    mask_bias: Tensor,
+}
+
+impl Predictor {
+    /// A freshly initialised predictor for `devices` (one hardware-embedding
+    /// row each); all weights are drawn from `seed`.
+    pub fn new(
+        config: &PredictorConfig,
+        space: SearchSpace,
+        devices: &[String],
+        supplementary_dim: usize,
+        seed: u64,
+    ) -> Result<Self> {
+        if devices.is_empty() {
+            return Err(HostError::invalid("devices", "a predictor needs at least one device"));
+        }
+        if config.gnn.is_empty() {
+            return Err(HostError::invalid("gnn", "needs at least one layer"));
+        }
+        let varmap = VarMap::new();
+        let mut f = ParamFactory::new(&varmap, seed);
+        let vocab = ArchGraph::op_vocab_size(space);
+        let nodes = ArchGraph::node_count(space);
+        let extra = if config.node_costs { NODE_FEATURES } else { 0 };
+        let op_emb = f.uniform("op_emb", &[vocab, config.op_dim], 1.0)?;
+        let node_emb = f.uniform("node_emb", &[nodes, config.node_dim], 1.0)?;
+        let hw_emb = f.uniform(HW_EMB, &[devices.len(), config.hw_dim], 1.0)?;
+        let mut ophw_gnn = Vec::new();
+        let mut ophw_mlp = None;
+        if config.ophw {
+            let mut width = config.op_dim + config.hw_dim + extra;
+            for (i, &w) in config.ophw_gnn.iter().enumerate() {
+                ophw_gnn.push(DgfLayer::new(&mut f, &format!("ophw_gnn.{i}"), width, w, config.op_dim + extra)?);
+                width = w;
+            }
+            ophw_mlp = Some(Mlp::new(&mut f, "ophw_mlp", width, &config.ophw_mlp, config.op_dim)?);
+        }
+        let gate_dim = config.op_dim + extra;
+        let mut dgf = Vec::new();
+        let mut gat = Vec::new();
+        let mut width = config.node_dim;
+        for (i, &w) in config.gnn.iter().enumerate() {
+            if config.gnn_kind != GnnKind::Gat {
+                dgf.push(DgfLayer::new(&mut f, &format!("dgf.{i}"), width, w, gate_dim)?);
+            }
+            if config.gnn_kind != GnnKind::Dgf {
+                gat.push(GatLayer::new(&mut f, &format!("gat.{i}"), width, w, gate_dim)?);
+            }
+            width = w;
+        }
+        let branches = if config.gnn_kind == GnnKind::Ensemble { 2 } else { 1 };
+        let hw_in_head = if config.ophw { 0 } else { config.hw_dim };
+        let head_in = branches * width + supplementary_dim + hw_in_head;
+        let head = Mlp::new(&mut f, "head", head_in, &config.head, 1)?;
+        let graph = Arch::from_index(space, 0)?.graph();
+        let mut agg = vec![0f32; nodes * nodes];
+        let mut mask = vec![-1e9f32; nodes * nodes];
+        for i in 0..nodes {
+            mask[i * nodes + i] = 0.0;
+            for j in 0..nodes {
+                if graph.adjacency[i][j] != 0 {
+                    agg[j * nodes + i] = 1.0;
+                    mask[j * nodes + i] = 0.0;
+                }
+            }
+        }
+        let cpu = Device::Cpu;
+        Ok(Predictor {
+            config: config.clone(),
+            space,
+            devices: devices.to_vec(),
+            seed,
+            supplementary_dim,
+            varmap,
+            op_emb,
+            node_emb,
+            hw_emb,
+            ophw_gnn,
+            ophw_mlp,
+            dgf,
+            gat,
+            head,
+            aggregation: Tensor::from_vec(agg, (nodes, nodes), &cpu)?,
+            mask_bias: Tensor::from_vec(mask, (nodes, nodes), &cpu)?,
+        })
+    }
+
+    /// Scores a batch: `[B]`, higher = slower (log-ms scale after MSE training).
+    pub fn forward(&self, batch: &GraphBatch) -> Result<Tensor> {
+        let (b, n) = batch.ops.dims2()?;
+        let flat_ops = batch.ops.flatten_all()?;
+        let op = self.op_emb.index_select(&flat_ops, 0)?.reshape((b, n, self.config.op_dim))?;
+        let op = if self.config.node_costs {
+            Tensor::cat(&[&op, &batch.node_features], 2)?
+        } else {
+            op
+        };
+        let hw = self.hw_emb.index_select(&batch.devices, 0)?;
+        let gate = if let Some(mlp) = &self.ophw_mlp {
+            // Operation-wise hardware embedding (Section 5.1): every node sees
+            // the device, so the op embedding can depend on the hardware.
+            let hw_nodes = hw.unsqueeze(1)?.broadcast_as((b, n, self.config.hw_dim))?;
+            let mut x = Tensor::cat(&[&op, &hw_nodes.contiguous()?], 2)?;
+            for layer in &self.ophw_gnn {
+                x = layer.forward(&x, &op, &self.aggregation)?;
+            }
+            let refined = mlp.forward(&x)?;
+            if self.config.node_costs {
+                Tensor::cat(&[&refined, &batch.node_features], 2)?
+            } else {
+                refined
+            }
+        } else {
+            op
+        };
+        let x0 = self.node_emb.unsqueeze(0)?.broadcast_as((b, n, self.config.node_dim))?.contiguous()?;
+        let mut readouts = Vec::with_capacity(3);
+        if !self.dgf.is_empty() {
+            let mut x = x0.clone();
+            for (i, layer) in self.dgf.iter().enumerate() {
+                x = layer.forward(&x, &gate, &self.aggregation)?;
+                if i + 1 < self.dgf.len() {
+                    x = super::layers::leaky_relu(&x)?;
+                }
+            }
+            readouts.push(x.i((.., n - 1, ..))?);
+        }
+        if !self.gat.is_empty() {
+            let mut x = x0;
+            for layer in &self.gat {
+                x = layer.forward(&x, &gate, &self.mask_bias)?;
+            }
+            readouts.push(x.i((.., n - 1, ..))?);
+        }
+        if let Some(s) = &batch.supplementary {
+            readouts.push(s.clone());
+        }
+        if self.ophw_mlp.is_none() {
+            readouts.push(hw);
+        }
+        let h = Tensor::cat(&readouts, 1)?;
+        Ok(self.head.forward(&h)?.squeeze(1)?)
+    }
+
+    /// Scores many rows on one device, in chunks, as `f64`.
+    pub fn predict(&self, features: &ArchFeatures, rows: &[usize], device: usize) -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(256) {
+            let batch = GraphBatch::build(features, &self.config, chunk, device)?;
+            let scores = self.forward(&batch)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            out.extend(scores);
+        }
+        Ok(out)
+    }
+
+    /// Adds a hardware-embedding row for a new device, initialised from the
+    /// row of `init_from` (paper Section 5.2) or the mean of all rows.
+    /// Returns the new row's index.
+    pub fn add_device(&mut self, name: &str, init_from: Option<usize>) -> Result<usize> {
+        if self.devices.iter().any(|d| d == name) {
+            return Err(HostError::invalid("device", format!("`{name}` is already in the predictor")));
+        }
+        let current = self.hw_emb.detach();
+        let row = match init_from {
+            Some(i) if i < self.devices.len() => current.i(i..i + 1)?,
+            Some(i) => {
+                return Err(HostError::invalid("hw init", format!("row {i} >= {}", self.devices.len())));
+            }
+            None => current.mean_keepdim(0)?,
+        };
+        let table = Tensor::cat(&[&current, &row], 0)?;
+        let var = Var::from_tensor(&table)?;
+        self.hw_emb = var.as_tensor().clone();
+        self.varmap
+            .data()
+            .lock()
+            .map_err(|e| HostError::Poisoned(e.to_string()))?
+            .insert(HW_EMB.to_string(), var);
+        self.devices.push(name.to_string());
+        Ok(self.devices.len() - 1)
+    }
+
+    /// A deep copy with independent variables (for per-target transfer).
+    pub fn try_clone(&self) -> Result<Self> {
+        let mut copy = Predictor::new(&self.config, self.space, &self.devices, self.supplementary_dim, self.seed)?;
+        copy.copy_values_from(&self.varmap)?;
+        Ok(copy)
+    }
+
+    /// Overwrites every variable (same names) with the values in `source`;
+    /// the hardware table may change size.
+    fn copy_values_from(&mut self, source: &VarMap) -> Result<()> {
+        let src = source.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
+        let mut dst = self.varmap.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
+        for (name, var) in dst.iter_mut() {
+            let value = src
+                .get(name)
+                .ok_or_else(|| HostError::invalid("clone", format!("missing variable {name}")))?;
+            if name == HW_EMB {
+                let fresh = Var::from_tensor(&value.as_tensor().copy()?)?;
+                self.hw_emb = fresh.as_tensor().clone();
+                *var = fresh;
+            } else {
+                var.set(&value.as_tensor().copy()?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads weights saved by `VarMap::save` (same names and shapes).
+    pub fn load_weights(&mut self, path: &std::path::Path) -> Result<()> {
+        if !path.exists() {
+            return Err(HostError::Checkpoint {
+                path: path.display().to_string(),
+                reason: "weights file not found".into(),
+            });
+        }
+        self.varmap.load(path)?;
+        Ok(())
+    }
+
+    /// All trainable variables.
+    pub fn vars(&self) -> Vec<Var> {
+        self.varmap.all_vars()
+    }
+
+    /// Named variables (for gradient checks).
+    pub fn named_vars(&self) -> Result<Vec<(String, Var)>> {
+        let data = self.varmap.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
+        let mut out: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// The variable map (for safetensors save/load).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// Device names, one per hardware-embedding row.
+    pub fn devices(&self) -> &[String] {
+        &self.devices
+    }
+
+    /// Row of a device, or [`HostError::DeviceNotInModel`].
+    pub fn device_row(&self, name: &str) -> Result<usize> {
+        self.devices
+            .iter()
+            .position(|d| d == name)
+            .ok_or_else(|| HostError::DeviceNotInModel {
+                device: name.to_string(),
+                known: self.devices.join(", "),
+            })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PredictorConfig {
+        &self.config
+    }
+
+    /// The search space.
+    pub fn space(&self) -> SearchSpace {
+        self.space
+    }
+
+    /// Seed of the initial weights.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Width of the supplementary encoding the head expects.
+    pub fn supplementary_dim(&self) -> usize {
+        self.supplementary_dim
+    }
+}

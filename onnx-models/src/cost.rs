@@ -1,0 +1,535 @@
+//! Parameter and FLOP counts read off a finished [`ModelProto`].
+//!
+//! The walker propagates static shapes through the operators the builders
+//! emit and records per-node costs; it never looks at the builders' own
+//! bookkeeping. Tests compare its totals with the published tables, which
+//! therefore check the *graph* (every conv's shape, every skipped edge).
+//!
+//! "FLOPs" in the published tables follow the profiler that produced them;
+//! [`FlopsConvention`] reproduces each exactly:
+//!
+//! * NB201 `nb201/zcp.csv` (NASLib / NAS-Bench-Suite-Zero): tensorwatch's
+//!   `ModelStats`, a torchstat derivative. Conv = MACs (+ output elements if
+//!   biased), Linear = in x out (bias ignored), BatchNorm = 2 per element,
+//!   ReLU = 1 per element, AvgPool = k x k per output element, tensor adds
+//!   free, and adaptive (global) average pooling = `N*C*(H+1)*(W+1)`:
+//!   tensorwatch's `compute_adaptivepool_flops` counts each pooling window
+//!   as `(end - start + 1)` rows and columns, one more than the window has.
+//!   That off-by-one is the whole `32 * H` term (1,024 at 32x32, 512 at
+//!   16x16 for 64 channels) a naive count misses.
+//! * FBNet `fbnet/zcp.csv` (nasflat, `flopth`): same per-module rules, but
+//!   pooling (global too) = input elements, and flopth stores one count per
+//!   *module*, overwritten on every call. The reference block reuses one
+//!   `nn.ReLU` after the expand conv and after the depthwise conv, so only
+//!   the second call survives: the ReLU feeding a depthwise conv is not
+//!   counted.
+
+use std::collections::{HashMap, HashSet};
+
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_shape_proto::dimension;
+use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto, type_proto};
+
+use crate::error::{OnnxError, Result};
+
+/// Which profiler's counting rules [`ModelCost::flops`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlopsConvention {
+    /// tensorwatch `ModelStats` (NASLib): reproduces `nb201/zcp.csv`.
+    TensorWatch,
+    /// `flopth` with one count per module: reproduces `fbnet/zcp.csv`.
+    Flopth,
+    /// Multiply-accumulates of convs and linear layers only.
+    Macs,
+}
+
+/// Cost-relevant facts of one node, independent of any convention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpCost {
+    /// `Conv`: multiply-accumulates and bias additions (output elements).
+    Conv { macs: u64, bias: u64 },
+    /// `Gemm`: multiply-accumulates and bias additions.
+    Gemm { macs: u64, bias: u64 },
+    /// `BatchNormalization` over this many elements.
+    BatchNorm { elements: u64 },
+    /// `Relu` over this many elements; `feeds_depthwise` when its output
+    /// reaches a depthwise conv (through layout ops only).
+    Relu { elements: u64, feeds_depthwise: bool },
+    /// `AveragePool`: input elements, and output elements x window size.
+    AvgPool { input_elements: u64, window_reads: u64 },
+    /// `GlobalAveragePool` over `[N, C, H, W]`.
+    GlobalAvgPool { batch_channels: u64, height: u64, width: u64 },
+    /// `Add` / `Mul` producing this many elements.
+    Elementwise { elements: u64 },
+    /// `Reshape`, `Transpose`, `Flatten`: data movement only.
+    Layout,
+}
+
+impl OpCost {
+    /// FLOPs of this node under a convention.
+    pub fn flops(&self, convention: FlopsConvention) -> u64 {
+        use FlopsConvention::{Flopth, Macs, TensorWatch};
+        match (*self, convention) {
+            (OpCost::Conv { macs, .. } | OpCost::Gemm { macs, .. }, Macs) => macs,
+            (_, Macs) => 0,
+            (OpCost::Conv { macs, bias }, _) => macs + bias,
+            (OpCost::Gemm { macs, .. }, _) => macs,
+            (OpCost::BatchNorm { elements }, _) => 2 * elements,
+            (
+                OpCost::Relu {
+                    feeds_depthwise: true,
+                    ..
+                },
+                Flopth,
+            ) => 0,
+            (OpCost::Relu { elements, .. }, _) => elements,
+            (OpCost::AvgPool { window_reads, .. }, TensorWatch) => window_reads,
+            (OpCost::AvgPool { input_elements, .. }, Flopth) => input_elements,
+            (
+                OpCost::GlobalAvgPool {
+                    batch_channels,
+                    height,
+                    width,
+                },
+                TensorWatch,
+            ) => batch_channels * (height + 1) * (width + 1),
+            (
+                OpCost::GlobalAvgPool {
+                    batch_channels,
+                    height,
+                    width,
+                },
+                Flopth,
+            ) => batch_channels * height * width,
+            (OpCost::Elementwise { .. } | OpCost::Layout, _) => 0,
+        }
+    }
+}
+
+/// One node's output shape and cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCost {
+    /// Node name.
+    pub name: String,
+    /// ONNX operator.
+    pub op_type: String,
+    /// Static output shape.
+    pub output_shape: Vec<usize>,
+    /// Convention-independent cost facts.
+    pub cost: OpCost,
+}
+
+/// Totals and per-node costs of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelCost {
+    /// Trainable parameters: conv and linear weights and biases, BatchNorm
+    /// scale and shift (PyTorch's `parameters()`; running statistics and
+    /// shape constants excluded).
+    pub params: u64,
+    /// Shape of the graph's (first) input.
+    pub input_shape: Vec<usize>,
+    /// Shape of the graph's (first) output.
+    pub output_shape: Vec<usize>,
+    /// Every node, in graph order.
+    pub nodes: Vec<NodeCost>,
+}
+
+impl ModelCost {
+    /// Total FLOPs under a convention.
+    pub fn flops(&self, convention: FlopsConvention) -> u64 {
+        self.nodes.iter().map(|n| n.cost.flops(convention)).sum()
+    }
+}
+
+/// Walks a model and counts its parameters and per-node costs.
+pub fn model_cost(model: &ModelProto) -> Result<ModelCost> {
+    let graph = model
+        .graph
+        .as_ref()
+        .ok_or_else(|| OnnxError::Malformed("model has no graph".into()))?;
+    let mut shapes: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut int_values: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut initializers: HashMap<&str, &TensorProto> = HashMap::new();
+    for t in &graph.initializer {
+        let dims = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| OnnxError::Malformed(format!("initializer `{}` has a negative dim", t.name)))?;
+        shapes.insert(&t.name, dims);
+        initializers.insert(&t.name, t);
+        if t.data_type == DataType::Int64 as i32 {
+            int_values.insert(&t.name, int64_values(t));
+        }
+    }
+    let input_shape = graph
+        .input
+        .iter()
+        .filter(|v| !initializers.contains_key(v.name.as_str()))
+        .map(|v| Ok((v.name.as_str(), static_shape(v)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let first_input = input_shape
+        .first()
+        .map(|(_, s)| s.clone())
+        .ok_or_else(|| OnnxError::Malformed("graph has no input".into()))?;
+    shapes.extend(input_shape);
+
+    let mut params = 0u64;
+    let mut counted: HashSet<&str> = HashSet::new();
+    let mut nodes = Vec::with_capacity(graph.node.len());
+    for node in &graph.node {
+        let inputs = node
+            .input
+            .iter()
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                shapes
+                    .get(name.as_str())
+                    .cloned()
+                    .ok_or_else(|| OnnxError::UndefinedTensor {
+                        node: node.name.clone(),
+                        input: name.clone(),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (output_shape, cost) = node_cost(node, &inputs, &int_values)?;
+        let trainable = match node.op_type.as_str() {
+            "Conv" | "Gemm" => 1..node.input.len(),
+            "BatchNormalization" => 1..3,
+            _ => 0..0,
+        };
+        for name in node.input.get(trainable).unwrap_or_default() {
+            if initializers.contains_key(name.as_str()) && counted.insert(name.as_str()) {
+                params += shapes.get(name.as_str()).map_or(0, |s| numel(s));
+            }
+        }
+        if let Some(out) = node.output.first() {
+            shapes.insert(out.as_str(), output_shape.clone());
+        }
+        nodes.push(NodeCost {
+            name: node.name.clone(),
+            op_type: node.op_type.clone(),
+            output_shape,
+            cost,
+        });
+    }
+    mark_relus_feeding_depthwise(&graph.node, &mut nodes, &shapes);
+
+    let output_name = graph
+        .output
+        .first()
+        .map(|v| v.name.as_str())
+        .ok_or_else(|| OnnxError::Malformed("graph has no output".into()))?;
+    let output_shape = shapes
+        .get(output_name)
+        .cloned()
+        .ok_or_else(|| OnnxError::Malformed(format!("output `{output_name}` is never produced")))?;
+    Ok(ModelCost {
+        params,
+        input_shape: first_input,
+        output_shape,
+        nodes,
+    })
+}
+
+fn numel(shape: &[usize]) -> u64 {
+    shape.iter().map(|&d| d as u64).product()
+}
+
+fn static_shape(v: &tract_onnx::pb::ValueInfoProto) -> Result<Vec<usize>> {
+    let bad = |why: &str| OnnxError::Malformed(format!("input `{}`: {why}", v.name));
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(bad("not a tensor"));
+    };
+    let shape = t.shape.as_ref().ok_or_else(|| bad("no shape"))?;
+    shape
+        .dim
+        .iter()
+        .map(|d| match d.value {
+            Some(dimension::Value::DimValue(v)) if v >= 0 => Ok(v as usize),
+            _ => Err(bad("dimensions must be static")),
+        })
+        .collect()
+}
+
+fn int64_values(t: &TensorProto) -> Vec<i64> {
+    if t.raw_data.is_empty() {
+        return t.int64_data.clone();
+    }
+    t.raw_data
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<usize>> {
+    attribute(node, name).map(|a| a.ints.iter().map(|&v| v.max(0) as usize).collect())
+}
+
+fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
+    attribute(node, name).map_or(default, |a| a.i)
+}
+
+/// Output shape and cost of one node, from its input shapes.
+fn node_cost(
+    node: &NodeProto,
+    inputs: &[Vec<usize>],
+    int_values: &HashMap<&str, Vec<i64>>,
+) -> Result<(Vec<usize>, OpCost)> {
+    let err = |reason: String| OnnxError::Shape {
+        node: node.name.clone(),
+        op: node.op_type.clone(),
+        reason,
+    };
+    let input = |i: usize| {
+        inputs
+            .get(i)
+            .ok_or_else(|| err(format!("needs at least {} inputs", i + 1)))
+    };
+    let nchw = |shape: &Vec<usize>| -> Result<[usize; 4]> {
+        <[usize; 4]>::try_from(shape.as_slice())
+            .map_err(|_| err(format!("expected a 4-D input, got {shape:?}")))
+    };
+    match node.op_type.as_str() {
+        "Conv" => {
+            let [n, c, h, w] = nchw(input(0)?)?;
+            let weight = input(1)?;
+            let [m, cg, kh, kw] = nchw(weight)?;
+            let group = usize::try_from(attr_int(node, "group", 1)).unwrap_or(0);
+            if group == 0 || c != cg * group || m % group != 0 {
+                return Err(err(format!(
+                    "input channels {c} and weight {weight:?} do not fit group {group}"
+                )));
+            }
+            if attribute(node, "auto_pad").is_some_and(|a| a.s != b"NOTSET") {
+                return Err(err("auto_pad is not supported".into()));
+            }
+            let oh = window_out(node, h, kh, 0).map_err(&err)?;
+            let ow = window_out(node, w, kw, 1).map_err(&err)?;
+            let out = vec![n, m, oh, ow];
+            let macs = numel(&out) * (cg * kh * kw) as u64;
+            let bias = if inputs.len() > 2 { numel(&out) } else { 0 };
+            Ok((out, OpCost::Conv { macs, bias }))
+        }
+        "BatchNormalization" => {
+            let x = input(0)?;
+            let c = x.get(1).copied().unwrap_or(0);
+            if input(1)? != &vec![c] {
+                return Err(err(format!("scale {:?} does not match {c} channels", input(1)?)));
+            }
+            let elements = numel(x);
+            Ok((x.clone(), OpCost::BatchNorm { elements }))
+        }
+        "Relu" => {
+            let x = input(0)?;
+            let elements = numel(x);
+            let feeds_depthwise = false; // set once consumers are known
+            Ok((x.clone(), OpCost::Relu { elements, feeds_depthwise }))
+        }
+        "AveragePool" => {
+            let x = input(0)?;
+            let [n, c, h, w] = nchw(x)?;
+            let k = attr_ints(node, "kernel_shape")
+                .filter(|k| k.len() == 2)
+                .ok_or_else(|| err("needs a 2-D kernel_shape".into()))?;
+            let oh = window_out(node, h, k[0], 0).map_err(&err)?;
+            let ow = window_out(node, w, k[1], 1).map_err(&err)?;
+            let out = vec![n, c, oh, ow];
+            let window_reads = numel(&out) * (k[0] * k[1]) as u64;
+            let input_elements = numel(x);
+            Ok((out, OpCost::AvgPool { input_elements, window_reads }))
+        }
+        "GlobalAveragePool" => {
+            let [n, c, h, w] = nchw(input(0)?)?;
+            let cost = OpCost::GlobalAvgPool {
+                batch_channels: (n * c) as u64,
+                height: h as u64,
+                width: w as u64,
+            };
+            Ok((vec![n, c, 1, 1], cost))
+        }
+        "Flatten" => {
+            let x = input(0)?;
+            let axis = usize::try_from(attr_int(node, "axis", 1)).unwrap_or(usize::MAX);
+            if axis > x.len() {
+                return Err(err(format!("axis {axis} out of range for {x:?}")));
+            }
+            let out = vec![x[..axis].iter().product(), x[axis..].iter().product()];
+            Ok((out, OpCost::Layout))
+        }
+        "Gemm" => gemm(node, inputs).map_err(&err),
+        "Add" | "Mul" => {
+            let out = broadcast(input(0)?, input(1)?).map_err(&err)?;
+            let elements = numel(&out);
+            Ok((out, OpCost::Elementwise { elements }))
+        }
+        "Reshape" => {
+            let x = input(0)?;
+            let target = node
+                .input
+                .get(1)
+                .and_then(|name| int_values.get(name.as_str()))
+                .ok_or_else(|| err("shape must be an int64 initializer".into()))?;
+            Ok((reshape(x, target).map_err(&err)?, OpCost::Layout))
+        }
+        "Transpose" => {
+            let x = input(0)?;
+            let perm = attr_ints(node, "perm").unwrap_or_else(|| (0..x.len()).rev().collect());
+            let out = perm
+                .iter()
+                .map(|&p| x.get(p).copied())
+                .collect::<Option<Vec<_>>>()
+                .filter(|o| o.len() == x.len())
+                .ok_or_else(|| err(format!("perm {perm:?} does not fit {x:?}")))?;
+            Ok((out, OpCost::Layout))
+        }
+        op => Err(OnnxError::UnsupportedOp {
+            node: node.name.clone(),
+            op: op.to_string(),
+        }),
+    }
+}
+
+/// Output size along spatial axis `axis` of a conv or pool window.
+fn window_out(
+    node: &NodeProto,
+    size: usize,
+    kernel: usize,
+    axis: usize,
+) -> std::result::Result<usize, String> {
+    let at = |name: &str, i: usize, default: usize| {
+        attr_ints(node, name)
+            .and_then(|v| v.get(i).copied())
+            .unwrap_or(default)
+    };
+    let stride = at("strides", axis, 1).max(1);
+    let dilation = at("dilations", axis, 1).max(1);
+    let padded = size + at("pads", axis, 0) + at("pads", axis + 2, 0);
+    let span = dilation * (kernel.max(1) - 1) + 1;
+    if padded < span {
+        return Err(format!("window {span} larger than padded input {padded}"));
+    }
+    let steps = padded - span;
+    let out = if attr_int(node, "ceil_mode", 0) != 0 {
+        steps.div_ceil(stride) + 1
+    } else {
+        steps / stride + 1
+    };
+    Ok(out)
+}
+
+fn gemm(node: &NodeProto, inputs: &[Vec<usize>]) -> std::result::Result<(Vec<usize>, OpCost), String> {
+    let two_d = |i: usize| -> std::result::Result<[usize; 2], String> {
+        inputs
+            .get(i)
+            .and_then(|s| <[usize; 2]>::try_from(s.as_slice()).ok())
+            .ok_or_else(|| format!("input {i} must be 2-D"))
+    };
+    let [a0, a1] = two_d(0)?;
+    let [b0, b1] = two_d(1)?;
+    let (m, k) = if attr_int(node, "transA", 0) != 0 { (a1, a0) } else { (a0, a1) };
+    let (kb, n) = if attr_int(node, "transB", 0) != 0 { (b1, b0) } else { (b0, b1) };
+    if k != kb {
+        return Err(format!("inner dimensions differ: {k} vs {kb}"));
+    }
+    let out = vec![m, n];
+    if let Some(c) = inputs.get(2) {
+        broadcast(c, &out)?;
+    }
+    let macs = (m * k * n) as u64;
+    let bias = if inputs.len() > 2 { (m * n) as u64 } else { 0 };
+    Ok((out, OpCost::Gemm { macs, bias }))
+}
+
+/// Numpy-style broadcast of two shapes.
+fn broadcast(a: &[usize], b: &[usize]) -> std::result::Result<Vec<usize>, String> {
+    let rank = a.len().max(b.len());
+    let dim = |s: &[usize], i: usize| {
+        (i + s.len())
+            .checked_sub(rank)
+            .map_or(1, |j| s[j])
+    };
+    (0..rank)
+        .map(|i| match (dim(a, i), dim(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            (x, y) => Err(format!("cannot broadcast {a:?} with {b:?} ({x} vs {y})")),
+        })
+        .collect()
+}
+
+/// ONNX `Reshape` with `0` (copy) and `-1` (infer) entries.
+fn reshape(x: &[usize], target: &[i64]) -> std::result::Result<Vec<usize>, String> {
+    let total = numel(x);
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            0 => out.push(*x.get(i).ok_or_else(|| format!("0 at {i} has no source dim"))?),
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                out.push(1);
+            }
+            t if t > 0 => out.push(t as usize),
+            t => return Err(format!("invalid target entry {t}")),
+        }
+    }
+    let known = numel(&out);
+    if let Some(i) = infer {
+        if known == 0 || total % known != 0 {
+            return Err(format!("cannot infer -1 reshaping {x:?} to {target:?}"));
+        }
+        out[i] = (total / known) as usize;
+    }
+    if numel(&out) != total {
+        return Err(format!("cannot reshape {x:?} to {target:?}"));
+    }
+    Ok(out)
+}
+
+/// Sets `feeds_depthwise` on every ReLU whose output reaches, through layout
+/// ops only (a channel shuffle), a conv with one group per input channel.
+fn mark_relus_feeding_depthwise(
+    graph: &[NodeProto],
+    costs: &mut [NodeCost],
+    shapes: &HashMap<&str, Vec<usize>>,
+) {
+    let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, node) in graph.iter().enumerate() {
+        for input in &node.input {
+            consumers.entry(input.as_str()).or_default().push(i);
+        }
+    }
+    let is_depthwise = |node: &NodeProto| {
+        let group = attr_int(node, "group", 1);
+        let channels = node
+            .input
+            .first()
+            .and_then(|x| shapes.get(x.as_str()))
+            .and_then(|s| s.get(1))
+            .map_or(0, |&c| c as i64);
+        node.op_type == "Conv" && group > 1 && group == channels
+    };
+    for (node, cost) in graph.iter().zip(costs.iter_mut()) {
+        let OpCost::Relu { feeds_depthwise, .. } = &mut cost.cost else {
+            continue;
+        };
+        let mut frontier: Vec<&str> = node.output.iter().map(String::as_str).collect();
+        while let Some(tensor) = frontier.pop() {
+            for &i in consumers.get(tensor).map_or(&[][..], Vec::as_slice) {
+                let next = &graph[i];
+                if is_depthwise(next) {
+                    *feeds_depthwise = true;
+                } else if matches!(next.op_type.as_str(), "Reshape" | "Transpose") {
+                    frontier.extend(next.output.iter().map(String::as_str));
+                }
+            }
+        }
+    }
+}
