@@ -22,7 +22,9 @@ pub enum AgentError {
     #[error("bad input spec `{spec}`: {reason}")]
     BadInputSpec { spec: String, reason: String },
     /// An input's shape is unknown and no override gave it.
-    #[error("input `{input}` has symbolic or unknown dimension(s) {dims}: pass --input {input}:SHAPE")]
+    #[error(
+        "input `{input}` has symbolic or unknown dimension(s) {dims}: pass --input {input}:SHAPE"
+    )]
     SymbolicInput { input: String, dims: String },
     /// tract could not analyse or optimise the model.
     #[error("tract cannot analyse `{name}`: {reason}")]

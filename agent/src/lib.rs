@@ -11,12 +11,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod backoff;
+pub mod client;
 pub mod error;
 pub mod limits;
 pub mod measure;
 pub mod model;
 pub mod provenance;
 pub mod report;
+pub mod runner;
+pub mod spool;
 pub mod stats;
 pub mod threads;
 pub mod timing;

@@ -10,11 +10,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use nasflat_agent::runner::{self, RunOptions};
 use nasflat_agent::{BenchLimits, InputSpec, MeasureOptions, ModelSource, measure, report};
 use nasflat_shared::{Arch, SearchSpace};
 
 #[derive(Parser)]
-#[command(name = "nasflat-agent", version, about = "Measure neural-network latency on this device with tract")]
+#[command(
+    name = "nasflat-agent",
+    version,
+    about = "Measure neural-network latency on this device with tract"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +29,42 @@ struct Cli {
 enum Command {
     /// Time one model: an ONNX file, or an NB201/FBNet architecture built in-process.
     Measure(MeasureArgs),
+    /// Connect to a host and measure what it asks for, until stopped.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Host base URL, e.g. http://10.0.0.2:8080.
+    #[arg(long)]
+    host: String,
+    /// Enrolment token given by the host's operator.
+    #[arg(long, env = "NASFLAT_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Device name shown on the host (default: this machine's host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where the spool and the device identity are kept.
+    #[arg(long, default_value = "nasflat-agent-state")]
+    state_dir: PathBuf,
+    /// Stop after this many measurements.
+    #[arg(long)]
+    max_jobs: Option<usize>,
+    /// Give up after this many consecutive failed attempts to reach the host (default: never).
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// Exit when the host has no work instead of polling.
+    #[arg(long)]
+    exit_when_idle: bool,
+    /// Pin measurements to this core.
+    #[arg(long)]
+    pin: Option<usize>,
+    /// First retry delay, ms (doubles up to --backoff-max-ms, with jitter).
+    #[arg(long, default_value_t = 500)]
+    backoff_ms: u64,
+    /// Longest retry delay, ms.
+    #[arg(long, default_value_t = 60_000)]
+    backoff_max_ms: u64,
 }
 
 #[derive(Args)]
@@ -92,7 +133,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match run(cli) {
@@ -117,7 +162,59 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Measure(args) => measure_cmd(args),
+        Command::Run(args) => run_cmd(args),
     }
+}
+
+fn run_cmd(args: RunArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let name = args.name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "board".into())
+    });
+    let options = RunOptions {
+        host: args.host,
+        token: args.token,
+        name,
+        state_dir: args.state_dir,
+        max_jobs: args.max_jobs,
+        max_retries: args.max_retries,
+        exit_when_idle: args.exit_when_idle,
+        backoff: (
+            Duration::from_millis(args.backoff_ms.max(1)),
+            Duration::from_millis(args.backoff_max_ms.max(args.backoff_ms.max(1))),
+        ),
+        pin_core: args.pin,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let summary = runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("stopping after the current measurement");
+                let _ = tx.send(true);
+            }
+        });
+        runner::run(options, rx).await
+    })?;
+    tracing::info!(
+        measured = summary.measured,
+        uploaded = summary.uploaded,
+        rejected = summary.rejected,
+        "done"
+    );
+    Ok(())
 }
 
 fn measure_cmd(args: MeasureArgs) -> Result<()> {

@@ -88,10 +88,9 @@ impl Sample {
 pub fn load(source: &ModelSource, options: &MeasureOptions) -> Result<(LoadedModel, Option<Arch>)> {
     match source {
         ModelSource::File(path) => Ok((LoadedModel::from_path(path, &options.inputs)?, None)),
-        ModelSource::Bytes { name, bytes } => Ok((
-            LoadedModel::from_bytes(name, bytes, &options.inputs)?,
-            None,
-        )),
+        ModelSource::Bytes { name, bytes } => {
+            Ok((LoadedModel::from_bytes(name, bytes, &options.inputs)?, None))
+        }
         ModelSource::Arch {
             arch,
             batch,
@@ -119,7 +118,10 @@ pub fn load(source: &ModelSource, options: &MeasureOptions) -> Result<(LoadedMod
                 )?,
             };
             let name = arch.to_string();
-            Ok((LoadedModel::from_bytes(&name, &encode(&proto), &[])?, Some(*arch)))
+            Ok((
+                LoadedModel::from_bytes(&name, &encode(&proto), &[])?,
+                Some(*arch),
+            ))
         }
     }
 }

@@ -46,7 +46,11 @@ impl FromStr for InputSpec {
             [name, shape] if is_shape(shape) => (Some(*name), *shape, None),
             [shape, dtype] if is_shape(shape) => (None, *shape, Some(*dtype)),
             [name, shape, dtype] => (Some(*name), *shape, Some(*dtype)),
-            _ => return Err(bad("expected [NAME:]SHAPE[:DTYPE], e.g. input:1x3x32x32:f32")),
+            _ => {
+                return Err(bad(
+                    "expected [NAME:]SHAPE[:DTYPE], e.g. input:1x3x32x32:f32",
+                ));
+            }
         };
         if !is_shape(shape) {
             return Err(bad(&format!(
@@ -79,7 +83,11 @@ fn parse_dtype(s: &str) -> std::result::Result<DatumType, String> {
         "i8" | "int8" => DatumType::I8,
         "u8" | "uint8" => DatumType::U8,
         "bool" => DatumType::Bool,
-        other => return Err(format!("unknown dtype `{other}` (f32, f64, f16, i64, i32, i8, u8, bool)")),
+        other => {
+            return Err(format!(
+                "unknown dtype `{other}` (f32, f64, f16, i64, i32, i8, u8, bool)"
+            ));
+        }
     })
 }
 
@@ -217,7 +225,11 @@ fn resolve_inputs(graph: &pb::GraphProto, overrides: &[InputSpec]) -> Result<Vec
                     spec: n.clone(),
                     reason: format!(
                         "the model has no input `{n}` (inputs: {})",
-                        declared.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                        declared
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }

@@ -205,7 +205,10 @@ fn read_u64(path: &Path) -> Option<u64> {
 }
 
 fn vcgencmd_throttled() -> Option<String> {
-    let output = Command::new("vcgencmd").arg("get_throttled").output().ok()?;
+    let output = Command::new("vcgencmd")
+        .arg("get_throttled")
+        .output()
+        .ok()?;
     output
         .status
         .success()
@@ -245,7 +248,10 @@ mod tests {
         fake_sys(b.path(), "powersave", 1_200_000);
         let after = DynamicState::read_from(b.path());
         let why = before.instability(&after).unwrap();
-        assert!(why.contains("governor") && why.contains("frequency caps"), "{why}");
+        assert!(
+            why.contains("governor") && why.contains("frequency caps"),
+            "{why}"
+        );
     }
 
     #[test]

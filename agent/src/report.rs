@@ -58,7 +58,11 @@ pub fn table(sample: &Sample) -> String {
     if sample.valid {
         let _ = writeln!(out, "valid        yes");
     } else {
-        let _ = writeln!(out, "valid        NO: {}", sample.invalid_reasons.join("; "));
+        let _ = writeln!(
+            out,
+            "valid        NO: {}",
+            sample.invalid_reasons.join("; ")
+        );
     }
     out
 }

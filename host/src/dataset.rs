@@ -44,7 +44,11 @@ impl SpaceData {
         if features.len != latency.rows() {
             return Err(HostError::invalid(
                 "data",
-                format!("{space}: {} ZCP rows vs {} latency rows", features.len, latency.rows()),
+                format!(
+                    "{space}: {} ZCP rows vs {} latency rows",
+                    features.len,
+                    latency.rows()
+                ),
             ));
         }
         Ok(SpaceData {
@@ -106,7 +110,12 @@ impl SpaceData {
 }
 
 /// Draws `k` distinct rows uniformly, or errors when fewer exist.
-pub fn sample_rows(device: &str, rows: &[usize], k: usize, rng: &mut impl Rng) -> Result<Vec<usize>> {
+pub fn sample_rows(
+    device: &str,
+    rows: &[usize],
+    k: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
     if k > rows.len() {
         return Err(HostError::NotEnoughSamples {
             device: device.to_string(),

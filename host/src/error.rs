@@ -19,7 +19,9 @@ pub enum HostError {
     #[error("device `{device}` is not in the predictor (known: {known})")]
     DeviceNotInModel { device: String, known: String },
     /// More target samples requested than the device has measured architectures.
-    #[error("{device}: asked for {requested} samples but only {available} architectures are usable")]
+    #[error(
+        "{device}: asked for {requested} samples but only {available} architectures are usable"
+    )]
     NotEnoughSamples {
         device: String,
         requested: usize,

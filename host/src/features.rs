@@ -191,7 +191,10 @@ impl ArchFeatures {
             let arch = nasflat_shared::Arch::from_index(space, row)?;
             let graph = arch.graph();
             if graph.len() != nodes {
-                return Err(HostError::invalid("graph", format!("row {row} has {} nodes", graph.len())));
+                return Err(HostError::invalid(
+                    "graph",
+                    format!("row {row} has {} nodes", graph.len()),
+                ));
             }
             if row == 0 {
                 for i in 0..nodes {
@@ -311,7 +314,11 @@ fn standardise_rows(rows: &[Vec<f64>]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * dim);
     for r in rows {
         for (c, &(m, s)) in stats.iter().enumerate() {
-            out.push(if s > 1e-12 { ((r[c] - m) / s) as f32 } else { 0.0 });
+            out.push(if s > 1e-12 {
+                ((r[c] - m) / s) as f32
+            } else {
+                0.0
+            });
         }
     }
     out

@@ -15,7 +15,11 @@ use nasflat_shared::SearchSpace;
 use nasflat_shared::data::{TaskSet, paper_tasks};
 
 #[derive(Parser)]
-#[command(name = "nasflat-host", version, about = "NASFLAT few-shot latency predictor: train, transfer, evaluate")]
+#[command(
+    name = "nasflat-host",
+    version,
+    about = "NASFLAT few-shot latency predictor: train, transfer, evaluate"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -92,6 +96,10 @@ struct EvalArgs {
     /// Epochs of the HELP-style baseline's pretraining.
     #[arg(long, default_value_t = 40)]
     help_epochs: usize,
+    /// Weight of the ridge (sources + analytic cost) prediction blended into
+    /// NASFLAT's, in log-ms space; 0 = the paper's predictor alone.
+    #[arg(long, default_value_t = 0.5)]
+    blend: f64,
     /// Write the runs as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -175,10 +183,18 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             predictor,
             train,
             help_epochs: args.help_epochs,
+            blend: args.blend,
             quiet: args.quiet,
         };
-        let seeds: Vec<String> = (0..opts.trials).map(|t| eval::trial_seed(opts.seed, t).to_string()).collect();
-        eprintln!("{space}: tasks {:?}, trial seeds [{}], train {:?}", opts.tasks, seeds.join(", "), opts.train);
+        let seeds: Vec<String> = (0..opts.trials)
+            .map(|t| eval::trial_seed(opts.seed, t).to_string())
+            .collect();
+        eprintln!(
+            "{space}: tasks {:?}, trial seeds [{}], train {:?}",
+            opts.tasks,
+            seeds.join(", "),
+            opts.train
+        );
         all_runs.extend(eval::evaluate(&data, &opts)?);
     }
     println!("{}", report::markdown(&all_runs));
@@ -201,7 +217,12 @@ fn ensure_single_thread() -> Option<ExitCode> {
         .env("RAYON_NUM_THREADS", "1")
         .status()
         .ok()?;
-    Some(ExitCode::from(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(2)))
+    Some(ExitCode::from(
+        status
+            .code()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(2),
+    ))
 }
 
 fn main() -> ExitCode {

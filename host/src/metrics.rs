@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn brute_tau_b(x: &[f64], y: &[f64]) -> f64 {
-        let (mut c, mut d, mut tx, mut ty) = (0.0, 0.0, 0.0, 0.0);
+        let (mut c, mut d, mut tx, mut ty) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
         for i in 0..x.len() {
             for j in i + 1..x.len() {
                 let a = (x[i] - x[j]).signum() * if x[i] == x[j] { 0.0 } else { 1.0 };
@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn ranks_with_ties() {
-        assert_eq!(average_ranks(&[10.0, 20.0, 10.0, 30.0]), vec![1.5, 3.0, 1.5, 4.0]);
+        assert_eq!(
+            average_ranks(&[10.0, 20.0, 10.0, 30.0]),
+            vec![1.5, 3.0, 1.5, 4.0]
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ impl std::str::FromStr for Sampler {
         match s.to_ascii_lowercase().as_str() {
             "random" => Ok(Sampler::Random),
             "params" => Ok(Sampler::Params),
-            other => Err(HostError::invalid("sampler", format!("`{other}` (expected random or params)"))),
+            other => Err(HostError::invalid(
+                "sampler",
+                format!("`{other}` (expected random or params)"),
+            )),
         }
     }
 }
@@ -41,7 +44,14 @@ impl std::fmt::Display for Sampler {
 
 impl Sampler {
     /// Picks `k` of the device's measured rows.
-    pub fn pick(self, data: &SpaceData, device: &str, valid: &[usize], k: usize, rng: &mut impl Rng) -> Result<Vec<usize>> {
+    pub fn pick(
+        self,
+        data: &SpaceData,
+        device: &str,
+        valid: &[usize],
+        k: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<usize>> {
         match self {
             Sampler::Random => sample_rows(device, valid, k, rng),
             Sampler::Params => {

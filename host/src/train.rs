@@ -27,17 +27,26 @@ pub struct DeviceSamples {
 
 impl DeviceSamples {
     /// Gathers the latencies of `archs` on table column `column`.
-    pub fn gather(data: &SpaceData, name: &str, column: usize, row: usize, archs: Vec<usize>) -> Result<Self> {
+    pub fn gather(
+        data: &SpaceData,
+        name: &str,
+        column: usize,
+        row: usize,
+        archs: Vec<usize>,
+    ) -> Result<Self> {
         let latencies = archs
             .iter()
             .map(|&a| {
-                data.latency(column, a).ok_or_else(|| HostError::invalid(
-                    "sample",
-                    format!("{name} has no latency for arch {a}"),
-                ))
+                data.latency(column, a).ok_or_else(|| {
+                    HostError::invalid("sample", format!("{name} has no latency for arch {a}"))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(DeviceSamples { row, archs, latencies })
+        Ok(DeviceSamples {
+            row,
+            archs,
+            latencies,
+        })
     }
 }
 
@@ -109,14 +118,20 @@ pub fn fit(
         ..ParamsAdamW::default()
     };
     let mut opt = AdamW::new(model.vars(), params)?;
-    let targets: Vec<Vec<f64>> = sets.iter().map(|s| standardised_log(&s.latencies)).collect();
+    let targets: Vec<Vec<f64>> = sets
+        .iter()
+        .map(|s| standardised_log(&s.latencies))
+        .collect();
     let mut last = f64::NAN;
     for _ in 0..phase.epochs {
         let mut batches: Vec<(usize, Vec<usize>)> = Vec::new();
         for (d, set) in sets.iter().enumerate() {
             let mut order: Vec<usize> = (0..set.archs.len()).collect();
             order.shuffle(rng);
-            let mut chunks: Vec<Vec<usize>> = order.chunks(phase.batch_size).map(<[usize]>::to_vec).collect();
+            let mut chunks: Vec<Vec<usize>> = order
+                .chunks(phase.batch_size)
+                .map(<[usize]>::to_vec)
+                .collect();
             // A 1-graph tail has no pair to rank: fold it into the previous batch.
             if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() < 2) {
                 if let Some(tail) = chunks.pop() {
@@ -236,7 +251,10 @@ pub fn transfer(
 ) -> Result<Transferred> {
     let column = data.device_index(target)?;
     if archs.len() < 2 {
-        return Err(HostError::invalid("transfer", "needs at least 2 target samples"));
+        return Err(HostError::invalid(
+            "transfer",
+            "needs at least 2 target samples",
+        ));
     }
     let mut model = pretrained.try_clone()?;
     let probe = DeviceSamples::gather(data, target, column, 0, archs.to_vec())?;
@@ -256,7 +274,14 @@ pub fn transfer(
         margin: train.margin,
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    fit(&model, data, std::slice::from_ref(&set), phase, &mut rng, None)?;
+    fit(
+        &model,
+        data,
+        std::slice::from_ref(&set),
+        phase,
+        &mut rng,
+        None,
+    )?;
     let scores = model.predict(&data.features, &set.archs, row)?;
     let calibration = LogLinearCalibration::fit(&scores, &set.latencies);
     Ok(Transferred {

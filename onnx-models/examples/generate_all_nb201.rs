@@ -41,8 +41,7 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         for w in workers {
-            w.join()
-                .map_err(|_| anyhow::anyhow!("worker panicked"))??;
+            w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
         }
         Ok(())
     })?;

@@ -28,9 +28,10 @@ use std::collections::{HashMap, HashSet};
 
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::dimension;
-use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto, type_proto};
+use tract_onnx::pb::{ModelProto, NodeProto, TensorProto, type_proto};
 
 use crate::error::{OnnxError, Result};
+use crate::shapes::{attr_int, node_cost};
 
 /// Which profiler's counting rules [`ModelCost::flops`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,11 +55,21 @@ pub enum OpCost {
     BatchNorm { elements: u64 },
     /// `Relu` over this many elements; `feeds_depthwise` when its output
     /// reaches a depthwise conv (through layout ops only).
-    Relu { elements: u64, feeds_depthwise: bool },
+    Relu {
+        elements: u64,
+        feeds_depthwise: bool,
+    },
     /// `AveragePool`: input elements, and output elements x window size.
-    AvgPool { input_elements: u64, window_reads: u64 },
+    AvgPool {
+        input_elements: u64,
+        window_reads: u64,
+    },
     /// `GlobalAveragePool` over `[N, C, H, W]`.
-    GlobalAvgPool { batch_channels: u64, height: u64, width: u64 },
+    GlobalAvgPool {
+        batch_channels: u64,
+        height: u64,
+        width: u64,
+    },
     /// `Add` / `Mul` producing this many elements.
     Elementwise { elements: u64 },
     /// `Reshape`, `Transpose`, `Flatten`: data movement only.
@@ -156,7 +167,9 @@ pub fn model_cost(model: &ModelProto) -> Result<ModelCost> {
             .iter()
             .map(|&d| usize::try_from(d))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| OnnxError::Malformed(format!("initializer `{}` has a negative dim", t.name)))?;
+            .map_err(|_| {
+                OnnxError::Malformed(format!("initializer `{}` has a negative dim", t.name))
+            })?;
         shapes.insert(&t.name, dims);
         initializers.insert(&t.name, t);
         if t.data_type == DataType::Int64 as i32 {
@@ -233,7 +246,7 @@ pub fn model_cost(model: &ModelProto) -> Result<ModelCost> {
     })
 }
 
-fn numel(shape: &[usize]) -> u64 {
+pub(crate) fn numel(shape: &[usize]) -> u64 {
     shape.iter().map(|&d| d as u64).product()
 }
 
@@ -264,235 +277,6 @@ fn int64_values(t: &TensorProto) -> Vec<i64> {
         .collect()
 }
 
-fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
-fn attr_ints(node: &NodeProto, name: &str) -> Option<Vec<usize>> {
-    attribute(node, name).map(|a| a.ints.iter().map(|&v| v.max(0) as usize).collect())
-}
-
-fn attr_int(node: &NodeProto, name: &str, default: i64) -> i64 {
-    attribute(node, name).map_or(default, |a| a.i)
-}
-
-/// Output shape and cost of one node, from its input shapes.
-fn node_cost(
-    node: &NodeProto,
-    inputs: &[Vec<usize>],
-    int_values: &HashMap<&str, Vec<i64>>,
-) -> Result<(Vec<usize>, OpCost)> {
-    let err = |reason: String| OnnxError::Shape {
-        node: node.name.clone(),
-        op: node.op_type.clone(),
-        reason,
-    };
-    let input = |i: usize| {
-        inputs
-            .get(i)
-            .ok_or_else(|| err(format!("needs at least {} inputs", i + 1)))
-    };
-    let nchw = |shape: &Vec<usize>| -> Result<[usize; 4]> {
-        <[usize; 4]>::try_from(shape.as_slice())
-            .map_err(|_| err(format!("expected a 4-D input, got {shape:?}")))
-    };
-    match node.op_type.as_str() {
-        "Conv" => {
-            let [n, c, h, w] = nchw(input(0)?)?;
-            let weight = input(1)?;
-            let [m, cg, kh, kw] = nchw(weight)?;
-            let group = usize::try_from(attr_int(node, "group", 1)).unwrap_or(0);
-            if group == 0 || c != cg * group || m % group != 0 {
-                return Err(err(format!(
-                    "input channels {c} and weight {weight:?} do not fit group {group}"
-                )));
-            }
-            if attribute(node, "auto_pad").is_some_and(|a| a.s != b"NOTSET") {
-                return Err(err("auto_pad is not supported".into()));
-            }
-            let oh = window_out(node, h, kh, 0).map_err(&err)?;
-            let ow = window_out(node, w, kw, 1).map_err(&err)?;
-            let out = vec![n, m, oh, ow];
-            let macs = numel(&out) * (cg * kh * kw) as u64;
-            let bias = if inputs.len() > 2 { numel(&out) } else { 0 };
-            Ok((out, OpCost::Conv { macs, bias }))
-        }
-        "BatchNormalization" => {
-            let x = input(0)?;
-            let c = x.get(1).copied().unwrap_or(0);
-            if input(1)? != &vec![c] {
-                return Err(err(format!("scale {:?} does not match {c} channels", input(1)?)));
-            }
-            let elements = numel(x);
-            Ok((x.clone(), OpCost::BatchNorm { elements }))
-        }
-        "Relu" => {
-            let x = input(0)?;
-            let elements = numel(x);
-            let feeds_depthwise = false; // set once consumers are known
-            Ok((x.clone(), OpCost::Relu { elements, feeds_depthwise }))
-        }
-        "AveragePool" => {
-            let x = input(0)?;
-            let [n, c, h, w] = nchw(x)?;
-            let k = attr_ints(node, "kernel_shape")
-                .filter(|k| k.len() == 2)
-                .ok_or_else(|| err("needs a 2-D kernel_shape".into()))?;
-            let oh = window_out(node, h, k[0], 0).map_err(&err)?;
-            let ow = window_out(node, w, k[1], 1).map_err(&err)?;
-            let out = vec![n, c, oh, ow];
-            let window_reads = numel(&out) * (k[0] * k[1]) as u64;
-            let input_elements = numel(x);
-            Ok((out, OpCost::AvgPool { input_elements, window_reads }))
-        }
-        "GlobalAveragePool" => {
-            let [n, c, h, w] = nchw(input(0)?)?;
-            let cost = OpCost::GlobalAvgPool {
-                batch_channels: (n * c) as u64,
-                height: h as u64,
-                width: w as u64,
-            };
-            Ok((vec![n, c, 1, 1], cost))
-        }
-        "Flatten" => {
-            let x = input(0)?;
-            let axis = usize::try_from(attr_int(node, "axis", 1)).unwrap_or(usize::MAX);
-            if axis > x.len() {
-                return Err(err(format!("axis {axis} out of range for {x:?}")));
-            }
-            let out = vec![x[..axis].iter().product(), x[axis..].iter().product()];
-            Ok((out, OpCost::Layout))
-        }
-        "Gemm" => gemm(node, inputs).map_err(&err),
-        "Add" | "Mul" => {
-            let out = broadcast(input(0)?, input(1)?).map_err(&err)?;
-            let elements = numel(&out);
-            Ok((out, OpCost::Elementwise { elements }))
-        }
-        "Reshape" => {
-            let x = input(0)?;
-            let target = node
-                .input
-                .get(1)
-                .and_then(|name| int_values.get(name.as_str()))
-                .ok_or_else(|| err("shape must be an int64 initializer".into()))?;
-            Ok((reshape(x, target).map_err(&err)?, OpCost::Layout))
-        }
-        "Transpose" => {
-            let x = input(0)?;
-            let perm = attr_ints(node, "perm").unwrap_or_else(|| (0..x.len()).rev().collect());
-            let out = perm
-                .iter()
-                .map(|&p| x.get(p).copied())
-                .collect::<Option<Vec<_>>>()
-                .filter(|o| o.len() == x.len())
-                .ok_or_else(|| err(format!("perm {perm:?} does not fit {x:?}")))?;
-            Ok((out, OpCost::Layout))
-        }
-        op => Err(OnnxError::UnsupportedOp {
-            node: node.name.clone(),
-            op: op.to_string(),
-        }),
-    }
-}
-
-/// Output size along spatial axis `axis` of a conv or pool window.
-fn window_out(
-    node: &NodeProto,
-    size: usize,
-    kernel: usize,
-    axis: usize,
-) -> std::result::Result<usize, String> {
-    let at = |name: &str, i: usize, default: usize| {
-        attr_ints(node, name)
-            .and_then(|v| v.get(i).copied())
-            .unwrap_or(default)
-    };
-    let stride = at("strides", axis, 1).max(1);
-    let dilation = at("dilations", axis, 1).max(1);
-    let padded = size + at("pads", axis, 0) + at("pads", axis + 2, 0);
-    let span = dilation * (kernel.max(1) - 1) + 1;
-    if padded < span {
-        return Err(format!("window {span} larger than padded input {padded}"));
-    }
-    let steps = padded - span;
-    let out = if attr_int(node, "ceil_mode", 0) != 0 {
-        steps.div_ceil(stride) + 1
-    } else {
-        steps / stride + 1
-    };
-    Ok(out)
-}
-
-fn gemm(node: &NodeProto, inputs: &[Vec<usize>]) -> std::result::Result<(Vec<usize>, OpCost), String> {
-    let two_d = |i: usize| -> std::result::Result<[usize; 2], String> {
-        inputs
-            .get(i)
-            .and_then(|s| <[usize; 2]>::try_from(s.as_slice()).ok())
-            .ok_or_else(|| format!("input {i} must be 2-D"))
-    };
-    let [a0, a1] = two_d(0)?;
-    let [b0, b1] = two_d(1)?;
-    let (m, k) = if attr_int(node, "transA", 0) != 0 { (a1, a0) } else { (a0, a1) };
-    let (kb, n) = if attr_int(node, "transB", 0) != 0 { (b1, b0) } else { (b0, b1) };
-    if k != kb {
-        return Err(format!("inner dimensions differ: {k} vs {kb}"));
-    }
-    let out = vec![m, n];
-    if let Some(c) = inputs.get(2) {
-        broadcast(c, &out)?;
-    }
-    let macs = (m * k * n) as u64;
-    let bias = if inputs.len() > 2 { (m * n) as u64 } else { 0 };
-    Ok((out, OpCost::Gemm { macs, bias }))
-}
-
-/// Numpy-style broadcast of two shapes.
-fn broadcast(a: &[usize], b: &[usize]) -> std::result::Result<Vec<usize>, String> {
-    let rank = a.len().max(b.len());
-    let dim = |s: &[usize], i: usize| {
-        (i + s.len())
-            .checked_sub(rank)
-            .map_or(1, |j| s[j])
-    };
-    (0..rank)
-        .map(|i| match (dim(a, i), dim(b, i)) {
-            (x, y) if x == y || y == 1 => Ok(x),
-            (1, y) => Ok(y),
-            (x, y) => Err(format!("cannot broadcast {a:?} with {b:?} ({x} vs {y})")),
-        })
-        .collect()
-}
-
-/// ONNX `Reshape` with `0` (copy) and `-1` (infer) entries.
-fn reshape(x: &[usize], target: &[i64]) -> std::result::Result<Vec<usize>, String> {
-    let total = numel(x);
-    let mut out = Vec::with_capacity(target.len());
-    let mut infer = None;
-    for (i, &t) in target.iter().enumerate() {
-        match t {
-            0 => out.push(*x.get(i).ok_or_else(|| format!("0 at {i} has no source dim"))?),
-            -1 if infer.is_none() => {
-                infer = Some(i);
-                out.push(1);
-            }
-            t if t > 0 => out.push(t as usize),
-            t => return Err(format!("invalid target entry {t}")),
-        }
-    }
-    let known = numel(&out);
-    if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
-            return Err(format!("cannot infer -1 reshaping {x:?} to {target:?}"));
-        }
-        out[i] = (total / known) as usize;
-    }
-    if numel(&out) != total {
-        return Err(format!("cannot reshape {x:?} to {target:?}"));
-    }
-    Ok(out)
-}
-
 /// Sets `feeds_depthwise` on every ReLU whose output reaches, through layout
 /// ops only (a channel shuffle), a conv with one group per input channel.
 fn mark_relus_feeding_depthwise(
@@ -517,7 +301,10 @@ fn mark_relus_feeding_depthwise(
         node.op_type == "Conv" && group > 1 && group == channels
     };
     for (node, cost) in graph.iter().zip(costs.iter_mut()) {
-        let OpCost::Relu { feeds_depthwise, .. } = &mut cost.cost else {
+        let OpCost::Relu {
+            feeds_depthwise, ..
+        } = &mut cost.cost
+        else {
             continue;
         };
         let mut frontier: Vec<&str> = node.output.iter().map(String::as_str).collect();
@@ -531,5 +318,52 @@ fn mark_relus_feeding_depthwise(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Nb201Config, WeightInit, nb201_model};
+    use nasflat_shared::Nb201Arch;
+
+    #[test]
+    fn undefined_inputs_and_missing_graph_are_errors() {
+        let arch = Nb201Arch::from_index(0).unwrap();
+        let config = Nb201Config {
+            weights: WeightInit::Zeros,
+            ..Nb201Config::default()
+        };
+        let mut model = nb201_model(&arch, &config).unwrap();
+        if let Some(graph) = model.graph.as_mut() {
+            graph.node.swap(0, 1);
+        }
+        let err = model_cost(&model).unwrap_err();
+        assert!(matches!(err, OnnxError::UndefinedTensor { .. }), "{err}");
+        model.graph = None;
+        assert!(matches!(model_cost(&model), Err(OnnxError::Malformed(_))));
+    }
+
+    #[test]
+    fn conventions_differ_only_where_documented() {
+        let relu = OpCost::Relu {
+            elements: 10,
+            feeds_depthwise: true,
+        };
+        assert_eq!(relu.flops(FlopsConvention::TensorWatch), 10);
+        assert_eq!(relu.flops(FlopsConvention::Flopth), 0);
+        let pool = OpCost::GlobalAvgPool {
+            batch_channels: 64,
+            height: 8,
+            width: 8,
+        };
+        assert_eq!(pool.flops(FlopsConvention::TensorWatch), 64 * 81);
+        assert_eq!(pool.flops(FlopsConvention::Flopth), 64 * 64);
+        assert_eq!(pool.flops(FlopsConvention::Macs), 0);
+        let gemm = OpCost::Gemm {
+            macs: 640,
+            bias: 10,
+        };
+        assert_eq!(gemm.flops(FlopsConvention::TensorWatch), 640);
     }
 }

@@ -104,7 +104,10 @@ impl GraphBuilder {
             "BatchNormalization",
             hint,
             &[x, &scale, &bias, &mean, &var],
-            vec![attr_float("epsilon", BN_EPSILON), attr_float("momentum", 0.9)],
+            vec![
+                attr_float("epsilon", BN_EPSILON),
+                attr_float("momentum", 0.9),
+            ],
         )
     }
 
@@ -161,7 +164,12 @@ impl GraphBuilder {
         let g = to_i64(groups);
         let split = self.int64_initializer(&format!("{hint}.split_shape"), &[n, g, c / g, h, w]);
         let merged = self.int64_initializer(&format!("{hint}.merged_shape"), &[n, c, h, w]);
-        let split_out = self.node("Reshape", &format!("{hint}.split"), &[x, &split], Vec::new());
+        let split_out = self.node(
+            "Reshape",
+            &format!("{hint}.split"),
+            &[x, &split],
+            Vec::new(),
+        );
         let transposed = self.node(
             "Transpose",
             &format!("{hint}.transpose"),

@@ -35,6 +35,7 @@ pub mod fbnet;
 mod layers;
 pub mod nb201;
 mod proto;
+mod shapes;
 
 pub use cost::{FlopsConvention, ModelCost, NodeCost, OpCost, model_cost};
 pub use error::{OnnxError, Result};

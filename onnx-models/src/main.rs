@@ -19,7 +19,11 @@ use nasflat_onnx::{
 use nasflat_shared::{FbnetArch, FbnetVariant, Nb201Arch, SearchSpace};
 
 #[derive(Parser)]
-#[command(name = "nasflat-onnx", version, about = "ONNX models of NB201 and FBNet architectures")]
+#[command(
+    name = "nasflat-onnx",
+    version,
+    about = "ONNX models of NB201 and FBNet architectures"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -175,8 +179,9 @@ fn request(model: &ModelArgs, weights: WeightInit) -> anyhow::Result<Request> {
             let config = nb201_config(model, weights)?;
             let arch = match (&model.arch, model.index) {
                 (Some(arch), _) => arch.parse::<Nb201Arch>().context("invalid --arch")?,
-                (None, index) => Nb201Arch::from_index(index.unwrap_or_default())
-                    .context("invalid --index")?,
+                (None, index) => {
+                    Nb201Arch::from_index(index.unwrap_or_default()).context("invalid --index")?
+                }
             };
             Request::Nb201(arch, config)
         }
@@ -184,8 +189,9 @@ fn request(model: &ModelArgs, weights: WeightInit) -> anyhow::Result<Request> {
             let config = fbnet_config(model, weights)?;
             let arch = match (&model.arch, model.index) {
                 (Some(arch), _) => arch.parse::<FbnetArch>().context("invalid --arch")?,
-                (None, index) => FbnetArch::from_index(index.unwrap_or_default())
-                    .context("invalid --index")?,
+                (None, index) => {
+                    FbnetArch::from_index(index.unwrap_or_default()).context("invalid --index")?
+                }
             };
             Request::Fbnet(arch, config)
         }
@@ -223,8 +229,16 @@ fn export_all(
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (nb201, fbnet, count) = match model.space {
-        SearchSpace::Nb201 => (Some(nb201_config(model, weights)?), None, Nb201Arch::all().len()),
-        SearchSpace::Fbnet => (None, Some(fbnet_config(model, weights)?), FbnetArch::table().len()),
+        SearchSpace::Nb201 => (
+            Some(nb201_config(model, weights)?),
+            None,
+            Nb201Arch::all().len(),
+        ),
+        SearchSpace::Fbnet => (
+            None,
+            Some(fbnet_config(model, weights)?),
+            FbnetArch::table().len(),
+        ),
     };
     let count = limit.map_or(count, |n| n.min(count));
     let job = |i: usize| -> anyhow::Result<()> {

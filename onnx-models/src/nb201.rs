@@ -134,7 +134,7 @@ impl Nb201Config {
             });
         }
         let r = self.resolution();
-        if r == 0 || r % 4 != 0 {
+        if r == 0 || !r.is_multiple_of(4) {
             return Err(OnnxError::InvalidConfig {
                 what: "NB201 resolution",
                 value: r,

@@ -104,9 +104,7 @@ impl GraphBuilder {
             (None, Fill::Uniform { .. }) => vec![0u8; count * 4],
             (None, Fill::Around { center, .. }) => repeat_f32(center, count),
             (Some(rng), Fill::Uniform { bound }) => random_f32(rng, count, 0.0, bound),
-            (Some(rng), Fill::Around { center, spread }) => {
-                random_f32(rng, count, center, spread)
-            }
+            (Some(rng), Fill::Around { center, spread }) => random_f32(rng, count, center, spread),
         };
         let name = self.fresh_name(hint);
         self.initializers.push(TensorProto {

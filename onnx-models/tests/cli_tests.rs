@@ -1,6 +1,9 @@
 //! The `nasflat-onnx` binary: exports that load, counts that print, and
 //! bad arguments that fail with exit code 2 and a message naming the culprit.
 
+// Helpers outside `#[test]` fns panic on failure too: that is the report.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -37,7 +40,16 @@ fn export_nb201_by_index_writes_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.onnx");
     let out = cli(&[
-        "export", "--space", "nb201", "--index", "0", "--batch", "2", "--seed", "3", "-o",
+        "export",
+        "--space",
+        "nb201",
+        "--index",
+        "0",
+        "--batch",
+        "2",
+        "--seed",
+        "3",
+        "-o",
         path.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -53,7 +65,14 @@ fn export_fbnet_by_arch_key_writes_the_model() {
     let path = dir.path().join("f.onnx");
     let key = "7_8_1_8_4_8_8_8_7_4_1_4_7_3_2_7_3_2_4_2_4_5";
     let out = cli(&[
-        "export", "--space", "fbnet", "--arch", key, "--resolution", "64", "-o",
+        "export",
+        "--space",
+        "fbnet",
+        "--arch",
+        key,
+        "--resolution",
+        "64",
+        "-o",
         path.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -61,7 +80,11 @@ fn export_fbnet_by_arch_key_writes_the_model() {
     let cost = model_cost(&model).unwrap();
     assert_eq!(cost.input_shape, vec![1, 3, 64, 64]);
     assert_eq!(cost.output_shape, vec![1, 100]);
-    let arch = model.metadata_props.iter().find(|p| p.key == "arch").unwrap();
+    let arch = model
+        .metadata_props
+        .iter()
+        .find(|p| p.key == "arch")
+        .unwrap();
     assert_eq!(arch.value, key);
 }
 
@@ -69,7 +92,13 @@ fn export_fbnet_by_arch_key_writes_the_model() {
 fn export_all_with_limit_names_files_by_index() {
     let dir = tempfile::tempdir().unwrap();
     let out = cli(&[
-        "export", "--space", "nb201", "--all", "--limit", "3", "--out-dir",
+        "export",
+        "--space",
+        "nb201",
+        "--all",
+        "--limit",
+        "3",
+        "--out-dir",
         dir.path().to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -78,7 +107,10 @@ fn export_all_with_limit_names_files_by_index() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert_eq!(names, ["nb201_00000.onnx", "nb201_00001.onnx", "nb201_00002.onnx"]);
+    assert_eq!(
+        names,
+        ["nb201_00000.onnx", "nb201_00001.onnx", "nb201_00002.onnx"]
+    );
 }
 
 #[test]
@@ -110,11 +142,28 @@ fn bad_arch_names_the_token() {
 
 #[test]
 fn bad_space_index_and_options_exit_2() {
-    assert_usage_error(&["info", "--space", "nb301", "--index", "0"], &["--space", "nb301"]);
-    assert_usage_error(&["info", "--space", "nb201", "--index", "15625"], &["--index", "15625"]);
-    assert_usage_error(&["info", "--space", "fbnet", "--index", "5000"], &["--index", "5000"]);
     assert_usage_error(
-        &["info", "--space", "nb201", "--index", "0", "--resolution", "30"],
+        &["info", "--space", "nb301", "--index", "0"],
+        &["--space", "nb301"],
+    );
+    assert_usage_error(
+        &["info", "--space", "nb201", "--index", "15625"],
+        &["--index", "15625"],
+    );
+    assert_usage_error(
+        &["info", "--space", "fbnet", "--index", "5000"],
+        &["--index", "5000"],
+    );
+    assert_usage_error(
+        &[
+            "info",
+            "--space",
+            "nb201",
+            "--index",
+            "0",
+            "--resolution",
+            "30",
+        ],
         &["resolution", "30", "multiple of 4"],
     );
     assert_usage_error(
@@ -122,7 +171,15 @@ fn bad_space_index_and_options_exit_2() {
         &["batch size"],
     );
     assert_usage_error(
-        &["info", "--space", "fbnet", "--index", "0", "--dataset", "cifar10"],
+        &[
+            "info",
+            "--space",
+            "fbnet",
+            "--index",
+            "0",
+            "--dataset",
+            "cifar10",
+        ],
         &["--dataset", "cifar10"],
     );
     assert_usage_error(&["info", "--space", "nb201"], &["--arch", "--index"]);
@@ -130,14 +187,34 @@ fn bad_space_index_and_options_exit_2() {
 
 #[test]
 fn bad_export_combinations_exit_2() {
-    assert_usage_error(&["export", "--space", "nb201", "--index", "0"], &["--output"]);
+    assert_usage_error(
+        &["export", "--space", "nb201", "--index", "0"],
+        &["--output"],
+    );
     assert_usage_error(&["export", "--space", "nb201", "--all"], &["--out-dir"]);
     assert_usage_error(
-        &["export", "--space", "nb201", "--all", "--index", "3", "--out-dir", "x"],
+        &[
+            "export",
+            "--space",
+            "nb201",
+            "--all",
+            "--index",
+            "3",
+            "--out-dir",
+            "x",
+        ],
         &["--index"],
     );
     assert_usage_error(
-        &["export", "--space", "nb201", "--index", "0", "-o", "/nonexistent-dir/m.onnx"],
+        &[
+            "export",
+            "--space",
+            "nb201",
+            "--index",
+            "0",
+            "-o",
+            "/nonexistent-dir/m.onnx",
+        ],
         &["cannot write", "/nonexistent-dir/m.onnx"],
     );
 }

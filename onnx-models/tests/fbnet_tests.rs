@@ -1,6 +1,9 @@
 //! FBNet graphs: exact parameter and FLOP counts against `fbnet/zcp.csv` for
 //! all 5,000 table architectures, and tract loading/running a sample.
 
+// Helpers outside `#[test]` fns panic on failure too: that is the report.
+#![allow(clippy::unwrap_used)]
+
 mod util;
 
 use std::thread;
@@ -51,7 +54,10 @@ fn params_and_flops_match_table_for_all_archs() {
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     assert!(
         mismatches.is_empty(),
@@ -82,9 +88,20 @@ fn index_zero_counts_by_hand() {
         })
         .sum();
     assert!(skipped > 0);
-    assert!(cost.nodes.iter().filter(|n| n.name.ends_with("expand.relu")).all(|n| {
-        matches!(n.cost, OpCost::Relu { feeds_depthwise: true, .. })
-    }));
+    assert!(
+        cost.nodes
+            .iter()
+            .filter(|n| n.name.ends_with("expand.relu"))
+            .all(|n| {
+                matches!(
+                    n.cost,
+                    OpCost::Relu {
+                        feeds_depthwise: true,
+                        ..
+                    }
+                )
+            })
+    );
 }
 
 #[test]
@@ -92,7 +109,11 @@ fn grouped_blocks_shuffle_channels() {
     let arch = FbnetArch::from_ids(&[FbnetBlock::K3E1G2.id(); FBNET_LAYERS]).unwrap();
     let model = fbnet_model(&arch, &zeros()).unwrap();
     let graph = model.graph.as_ref().unwrap();
-    let transposes = graph.node.iter().filter(|n| n.op_type == "Transpose").count();
+    let transposes = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Transpose")
+        .count();
     assert_eq!(transposes, FBNET_LAYERS);
     assert_eq!(model_cost(&model).unwrap().output_shape, vec![1, 100]);
 }

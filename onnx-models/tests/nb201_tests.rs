@@ -1,6 +1,9 @@
 //! NB201 graphs: exact parameter and FLOP counts against `nb201/zcp.csv` for
 //! every architecture, and tract loading/running a representative sample.
 
+// Helpers outside `#[test]` fns panic on failure too: that is the report.
+#![allow(clippy::unwrap_used)]
+
 mod util;
 
 use std::thread;
@@ -147,7 +150,10 @@ fn invalid_configs_are_rejected() {
         assert!(matches!(err, OnnxError::InvalidConfig { .. }), "{err}");
     }
     let err = "imagenet".parse::<Nb201Dataset>().unwrap_err().to_string();
-    assert!(err.contains("`imagenet`") && err.contains("imagenet16_120"), "{err}");
+    assert!(
+        err.contains("`imagenet`") && err.contains("imagenet16_120"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,7 +187,11 @@ fn tract_sample() -> Vec<Nb201Arch> {
         .iter()
         .map(|ids| Nb201Arch::from_ids(*ids).unwrap())
         .collect();
-    archs.extend((0..NB201_SIZE).step_by(78).map(|i| Nb201Arch::from_index(i).unwrap()));
+    archs.extend(
+        (0..NB201_SIZE)
+            .step_by(78)
+            .map(|i| Nb201Arch::from_index(i).unwrap()),
+    );
     archs
 }
 

@@ -12,7 +12,7 @@ use crate::space::SearchSpace;
 
 /// An architecture of one of the two search spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "space", content = "arch", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// A NASBench-201 cell.
     Nb201(Nb201Arch),

@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Result, SpaceError};
 use crate::vendored;
@@ -116,7 +116,7 @@ impl fmt::Display for FbnetBlock {
 }
 
 /// One FBNet architecture: the block of each searchable layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FbnetArch {
     /// Block of layers 0..22.
     pub blocks: [FbnetBlock; FBNET_LAYERS],
@@ -309,6 +309,30 @@ impl FbnetMacro {
             layers,
             header_channels,
             num_classes,
+        }
+    }
+}
+
+/// Human-readable formats (JSON) carry the canonical string; binary formats
+/// (postcard) the op ids, which is what a slow link wants.
+impl Serialize for FbnetArch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            self.ids().serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FbnetArch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            let ids = <[u8; FBNET_LAYERS]>::deserialize(deserializer)?;
+            FbnetArch::from_ids(&ids).map_err(serde::de::Error::custom)
         }
     }
 }

@@ -139,7 +139,11 @@ mod tests {
                 assert_eq!(g.adjacency[i][j], 0, "not upper triangular at {i},{j}");
             }
         }
-        assert!(g.ops.iter().all(|&o| o < ArchGraph::op_vocab_size(SearchSpace::Nb201)));
+        assert!(
+            g.ops
+                .iter()
+                .all(|&o| o < ArchGraph::op_vocab_size(SearchSpace::Nb201))
+        );
     }
 
     #[test]

@@ -15,12 +15,15 @@ pub mod error;
 pub mod fbnet;
 pub mod graph;
 pub mod nb201;
+pub mod protocol;
 pub mod space;
 pub mod vendored;
 
 pub use arch::Arch;
 pub use error::{Result, SpaceError};
-pub use fbnet::{BlockShape, FBNET_LAYERS, FbnetArch, FbnetBlock, FbnetLayer, FbnetMacro, FbnetVariant};
+pub use fbnet::{
+    BlockShape, FBNET_LAYERS, FbnetArch, FbnetBlock, FbnetLayer, FbnetMacro, FbnetVariant,
+};
 pub use graph::ArchGraph;
 pub use nb201::{NB201_EDGE_NODES, NB201_EDGES, NB201_SIZE, Nb201Arch, Nb201Op};
 pub use space::SearchSpace;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Result, SpaceError};
 use crate::vendored;
@@ -87,7 +87,7 @@ impl fmt::Display for Nb201Op {
 }
 
 /// One NASBench-201 cell: the op on each edge, in canonical edge order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Nb201Arch {
     /// Ops of edges `e01, e02, e12, e03, e13, e23`.
     pub ops: [Nb201Op; NB201_EDGES],
@@ -283,6 +283,30 @@ fn nb201_table() -> &'static Nb201Table {
             index_by_code,
         }
     })
+}
+
+/// Human-readable formats (JSON) carry the canonical string; binary formats
+/// (postcard) the op ids, which is what a slow link wants.
+impl Serialize for Nb201Arch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            self.ids().serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Nb201Arch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            text.parse().map_err(serde::de::Error::custom)
+        } else {
+            let ids: [u8; NB201_EDGES] = <[u8; NB201_EDGES]>::deserialize(deserializer)?;
+            Nb201Arch::from_ids(ids).map_err(serde::de::Error::custom)
+        }
+    }
 }
 
 #[cfg(test)]

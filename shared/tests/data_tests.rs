@@ -1,7 +1,7 @@
 //! The vendored tables load with the shapes and gaps the provenance README states.
 
-use nasflat_shared::data::{self, NumericTable, TaskSet};
 use nasflat_shared::SearchSpace;
+use nasflat_shared::data::{self, NumericTable, TaskSet};
 
 #[test]
 fn nb201_latency_has_40_devices_and_eagle_gaps() {
@@ -17,7 +17,10 @@ fn nb201_latency_has_40_devices_and_eagle_gaps() {
     let col = t.column("1080ti_1").unwrap();
     let min = col.iter().flatten().cloned().fold(f64::INFINITY, f64::min);
     let max = col.iter().flatten().cloned().fold(0.0, f64::max);
-    assert!((min - 3.597).abs() < 5e-4 && (max - 17.09).abs() < 5e-3, "{min} {max}");
+    assert!(
+        (min - 3.597).abs() < 5e-4 && (max - 17.09).abs() < 5e-3,
+        "{min} {max}"
+    );
     assert!(t.column("no_such_device").is_err());
 }
 
@@ -47,7 +50,10 @@ fn every_task_device_is_a_latency_column() {
     let nd = tasks.task(SearchSpace::Nb201, "ND").unwrap();
     assert_eq!(nd.train.len(), 9);
     assert_eq!(nd.test.len(), 6);
-    let err = tasks.task(SearchSpace::Nb201, "N9").unwrap_err().to_string();
+    let err = tasks
+        .task(SearchSpace::Nb201, "N9")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("N9") && err.contains("ND"), "{err}");
 }
 
@@ -55,7 +61,10 @@ fn every_task_device_is_a_latency_column() {
 fn zcp_accuracy_devices_and_reference_archs_load() {
     let z = data::zcp_table(SearchSpace::Nb201).unwrap();
     assert_eq!(z.rows(), 15_625);
-    assert_eq!(z.get(z.position("cifar10_params").unwrap(), 0), Some(0.129306));
+    assert_eq!(
+        z.get(z.position("cifar10_params").unwrap(), 0),
+        Some(0.129306)
+    );
     let zf = data::zcp_table(SearchSpace::Fbnet).unwrap();
     assert_eq!(zf.names().len(), 13);
     assert_eq!(zf.get(zf.position("params").unwrap(), 0), Some(1_790_500.0));
@@ -63,19 +72,37 @@ fn zcp_accuracy_devices_and_reference_archs_load() {
     assert_eq!(acc.rows(), 15_625);
     let devices = data::devices().unwrap();
     assert_eq!(devices.len(), 67);
-    assert!(devices.iter().any(|d| d.device == "titan_rtx_256" && d.batch_size == Some(256)));
+    assert!(
+        devices
+            .iter()
+            .any(|d| d.device == "titan_rtx_256" && d.batch_size == Some(256))
+    );
     let subset = data::nb201_zcp_subset().unwrap();
     assert_eq!(subset.rows.len(), 2174);
-    assert_eq!(data::help_reference_archs(SearchSpace::Nb201).unwrap().len(), 10);
+    assert_eq!(
+        data::help_reference_archs(SearchSpace::Nb201)
+            .unwrap()
+            .len(),
+        10
+    );
 }
 
 #[test]
 fn bad_tables_name_the_problem() {
-    let err = NumericTable::parse("t.csv", "index,a\n0,1.5\n2,3\n").unwrap_err().to_string();
-    assert!(err.contains("line 3") && err.contains("out of order"), "{err}");
-    let err = NumericTable::parse("t.csv", "index,a\n0,abc\n").unwrap_err().to_string();
+    let err = NumericTable::parse("t.csv", "index,a\n0,1.5\n2,3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 3") && err.contains("out of order"),
+        "{err}"
+    );
+    let err = NumericTable::parse("t.csv", "index,a\n0,abc\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("`abc`") && err.contains("column `a`"), "{err}");
-    let err = NumericTable::parse("t.csv", "idx,a\n0,1\n").unwrap_err().to_string();
+    let err = NumericTable::parse("t.csv", "idx,a\n0,1\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("index"), "{err}");
     let ok = NumericTable::parse("t.csv", "index,a,b\n0,1,\n1,,2\n").unwrap();
     assert_eq!(ok.column("a").unwrap(), &[Some(1.0), None]);

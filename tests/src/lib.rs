@@ -1,1 +1,7 @@
-//! End-to-end tests live in `tests/`.
+//! Support for the end-to-end tests: a real HTTP server that speaks the
+//! agent protocol ([`protocol_server`]). It is a second, independent
+//! implementation of the host side of `nasflat_shared::protocol`, with fault
+//! injection, so the agent is tested against real sockets, not mocks of its
+//! own code.
+
+pub mod protocol_server;

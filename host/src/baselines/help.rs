@@ -41,7 +41,9 @@ impl HelpMlp {
                 data.latency(column, a)
                     .filter(|v| *v > 0.0)
                     .map(f64::ln)
-                    .ok_or_else(|| HostError::invalid("help", format!("reference arch {a} not measured")))
+                    .ok_or_else(|| {
+                        HostError::invalid("help", format!("reference arch {a} not measured"))
+                    })
             })
             .collect()
     }
@@ -68,10 +70,21 @@ impl HelpMlp {
         for &r in rows {
             self.push_input(data, hw, r, &mut x);
         }
-        Ok(Tensor::from_vec(x, (rows.len(), self.width(data)), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            x,
+            (rows.len(), self.width(data)),
+            &Device::Cpu,
+        )?)
     }
 
-    fn train(&self, data: &SpaceData, sets: &[HelpSet], epochs: usize, lr: f64, rng: &mut StdRng) -> Result<()> {
+    fn train(
+        &self,
+        data: &SpaceData,
+        sets: &[HelpSet],
+        epochs: usize,
+        lr: f64,
+        rng: &mut StdRng,
+    ) -> Result<()> {
         let params = ParamsAdamW {
             lr,
             weight_decay: 1e-5,
@@ -103,7 +116,13 @@ impl HelpMlp {
     }
 
     /// Pretrains on `n` random archs of each source device.
-    pub fn pretrain(data: &SpaceData, sources: &[String], n: usize, epochs: usize, seed: u64) -> Result<Self> {
+    pub fn pretrain(
+        data: &SpaceData,
+        sources: &[String],
+        n: usize,
+        epochs: usize,
+        seed: u64,
+    ) -> Result<Self> {
         let mut rng = StdRng::seed_from_u64(seed);
         let vocab = ArchGraph::op_vocab_size(data.space);
         let mut raws = Vec::new();
@@ -112,10 +131,16 @@ impl HelpMlp {
         }
         let dims = data.help_reference.len();
         let count = raws.len().max(1) as f64;
-        let hw_mean: Vec<f64> = (0..dims).map(|c| raws.iter().map(|r| r[c]).sum::<f64>() / count).collect();
+        let hw_mean: Vec<f64> = (0..dims)
+            .map(|c| raws.iter().map(|r| r[c]).sum::<f64>() / count)
+            .collect();
         let hw_std: Vec<f64> = (0..dims)
             .map(|c| {
-                let v = raws.iter().map(|r| (r[c] - hw_mean[c]).powi(2)).sum::<f64>() / count;
+                let v = raws
+                    .iter()
+                    .map(|r| (r[c] - hw_mean[c]).powi(2))
+                    .sum::<f64>()
+                    / count;
                 v.sqrt().max(0.1)
             })
             .collect();
@@ -135,7 +160,10 @@ impl HelpMlp {
             let column = data.device_index(name)?;
             let valid = data.valid_rows(column);
             let archs = sample_rows(name, &valid, n.min(valid.len()), &mut rng)?;
-            let lat: Vec<f64> = archs.iter().filter_map(|&a| data.latency(column, a)).collect();
+            let lat: Vec<f64> = archs
+                .iter()
+                .filter_map(|&a| data.latency(column, a))
+                .collect();
             sets.push(HelpSet {
                 hw: model.hw_vector(raw),
                 archs,
@@ -164,8 +192,15 @@ impl HelpMlp {
         let input = data.features.nodes * self.vocab + self.hw_mean.len();
         let mlp = Mlp::new(&mut f, "help", input, &[100, 100, 100], 1)?;
         {
-            let src = self.varmap.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
-            let dst = varmap.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
+            let src = self
+                .varmap
+                .data()
+                .lock()
+                .map_err(|e| HostError::Poisoned(e.to_string()))?;
+            let dst = varmap
+                .data()
+                .lock()
+                .map_err(|e| HostError::Poisoned(e.to_string()))?;
             for (name, var) in dst.iter() {
                 if let Some(v) = src.get(name) {
                     var.set(&v.as_tensor().copy()?)?;
@@ -179,7 +214,10 @@ impl HelpMlp {
             hw_mean: self.hw_mean.clone(),
             hw_std: self.hw_std.clone(),
         };
-        let lat: Vec<f64> = archs.iter().filter_map(|&a| data.latency(column, a)).collect();
+        let lat: Vec<f64> = archs
+            .iter()
+            .filter_map(|&a| data.latency(column, a))
+            .collect();
         let set = HelpSet {
             hw: hw.clone(),
             archs: archs.to_vec(),
@@ -190,7 +228,11 @@ impl HelpMlp {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(4096) {
             let x = copy.inputs(data, &hw, chunk)?;
-            let pred = copy.mlp.forward(&x)?.squeeze(1)?.to_dtype(candle_core::DType::F64)?;
+            let pred = copy
+                .mlp
+                .forward(&x)?
+                .squeeze(1)?
+                .to_dtype(candle_core::DType::F64)?;
             out.extend(pred.to_vec1::<f64>()?);
         }
         Ok(out)

@@ -35,11 +35,13 @@ pub enum Method {
     Help,
     /// The GNN trained on the k target samples only.
     Scratch,
+    /// Ridge on source log latencies plus analytic cost features.
+    RidgeCost,
 }
 
 impl Method {
     /// All methods, NASFLAT first.
-    pub const ALL: [Method; 7] = [
+    pub const ALL: [Method; 8] = [
         Method::Nasflat,
         Method::Flops,
         Method::Params,
@@ -47,6 +49,7 @@ impl Method {
         Method::Ridge,
         Method::Help,
         Method::Scratch,
+        Method::RidgeCost,
     ];
 
     /// Lower-case name.
@@ -59,6 +62,7 @@ impl Method {
             Method::Ridge => "ridge",
             Method::Help => "help",
             Method::Scratch => "scratch",
+            Method::RidgeCost => "ridgecost",
         }
     }
 }
@@ -115,7 +119,12 @@ impl SourceMatrix {
 
 /// Calibrates a per-row score (indexed by arch row) on the k samples and
 /// returns ms for `rows`.
-pub fn calibrated(score: impl Fn(usize) -> f64, archs: &[usize], ms: &[f64], rows: &[usize]) -> Vec<f64> {
+pub fn calibrated(
+    score: impl Fn(usize) -> f64,
+    archs: &[usize],
+    ms: &[f64],
+    rows: &[usize],
+) -> Vec<f64> {
     let fit_scores: Vec<f64> = archs.iter().map(|&a| score(a)).collect();
     let cal = LogLinearCalibration::fit(&fit_scores, ms);
     rows.iter().map(|&r| cal.apply(score(r))).collect()
@@ -145,17 +154,64 @@ pub fn nearest_source(sources: &SourceMatrix, archs: &[usize], ms: &[f64]) -> Op
 }
 
 /// Latencies of the nearest source device, rescaled to the target.
-pub fn nearest_predict(sources: &SourceMatrix, archs: &[usize], ms: &[f64], rows: &[usize]) -> Result<Vec<f64>> {
-    let i = nearest_source(sources, archs, ms).ok_or_else(|| HostError::invalid("nearest", "no source device"))?;
+pub fn nearest_predict(
+    sources: &SourceMatrix,
+    archs: &[usize],
+    ms: &[f64],
+    rows: &[usize],
+) -> Result<Vec<f64>> {
+    let i = nearest_source(sources, archs, ms)
+        .ok_or_else(|| HostError::invalid("nearest", "no source device"))?;
     let col = &sources.columns[i];
     Ok(calibrated(|r| col[r], archs, ms, rows))
 }
 
 /// Ridge regression (log space) of the target on all sources, penalty by
 /// leave-one-out.
-pub fn ridge_predict(sources: &SourceMatrix, archs: &[usize], ms: &[f64], rows: &[usize]) -> Result<Vec<f64>> {
+pub fn ridge_predict(
+    sources: &SourceMatrix,
+    archs: &[usize],
+    ms: &[f64],
+    rows: &[usize],
+) -> Result<Vec<f64>> {
     let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
     let y: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-    let model = Ridge::fit_loo(&x, &y).ok_or_else(|| HostError::invalid("ridge", "could not fit"))?;
-    Ok(rows.iter().map(|&r| model.predict(&sources.row(r)).exp()).collect())
+    let model =
+        Ridge::fit_loo(&x, &y).ok_or_else(|| HostError::invalid("ridge", "could not fit"))?;
+    Ok(rows
+        .iter()
+        .map(|&r| model.predict(&sources.row(r)).exp())
+        .collect())
+}
+
+/// Feature row for [`ridge_cost_predict`]: source log latencies, then the
+/// standardised analytic cost vector (FLOPs, params, op counts, per-node FLOPs).
+fn cost_row(data: &SpaceData, sources: &SourceMatrix, r: usize) -> Vec<f64> {
+    let f = &data.features;
+    let mut row = sources.row(r);
+    row.extend(
+        f.cost[r * f.cost_dim..(r + 1) * f.cost_dim]
+            .iter()
+            .map(|&v| f64::from(v)),
+    );
+    row
+}
+
+/// Ridge (log space) on source latencies and analytic cost features: the
+/// cost features carry what FLOPs ranking knows, the sources what ridge knows.
+pub fn ridge_cost_predict(
+    data: &SpaceData,
+    sources: &SourceMatrix,
+    archs: &[usize],
+    ms: &[f64],
+    rows: &[usize],
+) -> Result<Vec<f64>> {
+    let x: Vec<Vec<f64>> = archs.iter().map(|&a| cost_row(data, sources, a)).collect();
+    let y: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
+    let model =
+        Ridge::fit_loo(&x, &y).ok_or_else(|| HostError::invalid("ridge", "could not fit"))?;
+    Ok(rows
+        .iter()
+        .map(|&r| model.predict(&cost_row(data, sources, r)).exp())
+        .collect())
 }

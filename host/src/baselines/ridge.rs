@@ -23,7 +23,9 @@ impl Ridge {
         if n < 2 || d == 0 || y.len() != n {
             return None;
         }
-        let mean_x: Vec<f64> = (0..d).map(|c| x.iter().map(|r| r[c]).sum::<f64>() / n as f64).collect();
+        let mean_x: Vec<f64> = (0..d)
+            .map(|c| x.iter().map(|r| r[c]).sum::<f64>() / n as f64)
+            .collect();
         let scale_x: Vec<f64> = (0..d)
             .map(|c| {
                 let v = x.iter().map(|r| (r[c] - mean_x[c]).powi(2)).sum::<f64>() / n as f64;
@@ -59,7 +61,11 @@ impl Ridge {
             for (r, &t) in z.iter().zip(&yc) {
                 let pred: f64 = r.iter().zip(&w).map(|(a, b)| a * b).sum();
                 // H_ii = 1/n (intercept) + z_i^T (Z^T Z + lambda I)^-1 z_i
-                let h = 1.0 / n as f64 + r.iter().zip(chol_solve(&chol, r)).map(|(a, b)| a * b).sum::<f64>();
+                let h = 1.0 / n as f64
+                    + r.iter()
+                        .zip(chol_solve(&chol, r))
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>();
                 let e = (t - pred) / (1.0 - h).max(1e-6);
                 loo += e * e;
             }
@@ -131,9 +137,15 @@ mod tests {
 
     #[test]
     fn recovers_a_linear_map() {
-        let x: Vec<Vec<f64>> = (0..20).map(|i| vec![f64::from(i), f64::from((i * 7) % 5)]).collect();
+        let x: Vec<Vec<f64>> = (0..20)
+            .map(|i| vec![f64::from(i), f64::from((i * 7) % 5)])
+            .collect();
         let y: Vec<f64> = x.iter().map(|r| 2.0 * r[0] - 3.0 * r[1] + 1.0).collect();
         let m = Ridge::fit_loo(&x, &y).unwrap();
-        assert!((m.predict(&[4.0, 2.0]) - 3.0).abs() < 0.1, "{}", m.predict(&[4.0, 2.0]));
+        assert!(
+            (m.predict(&[4.0, 2.0]) - 3.0).abs() < 0.1,
+            "{}",
+            m.predict(&[4.0, 2.0])
+        );
     }
 }

@@ -50,6 +50,9 @@ pub struct EvalOptions {
     pub train: TrainConfig,
     /// Epochs of the HELP-style MLP pretraining.
     pub help_epochs: usize,
+    /// Weight of the ridge-on-cost-and-sources prediction blended into
+    /// NASFLAT's (log-ms space); 0 = the paper's predictor alone.
+    pub blend: f64,
     /// Hide progress bars.
     pub quiet: bool,
 }
@@ -160,8 +163,10 @@ fn target_samples(
 }
 
 fn progress_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
+    ProgressStyle::with_template(
+        "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
 /// Runs every (task, method) of `opts` on one space.
@@ -181,7 +186,10 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
         }
         plan.push((name.clone(), task.clone()));
     }
-    let total: usize = plan.iter().map(|(_, t)| t.test.len() * opts.trials * opts.methods.len()).sum();
+    let total: usize = plan
+        .iter()
+        .map(|(_, t)| t.test.len() * opts.trials * opts.methods.len())
+        .sum();
     let main = multi.add(ProgressBar::new(total as u64));
     main.set_style(progress_style());
     main.set_prefix(data.space.to_string());
@@ -193,13 +201,31 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
             let seed = trial_seed(opts.seed, trial);
             let mut samples = Vec::with_capacity(task.test.len());
             for (p, target) in task.test.iter().enumerate() {
-                samples.push(target_samples(data, opts.sampler, target, opts.samples, seed, p)?);
+                samples.push(target_samples(
+                    data,
+                    opts.sampler,
+                    target,
+                    opts.samples,
+                    seed,
+                    p,
+                )?);
             }
             for (mi, &method) in opts.methods.iter().enumerate() {
                 main.set_message(format!("{name} trial {trial} {method}"));
                 let started = Instant::now();
-                let (outcomes, pretrain) =
-                    run_method(data, opts, method, &task.train, &task.test, &samples, &sources, seed, trial, &multi, &main)?;
+                let (outcomes, pretrain) = run_method(
+                    data,
+                    opts,
+                    method,
+                    &task.train,
+                    &task.test,
+                    &samples,
+                    &sources,
+                    seed,
+                    trial,
+                    &multi,
+                    &main,
+                )?;
                 let entry = per_method.entry(mi).or_default();
                 entry.0.extend(outcomes);
                 entry.1.extend(pretrain);
@@ -207,7 +233,15 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
             }
         }
         for (mi, (outcomes, pretrain, seconds)) in per_method {
-            reports.push(summarise(data, opts, name, opts.methods[mi], outcomes, pretrain, seconds));
+            reports.push(summarise(
+                data,
+                opts,
+                name,
+                opts.methods[mi],
+                outcomes,
+                pretrain,
+                seconds,
+            ));
         }
     }
     main.finish_and_clear();
@@ -234,7 +268,14 @@ fn run_method(
         let bar = multi.add(ProgressBar::new(opts.train.epochs as u64));
         bar.set_style(progress_style());
         bar.set_prefix("pretrain");
-        let model = train::pretrain(data, source_names, &opts.predictor, &opts.train, seed, Some(&bar))?;
+        let model = train::pretrain(
+            data,
+            source_names,
+            &opts.predictor,
+            &opts.train,
+            seed,
+            Some(&bar),
+        )?;
         bar.finish_and_clear();
         pretrain_seconds.push(started.elapsed().as_secs_f64());
         Some(model)
@@ -242,7 +283,13 @@ fn run_method(
         None
     };
     let help = if method == Method::Help {
-        let model = HelpMlp::pretrain(data, source_names, opts.train.source_samples, opts.help_epochs, seed)?;
+        let model = HelpMlp::pretrain(
+            data,
+            source_names,
+            opts.train.source_samples,
+            opts.help_epochs,
+            seed,
+        )?;
         pretrain_seconds.push(started.elapsed().as_secs_f64());
         Some(model)
     } else {
@@ -252,7 +299,10 @@ fn run_method(
     for (p, (target, (archs, rest))) in targets.iter().zip(samples).enumerate() {
         let column = data.device_index(target)?;
         let ms: Vec<f64> = DeviceSamples::gather(data, target, column, 0, archs.clone())?.latencies;
-        let truth: Vec<f64> = rest.iter().filter_map(|&r| data.latency(column, r)).collect();
+        let truth: Vec<f64> = rest
+            .iter()
+            .filter_map(|&r| data.latency(column, r))
+            .collect();
         let target_seed = seed.wrapping_mul(7919).wrapping_add(p as u64);
         let fit_start = Instant::now();
         let mut init_from = None;
@@ -260,13 +310,21 @@ fn run_method(
         let predict_start;
         let predicted = match method {
             Method::Nasflat => {
-                let base = pretrained.as_ref().ok_or_else(|| HostError::invalid("eval", "no pretrained model"))?;
+                let base = pretrained
+                    .as_ref()
+                    .ok_or_else(|| HostError::invalid("eval", "no pretrained model"))?;
                 let t = train::transfer(base, data, target, archs, &opts.train, target_seed)?;
                 fit_seconds = fit_start.elapsed().as_secs_f64();
                 init_from = t.init_from.clone();
                 predict_start = Instant::now();
                 let scores = t.model.predict(&data.features, rest, t.row)?;
-                t.calibration.apply_all(&scores)
+                let gnn = t.calibration.apply_all(&scores);
+                if opts.blend > 0.0 {
+                    let linear = baselines::ridge_cost_predict(data, sources, archs, &ms, rest)?;
+                    blend_log(&gnn, &linear, opts.blend)
+                } else {
+                    gnn
+                }
             }
             Method::Flops => {
                 predict_start = Instant::now();
@@ -284,18 +342,33 @@ fn run_method(
                 predict_start = Instant::now();
                 baselines::ridge_predict(sources, archs, &ms, rest)?
             }
+            Method::RidgeCost => {
+                predict_start = Instant::now();
+                baselines::ridge_cost_predict(data, sources, archs, &ms, rest)?
+            }
             Method::Help => {
-                let model = help.as_ref().ok_or_else(|| HostError::invalid("eval", "no HELP model"))?;
+                let model = help
+                    .as_ref()
+                    .ok_or_else(|| HostError::invalid("eval", "no HELP model"))?;
                 predict_start = Instant::now();
                 let fit_rows: Vec<usize> = archs.iter().chain(rest.iter()).copied().collect();
-                let scores = model.transfer_predict(data, target, archs, &fit_rows, 100, target_seed)?;
+                let scores =
+                    model.transfer_predict(data, target, archs, &fit_rows, 100, target_seed)?;
                 let k = archs.len();
                 let cal = crate::calibrate::LogLinearCalibration::fit(&scores[..k], &ms);
                 cal.apply_all(&scores[k..])
             }
             Method::Scratch => {
-                let supp = data.features.supplementary_dim(opts.predictor.supplementary);
-                let model = Predictor::new(&opts.predictor, data.space, std::slice::from_ref(target), supp, target_seed)?;
+                let supp = data
+                    .features
+                    .supplementary_dim(opts.predictor.supplementary);
+                let model = Predictor::new(
+                    &opts.predictor,
+                    data.space,
+                    std::slice::from_ref(target),
+                    supp,
+                    target_seed,
+                )?;
                 let set = DeviceSamples::gather(data, target, column, 0, archs.clone())?;
                 let phase = Phase {
                     epochs: opts.train.epochs,
@@ -306,7 +379,14 @@ fn run_method(
                     margin: opts.train.margin,
                 };
                 let mut rng = StdRng::seed_from_u64(target_seed);
-                train::fit(&model, data, std::slice::from_ref(&set), phase, &mut rng, None)?;
+                train::fit(
+                    &model,
+                    data,
+                    std::slice::from_ref(&set),
+                    phase,
+                    &mut rng,
+                    None,
+                )?;
                 fit_seconds = fit_start.elapsed().as_secs_f64();
                 predict_start = Instant::now();
                 let fit_scores = model.predict(&data.features, archs, 0)?;
@@ -331,6 +411,14 @@ fn run_method(
     Ok((outcomes, pretrain_seconds))
 }
 
+/// Geometric blend `gnn^(1-w) * linear^w` (a weighted mean of log-ms).
+pub fn blend_log(gnn: &[f64], linear: &[f64], w: f64) -> Vec<f64> {
+    gnn.iter()
+        .zip(linear)
+        .map(|(g, l)| ((1.0 - w) * g.max(1e-12).ln() + w * l.max(1e-12).ln()).exp())
+        .collect()
+}
+
 fn summarise(
     data: &SpaceData,
     opts: &EvalOptions,
@@ -345,9 +433,16 @@ fn summarise(
     let kendall_mean = mean_std(&outcomes.iter().map(|o| o.kendall).collect::<Vec<_>>()).0;
     let within10_mean = mean_std(&outcomes.iter().map(|o| o.within10).collect::<Vec<_>>()).0;
     let fit_seconds_mean = mean_std(&outcomes.iter().map(|o| o.fit_seconds).collect::<Vec<_>>()).0;
-    let predict_seconds_mean = mean_std(&outcomes.iter().map(|o| o.predict_seconds).collect::<Vec<_>>()).0;
+    let predict_seconds_mean = mean_std(
+        &outcomes
+            .iter()
+            .map(|o| o.predict_seconds)
+            .collect::<Vec<_>>(),
+    )
+    .0;
     let mut per_device = BTreeMap::new();
-    let names: std::collections::BTreeSet<&str> = outcomes.iter().map(|o| o.device.as_str()).collect();
+    let names: std::collections::BTreeSet<&str> =
+        outcomes.iter().map(|o| o.device.as_str()).collect();
     for name in names {
         let mine: Vec<&DeviceOutcome> = outcomes.iter().filter(|o| o.device == name).collect();
         let (m, s) = mean_std(&mine.iter().map(|o| o.spearman).collect::<Vec<_>>());

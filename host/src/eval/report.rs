@@ -18,9 +18,14 @@ pub fn markdown(runs: &[RunReport]) -> String {
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for run in runs {
         let r = reference(&run.task);
-        let cell = |f: &dyn Fn(&super::reference::Reference) -> String| r.map_or("-".to_string(), f);
+        let cell =
+            |f: &dyn Fn(&super::reference::Reference) -> String| r.map_or("-".to_string(), f);
         let beats = r.map_or("-".to_string(), |r| {
-            if run.spearman_mean > r.target() { "yes".into() } else { "no".into() }
+            if run.spearman_mean > r.target() {
+                "yes".into()
+            } else {
+                "no".into()
+            }
         });
         let _ = writeln!(
             out,
@@ -52,13 +57,24 @@ pub fn timings(runs: &[RunReport]) -> String {
         let pre = if run.pretrain_seconds.is_empty() {
             "-".to_string()
         } else {
-            format!("{:.2}", run.pretrain_seconds.iter().sum::<f64>() / run.pretrain_seconds.len() as f64)
+            format!(
+                "{:.2}",
+                run.pretrain_seconds.iter().sum::<f64>() / run.pretrain_seconds.len() as f64
+            )
         };
-        let archs = run.outcomes.iter().map(|o| o.evaluated).sum::<usize>() / run.outcomes.len().max(1);
+        let archs =
+            run.outcomes.iter().map(|o| o.evaluated).sum::<usize>() / run.outcomes.len().max(1);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.1} | {} | {:.3} | {:.3} | {} |",
-            run.space, run.task, run.method, run.seconds, pre, run.fit_seconds_mean, run.predict_seconds_mean, archs
+            run.space,
+            run.task,
+            run.method,
+            run.seconds,
+            pre,
+            run.fit_seconds_mean,
+            run.predict_seconds_mean,
+            archs
         );
     }
     out
@@ -71,10 +87,11 @@ struct JsonRuns<'a> {
 
 /// Writes `{"runs": [...]}`.
 pub fn write_json(runs: &[RunReport], path: &Path) -> Result<()> {
-    let text = serde_json::to_string_pretty(&JsonRuns { runs }).map_err(|source| HostError::Json {
-        what: path.display().to_string(),
-        source,
-    })?;
+    let text =
+        serde_json::to_string_pretty(&JsonRuns { runs }).map_err(|source| HostError::Json {
+            what: path.display().to_string(),
+            source,
+        })?;
     std::fs::write(path, text).map_err(|source| HostError::Io {
         path: path.display().to_string(),
         source,

@@ -35,7 +35,10 @@ pub struct CheckpointMeta {
 }
 
 fn paths(prefix: &Path) -> (PathBuf, PathBuf) {
-    (prefix.with_extension("safetensors"), prefix.with_extension("json"))
+    (
+        prefix.with_extension("safetensors"),
+        prefix.with_extension("json"),
+    )
 }
 
 /// Writes `<prefix>.safetensors` and `<prefix>.json`.
@@ -79,10 +82,19 @@ pub fn load_checkpoint(prefix: &Path) -> Result<(Predictor, CheckpointMeta)> {
     if meta.format_version != FORMAT_VERSION {
         return Err(HostError::Checkpoint {
             path: meta_path.display().to_string(),
-            reason: format!("format version {} (this build reads {FORMAT_VERSION})", meta.format_version),
+            reason: format!(
+                "format version {} (this build reads {FORMAT_VERSION})",
+                meta.format_version
+            ),
         });
     }
-    let mut predictor = Predictor::new(&meta.config, meta.space, &meta.devices, meta.supplementary_dim, meta.seed)?;
+    let mut predictor = Predictor::new(
+        &meta.config,
+        meta.space,
+        &meta.devices,
+        meta.supplementary_dim,
+        meta.seed,
+    )?;
     predictor.load_weights(&weights)?;
     Ok((predictor, meta))
 }

@@ -26,7 +26,10 @@ impl std::str::FromStr for GnnKind {
             "dgf" | "gcn" => Ok(GnnKind::Dgf),
             "gat" => Ok(GnnKind::Gat),
             "ensemble" | "dgf+gat" => Ok(GnnKind::Ensemble),
-            other => Err(HostError::invalid("gnn", format!("`{other}` (expected dgf, gat or ensemble)"))),
+            other => Err(HostError::invalid(
+                "gnn",
+                format!("`{other}` (expected dgf, gat or ensemble)"),
+            )),
         }
     }
 }
@@ -47,7 +50,10 @@ impl std::str::FromStr for LossKind {
         match s.to_ascii_lowercase().as_str() {
             "hinge" => Ok(LossKind::Hinge),
             "mse" => Ok(LossKind::Mse),
-            other => Err(HostError::invalid("loss", format!("`{other}` (expected hinge or mse)"))),
+            other => Err(HostError::invalid(
+                "loss",
+                format!("`{other}` (expected hinge or mse)"),
+            )),
         }
     }
 }
@@ -147,7 +153,10 @@ impl TrainConfig {
     /// Rejects values that cannot train.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size < 2 {
-            return Err(HostError::invalid("batch size", "must be at least 2 for a pairwise loss"));
+            return Err(HostError::invalid(
+                "batch size",
+                "must be at least 2 for a pairwise loss",
+            ));
         }
         if !(self.lr > 0.0 && self.transfer_lr > 0.0) {
             return Err(HostError::invalid("learning rate", "must be positive"));

@@ -2,7 +2,9 @@
 //!
 //! Node `j` aggregates from its predecessors: with `A[i][j] = 1` iff `i`
 //! feeds `j`, the aggregation matrix is `A^T`. All graphs of a space share
-//! one adjacency, so it is a `[N, N]` tensor broadcast over the batch.
+//! one adjacency, so activations are kept node-major, `[N, B, D]`: the
+//! aggregation of a whole batch is then one `[N, N] x [N, B*D]` matrix
+//! product instead of B tiny ones (about 2x faster on one CPU thread).
 
 use candle_core::{D, Tensor};
 
@@ -21,7 +23,13 @@ pub struct DgfLayer {
 
 impl DgfLayer {
     /// `input -> output` features, gated by `op_dim`-wide op embeddings.
-    pub fn new(f: &mut ParamFactory<'_>, name: &str, input: usize, output: usize, op_dim: usize) -> Result<Self> {
+    pub fn new(
+        f: &mut ParamFactory<'_>,
+        name: &str,
+        input: usize,
+        output: usize,
+        op_dim: usize,
+    ) -> Result<Self> {
         let bound = 1.0 / (input.max(1) as f64).sqrt();
         Ok(DgfLayer {
             w_f: Linear::new(f, &format!("{name}.w_f"), input, output, false)?,
@@ -30,11 +38,12 @@ impl DgfLayer {
         })
     }
 
-    /// `x: [B, N, in]`, `ops: [B, N, op_dim]`, `agg: [N, N]` -> `[B, N, out]`.
+    /// `x: [N, B, in]`, `ops: [N, B, op_dim]`, `agg: [N, N]` -> `[N, B, out]`.
     pub fn forward(&self, x: &Tensor, ops: &Tensor, agg: &Tensor) -> Result<Tensor> {
         let xw = self.w_f.forward(x)?;
+        let (n, b, d) = xw.dims3()?;
         let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
-        let message = agg.broadcast_matmul(&xw)?;
+        let message = agg.matmul(&xw.reshape((n, b * d))?)?.reshape((n, b, d))?;
         Ok((gate * message)?.add(&xw)?.broadcast_add(&self.b_f)?)
     }
 }
@@ -43,7 +52,7 @@ impl DgfLayer {
 /// `Attn_j = softmax_j(LeakyReLU(A_j * a(W_p X_i * W_p X_j))) W_p X_j`,
 /// `X' = LayerNorm(sigmoid(O W_o) * sum_j Attn_j)`.
 /// The attention `a` is linear, so `a(p_i * p_j) = (p_i * a) . p_j` and all
-/// pairs are one batched matmul. Each node also attends to itself (as in
+/// pairs of a graph are one matrix product. Each node also attends to itself (as in
 /// Velickovic et al.), which keeps the input node's row of the softmax defined.
 #[derive(Debug, Clone)]
 pub struct GatLayer {
@@ -56,7 +65,13 @@ pub struct GatLayer {
 
 impl GatLayer {
     /// `input -> output` features, gated by `op_dim`-wide op embeddings.
-    pub fn new(f: &mut ParamFactory<'_>, name: &str, input: usize, output: usize, op_dim: usize) -> Result<Self> {
+    pub fn new(
+        f: &mut ParamFactory<'_>,
+        name: &str,
+        input: usize,
+        output: usize,
+        op_dim: usize,
+    ) -> Result<Self> {
         let bound = 1.0 / (output.max(1) as f64).sqrt();
         Ok(GatLayer {
             w_p: Linear::new(f, &format!("{name}.w_p"), input, output, false)?,
@@ -67,16 +82,18 @@ impl GatLayer {
         })
     }
 
-    /// `x: [B, N, in]`, `ops: [B, N, op_dim]`, `mask_bias: [N, N]` holding 0
-    /// where node j may attend to node i (predecessors and itself) and a
-    /// large negative number elsewhere -> `[B, N, out]`.
+    /// `x: [N, B, in]`, `ops: [N, B, op_dim]`, `mask_bias: [N, N]` holding
+    /// 0 where node j (row) may attend to node i (column: predecessors and
+    /// itself) and a large negative number elsewhere -> `[N, B, out]`.
     pub fn forward(&self, x: &Tensor, ops: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
         let p = self.w_p.forward(x)?;
-        let query = p.broadcast_mul(&self.attention)?;
-        let scores = (query.matmul(&p.transpose(1, 2)?.contiguous()?)? * self.scale)?;
+        // Pairwise scores need graph-major layout: [B, N, D] batched matmuls.
+        let pb = p.transpose(0, 1)?.contiguous()?;
+        let query = pb.broadcast_mul(&self.attention)?;
+        let scores = (query.matmul(&pb.transpose(1, 2)?.contiguous()?)? * self.scale)?;
         let scores = super::layers::leaky_relu(&scores)?.broadcast_add(mask_bias)?;
         let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let message = attn.matmul(&p)?;
+        let message = attn.matmul(&pb)?.transpose(0, 1)?.contiguous()?;
         let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
         self.norm.forward(&(gate * message)?)
     }

@@ -65,7 +65,13 @@ pub struct Linear {
 
 impl Linear {
     /// Kaiming-uniform-like init (PyTorch's default bound `1/sqrt(in)`).
-    pub fn new(f: &mut ParamFactory<'_>, name: &str, input: usize, output: usize, bias: bool) -> Result<Self> {
+    pub fn new(
+        f: &mut ParamFactory<'_>,
+        name: &str,
+        input: usize,
+        output: usize,
+        bias: bool,
+    ) -> Result<Self> {
         let bound = 1.0 / (input.max(1) as f64).sqrt();
         let weight = f.uniform(&format!("{name}.weight"), &[input, output], bound)?;
         let bias = if bias {
@@ -102,7 +108,13 @@ pub struct Mlp {
 
 impl Mlp {
     /// `input -> hidden... -> output`.
-    pub fn new(f: &mut ParamFactory<'_>, name: &str, input: usize, hidden: &[usize], output: usize) -> Result<Self> {
+    pub fn new(
+        f: &mut ParamFactory<'_>,
+        name: &str,
+        input: usize,
+        hidden: &[usize],
+        output: usize,
+    ) -> Result<Self> {
         let mut layers = Vec::with_capacity(hidden.len() + 1);
         let mut width = input;
         for (i, &h) in hidden.iter().chain(std::iter::once(&output)).enumerate() {
@@ -152,6 +164,8 @@ impl LayerNorm {
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        Ok(normed.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)?)
+        Ok(normed
+            .broadcast_mul(&self.gamma)?
+            .broadcast_add(&self.beta)?)
     }
 }

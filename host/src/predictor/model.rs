@@ -21,9 +21,9 @@ const HW_EMB: &str = "hw_emb";
 /// One batch of graphs of a space, all tensors on the CPU.
 #[derive(Debug, Clone)]
 pub struct GraphBatch {
-    /// Op id per node, `[B, N]` u32.
+    /// Op id per node, node-major `[N, B]` u32.
     pub ops: Tensor,
-    /// Standardised per-node costs, `[B, N, NODE_FEATURES]`.
+    /// Standardised per-node costs, node-major `[N, B, NODE_FEATURES]`.
     pub node_features: Tensor,
     /// Supplementary encoding, `[B, S]` (absent when `S = 0`).
     pub supplementary: Option<Tensor>,
@@ -33,25 +33,38 @@ pub struct GraphBatch {
 
 impl GraphBatch {
     /// Gathers rows of the feature tables; every graph is paired with `device`.
-    pub fn build(features: &ArchFeatures, config: &PredictorConfig, rows: &[usize], device: usize) -> Result<Self> {
+    pub fn build(
+        features: &ArchFeatures,
+        config: &PredictorConfig,
+        rows: &[usize],
+        device: usize,
+    ) -> Result<Self> {
         let n = features.nodes;
         let b = rows.len();
-        let mut ops = Vec::with_capacity(b * n);
-        let mut nf = Vec::with_capacity(b * n * NODE_FEATURES);
+        let mut ops = vec![0u32; b * n];
+        let mut nf = vec![0f32; b * n * NODE_FEATURES];
         let mut supp = Vec::new();
-        for &r in rows {
+        for (bi, &r) in rows.iter().enumerate() {
             if r >= features.len {
-                return Err(HostError::invalid("row", format!("{r} >= {}", features.len)));
+                return Err(HostError::invalid(
+                    "row",
+                    format!("{r} >= {}", features.len),
+                ));
             }
-            ops.extend_from_slice(&features.ops[r * n..(r + 1) * n]);
-            nf.extend_from_slice(&features.node_features[r * n * NODE_FEATURES..(r + 1) * n * NODE_FEATURES]);
+            for node in 0..n {
+                ops[node * b + bi] = features.ops[r * n + node];
+                let src = (r * n + node) * NODE_FEATURES;
+                let dst = (node * b + bi) * NODE_FEATURES;
+                nf[dst..dst + NODE_FEATURES]
+                    .copy_from_slice(&features.node_features[src..src + NODE_FEATURES]);
+            }
             features.push_supplementary(config.supplementary, r, &mut supp);
         }
         let dim = features.supplementary_dim(config.supplementary);
         let cpu = Device::Cpu;
         Ok(GraphBatch {
-            ops: Tensor::from_vec(ops, (b, n), &cpu)?,
-            node_features: Tensor::from_vec(nf, (b, n, NODE_FEATURES), &cpu)?,
+            ops: Tensor::from_vec(ops, (n, b), &cpu)?,
+            node_features: Tensor::from_vec(nf, (n, b, NODE_FEATURES), &cpu)?,
             supplementary: if dim > 0 {
                 Some(Tensor::from_vec(supp, (b, dim), &cpu)?)
             } else {
@@ -93,7 +106,10 @@ impl Predictor {
         seed: u64,
     ) -> Result<Self> {
         if devices.is_empty() {
-            return Err(HostError::invalid("devices", "a predictor needs at least one device"));
+            return Err(HostError::invalid(
+                "devices",
+                "a predictor needs at least one device",
+            ));
         }
         if config.gnn.is_empty() {
             return Err(HostError::invalid("gnn", "needs at least one layer"));
@@ -111,10 +127,22 @@ impl Predictor {
         if config.ophw {
             let mut width = config.op_dim + config.hw_dim + extra;
             for (i, &w) in config.ophw_gnn.iter().enumerate() {
-                ophw_gnn.push(DgfLayer::new(&mut f, &format!("ophw_gnn.{i}"), width, w, config.op_dim + extra)?);
+                ophw_gnn.push(DgfLayer::new(
+                    &mut f,
+                    &format!("ophw_gnn.{i}"),
+                    width,
+                    w,
+                    config.op_dim + extra,
+                )?);
                 width = w;
             }
-            ophw_mlp = Some(Mlp::new(&mut f, "ophw_mlp", width, &config.ophw_mlp, config.op_dim)?);
+            ophw_mlp = Some(Mlp::new(
+                &mut f,
+                "ophw_mlp",
+                width,
+                &config.ophw_mlp,
+                config.op_dim,
+            )?);
         }
         let gate_dim = config.op_dim + extra;
         let mut dgf = Vec::new();
@@ -122,14 +150,30 @@ impl Predictor {
         let mut width = config.node_dim;
         for (i, &w) in config.gnn.iter().enumerate() {
             if config.gnn_kind != GnnKind::Gat {
-                dgf.push(DgfLayer::new(&mut f, &format!("dgf.{i}"), width, w, gate_dim)?);
+                dgf.push(DgfLayer::new(
+                    &mut f,
+                    &format!("dgf.{i}"),
+                    width,
+                    w,
+                    gate_dim,
+                )?);
             }
             if config.gnn_kind != GnnKind::Dgf {
-                gat.push(GatLayer::new(&mut f, &format!("gat.{i}"), width, w, gate_dim)?);
+                gat.push(GatLayer::new(
+                    &mut f,
+                    &format!("gat.{i}"),
+                    width,
+                    w,
+                    gate_dim,
+                )?);
             }
             width = w;
         }
-        let branches = if config.gnn_kind == GnnKind::Ensemble { 2 } else { 1 };
+        let branches = if config.gnn_kind == GnnKind::Ensemble {
+            2
+        } else {
+            1
+        };
         let hw_in_head = if config.ophw { 0 } else { config.hw_dim };
         let head_in = branches * width + supplementary_dim + hw_in_head;
         let head = Mlp::new(&mut f, "head", head_in, &config.head, 1)?;
@@ -168,9 +212,12 @@ impl Predictor {
 
     /// Scores a batch: `[B]`, higher = slower (log-ms scale after MSE training).
     pub fn forward(&self, batch: &GraphBatch) -> Result<Tensor> {
-        let (b, n) = batch.ops.dims2()?;
+        let (n, b) = batch.ops.dims2()?;
         let flat_ops = batch.ops.flatten_all()?;
-        let op = self.op_emb.index_select(&flat_ops, 0)?.reshape((b, n, self.config.op_dim))?;
+        let op = self
+            .op_emb
+            .index_select(&flat_ops, 0)?
+            .reshape((n, b, self.config.op_dim))?;
         let op = if self.config.node_costs {
             Tensor::cat(&[&op, &batch.node_features], 2)?
         } else {
@@ -180,7 +227,7 @@ impl Predictor {
         let gate = if let Some(mlp) = &self.ophw_mlp {
             // Operation-wise hardware embedding (Section 5.1): every node sees
             // the device, so the op embedding can depend on the hardware.
-            let hw_nodes = hw.unsqueeze(1)?.broadcast_as((b, n, self.config.hw_dim))?;
+            let hw_nodes = hw.unsqueeze(0)?.broadcast_as((n, b, self.config.hw_dim))?;
             let mut x = Tensor::cat(&[&op, &hw_nodes.contiguous()?], 2)?;
             for layer in &self.ophw_gnn {
                 x = layer.forward(&x, &op, &self.aggregation)?;
@@ -194,7 +241,11 @@ impl Predictor {
         } else {
             op
         };
-        let x0 = self.node_emb.unsqueeze(0)?.broadcast_as((b, n, self.config.node_dim))?.contiguous()?;
+        let x0 = self
+            .node_emb
+            .unsqueeze(1)?
+            .broadcast_as((n, b, self.config.node_dim))?
+            .contiguous()?;
         let mut readouts = Vec::with_capacity(3);
         if !self.dgf.is_empty() {
             let mut x = x0.clone();
@@ -204,14 +255,14 @@ impl Predictor {
                     x = super::layers::leaky_relu(&x)?;
                 }
             }
-            readouts.push(x.i((.., n - 1, ..))?);
+            readouts.push(x.i(n - 1)?);
         }
         if !self.gat.is_empty() {
             let mut x = x0;
             for layer in &self.gat {
                 x = layer.forward(&x, &gate, &self.mask_bias)?;
             }
-            readouts.push(x.i((.., n - 1, ..))?);
+            readouts.push(x.i(n - 1)?);
         }
         if let Some(s) = &batch.supplementary {
             readouts.push(s.clone());
@@ -224,11 +275,19 @@ impl Predictor {
     }
 
     /// Scores many rows on one device, in chunks, as `f64`.
-    pub fn predict(&self, features: &ArchFeatures, rows: &[usize], device: usize) -> Result<Vec<f64>> {
+    pub fn predict(
+        &self,
+        features: &ArchFeatures,
+        rows: &[usize],
+        device: usize,
+    ) -> Result<Vec<f64>> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(256) {
             let batch = GraphBatch::build(features, &self.config, chunk, device)?;
-            let scores = self.forward(&batch)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            let scores = self
+                .forward(&batch)?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
             out.extend(scores);
         }
         Ok(out)
@@ -239,13 +298,19 @@ impl Predictor {
     /// Returns the new row's index.
     pub fn add_device(&mut self, name: &str, init_from: Option<usize>) -> Result<usize> {
         if self.devices.iter().any(|d| d == name) {
-            return Err(HostError::invalid("device", format!("`{name}` is already in the predictor")));
+            return Err(HostError::invalid(
+                "device",
+                format!("`{name}` is already in the predictor"),
+            ));
         }
         let current = self.hw_emb.detach();
         let row = match init_from {
             Some(i) if i < self.devices.len() => current.i(i..i + 1)?,
             Some(i) => {
-                return Err(HostError::invalid("hw init", format!("row {i} >= {}", self.devices.len())));
+                return Err(HostError::invalid(
+                    "hw init",
+                    format!("row {i} >= {}", self.devices.len()),
+                ));
             }
             None => current.mean_keepdim(0)?,
         };
@@ -263,7 +328,13 @@ impl Predictor {
 
     /// A deep copy with independent variables (for per-target transfer).
     pub fn try_clone(&self) -> Result<Self> {
-        let mut copy = Predictor::new(&self.config, self.space, &self.devices, self.supplementary_dim, self.seed)?;
+        let mut copy = Predictor::new(
+            &self.config,
+            self.space,
+            &self.devices,
+            self.supplementary_dim,
+            self.seed,
+        )?;
         copy.copy_values_from(&self.varmap)?;
         Ok(copy)
     }
@@ -271,8 +342,15 @@ impl Predictor {
     /// Overwrites every variable (same names) with the values in `source`;
     /// the hardware table may change size.
     fn copy_values_from(&mut self, source: &VarMap) -> Result<()> {
-        let src = source.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
-        let mut dst = self.varmap.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
+        let src = source
+            .data()
+            .lock()
+            .map_err(|e| HostError::Poisoned(e.to_string()))?;
+        let mut dst = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|e| HostError::Poisoned(e.to_string()))?;
         for (name, var) in dst.iter_mut() {
             let value = src
                 .get(name)
@@ -307,8 +385,13 @@ impl Predictor {
 
     /// Named variables (for gradient checks).
     pub fn named_vars(&self) -> Result<Vec<(String, Var)>> {
-        let data = self.varmap.data().lock().map_err(|e| HostError::Poisoned(e.to_string()))?;
-        let mut out: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let data = self
+            .varmap
+            .data()
+            .lock()
+            .map_err(|e| HostError::Poisoned(e.to_string()))?;
+        let mut out: Vec<(String, Var)> =
+            data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }

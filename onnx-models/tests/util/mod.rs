@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: running a model with tract.
 
-#![allow(dead_code)]
+// Test helpers panic on failure: that is the report.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use nasflat_onnx::{ModelProto, encode, model_cost};
 use rand::rngs::StdRng;

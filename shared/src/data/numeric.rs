@@ -56,7 +56,10 @@ impl NumericTable {
                     None
                 } else {
                     let v: f64 = cell.parse().map_err(|_| {
-                        table_err(line, format!("column `{}`: `{cell}` is not a number", names[c]))
+                        table_err(
+                            line,
+                            format!("column `{}`: `{cell}` is not a number", names[c]),
+                        )
                     })?;
                     Some(v)
                 };
@@ -109,7 +112,11 @@ impl NumericTable {
 
     /// One cell.
     pub fn get(&self, column: usize, row: usize) -> Option<f64> {
-        self.columns.get(column).and_then(|c| c.get(row)).copied().flatten()
+        self.columns
+            .get(column)
+            .and_then(|c| c.get(row))
+            .copied()
+            .flatten()
     }
 }
 

@@ -1,0 +1,449 @@
+//! `nasflat-agent run`: the pull loop that connects a board to the host.
+//!
+//! register (or re-attach) -> flush the spool -> ask for leases -> for each:
+//! measure (heartbeating meanwhile), spool durably, upload -> repeat.
+//! Network trouble never loses a result: it stays in the spool and is
+//! uploaded when the host is back; a restarted agent starts by flushing it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nasflat_shared::protocol::{
+    Fingerprint, Heartbeat, JobLimits, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION,
+    PlanRequest, RegisterRequest, ReleaseRequest, ResultBatch,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::client::{ClientError, HostClient};
+use crate::limits::BenchLimits;
+use crate::measure::{MeasureOptions, ModelSource, Sample, measure};
+use crate::model::InputSpec;
+use crate::provenance::MachineInfo;
+use crate::spool::{Spool, SpoolError, new_key};
+
+/// Why the loop stopped.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The host could not be reached within the retry budget.
+    #[error("gave up after {attempts} attempts: {last}")]
+    Unreachable { attempts: u32, last: ClientError },
+    /// The host refused or sent garbage: retrying cannot help.
+    #[error(transparent)]
+    Host(ClientError),
+    /// The spool failed; nothing was removed from it.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The state file could not be written.
+    #[error("state file {path}: {reason}")]
+    State { path: String, reason: String },
+}
+
+/// Options of the loop.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Host base URL.
+    pub host: String,
+    /// Enrolment token (first registration).
+    pub token: String,
+    /// Device name.
+    pub name: String,
+    /// Where the spool and the device identity live.
+    pub state_dir: PathBuf,
+    /// Stop after this many measured jobs (`None`: run forever).
+    pub max_jobs: Option<usize>,
+    /// Give up after this many consecutive failed attempts (`None`: never).
+    pub max_retries: Option<u32>,
+    /// Stop when the host has no work instead of polling.
+    pub exit_when_idle: bool,
+    /// Backoff base and cap.
+    pub backoff: (Duration, Duration),
+    /// Pin measurements to this core.
+    pub pin_core: Option<usize>,
+}
+
+/// The device identity kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DeviceState {
+    host: String,
+    device_id: String,
+    device_token: String,
+}
+
+/// What a finished loop did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Jobs measured in this run.
+    pub measured: usize,
+    /// Results acknowledged by the host in this run (spooled ones included).
+    pub uploaded: usize,
+    /// Results the host rejected (dropped from the spool).
+    pub rejected: usize,
+}
+
+struct Agent {
+    client: HostClient,
+    spool: Spool,
+    options: RunOptions,
+    device_id: String,
+    heartbeat: Duration,
+    backoff: Backoff,
+    rng: StdRng,
+    summary: RunSummary,
+}
+
+/// Runs the loop until `max_jobs`, idleness (with `exit_when_idle`), a
+/// shutdown signal on `stop`, or an unrecoverable error.
+pub async fn run(
+    options: RunOptions,
+    mut stop: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
+    let spool = Spool::open(&options.state_dir.join("spool"))?;
+    let (pending, problems) = spool.pending()?;
+    for p in problems {
+        warn!("{p}");
+    }
+    if !pending.is_empty() {
+        info!(count = pending.len(), "resuming spooled results");
+    }
+    let client = HostClient::new(&options.host, &options.token).map_err(RunError::Host)?;
+    let mut agent = Agent {
+        client,
+        spool,
+        backoff: Backoff::new(options.backoff.0, options.backoff.1),
+        rng: StdRng::from_os_rng(),
+        options,
+        device_id: String::new(),
+        heartbeat: Duration::from_secs(15),
+        summary: RunSummary::default(),
+    };
+    agent.attach().await?;
+    loop {
+        agent.flush().await?;
+        if *stop.borrow()
+            || agent
+                .options
+                .max_jobs
+                .is_some_and(|m| agent.summary.measured >= m)
+        {
+            break;
+        }
+        let want = agent
+            .options
+            .max_jobs
+            .map_or(4, |m| (m - agent.summary.measured).min(4));
+        let plan = agent
+            .retry(|c, id| {
+                let req = PlanRequest {
+                    device_id: id,
+                    max_jobs: u32::try_from(want).unwrap_or(4),
+                };
+                async move { c.plan(&req).await }
+            })
+            .await?;
+        if plan.leases.is_empty() {
+            if agent.options.exit_when_idle {
+                break;
+            }
+            let wait = Duration::from_secs(u64::from(plan.retry_after_secs.max(1)));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let mut leases = plan.leases.into_iter();
+        while let Some(lease) = leases.next() {
+            if *stop.borrow() {
+                let rest: Vec<String> = std::iter::once(lease.lease_id)
+                    .chain(leases.by_ref().map(|l| l.lease_id))
+                    .collect();
+                agent.release(rest, "agent shutting down").await;
+                break;
+            }
+            agent.work(lease).await?;
+        }
+    }
+    agent.flush().await?;
+    Ok(agent.summary)
+}
+
+impl Agent {
+    /// Retries a call on transient errors with backoff, up to `max_retries`.
+    async fn retry<T, F, Fut>(&mut self, call: F) -> Result<T, RunError>
+    where
+        F: Fn(HostClient, String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        loop {
+            match call(self.client.clone(), self.device_id.clone()).await {
+                Ok(v) => {
+                    self.backoff.reset();
+                    return Ok(v);
+                }
+                Err(e) if e.is_transient() => {
+                    if self
+                        .options
+                        .max_retries
+                        .is_some_and(|m| self.backoff.attempts() >= m)
+                    {
+                        return Err(RunError::Unreachable {
+                            attempts: self.backoff.attempts() + 1,
+                            last: e,
+                        });
+                    }
+                    let delay = self.backoff.next_delay(&mut self.rng);
+                    warn!("{e}; retrying in {delay:.1?}");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(RunError::Host(e)),
+            }
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.options.state_dir.join("device.json")
+    }
+
+    async fn attach(&mut self) -> Result<(), RunError> {
+        let previous = read_state(&self.state_path()).filter(|s| s.host == self.options.host);
+        let machine = MachineInfo::read();
+        let req = RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: self.options.name.clone(),
+            device_id: previous.as_ref().map(|s| s.device_id.clone()),
+            fingerprint: Fingerprint {
+                cpu_model: machine.cpu_model,
+                cores: u32::try_from(machine.cores).unwrap_or(u32::MAX),
+                target: machine.target,
+                kernel: machine.kernel,
+                mem_total_kb: machine.mem_total_kb,
+                agent_version: machine.agent_version,
+                tract_version: machine.tract_version,
+            },
+        };
+        if let Some(state) = &previous {
+            // Re-attaching authenticates with the device's own token.
+            self.client.set_token(&state.device_token);
+        }
+        let response = self
+            .retry(|c, _| {
+                let req = req.clone();
+                async move { c.register(&req).await }
+            })
+            .await?;
+        self.device_id = response.device_id.clone();
+        self.heartbeat = Duration::from_secs(u64::from(response.heartbeat_secs.max(1)));
+        self.client.set_token(&response.device_token);
+        write_state(
+            &self.state_path(),
+            &DeviceState {
+                host: self.options.host.clone(),
+                device_id: response.device_id,
+                device_token: response.device_token,
+            },
+        )?;
+        info!(device = %self.device_id, "attached to {}", self.options.host);
+        Ok(())
+    }
+
+    /// Uploads every spooled result; removes each only once acknowledged.
+    async fn flush(&mut self) -> Result<(), RunError> {
+        let (pending, problems) = self.spool.pending()?;
+        for p in problems {
+            warn!("{p}");
+        }
+        for chunk in pending.chunks(32) {
+            let batch = ResultBatch {
+                results: chunk.to_vec(),
+            };
+            let ack = self
+                .retry(|c, _| {
+                    let batch = batch.clone();
+                    async move { c.upload(&batch).await }
+                })
+                .await?;
+            for key in &ack.acked {
+                self.spool.remove(key)?;
+                self.summary.uploaded += 1;
+            }
+            for (key, reason) in &ack.rejected {
+                warn!(key = %key, "host rejected result: {reason}");
+                self.spool.remove(key)?;
+                self.summary.rejected += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self, lease_ids: Vec<String>, reason: &str) {
+        if lease_ids.is_empty() {
+            return;
+        }
+        let req = ReleaseRequest {
+            device_id: self.device_id.clone(),
+            lease_ids,
+            reason: reason.to_string(),
+        };
+        if let Err(e) = self.client.release(&req).await {
+            warn!("could not release leases (they will expire): {e}");
+        }
+    }
+
+    /// Measures one lease, heartbeating while busy, and spools the result.
+    async fn work(&mut self, lease: Lease) -> Result<(), RunError> {
+        let source = match self.source(&lease.job).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                self.release(vec![lease.lease_id], &e.to_string()).await;
+                return Ok(());
+            }
+            Err(e) => return Err(RunError::Host(e)),
+        };
+        let options = measure_options(&lease.job, &lease.limits, self.options.pin_core);
+        let options = match options {
+            Ok(o) => o,
+            Err(reason) => {
+                self.release(vec![lease.lease_id], &reason).await;
+                return Ok(());
+            }
+        };
+        let beat = self.spawn_heartbeat(lease.lease_id.clone());
+        let measured = tokio::task::spawn_blocking(move || measure(&source, &options)).await;
+        beat.abort();
+        let sample = match measured {
+            Ok(Ok(sample)) => sample,
+            Ok(Err(e)) => {
+                warn!(lease = %lease.lease_id, "measurement failed: {e}");
+                self.release(vec![lease.lease_id], &format!("measurement failed: {e}"))
+                    .await;
+                return Ok(());
+            }
+            Err(join) => {
+                self.release(
+                    vec![lease.lease_id],
+                    &format!("measurement crashed: {join}"),
+                )
+                .await;
+                return Ok(());
+            }
+        };
+        let result = to_result(&self.device_id, Some(lease.lease_id), lease.job, &sample);
+        self.spool.push(&result)?;
+        self.summary.measured += 1;
+        info!(
+            key = %result.idempotency_key,
+            median_ms = result.median_ms,
+            valid = result.valid,
+            "measured {}", sample.model
+        );
+        Ok(())
+    }
+
+    async fn source(&self, job: &JobSpec) -> Result<ModelSource, ClientError> {
+        Ok(match job {
+            JobSpec::Arch {
+                arch,
+                batch,
+                resolution,
+            } => ModelSource::Arch {
+                arch: *arch,
+                batch: *batch as usize,
+                resolution: resolution.map(|r| r as usize),
+            },
+            JobSpec::Model { model_id, .. } => ModelSource::Bytes {
+                name: format!("model {model_id}"),
+                bytes: self.client.model_bytes(model_id).await?,
+            },
+        })
+    }
+
+    fn spawn_heartbeat(&self, lease_id: String) -> tokio::task::JoinHandle<()> {
+        let client = self.client.clone();
+        let req = Arc::new(Heartbeat {
+            device_id: self.device_id.clone(),
+            lease_ids: vec![lease_id],
+        });
+        let every = self.heartbeat;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match client.heartbeat(&req).await {
+                    Ok(r) if !r.lost.is_empty() => {
+                        warn!("lease {:?} lost; the result will still be uploaded", r.lost);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!("heartbeat failed: {e}"),
+                }
+            }
+        })
+    }
+}
+
+fn measure_options(
+    job: &JobSpec,
+    limits: &JobLimits,
+    pin_core: Option<usize>,
+) -> Result<MeasureOptions, String> {
+    let inputs = match job {
+        JobSpec::Model { inputs, .. } => inputs
+            .iter()
+            .map(|s| s.parse::<InputSpec>().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?,
+        JobSpec::Arch { .. } => Vec::new(),
+    };
+    let limits = BenchLimits {
+        min_runs: limits.min_runs.max(1) as usize,
+        min_time: Duration::from_millis(u64::from(limits.min_ms)),
+        max_time: Duration::from_millis(u64::from(limits.max_ms.max(limits.min_ms))),
+        ..BenchLimits::default()
+    };
+    Ok(MeasureOptions {
+        limits,
+        threads: 1,
+        pin_core,
+        inputs,
+        seed: 0,
+    })
+}
+
+/// Wraps a sample as an upload with a fresh idempotency key.
+pub fn to_result(
+    device_id: &str,
+    lease_id: Option<String>,
+    job: JobSpec,
+    sample: &Sample,
+) -> MeasurementResult {
+    MeasurementResult {
+        idempotency_key: new_key(),
+        device_id: device_id.to_string(),
+        lease_id,
+        job,
+        median_ms: sample.label_ms(),
+        valid: sample.valid,
+        invalid_reasons: sample.invalid_reasons.clone(),
+        sample_json: serde_json::to_string(sample).unwrap_or_default(),
+    }
+}
+
+fn read_state(path: &Path) -> Option<DeviceState> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn write_state(path: &Path, state: &DeviceState) -> Result<(), RunError> {
+    let err = |reason: String| RunError::State {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = serde_json::to_string_pretty(state).map_err(|e| err(e.to_string()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}

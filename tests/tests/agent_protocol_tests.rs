@@ -1,0 +1,192 @@
+//! The agent's pull loop against a real HTTP server speaking the protocol:
+//! nothing measured is lost or counted twice, whatever the host does.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nasflat_agent::runner::{RunError, RunOptions, RunSummary, run};
+use nasflat_agent::spool::Spool;
+use nasflat_shared::protocol::JobSpec;
+use nasflat_shared::{Arch, SearchSpace};
+use nasflat_tests::protocol_server::{Fault, TestHost, lock, new_state};
+
+fn jobs(indices: &[usize]) -> Vec<JobSpec> {
+    indices
+        .iter()
+        .map(|&i| JobSpec::Arch {
+            arch: Arch::from_index(SearchSpace::Nb201, i).unwrap(),
+            batch: 1,
+            resolution: None,
+        })
+        .collect()
+}
+
+fn options(url: &str, state: &Path) -> RunOptions {
+    RunOptions {
+        host: url.to_string(),
+        token: "enrol".into(),
+        name: "test-board".into(),
+        state_dir: state.to_path_buf(),
+        max_jobs: None,
+        max_retries: Some(3),
+        exit_when_idle: true,
+        backoff: (Duration::from_millis(5), Duration::from_millis(20)),
+        pin_core: None,
+    }
+}
+
+async fn run_agent(opts: RunOptions) -> Result<RunSummary, RunError> {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    run(opts, rx).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measures_every_job_once_and_reattaches() {
+    let state = new_state("enrol", jobs(&[0, 1, 2]));
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert_eq!(summary.measured, 3);
+    assert_eq!(summary.uploaded, 3);
+    {
+        let s = lock(&state);
+        assert_eq!(s.results.len(), 3);
+        assert!(s.leases.is_empty());
+        assert!(s.results.values().all(|r| r.median_ms > 0.0 && r.valid));
+        assert_eq!(s.devices.len(), 1);
+    }
+    assert!(
+        Spool::open(&dir.path().join("spool"))
+            .unwrap()
+            .is_empty()
+            .unwrap()
+    );
+    // A restart re-attaches as the same device (no second registration of a new one).
+    run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert_eq!(lock(&state).devices.len(), 1);
+    assert_eq!(lock(&state).registrations, 2);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_and_lost_acks_neither_lose_nor_duplicate() {
+    let state = new_state("enrol", jobs(&[10, 11, 12, 13]));
+    {
+        let mut s = lock(&state);
+        s.faults
+            .insert("plan", [Fault::Unavailable, Fault::Unavailable].into());
+        s.faults.insert(
+            "results",
+            [Fault::Unavailable, Fault::LoseResponse, Fault::LoseResponse].into(),
+        );
+    }
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert_eq!(summary.measured, 4);
+    let s = lock(&state);
+    assert_eq!(s.results.len(), 4, "every measurement stored exactly once");
+    assert!(
+        s.duplicate_uploads >= 2,
+        "lost acks were retried: {}",
+        s.duplicate_uploads
+    );
+    drop(s);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_down_keeps_results_spooled_until_restart() {
+    let state = new_state("enrol", jobs(&[20, 21]));
+    // Every upload fails: the agent gives up, with both results on disk.
+    lock(&state).faults.insert(
+        "results",
+        std::iter::repeat_n(Fault::Unavailable, 50).collect(),
+    );
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(&host.url(), dir.path());
+    opts.max_retries = Some(2);
+    let err = run_agent(opts).await.unwrap_err();
+    assert!(matches!(err, RunError::Unreachable { .. }), "{err}");
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    let spooled = spool.len().unwrap();
+    assert!(spooled >= 1, "results must survive in the spool");
+    assert!(lock(&state).results.is_empty());
+
+    // The host comes back (same database, new process on the same port).
+    let port = host.addr.port();
+    host.stop().await;
+    lock(&state).faults.clear();
+    let host = TestHost::start(state.clone(), port).await.unwrap();
+    let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert!(summary.uploaded >= spooled);
+    let s = lock(&state);
+    assert_eq!(
+        s.results.len(),
+        2,
+        "both measured results arrive exactly once"
+    );
+    assert_eq!(s.duplicate_uploads, 0);
+    drop(s);
+    assert!(spool.is_empty().unwrap());
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_the_host_is_a_clear_error_and_spool_stays() {
+    let state = new_state("enrol", jobs(&[30]));
+    lock(&state)
+        .faults
+        .insert("results", [Fault::Garbage].into());
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = run_agent(options(&host.url(), dir.path()))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("undecodable"), "{text}");
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    assert_eq!(spool.len().unwrap(), 1, "the unacknowledged result is kept");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_enrolment_token_is_refused() {
+    let state = new_state("enrol", jobs(&[1]));
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(&host.url(), dir.path());
+    opts.token = "wrong".into();
+    let err = run_agent(opts).await.unwrap_err().to_string();
+    assert!(err.contains("401") && err.contains("enrolment"), "{err}");
+    assert!(lock(&state).devices.is_empty());
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_models_are_fetched_and_measured() {
+    let arch = nasflat_shared::Nb201Arch::from_index(3).unwrap();
+    let bytes = nasflat_onnx::encode(
+        &nasflat_onnx::nb201_model(&arch, &nasflat_onnx::Nb201Config::default()).unwrap(),
+    );
+    let state = new_state(
+        "enrol",
+        vec![JobSpec::Model {
+            model_id: "m1".into(),
+            inputs: vec!["input:1x3x32x32".into()],
+        }],
+    );
+    lock(&state).models.insert("m1".into(), bytes);
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert_eq!(summary.measured, 1);
+    let s = lock(&state);
+    let r = s.results.values().next().unwrap();
+    assert!(matches!(&r.job, JobSpec::Model { model_id, .. } if model_id == "m1"));
+    let sample: serde_json::Value = serde_json::from_str(&r.sample_json).unwrap();
+    assert_eq!(sample["timing"]["output_shapes"][0][1], 10);
+    drop(s);
+    host.stop().await;
+}
