@@ -54,6 +54,7 @@ impl LogLinearCalibration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

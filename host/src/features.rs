@@ -330,6 +330,7 @@ fn standardise_interleaved(values: &[f64], dim: usize) -> Vec<f32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -164,10 +164,12 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             train.loss = v;
         }
         train.hw_init = !args.no_hw_init;
-        let mut predictor = PredictorConfig::default();
-        predictor.gnn_kind = args.gnn;
-        predictor.ophw = !args.no_ophw;
-        predictor.node_costs = !args.no_node_costs;
+        let mut predictor = PredictorConfig {
+            gnn_kind: args.gnn,
+            ophw: !args.no_ophw,
+            node_costs: !args.no_node_costs,
+            ..PredictorConfig::default()
+        };
         if let Some(s) = args.supplementary {
             predictor.supplementary = s;
         }
@@ -207,16 +209,25 @@ fn run_eval(args: EvalArgs) -> Result<()> {
 
 /// Candle reads its thread count from the environment only; small models
 /// train fastest on one thread (STACK.md), so re-execute ourselves with it set.
+/// glibc's default mmap threshold makes every ~1 MB activation a fresh
+/// mmap + page faults (half the run time in the kernel); raising it keeps
+/// those buffers on the heap.
 fn ensure_single_thread() -> Option<ExitCode> {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
-    let status = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .args(std::env::args_os().skip(1))
-        .env("RAYON_NUM_THREADS", "1")
-        .status()
-        .ok()?;
+        .env("RAYON_NUM_THREADS", "1");
+    if std::env::var_os("GLIBC_TUNABLES").is_none() {
+        command.env(
+            "GLIBC_TUNABLES",
+            "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456",
+        );
+    }
+    let status = command.status().ok()?;
     Some(ExitCode::from(
         status
             .code()

@@ -133,12 +133,12 @@ pub fn fit(
                 .map(<[usize]>::to_vec)
                 .collect();
             // A 1-graph tail has no pair to rank: fold it into the previous batch.
-            if chunks.len() > 1 && chunks.last().is_some_and(|c| c.len() < 2) {
-                if let Some(tail) = chunks.pop() {
-                    if let Some(prev) = chunks.last_mut() {
-                        prev.extend(tail);
-                    }
-                }
+            if chunks.len() > 1
+                && chunks.last().is_some_and(|c| c.len() < 2)
+                && let Some(tail) = chunks.pop()
+                && let Some(prev) = chunks.last_mut()
+            {
+                prev.extend(tail);
             }
             batches.extend(chunks.into_iter().filter(|c| c.len() >= 2).map(|c| (d, c)));
         }

@@ -1,5 +1,6 @@
 //! Predictor-level tests: gradients reach every parameter, transfer helps,
 //! checkpoints round-trip, runs are deterministic, bad input is an error.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -64,19 +65,23 @@ fn assert_all_grads(config: &PredictorConfig) {
 
 #[test]
 fn every_parameter_gets_a_gradient_ensemble_ophw() {
-    let mut config = PredictorConfig::default();
-    config.supplementary = Supplementary::All;
+    let config = PredictorConfig {
+        supplementary: Supplementary::All,
+        ..PredictorConfig::default()
+    };
     assert_all_grads(&config);
 }
 
 #[test]
 fn every_parameter_gets_a_gradient_without_ophw() {
     for kind in [GnnKind::Dgf, GnnKind::Gat] {
-        let mut config = PredictorConfig::default();
-        config.ophw = false;
-        config.gnn_kind = kind;
-        config.node_costs = false;
-        config.supplementary = Supplementary::None;
+        let config = PredictorConfig {
+            ophw: false,
+            gnn_kind: kind,
+            node_costs: false,
+            supplementary: Supplementary::None,
+            ..PredictorConfig::default()
+        };
         assert_all_grads(&config);
     }
 }

@@ -14,7 +14,7 @@ fn loading(c: &mut Criterion) {
     group.bench_function("fbnet_latency_27_devices", |b| {
         b.iter(|| data::latency_table(SearchSpace::Fbnet))
     });
-    group.bench_function("nb201_arch_list_parse", |b| {
+    group.bench_function("nb201_arch_list_gunzip", |b| {
         b.iter(|| nasflat_shared::vendored::NB201_ARCHS.text())
     });
     group.finish();

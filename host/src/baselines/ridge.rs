@@ -132,6 +132,7 @@ fn chol_solve(l: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

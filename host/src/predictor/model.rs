@@ -282,7 +282,7 @@ impl Predictor {
         device: usize,
     ) -> Result<Vec<f64>> {
         let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(256) {
+        for chunk in rows.chunks((2048 / self.aggregation.dim(0)?.max(1)).max(16)) {
             let batch = GraphBatch::build(features, &self.config, chunk, device)?;
             let scores = self
                 .forward(&batch)?
