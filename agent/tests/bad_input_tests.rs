@@ -1,4 +1,5 @@
 //! Bad models and bad arguments give clear errors, never panics.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::process::Command;
 use std::time::Duration;

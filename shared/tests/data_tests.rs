@@ -1,4 +1,5 @@
 //! The vendored tables load with the shapes and gaps the provenance README states.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::{self, NumericTable, TaskSet};

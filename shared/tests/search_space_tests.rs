@@ -1,4 +1,5 @@
 //! The search spaces agree with the vendored tables on every row.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::collections::HashSet;
 

@@ -148,7 +148,9 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Response> {
+/// Decodes a body by its content type; the error is the 400 response to send
+/// (boxed: a `Response` is large and errors are the cold path).
+fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Box<Response>> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -159,11 +161,11 @@ fn decode<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, R
         postcard::from_bytes(body).map_err(|e| e.to_string())
     };
     parsed.map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             "bad_request",
             format!("malformed body: {e}"),
-        )
+        ))
     })
 }
 
@@ -216,7 +218,7 @@ fn device_of(state: &ServerState, headers: &HeaderMap) -> Option<String> {
 async fn register(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let req: RegisterRequest = match decode(&headers, &body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut s = lock(&state);
     if let Some(f) = take_fault(&mut s, "register").and_then(fault_response) {
@@ -272,7 +274,7 @@ async fn register(State(state): State<Shared>, headers: HeaderMap, body: Bytes) 
 async fn plan(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let req: PlanRequest = match decode(&headers, &body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut s = lock(&state);
     if let Some(f) = take_fault(&mut s, "plan").and_then(fault_response) {
@@ -317,7 +319,7 @@ async fn plan(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
 async fn heartbeat(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let req: Heartbeat = match decode(&headers, &body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let s = lock(&state);
     let (renewed, lost) = req
@@ -330,7 +332,7 @@ async fn heartbeat(State(state): State<Shared>, headers: HeaderMap, body: Bytes)
 async fn results(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let req: ResultBatch = match decode(&headers, &body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut s = lock(&state);
     let fault = take_fault(&mut s, "results");
@@ -382,7 +384,7 @@ async fn results(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -
 async fn release(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let req: ReleaseRequest = match decode(&headers, &body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut s = lock(&state);
     for id in req.lease_ids {

@@ -1,5 +1,6 @@
 //! The agent's pull loop against a real HTTP server speaking the protocol:
 //! nothing measured is lost or counted twice, whatever the host does.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::path::Path;
 use std::time::Duration;
@@ -84,14 +85,15 @@ async fn outages_and_lost_acks_neither_lose_nor_duplicate() {
     let dir = tempfile::tempdir().unwrap();
     let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
     assert_eq!(summary.measured, 4);
-    let s = lock(&state);
-    assert_eq!(s.results.len(), 4, "every measurement stored exactly once");
-    assert!(
-        s.duplicate_uploads >= 2,
-        "lost acks were retried: {}",
-        s.duplicate_uploads
-    );
-    drop(s);
+    {
+        let s = lock(&state);
+        assert_eq!(s.results.len(), 4, "every measurement stored exactly once");
+        assert!(
+            s.duplicate_uploads >= 2,
+            "lost acks were retried: {}",
+            s.duplicate_uploads
+        );
+    }
     host.stop().await;
 }
 
@@ -121,14 +123,15 @@ async fn host_down_keeps_results_spooled_until_restart() {
     let host = TestHost::start(state.clone(), port).await.unwrap();
     let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
     assert!(summary.uploaded >= spooled);
-    let s = lock(&state);
-    assert_eq!(
-        s.results.len(),
-        2,
-        "both measured results arrive exactly once"
-    );
-    assert_eq!(s.duplicate_uploads, 0);
-    drop(s);
+    {
+        let s = lock(&state);
+        assert_eq!(
+            s.results.len(),
+            2,
+            "both measured results arrive exactly once"
+        );
+        assert_eq!(s.duplicate_uploads, 0);
+    }
     assert!(spool.is_empty().unwrap());
     host.stop().await;
 }
@@ -182,11 +185,12 @@ async fn user_models_are_fetched_and_measured() {
     let dir = tempfile::tempdir().unwrap();
     let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
     assert_eq!(summary.measured, 1);
-    let s = lock(&state);
-    let r = s.results.values().next().unwrap();
-    assert!(matches!(&r.job, JobSpec::Model { model_id, .. } if model_id == "m1"));
-    let sample: serde_json::Value = serde_json::from_str(&r.sample_json).unwrap();
-    assert_eq!(sample["timing"]["output_shapes"][0][1], 10);
-    drop(s);
+    {
+        let s = lock(&state);
+        let r = s.results.values().next().unwrap();
+        assert!(matches!(&r.job, JobSpec::Model { model_id, .. } if model_id == "m1"));
+        let sample: serde_json::Value = serde_json::from_str(&r.sample_json).unwrap();
+        assert_eq!(sample["timing"]["output_shapes"][0][1], 10);
+    }
     host.stop().await;
 }
