@@ -13,8 +13,18 @@ Measures, on this machine, and writes one markdown report (stdout and --out):
 2. Repeatability: CV of the reported median over separate agent invocations of
    NB201 index 0.
 3. Rank agreement: Spearman (and Kendall) between agent and onnxruntime medians
-   over N random NB201 architectures (fixed, printed seed).
+   over N random NB201 architectures (fixed, printed seed), with a test-retest
+   of each runtime (the agreement noise alone allows) and the correlation of
+   the tract/ort ratio with the architecture's operator counts.
 4. Floor: the agent's median on a trivial Identity / Relu model of shape [1,1].
+
+Takes about 5 minutes on 2 cores with the defaults. docs/agent-bench.md was
+made with an extra variant, an agent binary built before the dev profile
+dropped the dependencies' debug assertions:
+
+    python agent/benches/agent_vs_onnxruntime.py \
+        --add-variant 'old-dev@/path/to/old/nasflat-agent' \
+        --rank-variant tract,avgpool-sep,old-dev --repeat-variant tract,old-dev
 
 Needs python3 with onnx, onnxruntime and numpy (scipy optional), e.g.:
 
@@ -52,6 +62,14 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 REPO = Path(__file__).resolve().parents[2]
+# Tract variants timed next to the plain agent (see parse_variant for the syntax).
+# TRACT_* environment variables are tract "knobs" read by the agent's tract at
+# optimisation or evaluation time; no agent change is needed to try them.
+DEFAULT_VARIANTS = [
+    "t2:--threads,2",
+    "avgpool-sep;TRACT_AVGPOOL_SEPARABLE=true",
+    "eager-im2col;TRACT_LAZY_IM2COL_MIN_KERNEL=100",
+]
 NB201_SIZE = 15625
 FBNET_SIZE = 5000
 ALL_CONV3 = (
@@ -199,6 +217,20 @@ class Variant:
         return " ".join(parts) or "agent defaults (`--threads 1`)"
 
 
+# provenance.machine of the plain agent's last sample (target triple, tract version).
+AGENT_MACHINE: dict = {}
+
+
+def pick_variants(variants: list[Variant], names: str, flag: str) -> list[Variant]:
+    picked = []
+    for name in names.split(","):
+        v = next((v for v in variants if v.name == name), None)
+        if v is None:
+            sys.exit(f"{flag} {name}: no such variant ({', '.join(v.name for v in variants)})")
+        picked.append(v)
+    return picked
+
+
 def run_agent(
     variant: Variant, target: list[str], limits: Limits, seed: int
 ) -> dict:
@@ -209,7 +241,10 @@ def run_agent(
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} failed: {out.stderr.strip()}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    sample = json.loads(out.stdout.strip().splitlines()[-1])
+    if variant.name == "tract":
+        AGENT_MACHINE.update(sample["provenance"]["machine"])
+    return sample
 
 
 class OrtModel:
@@ -359,15 +394,29 @@ def main() -> int:
     ap.add_argument("--rank-min-ms", type=int, default=200)
     ap.add_argument(
         "--variant", action="append", default=None,
-        help="extra tract variant NAME[@BINARY][:FLAG,...][;ENV=V,...] (repeatable); "
-        "default: t2 (--threads 2) and avgpool-sep (TRACT_AVGPOOL_SEPARABLE=true)",
+        help="tract variant besides the plain agent, NAME[@BINARY][:FLAG,...][;ENV=V,...] "
+        "(repeatable; replaces the defaults: " + " ".join(DEFAULT_VARIANTS) + ")",
     )  # fmt: skip
+    ap.add_argument(
+        "--add-variant", action="append",
+        help="like --variant but keeps the defaults, e.g. "
+        "'nodebug@/path/to/other/nasflat-agent' or 'nodebug-sep@/path;TRACT_AVGPOOL_SEPARABLE=true'",
+    )  # fmt: skip
+    ap.add_argument(
+        "--rank-variant", default="tract",
+        help="comma list of tract variants the rank agreement measures (default: the plain agent)",
+    )  # fmt: skip
+    ap.add_argument("--no-retest", action="store_true", help="skip the test-retest runs of the rank section")
     ap.add_argument("--no-ort-basic", action="store_true", help="skip the ORT_ENABLE_BASIC column")
+    ap.add_argument(
+        "--repeat-variant", default="tract",
+        help="comma list of tract variants the repeatability section runs (default: the plain agent)",
+    )  # fmt: skip
     ap.add_argument("--skip", default="", help="comma list of sections to skip: h2h,repeat,rank,floor")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
-    command = shlex.join([Path(sys.executable).name, *sys.argv])
+    command = shlex.join([sys.executable, *sys.argv])
     started = time.time()
     load_start = loadavg()
     scratch = Path(tempfile.mkdtemp(prefix="nasflat-bench-"))
@@ -378,10 +427,8 @@ def main() -> int:
             if not src.exists():
                 sys.exit(f"{src} not found: build it with `cargo build -p nasflat-agent -p nasflat-onnx`")
             shutil.copy2(src, dst)
-        specs = args.variant if args.variant is not None else [
-            "t2:--threads,2",
-            "avgpool-sep;TRACT_AVGPOOL_SEPARABLE=true",
-        ]  # fmt: skip
+        specs = args.variant if args.variant is not None else DEFAULT_VARIANTS
+        specs = specs + (args.add_variant or [])
         variants = [Variant("tract", agent, [], {})]
         variants += [parse_variant(s, agent, scratch) for s in specs]
         return run(args, skip, command, started, load_start, scratch, agent, onnx_bin, variants)
@@ -399,8 +446,6 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
     np_rng = np.random.default_rng(args.seed)
     results: dict = {"seed": args.seed, "command": command}
     out: list[str] = []
-    tract_version = "?"
-    target_triple = "?"
 
     # ---------------- 1. head to head ----------------
     h2h_rows = []
@@ -437,8 +482,6 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
                             per["ort-basic"].append(ort_basic.time(limits, np_rng))
                     else:
                         j = run_agent(v, [str(path)], limits, args.seed)
-                        m = j["provenance"]["machine"]
-                        tract_version, target_triple = m["tract_version"], m["target"]
                         invalid += 0 if j["valid"] else 1
                         s = j["timing"]["summary"]
                         per[v.name].append({"median_ms": s["median_ms"], "min_ms": s["min_ms"], "cv": s["cv"], "runs": s["runs"]})
@@ -465,50 +508,83 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
     rep = None
     if "repeat" not in skip:
         limits = Limits(20, 1000, 10_000, 5)  # the agent's defaults
-        runs = [
-            run_agent(variants[0], ["--space", "nb201", "--index", "0"], limits, 0)
-            for _ in range(args.repeat)
-        ]
-        meds = [j["timing"]["summary"]["median_ms"] for j in runs]
-        mins = [j["timing"]["summary"]["min_ms"] for j in runs]
-        within = [j["timing"]["summary"]["cv"] for j in runs]
-        rep = {"medians_ms": meds, "mins_ms": mins, "within_run_cv": within, "cv_of_median": cv(meds), "cv_of_min": cv(mins)}
+        rvs = pick_variants(variants, args.repeat_variant, "--repeat-variant")
+        runs = {v.name: [] for v in rvs}
+        for _ in range(args.repeat):  # interleaved: one invocation of each variant per pass
+            for v in rvs:
+                runs[v.name].append(run_agent(v, ["--space", "nb201", "--index", "0"], limits, 0))
+        rep = {}
+        for name, js in runs.items():
+            meds = [j["timing"]["summary"]["median_ms"] for j in js]
+            mins = [j["timing"]["summary"]["min_ms"] for j in js]
+            within = [j["timing"]["summary"]["cv"] for j in js]
+            rep[name] = {"medians_ms": meds, "mins_ms": mins, "within_run_cv": within, "cv_of_median": cv(meds), "cv_of_min": cv(mins)}
+            log(f"repeatability {name}: medians {['%.3f' % m for m in meds]}, CV {rep[name]['cv_of_median']:.1%}")
         results["repeatability"] = rep
-        log(f"repeatability: medians {['%.3f' % m for m in meds]}, CV {rep['cv_of_median']:.1%}")
 
     # ---------------- 3. rank agreement ----------------
     rank = None
     if "rank" not in skip:
         idx = sorted(rng.sample(range(NB201_SIZE), args.rank_n))
         limits = Limits(args.rank_min_runs, args.rank_min_ms, 5_000, 3)
-        tr, on, bad = [], [], 0
+        rvs = pick_variants(variants, args.rank_variant, "--rank-variant")
+        tr = {v.name: [] for v in rvs}
+        on, bad = [], 0
+        # Test-retest: the first variant and ORT measured a second time, in the
+        # same interleaved order, give the agreement noise alone allows.
+        retest = {"tract": [], "ort": []}
+        ops = {"avg_pool_3x3": [], "nor_conv_3x3": [], "nor_conv_1x1": []}
         for k, i in enumerate(idx):
             path = scratch / f"rank_{i}.onnx"
             export(onnx_bin, "nb201", ["--index", str(i)], path, 0)
-            if k % 2 == 0:
-                j = run_agent(variants[0], [str(path)], limits, args.seed)
-                o = OrtModel(path).time(limits, np_rng)
-            else:
-                o = OrtModel(path).time(limits, np_rng)
-                j = run_agent(variants[0], [str(path)], limits, args.seed)
-            bad += 0 if j["valid"] else 1
-            tr.append(j["timing"]["summary"]["median_ms"])
-            on.append(o["median_ms"])
+            arch, _ = arch_string(onnx_bin, "nb201", ["--index", str(i)])
+            for op in ops:
+                ops[op].append(arch.count(op))
+            session = OrtModel(path)
+            order: list = list(rvs) + ["ort"]
+            if not args.no_retest:
+                order += ["retest-tract", "retest-ort"]
+            if k % 2 == 1:  # alternate which runtime goes first
+                order.reverse()
+            for v in order:
+                if v == "ort":
+                    on.append(session.time(limits, np_rng)["median_ms"])
+                elif v == "retest-ort":
+                    retest["ort"].append(session.time(limits, np_rng)["median_ms"])
+                else:
+                    rv = rvs[0] if v == "retest-tract" else v
+                    j = run_agent(rv, [str(path)], limits, args.seed)
+                    bad += 0 if j["valid"] else 1
+                    med = j["timing"]["summary"]["median_ms"]
+                    (retest["tract"] if v == "retest-tract" else tr[v.name]).append(med)
             path.unlink()
             if (k + 1) % 10 == 0:
                 log(f"rank: {k + 1}/{len(idx)}, load {loadavg()}")
-        rank = {
-            "indices": idx,
-            "tract_ms": tr,
-            "ort_ms": on,
-            "spearman": spearman(tr, on),
-            "kendall": kendall(tr, on),
-            "pearson_log": pearson([math.log(x) for x in tr], [math.log(x) for x in on]),
-            "ratio_geomean": geomean([a / b for a, b in zip(tr, on)]),
-            "invalid": bad,
+        stats = {}
+        for name, xs in tr.items():
+            ratio = [a / b for a, b in zip(xs, on)]
+            stats[name] = {
+                "spearman": spearman(xs, on),
+                "kendall": kendall(xs, on),
+                "pearson_log": pearson([math.log(x) for x in xs], [math.log(x) for x in on]),
+                "ratio_geomean": geomean(ratio),
+                "ratio_vs_ops": {op: spearman(ratio, c) for op, c in ops.items()},
+            }
+        names = list(tr)
+        between = {
+            f"{a} vs {b}": spearman(tr[a], tr[b])
+            for n, a in enumerate(names)
+            for b in names[n + 1 :]
         }
+        if retest["tract"]:
+            between[f"{names[0]} vs {names[0]} (retest)"] = spearman(tr[names[0]], retest["tract"])
+            between["ort vs ort (retest)"] = spearman(on, retest["ort"])
+        rank = {
+            "indices": idx, "tract_ms": tr, "ort_ms": on, "retest": retest, "ops": ops,
+            "stats": stats, "between": between, "invalid": bad,
+        }  # fmt: skip
         results["rank"] = rank
-        log(f"rank: spearman {rank['spearman']:.3f}")
+        log("rank: " + ", ".join(f"{n} spearman {st['spearman']:.3f}" for n, st in stats.items()))
 
     # ---------------- 4. floor ----------------
     floor = []
@@ -536,6 +612,8 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
     out.append(f"- seed: {args.seed}")
     out.append(f"- date (UTC): {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M')}")
     out.append(f"- machine: {cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, governor {governor()}")
+    target_triple = AGENT_MACHINE.get("target", "?")
+    tract_version = AGENT_MACHINE.get("tract_version", "?")
     out.append(f"- agent: {agent_version} ({target_triple}, tract {tract_version}), binary `{args.agent}`")
     out.append(f"- onnxruntime {ort.__version__} (CPUExecutionProvider), onnx {onnx.__version__}, numpy {np.__version__}, Python {platform.python_version()}")
     out.append(f"- load average (1/5/15 min): {load_start} at start, {load_end} at end; run took {elapsed / 60:.1f} min")
@@ -607,53 +685,77 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
         out.append("")
 
     if rep:
+        names = list(rep)
         out.append("## 2. Repeatability (NB201 index 0, separate agent invocations)")
         out.append("")
+        n = len(rep[names[0]]["medians_ms"])
         out.append(
-            f"`nasflat-agent measure --space nb201 --index 0 --json` run {len(rep['medians_ms'])} times "
-            "(agent defaults: >= 20 runs, >= 1000 ms)."
+            f"`nasflat-agent measure --space nb201 --index 0 --json` run {n} times per variant "
+            "(agent defaults: >= 20 runs, >= 1000 ms), variants interleaved."
         )
         out.append("")
-        rows = [
-            [str(i + 1), fmt(m), fmt(mi), f"{c:.1%}"]
-            for i, (m, mi, c) in enumerate(zip(rep["medians_ms"], rep["mins_ms"], rep["within_run_cv"]))
-        ]
-        out += table(["invocation", "median ms", "min ms", "within-run CV"], rows)
+        header = ["invocation"]
+        for name in names:
+            header += [f"`{name}` median ms", "min ms", "within-run CV"]
+        rows = []
+        for i in range(n):
+            row = [str(i + 1)]
+            for name in names:
+                r = rep[name]
+                row += [fmt(r["medians_ms"][i]), fmt(r["mins_ms"][i]), f"{r['within_run_cv'][i]:.1%}"]
+            rows.append(row)
+        out += table(header, rows)
         out.append("")
-        out.append(
-            f"- **CV of the reported median across invocations: {rep['cv_of_median']:.1%}** "
-            f"(mean {statistics.fmean(rep['medians_ms']):.3f} ms, std {statistics.stdev(rep['medians_ms']):.3f} ms); "
-            f"CV of the min: {rep['cv_of_min']:.1%}"
-        )
+        for name in names:
+            r = rep[name]
+            out.append(
+                f"- `{name}`: **CV of the reported median across invocations: {r['cv_of_median']:.1%}** "
+                f"(mean {statistics.fmean(r['medians_ms']):.3f} ms, std {statistics.stdev(r['medians_ms']) if n > 1 else 0:.3f} ms); "
+                f"CV of the min: {r['cv_of_min']:.1%}"
+            )
         out.append("")
 
     if rank:
+        names = list(rank["tract_ms"])
         out.append(f"## 3. Rank agreement over {len(rank['indices'])} random NB201 architectures")
         out.append("")
         out.append(
             f"Indices drawn with `random.Random({args.seed})` after the head-to-head picks; "
-            f"per model >= {args.rank_min_runs} runs and >= {args.rank_min_ms} ms for each runtime, "
-            "agent and ORT alternating which goes first."
+            f"per model >= {args.rank_min_runs} runs and >= {args.rank_min_ms} ms for each runtime "
+            "(tract variants: " + ", ".join(f"`{n}`" for n in names) + "), the order of the runtimes "
+            "reversed for every other model."
         )
         out.append("")
+        st = rank["stats"]
+        rows = [
+            ["Spearman rho vs ort medians"] + [f"**{st[n]['spearman']:.3f}**" for n in names],
+            ["Kendall tau-b vs ort"] + [f"{st[n]['kendall']:.3f}" for n in names],
+            ["Pearson of log latencies vs ort"] + [f"{st[n]['pearson_log']:.3f}" for n in names],
+            ["geomean tract/ort"] + [f"{st[n]['ratio_geomean']:.2f}" for n in names],
+            ["tract median range ms"]
+            + [f"{min(rank['tract_ms'][n]):.3f} .. {max(rank['tract_ms'][n]):.3f}" for n in names],
+        ]
+        for op in rank["ops"]:
+            rows.append(
+                [f"Spearman of the tract/ort ratio vs the number of `{op}` edges"]
+                + [f"{st[n]['ratio_vs_ops'][op]:.3f}" for n in names]
+            )
+        out += table(["statistic"] + [f"`{n}`" for n in names], rows)
+        out.append("")
+        out.append(f"- ort median range: {min(rank['ort_ms']):.3f} .. {max(rank['ort_ms']):.3f} ms")
+        for k, v in rank["between"].items():
+            out.append(f"- Spearman {k}: {v:.3f}")
+        out.append(f"- agent samples flagged invalid: {rank['invalid']}")
+        out.append("")
+        out.append("<details><summary>per-architecture medians (ms)</summary>")
+        out.append("")
         out += table(
-            ["statistic", "value"],
+            ["NB201 index"] + names + ["ort", "avg_pool / conv3x3 / conv1x1 edges"],
             [
-                ["Spearman rho (tract vs ort medians)", f"**{rank['spearman']:.3f}**"],
-                ["Kendall tau-b", f"{rank['kendall']:.3f}"],
-                ["Pearson of log latencies", f"{rank['pearson_log']:.3f}"],
-                ["geomean tract/ort", f"{rank['ratio_geomean']:.2f}"],
-                ["tract median range ms", f"{min(rank['tract_ms']):.3f} .. {max(rank['tract_ms']):.3f}"],
-                ["ort median range ms", f"{min(rank['ort_ms']):.3f} .. {max(rank['ort_ms']):.3f}"],
-                ["agent samples flagged invalid", str(rank["invalid"])],
+                [str(i)] + [fmt(rank["tract_ms"][n][k]) for n in names] + [fmt(rank["ort_ms"][k])]
+                + ["/".join(str(rank["ops"][op][k]) for op in rank["ops"])]
+                for k, i in enumerate(rank["indices"])
             ],
-        )
-        out.append("")
-        out.append("<details><summary>per-architecture medians</summary>")
-        out.append("")
-        out += table(
-            ["NB201 index", "tract ms", "ort ms", "ratio"],
-            [[str(i), fmt(a), fmt(b), f"{a / b:.2f}"] for i, a, b in zip(rank["indices"], rank["tract_ms"], rank["ort_ms"])],
         )
         out.append("")
         out.append("</details>")

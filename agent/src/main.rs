@@ -201,12 +201,30 @@ fn run_cmd(args: RunArgs) -> Result<()> {
     let summary = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                tracing::info!("stopping after the current measurement");
-                let _ = tx.send(true);
+            // SIGINT (Ctrl-C) and SIGTERM (systemd, docker stop) both stop
+            // the loop after the current measurement; the spool is kept.
+            let ctrl_c = tokio::signal::ctrl_c();
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
             }
+            tracing::info!("stopping after the current measurement");
+            let _ = tx.send(true);
         });
-        runner::run(options, rx).await
+        match runner::run(options, rx).await {
+            Err(runner::RunError::Interrupted) => {
+                tracing::info!("interrupted; unsent results stay in the spool");
+                Ok(runner::RunSummary::default())
+            }
+            other => other,
+        }
     })?;
     tracing::info!(
         measured = summary.measured,

@@ -40,6 +40,9 @@ pub enum RunError {
     /// The spool failed; nothing was removed from it.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// A shutdown signal arrived while waiting to retry; the spool is kept.
+    #[error("interrupted while waiting for the host; unsent results stay in the spool")]
+    Interrupted,
     /// The state file could not be written.
     #[error("state file {path}: {reason}")]
     State { path: String, reason: String },
@@ -96,14 +99,12 @@ struct Agent {
     backoff: Backoff,
     rng: StdRng,
     summary: RunSummary,
+    stop: watch::Receiver<bool>,
 }
 
 /// Runs the loop until `max_jobs`, idleness (with `exit_when_idle`), a
 /// shutdown signal on `stop`, or an unrecoverable error.
-pub async fn run(
-    options: RunOptions,
-    mut stop: watch::Receiver<bool>,
-) -> Result<RunSummary, RunError> {
+pub async fn run(options: RunOptions, stop: watch::Receiver<bool>) -> Result<RunSummary, RunError> {
     let spool = Spool::open(&options.state_dir.join("spool"))?;
     let (pending, problems) = spool.pending()?;
     for p in problems {
@@ -122,7 +123,9 @@ pub async fn run(
         device_id: String::new(),
         heartbeat: Duration::from_secs(15),
         summary: RunSummary::default(),
+        stop: stop.clone(),
     };
+    let mut stop = stop;
     agent.attach().await?;
     loop {
         agent.flush().await?;
@@ -200,7 +203,13 @@ impl Agent {
                     }
                     let delay = self.backoff.next_delay(&mut self.rng);
                     warn!("{e}; retrying in {delay:.1?}");
-                    tokio::time::sleep(delay).await;
+                    if *self.stop.borrow() {
+                        return Err(RunError::Interrupted);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.stop.changed() => return Err(RunError::Interrupted),
+                    }
                 }
                 Err(e) => return Err(RunError::Host(e)),
             }

@@ -14,8 +14,10 @@ pub fn configure(n: usize) {
 
 /// Pins the calling thread to one core. Returns whether it worked (the core
 /// may not exist, or the platform may not allow it).
+///
+/// The core is set directly rather than looked up in the process's current
+/// affinity mask: a core reserved with `isolcpus` is *not* in that mask, and
+/// it is exactly the core a careful user pins measurements to.
 pub fn pin_current(core: usize) -> bool {
-    core_affinity::get_core_ids()
-        .and_then(|ids| ids.into_iter().find(|id| id.id == core))
-        .is_some_and(core_affinity::set_for_current)
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
 }
