@@ -176,15 +176,6 @@ impl LoadedModel {
             .map(|input| random_tensor(input, rng).map(TValue::from))
             .collect()
     }
-
-    /// Runs the model once on the given inputs; returns output shapes.
-    pub fn run(&self, inputs: TVec<TValue>) -> Result<Vec<Vec<usize>>> {
-        let outputs = self.plan.run(inputs).map_err(|e| AgentError::Run {
-            name: self.name.clone(),
-            reason: format!("{e:#}"),
-        })?;
-        Ok(outputs.iter().map(|t| t.shape().to_vec()).collect())
-    }
 }
 
 fn check_operators(name: &str, graph: &pb::GraphProto) -> Result<()> {
