@@ -174,6 +174,10 @@ pub struct ArchFeatures {
     pub flops: Vec<f64>,
     /// Total analytic parameters per arch.
     pub params: Vec<f64>,
+    /// Raw additive latency features (see [`crate::additive`]), `[len, additive_dim]`.
+    pub additive: Vec<f64>,
+    /// Width of `additive`.
+    pub additive_dim: usize,
 }
 
 impl ArchFeatures {
@@ -187,6 +191,8 @@ impl ArchFeatures {
         let mut cost_raw: Vec<Vec<f64>> = Vec::with_capacity(len);
         let (mut flops, mut params) = (Vec::with_capacity(len), Vec::with_capacity(len));
         let mut aggregation = vec![0f32; nodes * nodes];
+        let additive_dim = crate::additive::additive_dim(space);
+        let mut additive = Vec::with_capacity(len * additive_dim);
         for row in 0..len {
             let arch = nasflat_shared::Arch::from_index(space, row)?;
             let graph = arch.graph();
@@ -205,8 +211,14 @@ impl ArchFeatures {
             }
             ops.extend(graph.ops.iter().map(|&o| o as u32));
             let costs = match arch {
-                nasflat_shared::Arch::Nb201(a) => nb201_node_costs(&a),
-                nasflat_shared::Arch::Fbnet(a) => fbnet_node_costs(&a),
+                nasflat_shared::Arch::Nb201(a) => {
+                    additive.extend(crate::additive::nb201_additive(&a));
+                    nb201_node_costs(&a)
+                }
+                nasflat_shared::Arch::Fbnet(a) => {
+                    additive.extend(crate::additive::fbnet_additive(&a));
+                    fbnet_node_costs(&a)
+                }
             };
             let total_flops: f64 = costs.iter().map(|c| c.flops).sum();
             let total_params: f64 = costs.iter().map(|c| c.params).sum();
@@ -255,7 +267,14 @@ impl ArchFeatures {
             cost_dim,
             flops,
             params,
+            additive,
+            additive_dim,
         })
+    }
+
+    /// Additive latency features of `row`.
+    pub fn additive_row(&self, row: usize) -> &[f64] {
+        &self.additive[row * self.additive_dim..(row + 1) * self.additive_dim]
     }
 
     /// Width of a supplementary encoding.

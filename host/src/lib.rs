@@ -5,6 +5,7 @@
 //! Layering: [`dataset`] + [`features`] -> [`predictor`] -> [`train`] ->
 //! [`baselines`] / [`eval`].
 
+pub mod additive;
 pub mod calibrate;
 pub mod dataset;
 pub mod error;

@@ -96,10 +96,12 @@ struct EvalArgs {
     /// Epochs of the HELP-style baseline's pretraining.
     #[arg(long, default_value_t = 40)]
     help_epochs: usize,
-    /// Weight of the ridge (sources + analytic cost) prediction blended into
-    /// NASFLAT's, in log-ms space; 0 = the paper's predictor alone.
-    #[arg(long, default_value_t = 0.5)]
-    blend: f64,
+    /// Weight in [0, 1] of the linear stack (additive cost model + source
+    /// regression) blended into NASFLAT's GNN, in log-ms space; 0 = the
+    /// paper's predictor alone. Comma-separated weights evaluate several blends from one pretraining
+    /// (reported as `nasflat@w`).
+    #[arg(long, default_value = "0.5", value_delimiter = ',')]
+    blend: Vec<f64>,
     /// Write the runs as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -185,7 +187,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             predictor,
             train,
             help_epochs: args.help_epochs,
-            blend: args.blend,
+            blend: args.blend.clone(),
             quiet: args.quiet,
         };
         let seeds: Vec<String> = (0..opts.trials)

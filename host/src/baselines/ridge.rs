@@ -12,6 +12,9 @@ pub struct Ridge {
     weights: Vec<f64>,
     /// Penalty chosen by leave-one-out.
     pub lambda: f64,
+    /// Leave-one-out prediction of each training sample at that penalty
+    /// (what stacking weighs models by: honest out-of-sample errors).
+    pub loo_predictions: Vec<f64>,
 }
 
 impl Ridge {
@@ -48,7 +51,7 @@ impl Ridge {
                 }
             }
         }
-        let mut best: Option<(f64, f64, Vec<f64>)> = None;
+        let mut best: Option<(f64, f64, Vec<f64>, Vec<f64>)> = None;
         for step in -8..=8 {
             let lambda = 10f64.powf(f64::from(step) * 0.5);
             let mut a = gram.clone();
@@ -58,6 +61,7 @@ impl Ridge {
             let Some(chol) = cholesky(&a) else { continue };
             let w = chol_solve(&chol, &xty);
             let mut loo = 0.0;
+            let mut loo_pred = Vec::with_capacity(n);
             for (r, &t) in z.iter().zip(&yc) {
                 let pred: f64 = r.iter().zip(&w).map(|(a, b)| a * b).sum();
                 // H_ii = 1/n (intercept) + z_i^T (Z^T Z + lambda I)^-1 z_i
@@ -68,17 +72,19 @@ impl Ridge {
                         .sum::<f64>();
                 let e = (t - pred) / (1.0 - h).max(1e-6);
                 loo += e * e;
+                loo_pred.push(mean_y + t - e);
             }
-            if best.as_ref().is_none_or(|(l, _, _)| loo < *l) {
-                best = Some((loo, lambda, w));
+            if best.as_ref().is_none_or(|(l, _, _, _)| loo < *l) {
+                best = Some((loo, lambda, w, loo_pred));
             }
         }
-        best.map(|(_, lambda, weights)| Ridge {
+        best.map(|(_, lambda, weights, loo_predictions)| Ridge {
             mean_x,
             scale_x,
             mean_y,
             weights,
             lambda,
+            loo_predictions,
         })
     }
 
@@ -147,6 +153,53 @@ mod tests {
             (m.predict(&[4.0, 2.0]) - 3.0).abs() < 0.1,
             "{}",
             m.predict(&[4.0, 2.0])
+        );
+    }
+
+    #[test]
+    fn loo_predictions_match_refitting_without_the_sample() {
+        let x: Vec<Vec<f64>> = (0..12)
+            .map(|i| vec![f64::from(i), f64::from((i * 5) % 7)])
+            .collect();
+        let y: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, r)| r[0] - 0.5 * r[1] + if i % 2 == 0 { 0.3 } else { -0.2 })
+            .collect();
+        let m = Ridge::fit_loo(&x, &y).unwrap();
+        // Refit without sample 3 at the same penalty: a closed-form LOO
+        // residual must equal the refit's error (intercept unpenalised,
+        // standardisation from the full set, as in the fit).
+        let i = 3;
+        let z = |r: &Vec<f64>| -> Vec<f64> {
+            (0..2)
+                .map(|c| (r[c] - m.mean_x[c]) / m.scale_x[c])
+                .collect()
+        };
+        let rows: Vec<usize> = (0..12).filter(|&j| j != i).collect();
+        // Solve the 3x3 system [1 z] with penalty on the z part only.
+        let mut a = [[0.0f64; 3]; 3];
+        let mut b = [0.0f64; 3];
+        for &j in &rows {
+            let zj = z(&x[j]);
+            let v = [1.0, zj[0], zj[1]];
+            for p in 0..3 {
+                b[p] += v[p] * y[j];
+                for q in 0..3 {
+                    a[p][q] += v[p] * v[q];
+                }
+            }
+        }
+        a[1][1] += m.lambda;
+        a[2][2] += m.lambda;
+        let a: Vec<Vec<f64>> = a.iter().map(|r| r.to_vec()).collect();
+        let w = chol_solve(&cholesky(&a).unwrap(), &b);
+        let zi = z(&x[i]);
+        let refit = w[0] + w[1] * zi[0] + w[2] * zi[1];
+        assert!(
+            (refit - m.loo_predictions[i]).abs() < 1e-6,
+            "closed form {} vs refit {refit}",
+            m.loo_predictions[i]
         );
     }
 }

@@ -50,9 +50,12 @@ pub struct EvalOptions {
     pub train: TrainConfig,
     /// Epochs of the HELP-style MLP pretraining.
     pub help_epochs: usize,
-    /// Weight of the ridge-on-cost-and-sources prediction blended into
-    /// NASFLAT's (log-ms space); 0 = the paper's predictor alone.
-    pub blend: f64,
+    /// Weights of the linear stack (additive + source regression, see
+    /// [`baselines::Stack`]) blended into NASFLAT's GNN in log-ms space;
+    /// 0 = the paper's predictor alone. Several weights are evaluated from
+    /// one pretraining and reported as `nasflat@w`; a single weight is
+    /// reported as plain `nasflat`.
+    pub blend: Vec<f64>,
     /// Hide progress bars.
     pub quiet: bool,
 }
@@ -172,6 +175,12 @@ fn progress_style() -> ProgressStyle {
 /// Runs every (task, method) of `opts` on one space.
 pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> {
     opts.train.validate()?;
+    if let Some(w) = opts.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
+        return Err(HostError::invalid(
+            "blend",
+            format!("weight {w} is outside [0, 1]"),
+        ));
+    }
     let multi = MultiProgress::with_draw_target(if opts.quiet {
         ProgressDrawTarget::hidden()
     } else {
@@ -196,7 +205,8 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
     let mut reports = Vec::new();
     for (name, task) in &plan {
         let sources = SourceMatrix::new(data, &task.train)?;
-        let mut per_method: BTreeMap<usize, (Vec<DeviceOutcome>, Vec<f64>, f64)> = BTreeMap::new();
+        // (label, outcomes, pretrain seconds, wall seconds), in method order.
+        let mut per_method: Vec<(String, Vec<DeviceOutcome>, Vec<f64>, f64)> = Vec::new();
         for trial in 0..opts.trials {
             let seed = trial_seed(opts.seed, trial);
             let mut samples = Vec::with_capacity(task.test.len());
@@ -210,7 +220,7 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
                     p,
                 )?);
             }
-            for (mi, &method) in opts.methods.iter().enumerate() {
+            for &method in &opts.methods {
                 main.set_message(format!("{name} trial {trial} {method}"));
                 let started = Instant::now();
                 let (outcomes, pretrain) = run_method(
@@ -226,21 +236,36 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
                     &multi,
                     &main,
                 )?;
-                let entry = per_method.entry(mi).or_default();
-                entry.0.extend(outcomes);
-                entry.1.extend(pretrain);
-                entry.2 += started.elapsed().as_secs_f64();
+                let seconds = started.elapsed().as_secs_f64();
+                let labels: Vec<String> = {
+                    let mut l: Vec<String> = Vec::new();
+                    for (label, _) in &outcomes {
+                        if !l.contains(label) {
+                            l.push(label.clone());
+                        }
+                    }
+                    l
+                };
+                for label in labels {
+                    let mine: Vec<DeviceOutcome> = outcomes
+                        .iter()
+                        .filter(|(l, _)| *l == label)
+                        .map(|(_, o)| o.clone())
+                        .collect();
+                    match per_method.iter_mut().find(|(l, ..)| *l == label) {
+                        Some(entry) => {
+                            entry.1.extend(mine);
+                            entry.2.extend(pretrain.iter().copied());
+                            entry.3 += seconds;
+                        }
+                        None => per_method.push((label, mine, pretrain.clone(), seconds)),
+                    }
+                }
             }
         }
-        for (mi, (outcomes, pretrain, seconds)) in per_method {
+        for (label, outcomes, pretrain, seconds) in per_method {
             reports.push(summarise(
-                data,
-                opts,
-                name,
-                opts.methods[mi],
-                outcomes,
-                pretrain,
-                seconds,
+                data, opts, name, &label, outcomes, pretrain, seconds,
             ));
         }
     }
@@ -261,7 +286,7 @@ fn run_method(
     trial: usize,
     multi: &MultiProgress,
     main: &ProgressBar,
-) -> Result<(Vec<DeviceOutcome>, Vec<f64>)> {
+) -> Result<(Vec<(String, DeviceOutcome)>, Vec<f64>)> {
     let mut pretrain_seconds = Vec::new();
     let started = Instant::now();
     let pretrained: Option<Predictor> = if method == Method::Nasflat {
@@ -308,6 +333,8 @@ fn run_method(
         let mut init_from = None;
         let mut fit_seconds = 0.0;
         let predict_start;
+        // Extra labelled predictions (NASFLAT at several blend weights).
+        let mut variants: Vec<(String, Vec<f64>)> = Vec::new();
         let predicted = match method {
             Method::Nasflat => {
                 let base = pretrained
@@ -319,11 +346,22 @@ fn run_method(
                 predict_start = Instant::now();
                 let scores = t.model.predict(&data.features, rest, t.row)?;
                 let gnn = t.calibration.apply_all(&scores);
-                if opts.blend > 0.0 {
-                    let linear = baselines::ridge_cost_predict(data, sources, archs, &ms, rest)?;
-                    blend_log(&gnn, &linear, opts.blend)
+                let linear = if opts.blend.iter().any(|&w| w > 0.0) {
+                    Some(baselines::stacked_predict(data, sources, archs, &ms, rest)?)
                 } else {
-                    gnn
+                    None
+                };
+                let mixed = |w: f64| match &linear {
+                    Some(l) if w > 0.0 => blend_log(&gnn, l, w),
+                    _ => gnn.clone(),
+                };
+                if opts.blend.len() > 1 {
+                    for &w in &opts.blend {
+                        variants.push((format!("nasflat@{w}"), mixed(w)));
+                    }
+                    Vec::new()
+                } else {
+                    mixed(opts.blend.first().copied().unwrap_or(0.0))
                 }
             }
             Method::Flops => {
@@ -345,6 +383,14 @@ fn run_method(
             Method::RidgeCost => {
                 predict_start = Instant::now();
                 baselines::ridge_cost_predict(data, sources, archs, &ms, rest)?
+            }
+            Method::Additive => {
+                predict_start = Instant::now();
+                baselines::additive_predict(data, archs, &ms, rest)?
+            }
+            Method::Stacked => {
+                predict_start = Instant::now();
+                baselines::stacked_predict(data, sources, archs, &ms, rest)?
             }
             Method::Help => {
                 let model = help
@@ -395,17 +441,25 @@ fn run_method(
             }
         };
         let predict_seconds = predict_start.elapsed().as_secs_f64();
-        outcomes.push(DeviceOutcome {
-            trial,
-            device: target.clone(),
-            spearman: spearman(&predicted, &truth),
-            kendall: kendall_tau_b(&predicted, &truth),
-            within10: within_fraction(&predicted, &truth, 0.1),
-            evaluated: truth.len(),
-            init_from,
-            fit_seconds,
-            predict_seconds,
-        });
+        if variants.is_empty() {
+            variants.push((method.to_string(), predicted));
+        }
+        for (label, predicted) in variants {
+            outcomes.push((
+                label,
+                DeviceOutcome {
+                    trial,
+                    device: target.clone(),
+                    spearman: spearman(&predicted, &truth),
+                    kendall: kendall_tau_b(&predicted, &truth),
+                    within10: within_fraction(&predicted, &truth, 0.1),
+                    evaluated: truth.len(),
+                    init_from: init_from.clone(),
+                    fit_seconds,
+                    predict_seconds,
+                },
+            ));
+        }
         main.inc(1);
     }
     Ok((outcomes, pretrain_seconds))
@@ -423,7 +477,7 @@ fn summarise(
     data: &SpaceData,
     opts: &EvalOptions,
     task: &str,
-    method: Method,
+    method: &str,
     outcomes: Vec<DeviceOutcome>,
     pretrain_seconds: Vec<f64>,
     seconds: f64,
