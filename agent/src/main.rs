@@ -166,13 +166,20 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Log level from `RUST_LOG` (`error`, `warn`, `info`, `debug`, `trace`;
+/// default `info`). A plain level rather than per-module directives keeps
+/// regex out of the board binary.
+fn log_level() -> tracing::Level {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.trim().parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO)
+}
+
 fn run_cmd(args: RunArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(log_level())
         .init();
     let name = args.name.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
