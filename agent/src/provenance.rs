@@ -137,6 +137,12 @@ pub struct MachineInfo {
     pub agent_version: String,
     /// Host name.
     pub hostname: Option<String>,
+    /// `TRACT_*` environment variables in effect (tract reads its tuning
+    /// knobs, e.g. `TRACT_AVGPOOL_SEPARABLE`, from the environment; they
+    /// change kernels and therefore latencies, so a sample must say which
+    /// were set).
+    #[serde(default)]
+    pub tract_knobs: std::collections::BTreeMap<String, String>,
 }
 
 impl MachineInfo {
@@ -165,6 +171,7 @@ impl MachineInfo {
             tract_version: env!("NASFLAT_TRACT_VERSION").to_string(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             hostname: read_trimmed(Path::new("/proc/sys/kernel/hostname")),
+            tract_knobs: tract_knobs(std::env::vars_os()),
         }
     }
 }
@@ -193,6 +200,15 @@ pub struct Provenance {
     pub after: DynamicState,
 }
 
+/// The `TRACT_*` variables among `vars` (non-UTF-8 ones are skipped).
+fn tract_knobs(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> std::collections::BTreeMap<String, String> {
+    vars.filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("TRACT_"))
+        .collect()
+}
+
 fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path)
         .ok()
@@ -218,6 +234,21 @@ fn vcgencmd_throttled() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_tract_variables_are_recorded_as_knobs() {
+        let vars = [
+            ("TRACT_AVGPOOL_SEPARABLE", "1"),
+            ("PATH", "/bin"),
+            ("TRACT_DISABLE_BLOCKED_CONV", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()));
+        let knobs = tract_knobs(vars);
+        assert_eq!(knobs.len(), 2);
+        assert_eq!(knobs["TRACT_AVGPOOL_SEPARABLE"], "1");
+        assert!(!knobs.contains_key("PATH"));
+    }
 
     fn fake_sys(dir: &Path, governor: &str, max: u64) {
         for cpu in 0..2 {
