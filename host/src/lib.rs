@@ -7,6 +7,7 @@
 
 pub mod calibrate;
 pub mod dataset;
+pub mod encoding;
 pub mod error;
 pub mod features;
 pub mod metrics;
@@ -16,4 +17,5 @@ pub mod train;
 pub use error::{HostError, Result};
 pub mod baselines;
 pub mod eval;
+pub mod partition;
 pub mod sampler;
