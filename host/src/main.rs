@@ -94,7 +94,7 @@ struct EvalArgs {
     #[arg(long)]
     source_samples: Option<usize>,
     /// Sample selection for the target: random, params, oracle (reads true
-    /// latencies: reference only), <zcp|arch2vec|cate|caz>-<cosine|kmeans>,
+    /// latencies: reference only), <zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>,
     /// uncertainty or uncertainty:<static sampler>.
     #[arg(long, default_value = "random")]
     sampler: Sampler,

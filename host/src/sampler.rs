@@ -3,8 +3,8 @@
 //! `random` is the protocol of Table 7 and BASELINES.md; `params` spreads the
 //! samples evenly over the parameter-count quantiles (the paper's "Params"
 //! sampler), a cheap way to cover fast and slow networks alike.
-//! `<encoding>-cosine` / `<encoding>-kmeans` select from an architecture
-//! encoding ([`selection`]); `oracle` spreads the samples over the target's
+//! `<encoding>-cosine` / `<encoding>-kmeans` / `<encoding>-cosine-spread`
+//! select from an architecture encoding ([`selection`]); `oracle` spreads the samples over the target's
 //! *true* latency quantiles (reference only: a real device has no latencies
 //! before it measures); `uncertainty[:<static sampler>]` picks half by a
 //! static sampler and the rest where an ensemble disagrees ([`uncertainty`]).
@@ -26,6 +26,9 @@ pub enum Selection {
     Cosine,
     /// Nearest architecture to each KMeans centroid.
     Kmeans,
+    /// The paper code's cosine variant: one draw per quantile of mean
+    /// cosine similarity to all candidates.
+    CosineSpread,
 }
 
 impl Selection {
@@ -33,6 +36,7 @@ impl Selection {
         match self {
             Selection::Cosine => "cosine",
             Selection::Kmeans => "kmeans",
+            Selection::CosineSpread => "cosine-spread",
         }
     }
 }
@@ -70,7 +74,8 @@ pub enum Sampler {
     Uncertainty(StaticSampler),
 }
 
-const EXPECTED: &str = "random, params, oracle, <zcp|arch2vec|cate|caz>-<cosine|kmeans>, \
+const EXPECTED: &str = "random, params, oracle, \
+                        <zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>, \
                         uncertainty or uncertainty:<static sampler>";
 
 impl From<StaticSampler> for Sampler {
@@ -108,11 +113,14 @@ impl std::str::FromStr for Sampler {
                 )),
             };
         }
-        let (encoding, selection) = lower.rsplit_once('-').ok_or_else(unknown)?;
-        let selection = match selection {
-            "cosine" => Selection::Cosine,
-            "kmeans" => Selection::Kmeans,
-            _ => return Err(unknown()),
+        let (encoding, selection) = if let Some(e) = lower.strip_suffix("-cosine-spread") {
+            (e, Selection::CosineSpread)
+        } else if let Some(e) = lower.strip_suffix("-cosine") {
+            (e, Selection::Cosine)
+        } else if let Some(e) = lower.strip_suffix("-kmeans") {
+            (e, Selection::Kmeans)
+        } else {
+            return Err(unknown());
         };
         let encoding: EncodingKind = encoding.parse().map_err(|_| unknown())?;
         Ok(Sampler::Encoded(encoding, selection))
@@ -220,6 +228,7 @@ impl Sampler {
                 match selection {
                     Selection::Cosine => selection::cosine(enc, valid, k, rng),
                     Selection::Kmeans => selection::kmeans(enc, valid, k, rng),
+                    Selection::CosineSpread => selection::cosine_spread(enc, valid, k, rng),
                 }
             }
             Sampler::Oracle => {
@@ -266,6 +275,7 @@ mod tests {
             "zcp-kmeans",
             "caz-kmeans",
             "arch2vec-cosine",
+            "cate-cosine-spread",
             "uncertainty:params",
             "uncertainty:cate-cosine",
         ] {
@@ -288,6 +298,6 @@ mod tests {
             assert!(err.contains("sampler"), "{bad}: {err}");
         }
         let err = "foo-cosine".parse::<Sampler>().unwrap_err().to_string();
-        assert!(err.contains("<zcp|arch2vec|cate|caz>-<cosine|kmeans>"), "{err}");
+        assert!(err.contains("<zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>"), "{err}");
     }
 }

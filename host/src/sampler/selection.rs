@@ -73,6 +73,45 @@ pub fn cosine(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
     }
 }
 
+/// The paper code's cosine sampler (`get_distinct_cosine_centers_avg` in
+/// `main_trf.py`): rank candidates by their mean cosine similarity to all
+/// candidates, split that order into k equal buckets and draw one per
+/// bucket, so the picks run from outliers to the most typical architectures.
+pub fn cosine_spread(
+    enc: &Encoding,
+    rows: &[usize],
+    k: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
+    check(rows, k, enc)?;
+    if k == 0 {
+        return Ok(Vec::new());
+    }
+    let dim = enc.dim();
+    let unit = |r: usize| -> Vec<f64> {
+        let v = enc.row(r);
+        let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        v.iter()
+            .map(|x| if norm > 0.0 { f64::from(*x) / norm } else { 0.0 })
+            .collect()
+    };
+    // mean_j cos(i, j) = u_i . mean_j(u_j)
+    let mut centre = vec![0.0f64; dim];
+    for &r in rows {
+        for (c, v) in centre.iter_mut().zip(unit(r)) {
+            *c += v / rows.len() as f64;
+        }
+    }
+    let score: Vec<f64> = rows
+        .iter()
+        .map(|&r| unit(r).iter().zip(&centre).map(|(a, b)| a * b).sum())
+        .collect();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+    let ordered: Vec<usize> = order.into_iter().map(|i| rows[i]).collect();
+    bucket_spread(&ordered, k, rng)
+}
+
 fn dist2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
@@ -287,6 +326,26 @@ mod tests {
             }
         }
         assert!(checked > 0);
+    }
+
+    #[test]
+    fn cosine_spread_draws_from_outliers_to_typical() {
+        // Nine vectors along (1,0) and one along (0,1): the outlier is the
+        // whole first bucket when k = 10.
+        let mut v = vec![0.0, 1.0];
+        for i in 0..9 {
+            v.push(1.0);
+            v.push(0.01 * i as f32);
+        }
+        let e = enc(2, v);
+        let rows: Vec<usize> = (0..10).collect();
+        let a = cosine_spread(&e, &rows, 10, &mut StdRng::seed_from_u64(1)).unwrap();
+        assert_eq!(a[0], 0);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, rows);
+        let b = cosine_spread(&e, &rows, 3, &mut StdRng::seed_from_u64(8)).unwrap();
+        assert_eq!(b, cosine_spread(&e, &rows, 3, &mut StdRng::seed_from_u64(8)).unwrap());
     }
 
     #[test]
