@@ -300,7 +300,11 @@ fn run_tasks_generate(args: GenerateArgs) -> Result<()> {
     let name = args.name.clone().unwrap_or_else(|| {
         format!(
             "G{}-{}x{}-s{}",
-            if args.space == SearchSpace::Nb201 { "N" } else { "F" },
+            if args.space == SearchSpace::Nb201 {
+                "N"
+            } else {
+                "F"
+            },
             args.train,
             args.test,
             args.seed
@@ -313,11 +317,7 @@ fn run_tasks_generate(args: GenerateArgs) -> Result<()> {
     let json = serde_json::to_string_pretty(&TaskSet(spaces))?;
     eprintln!(
         "{}: task {name} (seed {}, {} weights): {} sources, {} targets",
-        args.space,
-        args.seed,
-        args.weights,
-        args.train,
-        args.test
+        args.space, args.seed, args.weights, args.train, args.test
     );
     eprintln!(
         "mean train-test Spearman: {:.3} (Kernighan-Lin + trimming) vs {:.3} ± {:.3} \

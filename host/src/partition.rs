@@ -58,7 +58,11 @@ pub fn device_correlations(table: &NumericTable, devices: &[usize]) -> Vec<Vec<f
     for i in 0..n {
         rho[i][i] = 1.0;
         for j in i + 1..n {
-            let shared: Vec<bool> = masks[i].iter().zip(&masks[j]).map(|(a, b)| *a && *b).collect();
+            let shared: Vec<bool> = masks[i]
+                .iter()
+                .zip(&masks[j])
+                .map(|(a, b)| *a && *b)
+                .collect();
             let pattern = match patterns.iter().position(|p| *p == shared) {
                 Some(p) => p,
                 None => {
@@ -115,7 +119,13 @@ pub fn kernighan_lin(
         let mut d: Vec<f64> = (0..n)
             .map(|v| {
                 (0..n)
-                    .map(|u| if side_a[u] == side_a[v] { -w(v, u) } else { w(v, u) })
+                    .map(|u| {
+                        if side_a[u] == side_a[v] {
+                            -w(v, u)
+                        } else {
+                            w(v, u)
+                        }
+                    })
                     .sum()
             })
             .collect();
@@ -352,8 +362,8 @@ mod tests {
     fn kernighan_lin_finds_the_known_best_bisection_from_any_start() {
         let w = two_cliques();
         for seed in 0..20 {
-            let (a, b) = kernighan_lin(&w, 3, KL_MAX_PASSES, &mut StdRng::seed_from_u64(seed))
-                .unwrap();
+            let (a, b) =
+                kernighan_lin(&w, 3, KL_MAX_PASSES, &mut StdRng::seed_from_u64(seed)).unwrap();
             let mut sides = [a.clone(), b.clone()];
             sides.sort();
             assert_eq!(sides, [vec![0, 1, 2], vec![3, 4, 5]], "seed {seed}");
@@ -421,11 +431,21 @@ mod tests {
             all.dedup();
             assert_eq!(all.len(), 5);
         }
-        let split = generate(&rho, 3, 2, EdgeWeight::Correlation, &mut StdRng::seed_from_u64(1))
-            .unwrap();
+        let split = generate(
+            &rho,
+            3,
+            2,
+            EdgeWeight::Correlation,
+            &mut StdRng::seed_from_u64(1),
+        )
+        .unwrap();
         assert!((split.mean_cross - 0.1).abs() < 1e-12, "{split:?}");
         let (random, _) = random_baseline(&rho, 3, 2, 200, &mut StdRng::seed_from_u64(1)).unwrap();
-        assert!(split.mean_cross < random, "{} vs {random}", split.mean_cross);
+        assert!(
+            split.mean_cross < random,
+            "{} vs {random}",
+            split.mean_cross
+        );
         let mut rng = StdRng::seed_from_u64(1);
         assert!(generate(&rho, 6, 3, EdgeWeight::default(), &mut rng).is_err());
         assert!(generate(&rho, 0, 3, EdgeWeight::default(), &mut rng).is_err());
@@ -433,11 +453,8 @@ mod tests {
 
     #[test]
     fn correlations_use_rows_both_devices_measured() {
-        let table = NumericTable::parse(
-            "t",
-            "index,a,b,c\n0,1,2,\n1,2,4,3\n2,3,6,2\n3,4,1,1\n",
-        )
-        .unwrap();
+        let table =
+            NumericTable::parse("t", "index,a,b,c\n0,1,2,\n1,2,4,3\n2,3,6,2\n3,4,1,1\n").unwrap();
         let rho = device_correlations(&table, &[0, 1, 2]);
         // ranks a = 1 2 3 4, b = 2 3 4 1: rho = -1 / 5.
         assert!((rho[0][1] + 0.2).abs() < 1e-12, "{}", rho[0][1]);

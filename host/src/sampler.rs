@@ -54,7 +54,7 @@ pub enum StaticSampler {
 }
 
 /// Default first batch of `uncertainty`: the best static sampler of our
-/// runs (docs/results.md, "Samplers (issue 5)").
+/// k = 5 NB201 runs (docs/results.md, "Samplers (issue 5)").
 pub const DEFAULT_UNCERTAINTY_BASE: StaticSampler =
     StaticSampler::Encoded(EncodingKind::Zcp, Selection::Kmeans);
 
@@ -286,18 +286,27 @@ mod tests {
             "uncertainty".parse::<Sampler>().unwrap(),
             Sampler::Uncertainty(DEFAULT_UNCERTAINTY_BASE)
         );
-        let json = serde_json::to_string(&Sampler::Encoded(EncodingKind::Caz, Selection::Kmeans))
-            .unwrap();
+        let json =
+            serde_json::to_string(&Sampler::Encoded(EncodingKind::Caz, Selection::Kmeans)).unwrap();
         assert_eq!(json, "\"caz-kmeans\"");
     }
 
     #[test]
     fn unknown_names_are_clear_errors() {
-        for bad in ["zcp-median", "foo-cosine", "cosine", "uncertainty:oracle", ""] {
+        for bad in [
+            "zcp-median",
+            "foo-cosine",
+            "cosine",
+            "uncertainty:oracle",
+            "",
+        ] {
             let err = bad.parse::<Sampler>().unwrap_err().to_string();
             assert!(err.contains("sampler"), "{bad}: {err}");
         }
         let err = "foo-cosine".parse::<Sampler>().unwrap_err().to_string();
-        assert!(err.contains("<zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>"), "{err}");
+        assert!(
+            err.contains("<zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>"),
+            "{err}"
+        );
     }
 }

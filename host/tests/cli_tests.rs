@@ -23,10 +23,16 @@ fn host(args: &[&str]) -> (i32, String, String) {
 fn unknown_sampler_and_encoding_names_exit_2_naming_the_choices() {
     let (code, _, err) = host(&["eval", "--sampler", "zcp-median", "--quiet"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread>"), "{err}");
+    assert!(
+        err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread>"),
+        "{err}"
+    );
     let (code, _, err) = host(&["eval", "--supplementary", "word2vec", "--quiet"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("word2vec") && err.contains("arch2vec"), "{err}");
+    assert!(
+        err.contains("word2vec") && err.contains("arch2vec"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -56,7 +62,10 @@ fn tasks_generate_rejects_too_many_devices() {
         "tasks", "generate", "--space", "fbnet", "--train", "20", "--test", "8",
     ]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--train 20 --test 8") && err.contains("27 devices"), "{err}");
+    assert!(
+        err.contains("--train 20 --test 8") && err.contains("27 devices"),
+        "{err}"
+    );
 }
 
 #[test]

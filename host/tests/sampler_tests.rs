@@ -25,7 +25,10 @@ fn every_sampler_picks_k_distinct_measured_rows_reproducibly() {
     let data = nb201();
     let column = data.device_index(PARTIAL_DEVICE).unwrap();
     let valid = data.valid_rows(column);
-    assert!(valid.len() < data.rows(), "the device should miss some rows");
+    assert!(
+        valid.len() < data.rows(),
+        "the device should miss some rows"
+    );
     let measured: HashSet<usize> = valid.iter().copied().collect();
     let sources = SourceMatrix::new(data, &["1080ti_1".to_string(), "pixel3".to_string()]).unwrap();
     for name in [
@@ -54,8 +57,15 @@ fn every_sampler_picks_k_distinct_measured_rows_reproducibly() {
         let a = pick(4);
         assert_eq!(a, pick(4), "{name}: not reproducible");
         assert_eq!(a.len(), 10, "{name}: {a:?}");
-        assert_eq!(a.iter().collect::<HashSet<_>>().len(), 10, "{name}: duplicates");
-        assert!(a.iter().all(|r| measured.contains(r)), "{name}: unmeasured row");
+        assert_eq!(
+            a.iter().collect::<HashSet<_>>().len(),
+            10,
+            "{name}: duplicates"
+        );
+        assert!(
+            a.iter().all(|r| measured.contains(r)),
+            "{name}: unmeasured row"
+        );
     }
 }
 

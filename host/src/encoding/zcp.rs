@@ -75,7 +75,10 @@ pub fn normalise(values: &[f64], how: Normalisation) -> Vec<f64> {
     let n = values.len().max(1) as f64;
     match how {
         Normalisation::LogMinMax => {
-            let logged: Vec<f64> = values.iter().map(|v| v.signum() * v.abs().ln_1p()).collect();
+            let logged: Vec<f64> = values
+                .iter()
+                .map(|v| v.signum() * v.abs().ln_1p())
+                .collect();
             normalise(&logged, Normalisation::MinMax)
         }
         Normalisation::MinMax => {
@@ -104,11 +107,7 @@ struct RawColumn {
     values: Vec<f64>,
 }
 
-fn raw_columns(
-    table: &NumericTable,
-    pick: &[(&str, &str)],
-    shown: &str,
-) -> Result<Vec<RawColumn>> {
+fn raw_columns(table: &NumericTable, pick: &[(&str, &str)], shown: &str) -> Result<Vec<RawColumn>> {
     pick.iter()
         .map(|&(source, name)| {
             let c = table.position(source).ok_or_else(|| {
@@ -133,7 +132,12 @@ pub fn from_raw(
     columns: Vec<(String, Vec<f64>)>,
 ) -> Result<Encoding> {
     let mut columns = columns;
-    let order = |n: &str| PAPER_PROXIES.iter().position(|p| *p == n).unwrap_or(usize::MAX);
+    let order = |n: &str| {
+        PAPER_PROXIES
+            .iter()
+            .position(|p| *p == n)
+            .unwrap_or(usize::MAX)
+    };
     columns.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.0.cmp(&b.0)));
     let rows = columns.first().map_or(0, |c| c.1.len());
     if let Some((name, v)) = columns.iter().find(|c| c.1.len() != rows) {
@@ -274,7 +278,11 @@ mod tests {
         assert_eq!(enc.columns, vec!["grasp", "synflow", "zen"]);
         assert_eq!(enc.row(0), &[-1.0, 0.0, 0.0]);
         assert_eq!(enc.row(1), &[1.0, 1.0, 1.0]);
-        let bad = from_raw(SearchSpace::Fbnet, "t".into(), vec![("x".into(), vec![f64::NAN])]);
+        let bad = from_raw(
+            SearchSpace::Fbnet,
+            "t".into(),
+            vec![("x".into(), vec![f64::NAN])],
+        );
         assert!(bad.is_err());
     }
 

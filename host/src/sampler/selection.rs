@@ -23,7 +23,11 @@ fn check(rows: &[usize], k: usize, enc: &Encoding) -> Result<()> {
     if let Some(r) = rows.iter().find(|&&r| r >= enc.rows()) {
         return Err(HostError::invalid(
             "sampler",
-            format!("row {r} is outside encoding `{}` ({} rows)", enc.name, enc.rows()),
+            format!(
+                "row {r} is outside encoding `{}` ({} rows)",
+                enc.name,
+                enc.rows()
+            ),
         ));
     }
     Ok(())
@@ -92,7 +96,13 @@ pub fn cosine_spread(
         let v = enc.row(r);
         let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
         v.iter()
-            .map(|x| if norm > 0.0 { f64::from(*x) / norm } else { 0.0 })
+            .map(|x| {
+                if norm > 0.0 {
+                    f64::from(*x) / norm
+                } else {
+                    0.0
+                }
+            })
             .collect()
     };
     // mean_j cos(i, j) = u_i . mean_j(u_j)
@@ -345,7 +355,10 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(sorted, rows);
         let b = cosine_spread(&e, &rows, 3, &mut StdRng::seed_from_u64(8)).unwrap();
-        assert_eq!(b, cosine_spread(&e, &rows, 3, &mut StdRng::seed_from_u64(8)).unwrap());
+        assert_eq!(
+            b,
+            cosine_spread(&e, &rows, 3, &mut StdRng::seed_from_u64(8)).unwrap()
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ fn measured(data: &SpaceData, column: usize, row: usize) -> Result<f64> {
     data.latency(column, row)
         .filter(|v| *v > 0.0)
         .map(f64::ln)
-        .ok_or_else(|| HostError::invalid("uncertainty sampler", format!("row {row} has no latency")))
+        .ok_or_else(|| {
+            HostError::invalid("uncertainty sampler", format!("row {row} has no latency"))
+        })
 }
 
 fn fit_members(
