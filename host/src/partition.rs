@@ -194,15 +194,15 @@ pub fn trim(
         })
     };
     while train.len() > m || test.len() > n {
-        if train.len() > m {
-            if let Some(i) = most_correlated(&train, &test) {
-                train.remove(i);
-            }
+        if train.len() > m
+            && let Some(i) = most_correlated(&train, &test)
+        {
+            train.remove(i);
         }
-        if test.len() > n {
-            if let Some(i) = most_correlated(&test, &train) {
-                test.remove(i);
-            }
+        if test.len() > n
+            && let Some(i) = most_correlated(&test, &train)
+        {
+            test.remove(i);
         }
     }
     (train, test)

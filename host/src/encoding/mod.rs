@@ -104,7 +104,7 @@ impl Encoding {
     ) -> Result<Self> {
         let name = name.into();
         let dim = columns.len();
-        if dim == 0 || values.len() % dim != 0 {
+        if dim == 0 || !values.len().is_multiple_of(dim) {
             return Err(HostError::invalid(
                 "encoding",
                 format!(

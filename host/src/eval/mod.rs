@@ -185,13 +185,12 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
     if let Some(kind) = opts.sampler.encoding() {
         data.encodings.get(kind)?;
     }
-    if !data
-        .features
-        .has_supplementary(opts.predictor.supplementary)
+    if let Some(kind) = opts.predictor.supplementary.encoding()
+        && !data
+            .features
+            .has_supplementary(opts.predictor.supplementary)
     {
-        if let Some(kind) = opts.predictor.supplementary.encoding() {
-            data.encodings.get(kind)?;
-        }
+        data.encodings.get(kind)?;
     }
     let mut plan = Vec::new();
     for name in &opts.tasks {

@@ -221,8 +221,7 @@ pub fn kmeans(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
             }
         }
         let mut sums = vec![0f64; k * dim];
-        for i in 0..n {
-            let c = assignment[i];
+        for (i, &c) in assignment.iter().enumerate() {
             for (s, v) in sums[c * dim..(c + 1) * dim].iter_mut().zip(point(i)) {
                 *s += f64::from(*v);
             }
