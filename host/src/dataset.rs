@@ -2,10 +2,13 @@
 //! latency table, per-arch features, FLOPs/params proxies and HELP's
 //! reference architectures.
 
+use std::path::Path;
+
 use nasflat_shared::{SearchSpace, data, data::NumericTable};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
+use crate::encoding::{EncodingKind, EncodingSet};
 use crate::error::{HostError, Result};
 use crate::features::ArchFeatures;
 
@@ -24,11 +27,19 @@ pub struct SpaceData {
     pub params: Vec<f64>,
     /// HELP's 10 reference architectures (its hardware embedding).
     pub help_reference: Vec<usize>,
+    /// Architecture encodings for the samplers (ZCP, and the cached ones found).
+    pub encodings: EncodingSet,
 }
 
 impl SpaceData {
-    /// Loads the vendored tables of a space and builds all features.
+    /// Loads the vendored tables of a space and builds all features; cached
+    /// encodings come from the default encodings folder.
     pub fn load(space: SearchSpace) -> Result<Self> {
+        Self::load_with(space, None)
+    }
+
+    /// [`SpaceData::load`] with cached encodings read from `encodings_dir`.
+    pub fn load_with(space: SearchSpace, encodings_dir: Option<&Path>) -> Result<Self> {
         let latency = data::latency_table(space)?;
         let zcp = data::zcp_table(space)?;
         let (flops_col, params_col) = match space {
@@ -40,7 +51,7 @@ impl SpaceData {
         };
         let flops = column(flops_col)?;
         let params = column(params_col)?;
-        let features = ArchFeatures::build(space, &zcp)?;
+        let mut features = ArchFeatures::build(space, &zcp)?;
         if features.len != latency.rows() {
             return Err(HostError::invalid(
                 "data",
@@ -51,6 +62,23 @@ impl SpaceData {
                 ),
             ));
         }
+        let encodings = EncodingSet::load(space, encodings_dir)?;
+        for kind in encodings.available() {
+            let enc = encodings.get(kind)?;
+            if enc.rows() != latency.rows() {
+                return Err(HostError::invalid(
+                    "encoding",
+                    format!(
+                        "{space}: `{kind}` has {} rows vs {} latency rows",
+                        enc.rows(),
+                        latency.rows()
+                    ),
+                ));
+            }
+            if kind != EncodingKind::Zcp {
+                features.attach_encoding(kind, enc);
+            }
+        }
         Ok(SpaceData {
             space,
             latency,
@@ -58,6 +86,7 @@ impl SpaceData {
             flops,
             params,
             help_reference: data::help_reference_archs(space)?,
+            encodings,
         })
     }
 

@@ -13,6 +13,7 @@ use nasflat_shared::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::encoding::{Encoding, EncodingKind};
 use crate::error::{HostError, Result};
 
 /// Number of analytic features per graph node.
@@ -118,6 +119,24 @@ pub enum Supplementary {
     Cost,
     /// ZCP and cost together.
     All,
+    /// The cached Arch2Vec encoding (standardised).
+    Arch2vec,
+    /// The cached CATE encoding (standardised).
+    Cate,
+    /// CATE ++ Arch2Vec ++ paper-normalised ZCP (standardised).
+    Caz,
+}
+
+impl Supplementary {
+    /// The encoding this option reads from [`ArchFeatures::encodings`], if any.
+    pub fn encoding(self) -> Option<EncodingKind> {
+        match self {
+            Supplementary::Arch2vec => Some(EncodingKind::Arch2vec),
+            Supplementary::Cate => Some(EncodingKind::Cate),
+            Supplementary::Caz => Some(EncodingKind::Caz),
+            _ => None,
+        }
+    }
 }
 
 impl std::str::FromStr for Supplementary {
@@ -128,9 +147,12 @@ impl std::str::FromStr for Supplementary {
             "zcp" => Ok(Supplementary::Zcp),
             "cost" => Ok(Supplementary::Cost),
             "all" | "zcp+cost" => Ok(Supplementary::All),
+            "arch2vec" => Ok(Supplementary::Arch2vec),
+            "cate" => Ok(Supplementary::Cate),
+            "caz" => Ok(Supplementary::Caz),
             other => Err(HostError::invalid(
                 "supplementary encoding",
-                format!("`{other}` (expected none, zcp, cost or all)"),
+                format!("`{other}` (expected none, zcp, cost, all, arch2vec, cate or caz)"),
             )),
         }
     }
@@ -143,6 +165,9 @@ impl std::fmt::Display for Supplementary {
             Supplementary::Zcp => "zcp",
             Supplementary::Cost => "cost",
             Supplementary::All => "all",
+            Supplementary::Arch2vec => "arch2vec",
+            Supplementary::Cate => "cate",
+            Supplementary::Caz => "caz",
         })
     }
 }
@@ -178,6 +203,8 @@ pub struct ArchFeatures {
     pub additive: Vec<f64>,
     /// Width of `additive`.
     pub additive_dim: usize,
+    /// Standardised encodings attached for `--supplementary` (`[len, dim]`, dim).
+    pub encodings: std::collections::BTreeMap<EncodingKind, (Vec<f32>, usize)>,
 }
 
 impl ArchFeatures {
@@ -269,12 +296,27 @@ impl ArchFeatures {
             params,
             additive,
             additive_dim,
+            encodings: std::collections::BTreeMap::new(),
         })
     }
 
     /// Additive latency features of `row`.
     pub fn additive_row(&self, row: usize) -> &[f64] {
         &self.additive[row * self.additive_dim..(row + 1) * self.additive_dim]
+    }
+
+    /// Makes an encoding available as a supplementary input (standardised
+    /// per column, like the other supplementary vectors).
+    pub fn attach_encoding(&mut self, kind: EncodingKind, encoding: &Encoding) {
+        self.encodings
+            .insert(kind, (encoding.standardised(), encoding.dim()));
+    }
+
+    /// Whether the supplementary encoding's data is present (the learned
+    /// encodings need their cached files).
+    pub fn has_supplementary(&self, kind: Supplementary) -> bool {
+        kind.encoding()
+            .is_none_or(|e| self.encodings.contains_key(&e))
     }
 
     /// Width of a supplementary encoding.
@@ -284,6 +326,10 @@ impl ArchFeatures {
             Supplementary::Zcp => self.zcp_dim,
             Supplementary::Cost => self.cost_dim,
             Supplementary::All => self.zcp_dim + self.cost_dim,
+            other => other
+                .encoding()
+                .and_then(|e| self.encodings.get(&e))
+                .map_or(0, |(_, d)| *d),
         }
     }
 
@@ -298,6 +344,11 @@ impl ArchFeatures {
             Supplementary::All => {
                 out.extend_from_slice(zcp);
                 out.extend_from_slice(cost);
+            }
+            other => {
+                if let Some((values, d)) = other.encoding().and_then(|e| self.encodings.get(&e)) {
+                    out.extend_from_slice(&values[row * d..(row + 1) * d]);
+                }
             }
         }
     }

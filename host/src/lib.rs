@@ -8,6 +8,7 @@
 pub mod additive;
 pub mod calibrate;
 pub mod dataset;
+pub mod encoding;
 pub mod error;
 pub mod features;
 pub mod metrics;
@@ -17,4 +18,5 @@ pub mod train;
 pub use error::{HostError, Result};
 pub mod baselines;
 pub mod eval;
+pub mod partition;
 pub mod sampler;

@@ -9,10 +9,13 @@ use nasflat_host::baselines::Method;
 use nasflat_host::dataset::SpaceData;
 use nasflat_host::eval::{self, EvalOptions, report};
 use nasflat_host::features::Supplementary;
+use nasflat_host::partition::{self, EdgeWeight};
 use nasflat_host::predictor::{GnnKind, LossKind, PredictorConfig, TrainConfig};
 use nasflat_host::sampler::Sampler;
 use nasflat_shared::SearchSpace;
-use nasflat_shared::data::{TaskSet, paper_tasks};
+use nasflat_shared::data::{self, Task, TaskSet, paper_tasks};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +32,45 @@ struct Cli {
 enum Command {
     /// Evaluate predictors and baselines on the paper's few-shot tasks.
     Eval(EvalArgs),
+    /// Device-set tasks (source/target splits).
+    #[command(subcommand)]
+    Tasks(TasksCommand),
+}
+
+#[derive(Subcommand)]
+enum TasksCommand {
+    /// Split a space's devices into m sources and n targets with low mutual
+    /// correlation (paper Algorithm 1: Kernighan-Lin bisection + trimming).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// Search space: nb201 or fbnet.
+    #[arg(long)]
+    space: SearchSpace,
+    /// Number of source (training) devices m.
+    #[arg(long)]
+    train: usize,
+    /// Number of target (test) devices n.
+    #[arg(long)]
+    test: usize,
+    /// Seed of the Kernighan-Lin initial split and of the random baseline.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Edge weights of the bisected graph: negative (-rho, the paper's) or
+    /// positive (rho: minimum cut = least source-target correlation).
+    #[arg(long, default_value = "negative")]
+    weights: EdgeWeight,
+    /// Task name in the output file.
+    #[arg(long)]
+    name: Option<String>,
+    /// Random splits averaged for the comparison line.
+    #[arg(long, default_value_t = 1000)]
+    random_splits: usize,
+    /// Write the task file (tasks.json format) here instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -51,12 +93,18 @@ struct EvalArgs {
     /// Source samples per training device (default: per space, see TrainConfig).
     #[arg(long)]
     source_samples: Option<usize>,
-    /// Sample selection for the target: random or params.
+    /// Sample selection for the target: random, params, oracle (reads true
+    /// latencies: reference only), <zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>,
+    /// uncertainty or uncertainty:<static sampler>.
     #[arg(long, default_value = "random")]
     sampler: Sampler,
-    /// Supplementary encoding: none, zcp, cost or all.
+    /// Supplementary encoding: none, zcp, cost, all, arch2vec, cate or caz.
     #[arg(long)]
     supplementary: Option<Supplementary>,
+    /// Folder of cached encodings (default: $NASFLAT_ENCODINGS_DIR, else
+    /// ./data/encodings, else the repository's data/encodings).
+    #[arg(long)]
+    encodings_dir: Option<PathBuf>,
     /// Disable the operation-wise hardware embedding.
     #[arg(long)]
     no_ophw: bool,
@@ -175,7 +223,8 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         if let Some(s) = args.supplementary {
             predictor.supplementary = s;
         }
-        let data = SpaceData::load(space).with_context(|| format!("loading {space}"))?;
+        let data = SpaceData::load_with(space, args.encodings_dir.as_deref())
+            .with_context(|| format!("loading {space}"))?;
         let opts = EvalOptions {
             tasks,
             task_set: task_set.clone(),
@@ -194,17 +243,100 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             .map(|t| eval::trial_seed(opts.seed, t).to_string())
             .collect();
         eprintln!(
-            "{space}: tasks {:?}, trial seeds [{}], train {:?}",
+            "{space}: tasks {:?}, sampler {}, trial seeds [{}], train {:?}",
             opts.tasks,
+            opts.sampler,
             seeds.join(", "),
             opts.train
         );
+        if opts.sampler.is_oracle() {
+            eprintln!(
+                "note: sampler `oracle` reads each target's true latencies before choosing; \
+                 its results are a reference, not an achievable protocol"
+            );
+        }
         all_runs.extend(eval::evaluate(&data, &opts)?);
+    }
+    if args.sampler.is_oracle() {
+        println!("(sampler `oracle`: uses the targets' true latencies; reference only)\n");
     }
     println!("{}", report::markdown(&all_runs));
     println!("{}", report::timings(&all_runs));
     if let Some(path) = &args.json {
         report::write_json(&all_runs, path)?;
+    }
+    Ok(())
+}
+
+fn run_tasks_generate(args: GenerateArgs) -> Result<()> {
+    let table = data::latency_table(args.space)?;
+    let names = table.names().to_vec();
+    let devices = names.len();
+    if args.train == 0 || args.test == 0 || args.train + args.test > devices {
+        bail!(
+            "--train {} --test {}: need at least one of each and at most {devices} in all \
+             ({} has {devices} devices)",
+            args.train,
+            args.test,
+            args.space
+        );
+    }
+    let columns: Vec<usize> = (0..devices).collect();
+    let rho = partition::device_correlations(&table, &columns);
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let split = partition::generate(&rho, args.train, args.test, args.weights, &mut rng)?;
+    let mut random_rng = StdRng::seed_from_u64(args.seed.wrapping_add(1));
+    let (random_mean, random_std) = partition::random_baseline(
+        &rho,
+        args.train,
+        args.test,
+        args.random_splits.max(1),
+        &mut random_rng,
+    )?;
+    let pick = |idx: &[usize]| idx.iter().map(|&i| names[i].clone()).collect::<Vec<_>>();
+    let task = Task {
+        task_index: None,
+        train: pick(&split.train),
+        test: pick(&split.test),
+    };
+    let name = args.name.clone().unwrap_or_else(|| {
+        format!(
+            "G{}-{}x{}-s{}",
+            if args.space == SearchSpace::Nb201 {
+                "N"
+            } else {
+                "F"
+            },
+            args.train,
+            args.test,
+            args.seed
+        )
+    });
+    let mut tasks = std::collections::BTreeMap::new();
+    tasks.insert(name.clone(), task);
+    let mut spaces = std::collections::BTreeMap::new();
+    spaces.insert(args.space, tasks);
+    let json = serde_json::to_string_pretty(&TaskSet(spaces))?;
+    eprintln!(
+        "{}: task {name} (seed {}, {} weights): {} sources, {} targets",
+        args.space, args.seed, args.weights, args.train, args.test
+    );
+    eprintln!(
+        "mean train-test Spearman: {:.3} (Kernighan-Lin + trimming) vs {:.3} ± {:.3} \
+         ({} random splits of the same sizes, seed {})",
+        split.mean_cross,
+        random_mean,
+        random_std,
+        args.random_splits.max(1),
+        args.seed.wrapping_add(1)
+    );
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, json + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => println!("{json}"),
     }
     Ok(())
 }
@@ -249,6 +381,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => run_eval(args),
+        Command::Tasks(TasksCommand::Generate(args)) => run_tasks_generate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

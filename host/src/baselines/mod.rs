@@ -194,7 +194,7 @@ pub fn ridge_predict(
 
 /// Feature row for [`ridge_cost_predict`]: source log latencies, then the
 /// standardised analytic cost vector (FLOPs, params, op counts, per-node FLOPs).
-fn cost_row(data: &SpaceData, sources: &SourceMatrix, r: usize) -> Vec<f64> {
+pub(crate) fn cost_row(data: &SpaceData, sources: &SourceMatrix, r: usize) -> Vec<f64> {
     let f = &data.features;
     let mut row = sources.row(r);
     row.extend(

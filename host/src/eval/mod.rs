@@ -105,6 +105,9 @@ pub struct RunReport {
     pub task: String,
     /// Method name.
     pub method: String,
+    /// Sampler of the target's k architectures.
+    #[serde(default)]
+    pub sampler: String,
     /// Mean Spearman over targets x trials.
     pub spearman_mean: f64,
     /// Std over targets x trials.
@@ -144,6 +147,7 @@ pub fn trial_seed(base: u64, trial: usize) -> u64 {
 fn target_samples(
     data: &SpaceData,
     sampler: Sampler,
+    sources: &SourceMatrix,
     target: &str,
     k: usize,
     seed: u64,
@@ -159,7 +163,7 @@ fn target_samples(
         });
     }
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(position as u64));
-    let picked = sampler.pick(data, target, &valid, k, &mut rng)?;
+    let picked = sampler.pick_for_task(data, Some(sources), target, &valid, k, &mut rng)?;
     let chosen: std::collections::HashSet<usize> = picked.iter().copied().collect();
     let rest = valid.into_iter().filter(|r| !chosen.contains(r)).collect();
     Ok((picked, rest))
@@ -186,7 +190,17 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
     } else {
         ProgressDrawTarget::stderr()
     });
-    // Validate every task and device before spending any time training.
+    // Validate encodings, tasks and devices before spending any time training.
+    if let Some(kind) = opts.sampler.encoding() {
+        data.encodings.get(kind)?;
+    }
+    if let Some(kind) = opts.predictor.supplementary.encoding()
+        && !data
+            .features
+            .has_supplementary(opts.predictor.supplementary)
+    {
+        data.encodings.get(kind)?;
+    }
     let mut plan = Vec::new();
     for name in &opts.tasks {
         let task = opts.task_set.task(data.space, name)?;
@@ -214,6 +228,7 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
                 samples.push(target_samples(
                     data,
                     opts.sampler,
+                    &sources,
                     target,
                     opts.samples,
                     seed,
@@ -514,6 +529,7 @@ fn summarise(
         space: data.space.to_string(),
         task: task.to_string(),
         method: method.to_string(),
+        sampler: opts.sampler.to_string(),
         spearman_mean,
         spearman_std,
         kendall_mean,

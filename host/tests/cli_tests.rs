@@ -1,0 +1,105 @@
+//! The CLI's bad-input contract (clear message, exit 2) and `tasks generate`
+//! output that `eval --tasks-file` can load.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use nasflat_shared::SearchSpace;
+use nasflat_shared::data::TaskSet;
+
+fn host(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nasflat-host"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_sampler_and_encoding_names_exit_2_naming_the_choices() {
+    let (code, _, err) = host(&["eval", "--sampler", "zcp-median", "--quiet"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread>"),
+        "{err}"
+    );
+    let (code, _, err) = host(&["eval", "--supplementary", "word2vec", "--quiet"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("word2vec") && err.contains("arch2vec"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_cached_encoding_exits_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = host(&[
+        "eval",
+        "--space",
+        "fbnet",
+        "--task",
+        "FD",
+        "--method",
+        "flops",
+        "--sampler",
+        "cate-kmeans",
+        "--encodings-dir",
+        dir.path().to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("fbnet_cate.csv.gz"), "{err}");
+}
+
+#[test]
+fn tasks_generate_rejects_too_many_devices() {
+    let (code, _, err) = host(&[
+        "tasks", "generate", "--space", "fbnet", "--train", "20", "--test", "8",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--train 20 --test 8") && err.contains("27 devices"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tasks_generate_writes_a_loadable_task_with_the_requested_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasks.json");
+    let args = [
+        "tasks", "generate", "--space", "fbnet", "--train", "6", "--test", "3", "--seed", "5",
+        "--name", "X", "-o",
+    ];
+    let (code, _, err) = host(&[&args[..], &[path.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("mean train-test Spearman"), "{err}");
+    let set = TaskSet::from_path(&path).unwrap();
+    let task = set.task(SearchSpace::Fbnet, "X").unwrap();
+    assert_eq!((task.train.len(), task.test.len()), (6, 3));
+    assert!(task.train.iter().all(|d| !task.test.contains(d)));
+    let first = std::fs::read_to_string(&path).unwrap();
+    host(&[&args[..], &[path.to_str().unwrap()]].concat());
+    assert_eq!(first, std::fs::read_to_string(&path).unwrap(), "seeded");
+    let (code, out, err) = host(&[
+        "eval",
+        "--tasks-file",
+        path.to_str().unwrap(),
+        "--method",
+        "ridgecost",
+        "--trials",
+        "1",
+        "--samples",
+        "5",
+        "--sampler",
+        "zcp-cosine",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("| fbnet | X | ridgecost |"), "{out}");
+}
