@@ -260,6 +260,12 @@ pub fn additive_predict(
 /// other tasks within 0.003; docs/results.md).
 const MIN_ADDITIVE_STEP: u32 = 5;
 
+/// The sources join only if they cut the additive model's leave-one-out
+/// error by at least 10%: 20 LOO residuals are noisy, and a small apparent
+/// gain is more often chance than signal (5 trials: F1 0.886 -> 0.894, NA
+/// 0.945 -> 0.954, the rest within 0.005).
+const SOURCE_GAIN: f64 = 0.9;
+
 /// Weight of the additive model when stacked with the source regression,
 /// and the two fitted models.
 #[derive(Debug, Clone)]
@@ -296,6 +302,7 @@ impl Stack {
             .collect();
         let b = &source_model.loo_predictions;
         let mut best = (f64::INFINITY, 1.0);
+        let mut alone = f64::INFINITY;
         for step in MIN_ADDITIVE_STEP..=10 {
             let w = f64::from(step) / 10.0;
             let err: f64 = a
@@ -304,9 +311,15 @@ impl Stack {
                 .zip(&log_ms)
                 .map(|((p, q), t)| (w * p + (1.0 - w) * q - t).powi(2))
                 .sum();
+            if step == 10 {
+                alone = err;
+            }
             if err < best.0 {
                 best = (err, w);
             }
+        }
+        if best.0 > SOURCE_GAIN * alone {
+            best = (alone, 1.0);
         }
         Ok(Stack {
             additive,
