@@ -29,6 +29,8 @@ struct Cli {
 enum Command {
     /// Evaluate predictors and baselines on the paper's few-shot tasks.
     Eval(EvalArgs),
+    /// Retrain a learned encoding (arch2vec, cate) or run the NB201 proxies (zcp).
+    Encode(nasflat_encoders::cli::EncodeArgs),
 }
 
 #[derive(Args)]
@@ -247,6 +249,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => run_eval(args),
+        Command::Encode(args) => nasflat_encoders::cli::run(&args)
+            .map(|report| print!("{report}"))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
