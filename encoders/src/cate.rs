@@ -200,8 +200,9 @@ impl Cate {
         Ok(h)
     }
 
-    /// Masked-op loss of one batch of pairs; returns `(loss, hits, masked)`.
-    fn pair_loss(
+    /// Masked-op loss of one batch of pairs (`firsts[i]` masked, paired with
+    /// `partners[i]`); returns `(loss, correct predictions, masked tokens)`.
+    pub fn pair_loss(
         &self,
         graphs: &SpaceGraphs,
         firsts: &[usize],
