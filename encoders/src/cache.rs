@@ -65,7 +65,11 @@ pub fn write_embeddings(dir: &Path, rows: &[Vec<f32>], meta: &EncodingMeta) -> R
     if let Some(bad) = rows.iter().position(|r| r.len() != meta.dim) {
         return Err(EncodeError::Invalid {
             what: "embedding rows",
-            reason: format!("row {bad} has {} values, expected {}", rows[bad].len(), meta.dim),
+            reason: format!(
+                "row {bad} has {} values, expected {}",
+                rows[bad].len(),
+                meta.dim
+            ),
         });
     }
     std::fs::create_dir_all(dir).map_err(|e| EncodeError::io(dir, e))?;
@@ -127,7 +131,12 @@ pub fn read_embeddings(path: &Path) -> Result<Vec<Vec<f64>>> {
         if values.len() + 1 != width {
             return Err(EncodeError::format(
                 path,
-                format!("line {}: {} values, header has {}", row + 2, values.len(), width - 1),
+                format!(
+                    "line {}: {} values, header has {}",
+                    row + 2,
+                    values.len(),
+                    width - 1
+                ),
             ));
         }
         rows.push(values);

@@ -55,7 +55,7 @@ pub struct CateConfig {
 impl CateConfig {
     /// Defaults sized for a few minutes on one core.
     pub fn for_space(graphs: &SpaceGraphs, seed: u64) -> Self {
-        let epochs = if graphs.len() > 10_000 { 6 } else { 12 };
+        let epochs = if graphs.len() > 10_000 { 15 } else { 30 };
         CateConfig {
             d_model: 32,
             heads: 2,
@@ -229,7 +229,11 @@ impl Cate {
                 masked[pick] = true;
             }
             for i in 0..n {
-                tokens.push(if masked[i] { self.vocab as u32 } else { ops_a[i] as u32 });
+                tokens.push(if masked[i] {
+                    self.vocab as u32
+                } else {
+                    ops_a[i] as u32
+                });
                 targets.push(ops_a[i] as u32);
                 weights.push(if masked[i] { 1f32 } else { 0.0 });
             }
@@ -251,7 +255,9 @@ impl Cate {
                 }
             }
         }
-        let positions: Vec<u32> = (0..b).flat_map(|_| (0..t).map(|i| (i % n) as u32)).collect();
+        let positions: Vec<u32> = (0..b)
+            .flat_map(|_| (0..t).map(|i| (i % n) as u32))
+            .collect();
         let segments: Vec<u32> = (0..b)
             .flat_map(|_| (0..t).map(|i| u32::from(i >= n)))
             .collect();
@@ -405,7 +411,8 @@ pub fn train_cate(
             .iter()
             .map(|&i| partner(i, &members, buckets, &mut eval_rng))
             .collect();
-        let (_, h, t) = model.pair_loss(graphs, chunk, &partners, config.mask_prob, &mut eval_rng)?;
+        let (_, h, t) =
+            model.pair_loss(graphs, chunk, &partners, config.mask_prob, &mut eval_rng)?;
         hits += h;
         total += t;
     }

@@ -59,6 +59,9 @@ pub struct EncodeArgs {
     /// zcp: skip GraSP (saves two of the five passes).
     #[arg(long)]
     pub no_grasp: bool,
+    /// zcp: GraSP's finite-difference step relative to the weight norm.
+    #[arg(long, default_value_t = 1e-2)]
+    pub grasp_step: f64,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -96,7 +99,12 @@ fn learned(args: &EncodeArgs) -> Result<String> {
                 if let Some(e) = args.epochs {
                     config.epochs = e;
                 }
-                eprintln!("arch2vec {}: {} archs, seed {}, {config:?}", args.space, graphs.len(), args.seed);
+                eprintln!(
+                    "arch2vec {}: {} archs, seed {}, {config:?}",
+                    args.space,
+                    graphs.len(),
+                    args.seed
+                );
                 let (model, report) = train_arch2vec(&graphs, &config, show)?;
                 ("arch2vec", config.epochs, model.embed(&graphs)?, report)
             }
@@ -106,7 +114,12 @@ fn learned(args: &EncodeArgs) -> Result<String> {
                     config.epochs = e;
                 }
                 let buckets = cost_buckets(args.space, config.bucket_size)?;
-                eprintln!("cate {}: {} archs, seed {}, {config:?}", args.space, graphs.len(), args.seed);
+                eprintln!(
+                    "cate {}: {} archs, seed {}, {config:?}",
+                    args.space,
+                    graphs.len(),
+                    args.seed
+                );
                 let (model, report) = train_cate(&graphs, &buckets, &config, show)?;
                 ("cate", config.epochs, model.embed(&graphs)?, report)
             }
@@ -129,7 +142,11 @@ fn learned(args: &EncodeArgs) -> Result<String> {
         args.seed,
         report.seconds
     );
-    let losses: Vec<String> = report.epoch_losses.iter().map(|l| format!("{l:.4}")).collect();
+    let losses: Vec<String> = report
+        .epoch_losses
+        .iter()
+        .map(|l| format!("{l:.4}"))
+        .collect();
     let _ = writeln!(text, "loss per epoch: {}", losses.join(" "));
     for (what, v) in &report.accuracies {
         let _ = writeln!(text, "{what}: {:.4}", v);
@@ -146,7 +163,11 @@ fn cost_buckets(space: SearchSpace, bucket_size: usize) -> Result<Vec<usize>> {
         SearchSpace::Fbnet => ("flops", "params"),
     };
     let col = |name: &str| -> Result<Vec<f64>> {
-        Ok(table.column(name)?.iter().map(|v| v.unwrap_or(0.0)).collect())
+        Ok(table
+            .column(name)?
+            .iter()
+            .map(|v| v.unwrap_or(0.0))
+            .collect())
     };
     Ok(flops_buckets(&col(f)?, &col(p)?, bucket_size))
 }
@@ -163,13 +184,19 @@ pub fn parse_archs(spec: &str) -> Result<Vec<usize>> {
         "all" => (0..n).collect(),
         s if s.contains("..") => {
             let (a, b) = s.split_once("..").ok_or_else(|| bad(s.to_string()))?;
-            let a: usize = a.parse().map_err(|_| bad(format!("bad range start `{a}`")))?;
+            let a: usize = a
+                .parse()
+                .map_err(|_| bad(format!("bad range start `{a}`")))?;
             let b: usize = b.parse().map_err(|_| bad(format!("bad range end `{b}`")))?;
             (a..b).collect()
         }
         s => s
             .split(',')
-            .map(|t| t.trim().parse().map_err(|_| bad(format!("not an index: `{t}`"))))
+            .map(|t| {
+                t.trim()
+                    .parse()
+                    .map_err(|_| bad(format!("not an index: `{t}`")))
+            })
             .collect::<Result<_>>()?,
     };
     if let Some(&i) = list.iter().find(|&&i| i >= n) {
@@ -189,6 +216,7 @@ fn zcp(args: &EncodeArgs) -> Result<String> {
         batch: args.batch,
         seed: args.seed,
         grasp: !args.no_grasp,
+        grasp_step: args.grasp_step,
         ..ZcpConfig::default()
     };
     let indices = parse_archs(&args.archs)?;
@@ -224,7 +252,10 @@ fn zcp(args: &EncodeArgs) -> Result<String> {
         nasflat_shared::NB201_SIZE,
         mean_all * remaining as f64 / 3600.0
     );
-    let _ = writeln!(text, "| proxy | archs | Spearman vs NAS-Bench-Suite-Zero (cifar10) |\n|---|---:|---:|");
+    let _ = writeln!(
+        text,
+        "| proxy | archs | Spearman vs NAS-Bench-Suite-Zero (cifar10) |\n|---|---:|---:|"
+    );
     for (name, n, rho) in validate_against_subset(&rows)? {
         let _ = writeln!(text, "| {name} | {n} | {rho:.3} |");
     }

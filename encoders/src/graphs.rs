@@ -66,7 +66,11 @@ impl SpaceGraphs {
             .iter()
             .flat_map(|&i| self.graphs[i].ops.iter().map(|&o| o as u32))
             .collect();
-        Ok(Tensor::from_vec(data, (batch.len(), self.nodes), &Device::Cpu)?)
+        Ok(Tensor::from_vec(
+            data,
+            (batch.len(), self.nodes),
+            &Device::Cpu,
+        )?)
     }
 
     /// One-hot ops `[batch, nodes, vocab]` (f32).

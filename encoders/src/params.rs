@@ -150,7 +150,11 @@ impl LayerNorm {
 /// Mean cross-entropy of `logits [n, classes]` against `targets [n]` (u32),
 /// weighted per row by `weights [n]` (0/1 masks select rows); the weighted
 /// mean over rows with weight > 0.
-pub fn weighted_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Result<Tensor> {
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+) -> Result<Tensor> {
     let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
     let picked = log_probs
         .gather(&targets.unsqueeze(1)?, 1)?

@@ -62,7 +62,13 @@ fn assert_all_grads(varmap: &VarMap, loss: &Tensor) {
         let g = grads
             .get(var.as_tensor())
             .unwrap_or_else(|| panic!("{name}: no gradient"));
-        let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let norm = g
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(norm > 0.0, "{name}: zero gradient");
     }
 }
@@ -73,13 +79,22 @@ fn arch2vec_is_deterministic_and_32_wide() {
     let (a, report) = train_arch2vec(&graphs, &tiny_arch2vec(5), false).unwrap();
     let (b, _) = train_arch2vec(&graphs, &tiny_arch2vec(5), false).unwrap();
     let (c, _) = train_arch2vec(&graphs, &tiny_arch2vec(6), false).unwrap();
-    let (ea, eb, ec) = (a.embed(&graphs).unwrap(), b.embed(&graphs).unwrap(), c.embed(&graphs).unwrap());
+    let (ea, eb, ec) = (
+        a.embed(&graphs).unwrap(),
+        b.embed(&graphs).unwrap(),
+        c.embed(&graphs).unwrap(),
+    );
     assert_eq!(ea.len(), 48);
     assert!(ea.iter().all(|r| r.len() == 32));
     assert_eq!(ea, eb, "same seed must give the same embedding");
     assert_ne!(ea, ec, "another seed must give another embedding");
     assert_eq!(report.epoch_losses.len(), 2);
-    assert!(report.accuracies.iter().all(|(_, v)| (0.0..=1.0).contains(v)));
+    assert!(
+        report
+            .accuracies
+            .iter()
+            .all(|(_, v)| (0.0..=1.0).contains(v))
+    );
 }
 
 #[test]
@@ -119,7 +134,11 @@ fn cate_is_deterministic_and_32_wide() {
     let (a, report) = train_cate(&graphs, &buckets, &tiny_cate(3), false).unwrap();
     let (b, _) = train_cate(&graphs, &buckets, &tiny_cate(3), false).unwrap();
     let (c, _) = train_cate(&graphs, &buckets, &tiny_cate(4), false).unwrap();
-    let (ea, eb, ec) = (a.embed(&graphs).unwrap(), b.embed(&graphs).unwrap(), c.embed(&graphs).unwrap());
+    let (ea, eb, ec) = (
+        a.embed(&graphs).unwrap(),
+        b.embed(&graphs).unwrap(),
+        c.embed(&graphs).unwrap(),
+    );
     assert_eq!(ea.len(), 48);
     assert!(ea.iter().all(|r| r.len() == 32));
     assert_eq!(ea, eb);
@@ -136,7 +155,9 @@ fn cate_gradients_reach_every_weight_and_loss_falls() {
     let partners: Vec<usize> = (16..32).collect();
     let loss_at = |m: &Cate| {
         let mut rng = StdRng::seed_from_u64(4);
-        m.pair_loss(&graphs, &firsts, &partners, 0.3, &mut rng).unwrap().0
+        m.pair_loss(&graphs, &firsts, &partners, 0.3, &mut rng)
+            .unwrap()
+            .0
     };
     assert_all_grads(model.varmap(), &loss_at(&model));
     let before = loss_at(&model).to_scalar::<f32>().unwrap();
@@ -159,13 +180,20 @@ fn shipped_embeddings_have_one_row_per_arch() {
             assert_eq!(emb.len(), rows, "{}", csv.display());
             assert_eq!(meta.dim, 32);
             assert_eq!((meta.name.as_str(), meta.space.as_str()), (name, space));
-            assert!(emb.iter().all(|r| r.len() == 32 && r.iter().all(|v| v.is_finite())));
+            assert!(
+                emb.iter()
+                    .all(|r| r.len() == 32 && r.iter().all(|v| v.is_finite()))
+            );
             // A learned encoding separates architectures: not all rows equal.
             assert!(emb.iter().any(|r| r != &emb[0]));
         }
     }
     let zcp = read_rows(&dir.join("nb201_zcp_computed.csv.gz")).unwrap();
-    assert!(zcp.len() >= 100, "only {} computed archs shipped", zcp.len());
+    assert!(
+        zcp.len() >= 100,
+        "only {} computed archs shipped",
+        zcp.len()
+    );
 }
 
 #[test]
@@ -185,7 +213,10 @@ fn l2_norm_of_constant_weights_is_hand_computable() {
         .map(|n| 0.5 * n.sqrt())
         .sum();
     let got = l2_norm(&constant).unwrap();
-    assert!((got - expected).abs() < 1e-6 * expected, "{got} vs {expected}");
+    assert!(
+        (got - expected).abs() < 1e-6 * expected,
+        "{got} vs {expected}"
+    );
 }
 
 fn small_zcp() -> ZcpConfig {
@@ -195,6 +226,7 @@ fn small_zcp() -> ZcpConfig {
         resolution: 8,
         seed: 11,
         grasp: true,
+        grasp_step: 1e-3,
     }
 }
 
@@ -227,7 +259,10 @@ fn zcp_run_resumes_without_recomputing() {
     text.push_str("3,1.5,2");
     std::fs::write(&csv, text).unwrap();
     let second = run_zcp(&indices, &csv, &config, None, false).unwrap();
-    assert_eq!((second.computed, second.skipped, second.total_done), (2, 3, 5));
+    assert_eq!(
+        (second.computed, second.skipped, second.total_done),
+        (2, 3, 5)
+    );
     let after = read_rows(&csv).unwrap();
     assert_eq!(after.keys().copied().collect::<Vec<_>>(), indices);
     for i in 0..3 {

@@ -108,9 +108,15 @@ mod tests {
         let m = vec![vec![2.0, 1.0], vec![1.0, 2.0]];
         let mut e = symmetric_eigenvalues(&m);
         e.sort_by(f64::total_cmp);
-        assert!((e[0] - 1.0).abs() < 1e-10 && (e[1] - 3.0).abs() < 1e-10, "{e:?}");
+        assert!(
+            (e[0] - 1.0).abs() < 1e-10 && (e[1] - 3.0).abs() < 1e-10,
+            "{e:?}"
+        );
         assert!((log_abs_det(&m) - 3f64.ln()).abs() < 1e-12);
-        assert_eq!(log_abs_det(&[vec![1.0, 2.0], vec![2.0, 4.0]]), f64::NEG_INFINITY);
+        assert_eq!(
+            log_abs_det(&[vec![1.0, 2.0], vec![2.0, 4.0]]),
+            f64::NEG_INFINITY
+        );
     }
 
     #[test]

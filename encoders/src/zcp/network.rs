@@ -83,7 +83,10 @@ impl Nb201Weights {
 
     /// The same network with every tensor replaced by `f(tensor)`, as fresh
     /// variables (e.g. `|w|` in f64 for synflow, `w + eps g` for GraSP).
-    pub fn map(&self, mut f: impl FnMut(usize, &Tensor) -> Result<Tensor>) -> Result<(Self, Vec<Var>)> {
+    pub fn map(
+        &self,
+        mut f: impl FnMut(usize, &Tensor) -> Result<Tensor>,
+    ) -> Result<(Self, Vec<Var>)> {
         let mut vars = Vec::with_capacity(self.weights.len() + 1);
         for (i, w) in self.weights.iter().enumerate() {
             vars.push(Var::from_tensor(&f(i, w)?)?);
@@ -153,9 +156,7 @@ impl Nb201Net {
         let x = relu(&x, trace)?;
         let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?;
         let classifier = take()?;
-        let logits = pooled
-            .matmul(&classifier.t()?)?
-            .broadcast_add(&w.bias)?;
+        let logits = pooled.matmul(&classifier.t()?)?.broadcast_add(&w.bias)?;
         gate(&logits, trace)
     }
 
@@ -199,7 +200,13 @@ impl Nb201Net {
 }
 
 /// Conv without bias, then the Fisher gate.
-fn conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize, trace: &mut Trace) -> Result<Tensor> {
+fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    trace: &mut Trace,
+) -> Result<Tensor> {
     let y = unfold_conv(x, w, stride, padding)?;
     gate(&y, trace)
 }
@@ -222,12 +229,12 @@ fn unfold_conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<
         let mut windows = Vec::with_capacity(k * k);
         for dy in 0..k {
             for dx in 0..k {
-                windows.push(
-                    padded
-                        .narrow(2, dy, oh)?
-                        .narrow(3, dx, ow)?
-                        .reshape((b, c, 1, oh * ow))?,
-                );
+                windows.push(padded.narrow(2, dy, oh)?.narrow(3, dx, ow)?.reshape((
+                    b,
+                    c,
+                    1,
+                    oh * ow,
+                ))?);
             }
         }
         Tensor::cat(&windows, 2)?.reshape((b, c * k * k, oh * ow))?
@@ -338,8 +345,18 @@ mod tests {
 
     #[test]
     fn avg_pool_matches_hand_values() {
-        let x = Tensor::from_vec((0..9).map(|v| v as f32).collect::<Vec<_>>(), (1, 1, 3, 3), &Device::Cpu).unwrap();
-        let y = avg_pool_3x3(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let x = Tensor::from_vec(
+            (0..9).map(|v| v as f32).collect::<Vec<_>>(),
+            (1, 1, 3, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let y = avg_pool_3x3(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         // corner (0,0): mean of 0,1,3,4 = 2; centre: mean of 0..8 = 4
         assert!((y[0] - 2.0).abs() < 1e-6);
         assert!((y[4] - 4.0).abs() < 1e-6);
@@ -356,7 +373,14 @@ mod tests {
             let ours = unfold_conv(&x, &w, stride, k / 2).unwrap();
             let theirs = x.conv2d(&w, k / 2, stride, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (ours - theirs)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(diff < 1e-5, "k {k} stride {stride}: {diff}");
         }
     }
@@ -369,7 +393,9 @@ mod tests {
         assert_eq!(w.weights.len(), 1 + 6 + 45 + 1);
         assert_eq!(vars.len(), w.weights.len() + 1);
         let x = Tensor::ones((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
-        let y = Nb201Net::new(arch).forward(&w, &x, &mut Trace::default()).unwrap();
+        let y = Nb201Net::new(arch)
+            .forward(&w, &x, &mut Trace::default())
+            .unwrap();
         assert_eq!(y.dims(), &[2, 10]);
     }
 }

@@ -59,6 +59,9 @@ pub struct ZcpConfig {
     pub seed: u64,
     /// Compute GraSP (two extra forward/backward passes).
     pub grasp: bool,
+    /// GraSP's finite-difference step, relative: the weights move by
+    /// `grasp_step * ||W|| / ||g||` along the gradient `g`.
+    pub grasp_step: f64,
 }
 
 impl Default for ZcpConfig {
@@ -69,6 +72,7 @@ impl Default for ZcpConfig {
             resolution: 32,
             seed: 0,
             grasp: true,
+            grasp_step: 1e-2,
         }
     }
 }
@@ -195,7 +199,7 @@ pub fn score_weights(
         out[slot("nwot")] = finite(log_abs_det(&k.to_vec2::<f64>()?));
     }
     if config.grasp {
-        out[slot("grasp")] = grasp(&net, weights, &g, batch)?;
+        out[slot("grasp")] = grasp(&net, weights, &g, batch, config.grasp_step)?;
     }
     let (jacov, epe) = jacobian_scores(&net, weights, batch)?;
     out[slot("jacov")] = jacov;
@@ -234,8 +238,14 @@ fn ce_grads(net: &Nb201Net, weights: &Nb201Weights, batch: &SyntheticBatch) -> R
 }
 
 /// GraSP: `-sum W * (H g)` with `H g ~ (grad(W + eps g) - grad(W - eps g)) / 2 eps`,
-/// `eps` chosen so the step is 1% of the weight norm.
-fn grasp(net: &Nb201Net, weights: &Nb201Weights, g: &[Tensor], batch: &SyntheticBatch) -> Result<f64> {
+/// `eps` chosen so the step is `step` times the weight norm.
+fn grasp(
+    net: &Nb201Net,
+    weights: &Nb201Weights,
+    g: &[Tensor],
+    batch: &SyntheticBatch,
+    step: f64,
+) -> Result<f64> {
     let mut g_sq = 0.0;
     let mut w_sq = 0.0;
     for (w, gi) in weights.weights.iter().zip(g) {
@@ -245,7 +255,7 @@ fn grasp(net: &Nb201Net, weights: &Nb201Weights, g: &[Tensor], batch: &Synthetic
     if g_sq <= 0.0 {
         return Ok(0.0);
     }
-    let eps = 1e-2 * (w_sq / g_sq).sqrt();
+    let eps = step * (w_sq / g_sq).sqrt();
     let shifted = |sign: f64| -> Result<Vec<Tensor>> {
         let (moved, _vars) = weights.map(|i, t| match g.get(i) {
             Some(gi) => Ok((t + (gi * (sign * eps))?)?),
@@ -264,7 +274,11 @@ fn grasp(net: &Nb201Net, weights: &Nb201Weights, g: &[Tensor], batch: &Synthetic
 }
 
 /// `(jacov, epe_nas)` from the input Jacobian of `sum(logits)`.
-fn jacobian_scores(net: &Nb201Net, weights: &Nb201Weights, batch: &SyntheticBatch) -> Result<(f64, f64)> {
+fn jacobian_scores(
+    net: &Nb201Net,
+    weights: &Nb201Weights,
+    batch: &SyntheticBatch,
+) -> Result<(f64, f64)> {
     let x = Var::from_tensor(&batch.images)?;
     let logits = net.forward(weights, x.as_tensor(), &mut Trace::default())?;
     let grads = logits.sum_all()?.backward()?;
@@ -300,7 +314,11 @@ fn jacobian_scores(net: &Nb201Net, weights: &Nb201Weights, batch: &SyntheticBatc
         let Some(corr) = corrcoef(&members) else {
             return Ok((jacov, f64::NAN));
         };
-        let s: f64 = corr.iter().flatten().map(|v| (v.abs() + JACOBIAN_K).ln()).sum();
+        let s: f64 = corr
+            .iter()
+            .flatten()
+            .map(|v| (v.abs() + JACOBIAN_K).ln())
+            .sum();
         epe += s.abs();
         any = true;
     }

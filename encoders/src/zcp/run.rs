@@ -40,6 +40,8 @@ pub struct ZcpRunMeta {
     pub seed: u64,
     /// Whether GraSP was computed.
     pub grasp: bool,
+    /// GraSP's relative finite-difference step.
+    pub grasp_step: f64,
 }
 
 impl ZcpRunMeta {
@@ -54,6 +56,7 @@ impl ZcpRunMeta {
             resolution: config.resolution,
             seed: config.seed,
             grasp: config.grasp,
+            grasp_step: config.grasp_step,
         }
     }
 }
@@ -90,7 +93,11 @@ pub fn meta_path(csv: &Path) -> PathBuf {
 }
 
 fn number(v: f64) -> String {
-    if v.is_finite() { v.to_string() } else { String::new() }
+    if v.is_finite() {
+        v.to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// Reads the rows of a run CSV (plain or `.gz`). A torn last line (no
@@ -150,9 +157,10 @@ pub fn run_zcp(
     let meta = ZcpRunMeta::of(config);
     let meta_file = meta_path(csv);
     if meta_file.exists() {
-        let text = std::fs::read_to_string(&meta_file).map_err(|e| EncodeError::io(&meta_file, e))?;
-        let old: ZcpRunMeta =
-            serde_json::from_str(&text).map_err(|e| EncodeError::format(&meta_file, e.to_string()))?;
+        let text =
+            std::fs::read_to_string(&meta_file).map_err(|e| EncodeError::io(&meta_file, e))?;
+        let old: ZcpRunMeta = serde_json::from_str(&text)
+            .map_err(|e| EncodeError::format(&meta_file, e.to_string()))?;
         if old != meta {
             return Err(EncodeError::Invalid {
                 what: "zcp resume",
@@ -254,7 +262,9 @@ pub fn pack(csv: &Path, out: &Path) -> Result<usize> {
 /// Spearman of each computed proxy against the public NAS-Bench-Suite-Zero
 /// value (CIFAR-10 rows of `zcp_subset.csv`) over the architectures both
 /// have: `(proxy, archs compared, spearman)`.
-pub fn validate_against_subset(rows: &BTreeMap<usize, ZcpRow>) -> Result<Vec<(String, usize, f64)>> {
+pub fn validate_against_subset(
+    rows: &BTreeMap<usize, ZcpRow>,
+) -> Result<Vec<(String, usize, f64)>> {
     let subset = nasflat_shared::data::nb201_zcp_subset()?;
     let mut out = Vec::new();
     for (p, name) in PROXY_NAMES.iter().enumerate() {
