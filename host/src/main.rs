@@ -35,6 +35,8 @@ enum Command {
     /// Device-set tasks (source/target splits).
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Retrain a learned encoding (arch2vec, cate) or run the NB201 proxies (zcp).
+    Encode(nasflat_encoders::cli::EncodeArgs),
 }
 
 #[derive(Subcommand)]
@@ -382,6 +384,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval(args) => run_eval(args),
         Command::Tasks(TasksCommand::Generate(args)) => run_tasks_generate(args),
+        Command::Encode(args) => nasflat_encoders::cli::run(&args)
+            .map(|report| print!("{report}"))
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
