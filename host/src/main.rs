@@ -1,5 +1,7 @@
 //! `nasflat-host`: a thin CLI over the `nasflat_host` library.
 
+mod service_cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +31,10 @@ struct Cli {
 enum Command {
     /// Evaluate predictors and baselines on the paper's few-shot tasks.
     Eval(EvalArgs),
+    /// Run the host service: agents register and measure, the host transfers and predicts.
+    Serve(service_cli::ServeArgs),
+    /// The whole loop on this machine: host + local agent, transfer, Spearman on fresh measurements.
+    Demo(service_cli::DemoArgs),
 }
 
 #[derive(Args)]
@@ -242,11 +248,16 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => run_eval(args),
+        Command::Serve(args) => service_cli::serve(args),
+        Command::Demo(args) => service_cli::demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

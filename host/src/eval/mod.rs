@@ -317,14 +317,9 @@ fn run_method(
                 fit_seconds = fit_start.elapsed().as_secs_f64();
                 init_from = t.init_from.clone();
                 predict_start = Instant::now();
-                let scores = t.model.predict(&data.features, rest, t.row)?;
-                let gnn = t.calibration.apply_all(&scores);
-                if opts.blend > 0.0 {
-                    let linear = baselines::ridge_cost_predict(data, sources, archs, &ms, rest)?;
-                    blend_log(&gnn, &linear, opts.blend)
-                } else {
-                    gnn
-                }
+                crate::fewshot::predict_transferred(
+                    &t, data, sources, archs, &ms, rest, opts.blend,
+                )?
             }
             Method::Flops => {
                 predict_start = Instant::now();
