@@ -70,6 +70,9 @@ pub(crate) struct ServiceArgs {
     /// Seed of pretraining (transfers mix in the device id).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Do not start transfers by themselves (only `POST /v1/devices/{id}/transfer`).
+    #[arg(long)]
+    no_auto_transfer: bool,
 }
 
 impl ServiceArgs {
@@ -100,6 +103,7 @@ impl ServiceArgs {
         c.transfer_epochs = self.transfer_epochs;
         c.blend = self.blend;
         c.seed = self.seed;
+        c.auto_transfer = !self.no_auto_transfer;
         c
     }
 }

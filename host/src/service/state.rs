@@ -59,6 +59,8 @@ pub struct ServiceConfig {
     pub blend: f64,
     /// Seed of pretraining (and, mixed with the device id, of transfer).
     pub seed: u64,
+    /// Start a transfer by itself once a device has k valid plan samples.
+    pub auto_transfer: bool,
 }
 
 impl ServiceConfig {
@@ -85,6 +87,7 @@ impl ServiceConfig {
             transfer_epochs: None,
             blend: 0.5,
             seed: 0,
+            auto_transfer: true,
         }
     }
 

@@ -149,6 +149,9 @@ impl TransferRunner {
     /// Starts the automatic transfer of a device once it has k valid plan
     /// samples and has never been transferred (nor is being).
     pub async fn maybe_auto(&self, state: &AppState, device_id: &str, space: SearchSpace) {
+        if !state.config.auto_transfer {
+            return;
+        }
         let check = async {
             let measured = state.store.measurements_of_device(device_id).await?;
             let (rows, _) = samples_of(&measured, space, SampleSet::Plan);

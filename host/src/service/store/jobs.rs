@@ -169,55 +169,86 @@ impl Store {
         lease_ms: i64,
     ) -> StoreResult<Vec<Granted>> {
         let now = now_ms();
-        let candidates = sqlx::query(
-            "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
-             lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
-             WHERE device_id = $1 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $2)) \
-             ORDER BY seq, id LIMIT $3",
-        )
-        .bind(device_id)
-        .bind(now)
-        .bind(int(max))
-        .fetch_all(self.pool())
-        .await?;
         let mut granted = Vec::new();
-        for row in &candidates {
-            let job = job(row)?;
-            let lease_id = new_id("lease");
-            let _w = self.write().await;
-            let mut tx = self.pool().begin().await?;
-            let updated = sqlx::query(
-                "UPDATE jobs SET state = 'leased', lease_id = $1, lease_expires_ms = $2, \
-                 attempts = attempts + 1 \
-                 WHERE id = $3 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $4))",
+        // A job another planner leased between our SELECT and UPDATE is
+        // skipped; then look again (a few rounds) so a planner that lost
+        // races still gets the jobs that are left.
+        for _round in 0..8 {
+            let need = max.saturating_sub(granted.len());
+            if need == 0 {
+                break;
+            }
+            let candidates = sqlx::query(
+                "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
+                 lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
+                 WHERE device_id = $1 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $2)) \
+                 ORDER BY seq, id LIMIT $3",
             )
-            .bind(&lease_id)
-            .bind(now.saturating_add(lease_ms))
-            .bind(&job.id)
+            .bind(device_id)
             .bind(now)
-            .execute(&mut *tx)
+            .bind(int(need))
+            .fetch_all(self.pool())
             .await?;
-            if updated.rows_affected() == 1 {
-                sqlx::query(
-                    "INSERT INTO leases (id, job_id, device_id, granted_ms) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(&lease_id)
-                .bind(&job.id)
-                .bind(device_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                granted.push(Granted {
-                    lease_id,
-                    reclaimed: job.state == "leased",
-                    job,
-                });
-            } else {
-                tx.rollback().await?;
+            if candidates.is_empty() {
+                break;
+            }
+            let mut lost_race = false;
+            for row in &candidates {
+                let job = job(row)?;
+                match self.lease_one(&job, device_id, now, lease_ms).await? {
+                    Some(lease_id) => granted.push(Granted {
+                        lease_id,
+                        reclaimed: job.state == "leased",
+                        job,
+                    }),
+                    None => lost_race = true,
+                }
+            }
+            if !lost_race {
+                break;
             }
         }
         Ok(granted)
+    }
+
+    /// Leases one job if it is still free; the new lease id, or `None` when
+    /// another planner got it first.
+    async fn lease_one(
+        &self,
+        job: &JobRow,
+        device_id: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> StoreResult<Option<String>> {
+        let lease_id = new_id("lease");
+        let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET state = 'leased', lease_id = $1, lease_expires_ms = $2, \
+             attempts = attempts + 1 \
+             WHERE id = $3 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $4))",
+        )
+        .bind(&lease_id)
+        .bind(now.saturating_add(lease_ms))
+        .bind(&job.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO leases (id, job_id, device_id, granted_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&lease_id)
+        .bind(&job.id)
+        .bind(device_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(lease_id))
     }
 
     /// Renews leases held by `device_id`; returns (renewed, lost).
