@@ -233,6 +233,17 @@ fn ensure_single_thread() -> Option<ExitCode> {
             "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456",
         );
     }
+    // Replace this process rather than wait for a child: signals (Ctrl-C,
+    // SIGTERM, a supervisor's SIGKILL) and the process id then belong to
+    // the process that does the work (`serve` must not outlive its parent).
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = command.exec();
+        eprintln!("warning: cannot re-execute with RAYON_NUM_THREADS=1: {error}");
+        return None;
+    }
+    #[allow(unreachable_code)]
     let status = command.status().ok()?;
     Some(ExitCode::from(
         status

@@ -25,7 +25,7 @@ const LIMITS: [&str; 6] = ["--min-runs", "5", "--min-ms", "100", "--max-ms", "10
 /// and compared with the served predictions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_agent_transfer_then_fresh_measurements_agree() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let host = HostProcess::start(&dir.path().join("host"), 0, &LIMITS);
@@ -114,7 +114,7 @@ async fn real_agent_transfer_then_fresh_measurements_agree() {
 /// database: every measured result is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_killed_during_uploads_loses_and_duplicates_nothing() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("host");
     let extra = [
@@ -126,11 +126,11 @@ async fn host_killed_during_uploads_loses_and_duplicates_nothing() {
         "--max-ms",
         "300",
     ];
-    let mut host = HostProcess::start(&data, 0, &extra);
+    let mut host = HostProcess::start_fixed(&data, &extra);
     let port = host.port;
     let api = Api::new(&host.url);
     let agent_dir = dir.path().join("agent");
-    let mut agent = agent_command(&host.url, &agent_dir)
+    let agent = agent_command(&host.url, &agent_dir)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -149,7 +149,7 @@ async fn host_killed_during_uploads_loses_and_duplicates_nothing() {
             kills += 1;
             println!("e2e: killed the host (-9) with {stored} results stored");
             std::thread::sleep(Duration::from_millis(700));
-            host = HostProcess::start(&data, port, &extra);
+            host = HostProcess::restart(&data, port, &extra);
             last = stored;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -183,8 +183,35 @@ async fn host_killed_during_uploads_loses_and_duplicates_nothing() {
     assert_eq!(archs.len(), 20, "an arch was measured twice");
     assert!(spool.is_empty());
     assert_eq!(detail["queue"]["done"], 20);
-    assert!(log.contains("measured=20"), "{log}");
+    let plain = strip_ansi(&log);
+    let done = plain
+        .lines()
+        .rev()
+        .find(|l| l.contains(" done"))
+        .unwrap_or("");
+    assert!(
+        done.contains("measured=20") && done.contains("uploaded=20"),
+        "{done}"
+    );
     drop(host);
+}
+
+/// Removes terminal colour codes from a log.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn fingerprint(i: usize) -> Fingerprint {
@@ -266,7 +293,7 @@ async fn simulated_agent(url: String, i: usize) -> (Vec<f64>, usize) {
 /// (c) 50 concurrent simulated agents over loopback: throughput and p99.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_agents() {
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let host = HostProcess::start(
         &dir.path().join("host"),
@@ -326,7 +353,7 @@ async fn dashboard_renders_in_headless_chromium() {
         );
         return;
     };
-    let _serial = serial();
+    let _serial = serial().await;
     let dir = tempfile::tempdir().unwrap();
     let host = HostProcess::start(&dir.path().join("host"), 0, &LIMITS);
     let api = Api::new(&host.url);
@@ -413,7 +440,7 @@ async fn dashboard_renders_in_headless_chromium() {
 /// `nasflat-host demo --exit`: the README's main command, end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_command_prints_spearman_and_dashboard() {
-    let _serial = serial();
+    let _serial = serial().await;
     let out = std::process::Command::new(support::bin("nasflat-host"))
         .args([
             "demo",

@@ -6,22 +6,21 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub const ADMIN: &str = "admin-token-e2e";
-pub const ENROL: &str = "enrol-token-e2e";
+pub(crate) const ADMIN: &str = "admin-token-e2e";
+pub(crate) const ENROL: &str = "enrol-token-e2e";
 
 /// One heavy test at a time.
-pub static SERIAL: Mutex<()> = Mutex::new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+pub(crate) async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 /// A binary of this workspace: `NASFLAT_<NAME>_BIN` if set, else next to
 /// the test's `deps/` directory (`cargo test --workspace` builds both).
-pub fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let var = format!(
         "NASFLAT_{}_BIN",
         name.trim_start_matches("nasflat-").to_uppercase()
@@ -42,21 +41,52 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// Pretrained checkpoints shared by every e2e test and run (same settings ->
 /// same cache key -> pretrained once).
-pub fn checkpoint_dir() -> PathBuf {
+pub(crate) fn checkpoint_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nasflat-e2e-checkpoints")
 }
 
 /// A `nasflat-host serve` process.
-pub struct HostProcess {
+pub(crate) struct HostProcess {
     child: Child,
-    pub url: String,
-    pub port: u16,
-    pub log: PathBuf,
+    pub(crate) url: String,
+    pub(crate) port: u16,
+    pub(crate) log: PathBuf,
 }
 
 impl HostProcess {
     /// Starts the host on `port` (0: any) with a data dir, and waits for it to listen.
-    pub fn start(data_dir: &Path, port: u16, extra: &[&str]) -> HostProcess {
+    pub(crate) fn start(data_dir: &Path, port: u16, extra: &[&str]) -> HostProcess {
+        Self::try_start(data_dir, port, extra)
+            .unwrap_or_else(|log| panic!("host exited before listening; log:\n{log}"))
+    }
+
+    /// Starts the host on a fixed port below the kernel's ephemeral range, so
+    /// it can be restarted on the same port (a client retrying a dead
+    /// ephemeral port can end up holding it itself).
+    pub(crate) fn start_fixed(data_dir: &Path, extra: &[&str]) -> HostProcess {
+        for attempt in 0..50u32 {
+            let port = 20_000 + ((std::process::id() * 7919 + attempt * 131) % 10_000) as u16;
+            if let Ok(h) = Self::try_start(data_dir, port, extra) {
+                return h;
+            }
+        }
+        panic!("no free port for the host");
+    }
+
+    /// Restarts on `port`, retrying while the old socket is released.
+    pub(crate) fn restart(data_dir: &Path, port: u16, extra: &[&str]) -> HostProcess {
+        let mut last = String::new();
+        for _ in 0..40 {
+            match Self::try_start(data_dir, port, extra) {
+                Ok(h) => return h,
+                Err(log) => last = log,
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("host did not restart on port {port}:\n{last}");
+    }
+
+    fn try_start(data_dir: &Path, port: u16, extra: &[&str]) -> Result<HostProcess, String> {
         std::fs::create_dir_all(data_dir).unwrap();
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -87,25 +117,25 @@ impl HostProcess {
                         break url.trim().to_string();
                     }
                 }
-                _ => panic!(
-                    "host exited before listening; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ),
+                _ => {
+                    let _ = child.wait();
+                    return Err(std::fs::read_to_string(&log).unwrap_or_default());
+                }
             }
         };
         // Keep draining stdout so the host never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let port = url.rsplit(':').next().unwrap().parse().unwrap();
-        HostProcess {
+        Ok(HostProcess {
             child,
             url,
             port,
             log,
-        }
+        })
     }
 
     /// SIGKILL: no shutdown handler runs.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -118,14 +148,14 @@ impl Drop for HostProcess {
 }
 
 /// Runs `nasflat-agent run` against `url` until it is idle; returns its stderr.
-pub fn run_agent(url: &str, state_dir: &Path) -> String {
+pub(crate) fn run_agent(url: &str, state_dir: &Path) -> String {
     let out = agent_command(url, state_dir).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "agent failed: {err}");
     err
 }
 
-pub fn agent_command(url: &str, state_dir: &Path) -> Command {
+pub(crate) fn agent_command(url: &str, state_dir: &Path) -> Command {
     let mut c = Command::new(bin("nasflat-agent"));
     c.args([
         "run",
@@ -153,13 +183,13 @@ pub fn agent_command(url: &str, state_dir: &Path) -> Command {
 }
 
 /// JSON over HTTP.
-pub struct Api {
-    pub http: reqwest::Client,
-    pub base: String,
+pub(crate) struct Api {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Api {
-    pub fn new(base: &str) -> Api {
+    pub(crate) fn new(base: &str) -> Api {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Api {
             http: reqwest::Client::builder()
@@ -170,7 +200,7 @@ impl Api {
         }
     }
 
-    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
@@ -185,7 +215,7 @@ impl Api {
         )
     }
 
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         token: Option<&str>,
@@ -209,13 +239,13 @@ impl Api {
     }
 
     /// The only agent device.
-    pub async fn agent_device(&self) -> Option<serde_json::Value> {
+    pub(crate) async fn agent_device(&self) -> Option<serde_json::Value> {
         let (_, v) = self.get("/v1/devices?kind=agent").await;
         v.as_array().and_then(|a| a.first().cloned())
     }
 
     /// Waits until a device has a served predictor; returns its version.
-    pub async fn wait_predictor(&self, device: &str, limit: Duration) -> String {
+    pub(crate) async fn wait_predictor(&self, device: &str, limit: Duration) -> String {
         let started = Instant::now();
         loop {
             let (_, d) = self.get(&format!("/v1/devices/{device}")).await;

@@ -149,7 +149,6 @@ pub async fn plan(
     Wire(req): Wire<PlanRequest>,
 ) -> Result<Reply<PlanResponse>, AppError> {
     expect_device(&auth, &req.device_id)?;
-    state.store.touch_device(&auth.device_id).await;
     let want = (req.max_jobs as usize).clamp(0, MAX_LEASES);
     let lease_ms = i64::from(state.config.lease_secs) * 1000;
     let granted = state
@@ -357,7 +356,6 @@ pub async fn results(
             }
         }
     }
-    state.store.touch_device(&auth.device_id).await;
     for space in new_samples {
         state
             .transfers

@@ -88,16 +88,6 @@ impl Store {
         })
     }
 
-    /// Marks a device as seen now (best effort; not worth failing a request).
-    pub async fn touch_device(&self, id: &str) {
-        let _w = self.write().await;
-        let _ = sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(self.pool())
-            .await;
-    }
-
     /// One device.
     pub async fn device(&self, id: &str) -> StoreResult<Option<DeviceRow>> {
         let row = sqlx::query(

@@ -161,7 +161,9 @@ impl Store {
         Ok(ids)
     }
 
-    /// Leases up to `max` of a device's queued (or expired) jobs for `lease_ms`.
+    /// Leases up to `max` of a device's queued (or expired) jobs for
+    /// `lease_ms`, and marks the device as seen, in one transaction (its
+    /// first statement writes, so SQLite takes the write lock up front).
     pub async fn claim_jobs(
         &self,
         device_id: &str,
@@ -170,9 +172,16 @@ impl Store {
     ) -> StoreResult<Vec<Granted>> {
         let now = now_ms();
         let mut granted = Vec::new();
-        // A job another planner leased between our SELECT and UPDATE is
-        // skipped; then look again (a few rounds) so a planner that lost
-        // races still gets the jobs that are left.
+        let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2")
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        // A job another replica leased between our SELECT and UPDATE is
+        // skipped (the UPDATE re-checks its state); then look again, so a
+        // planner that lost races still gets the jobs that are left.
         for _round in 0..8 {
             let need = max.saturating_sub(granted.len());
             if need == 0 {
@@ -187,7 +196,7 @@ impl Store {
             .bind(device_id)
             .bind(now)
             .bind(int(need))
-            .fetch_all(self.pool())
+            .fetch_all(&mut *tx)
             .await?;
             if candidates.is_empty() {
                 break;
@@ -195,60 +204,43 @@ impl Store {
             let mut lost_race = false;
             for row in &candidates {
                 let job = job(row)?;
-                match self.lease_one(&job, device_id, now, lease_ms).await? {
-                    Some(lease_id) => granted.push(Granted {
-                        lease_id,
-                        reclaimed: job.state == "leased",
-                        job,
-                    }),
-                    None => lost_race = true,
+                let lease_id = new_id("lease");
+                let updated = sqlx::query(
+                    "UPDATE jobs SET state = 'leased', lease_id = $1, lease_expires_ms = $2, \
+                     attempts = attempts + 1 \
+                     WHERE id = $3 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $4))",
+                )
+                .bind(&lease_id)
+                .bind(now.saturating_add(lease_ms))
+                .bind(&job.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    lost_race = true;
+                    continue;
                 }
+                sqlx::query(
+                    "INSERT INTO leases (id, job_id, device_id, granted_ms) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&lease_id)
+                .bind(&job.id)
+                .bind(device_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                granted.push(Granted {
+                    lease_id,
+                    reclaimed: job.state == "leased",
+                    job,
+                });
             }
             if !lost_race {
                 break;
             }
         }
-        Ok(granted)
-    }
-
-    /// Leases one job if it is still free; the new lease id, or `None` when
-    /// another planner got it first.
-    async fn lease_one(
-        &self,
-        job: &JobRow,
-        device_id: &str,
-        now: i64,
-        lease_ms: i64,
-    ) -> StoreResult<Option<String>> {
-        let lease_id = new_id("lease");
-        let _w = self.write().await;
-        let mut tx = self.pool().begin().await?;
-        let updated = sqlx::query(
-            "UPDATE jobs SET state = 'leased', lease_id = $1, lease_expires_ms = $2, \
-             attempts = attempts + 1 \
-             WHERE id = $3 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $4))",
-        )
-        .bind(&lease_id)
-        .bind(now.saturating_add(lease_ms))
-        .bind(&job.id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        sqlx::query(
-            "INSERT INTO leases (id, job_id, device_id, granted_ms) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&lease_id)
-        .bind(&job.id)
-        .bind(device_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(Some(lease_id))
+        Ok(granted)
     }
 
     /// Renews leases held by `device_id`; returns (renewed, lost).
@@ -261,6 +253,7 @@ impl Store {
         let expires = now_ms().saturating_add(lease_ms);
         let (mut renewed, mut lost) = (Vec::new(), Vec::new());
         let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
         for id in lease_ids {
             let r = sqlx::query(
                 "UPDATE jobs SET lease_expires_ms = $1 \
@@ -269,7 +262,7 @@ impl Store {
             .bind(expires)
             .bind(id)
             .bind(device_id)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 1 {
                 renewed.push(id.clone());
@@ -277,6 +270,7 @@ impl Store {
                 lost.push(id.clone());
             }
         }
+        tx.commit().await?;
         Ok((renewed, lost))
     }
 

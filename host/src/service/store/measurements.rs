@@ -105,6 +105,13 @@ impl Store {
         let now = now_ms();
         let _w = self.write().await;
         let mut tx = self.pool().begin().await?;
+        // Writing first takes SQLite's write lock up front; it also records
+        // that the device was seen.
+        sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2")
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
         let mut outcomes = Vec::with_capacity(items.len());
         for m in items {
             let job = match &m.lease_id {
