@@ -293,7 +293,7 @@ fn spawn_progress_logger(space: SearchSpace, bar: ProgressBar) -> ProgressLogger
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(250));
             let pos = bar.position();
-            if pos != last && (pos % 5 == 0 || pos + 1 >= bar.length().unwrap_or(0)) {
+            if pos != last && (pos.is_multiple_of(5) || pos + 1 >= bar.length().unwrap_or(0)) {
                 tracing::info!(%space, "pretraining epoch {pos}/{}", bar.length().unwrap_or(0));
                 last = pos;
             }

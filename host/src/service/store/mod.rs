@@ -234,7 +234,7 @@ pub fn encode_f64s(values: &[f64]) -> Vec<u8> {
 
 /// Decodes [`encode_f64s`].
 pub fn decode_f64s(bytes: &[u8]) -> StoreResult<Vec<f64>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(StoreError::Corrupt(format!(
             "latency blob of {} bytes is not a multiple of 8",
             bytes.len()
