@@ -257,6 +257,32 @@ async fn models_transfers_and_predictions_round_trip() {
             vec!["input:1x3x32x32"]
         );
         assert!(store.model_bytes("m2").await.unwrap().is_none());
+        assert_eq!(store.models().await.unwrap().len(), 1);
+        store
+            .insert_jobs(
+                &dev,
+                "model",
+                &[NewJob::Model {
+                    model_id: "m1".into(),
+                    inputs: vec![],
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.open_jobs(10).await.unwrap()[0].model_id.as_deref(),
+            Some("m1")
+        );
+        let lease = store
+            .claim_jobs(&dev, 1, 60_000)
+            .await
+            .unwrap()
+            .remove(0)
+            .lease_id;
+        let mut m = arch_result("km", Some(&lease), 0, 4.0);
+        (m.kind, m.space, m.arch_index, m.model_id) = ("model", None, None, Some("m1".into()));
+        store.store_measurements(&dev, &[m]).await.unwrap();
+        assert_eq!(store.measurements_of_model("m1").await.unwrap().len(), 1);
 
         store
             .insert_transfer("x1", &dev, "nb201", "auto")
@@ -273,6 +299,9 @@ async fn models_transfers_and_predictions_round_trip() {
         );
         assert_eq!(store.fail_interrupted_transfers().await.unwrap(), 1);
         assert_eq!(store.transfer("x1").await.unwrap().unwrap().state, "failed");
+        assert_eq!(store.transfers("").await.unwrap().len(), 1);
+        assert_eq!(store.transfers(&dev).await.unwrap().len(), 1);
+        assert!(store.transfers("dev-none").await.unwrap().is_empty());
 
         let lat: Vec<f64> = (0..15_625).map(|i| 1.0 + f64::from(i) * 1e-3).collect();
         store
