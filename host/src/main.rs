@@ -1,5 +1,7 @@
 //! `nasflat-host`: a thin CLI over the `nasflat_host` library.
 
+mod service_cli;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +39,10 @@ enum Command {
     Tasks(TasksCommand),
     /// Retrain a learned encoding (arch2vec, cate) or run the NB201 proxies (zcp).
     Encode(nasflat_encoders::cli::EncodeArgs),
+    /// Run the host service: agents register and measure, the host transfers and predicts.
+    Serve(service_cli::ServeArgs),
+    /// The whole loop on this machine: host + local agent, transfer, Spearman on fresh measurements.
+    Demo(service_cli::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -363,6 +369,17 @@ fn ensure_single_thread() -> Option<ExitCode> {
             "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456",
         );
     }
+    // Replace this process rather than wait for a child: signals (Ctrl-C,
+    // SIGTERM, a supervisor's SIGKILL) and the process id then belong to
+    // the process that does the work (`serve` must not outlive its parent).
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = command.exec();
+        eprintln!("warning: cannot re-execute with RAYON_NUM_THREADS=1: {error}");
+        return None;
+    }
+    #[allow(unreachable_code)]
     let status = command.status().ok()?;
     Some(ExitCode::from(
         status
@@ -378,7 +395,10 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -387,6 +407,8 @@ fn main() -> ExitCode {
         Command::Encode(args) => nasflat_encoders::cli::run(&args)
             .map(|report| print!("{report}"))
             .map_err(anyhow::Error::from),
+        Command::Serve(args) => service_cli::serve(args),
+        Command::Demo(args) => service_cli::demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -240,7 +240,8 @@ pub struct Transferred {
 
 /// Copies `pretrained`, adds a hardware-embedding row for `target` (INIT:
 /// from the best-correlated source when `train.hw_init`), and fine-tunes all
-/// weights with a fresh optimiser at the transfer learning rate.
+/// weights with a fresh optimiser at the transfer learning rate. The target's
+/// latencies are read from the space's table (the evaluation protocol).
 pub fn transfer(
     pretrained: &Predictor,
     data: &SpaceData,
@@ -250,21 +251,55 @@ pub fn transfer(
     seed: u64,
 ) -> Result<Transferred> {
     let column = data.device_index(target)?;
-    if archs.len() < 2 {
+    let probe = DeviceSamples::gather(data, target, column, 0, archs.to_vec())?;
+    transfer_measured(
+        pretrained,
+        data,
+        target,
+        archs,
+        &probe.latencies,
+        train,
+        seed,
+        None,
+    )
+}
+
+/// [`transfer`] for a device that is not in the table: its `latencies` (ms)
+/// on `archs` were measured elsewhere (the host service's agents).
+/// `progress` advances once per transfer epoch.
+#[allow(clippy::too_many_arguments)]
+pub fn transfer_measured(
+    pretrained: &Predictor,
+    data: &SpaceData,
+    target: &str,
+    archs: &[usize],
+    latencies: &[f64],
+    train: &TrainConfig,
+    seed: u64,
+    progress: Option<&ProgressBar>,
+) -> Result<Transferred> {
+    if archs.len() < 2 || archs.len() != latencies.len() {
         return Err(HostError::invalid(
             "transfer",
-            "needs at least 2 target samples",
+            format!(
+                "needs at least 2 target samples with one latency each ({} archs, {} latencies)",
+                archs.len(),
+                latencies.len()
+            ),
         ));
     }
     let mut model = pretrained.try_clone()?;
-    let probe = DeviceSamples::gather(data, target, column, 0, archs.to_vec())?;
     let init = if train.hw_init {
-        best_correlated_source(data, pretrained.devices(), archs, &probe.latencies)?.map(|(i, _)| i)
+        best_correlated_source(data, pretrained.devices(), archs, latencies)?.map(|(i, _)| i)
     } else {
         None
     };
     let row = model.add_device(&format!("{target}#target"), init)?;
-    let set = DeviceSamples { row, ..probe };
+    let set = DeviceSamples {
+        row,
+        archs: archs.to_vec(),
+        latencies: latencies.to_vec(),
+    };
     let phase = Phase {
         epochs: train.transfer_epochs,
         lr: train.transfer_lr,
@@ -280,7 +315,7 @@ pub fn transfer(
         std::slice::from_ref(&set),
         phase,
         &mut rng,
-        None,
+        progress,
     )?;
     let scores = model.predict(&data.features, &set.archs, row)?;
     let calibration = LogLinearCalibration::fit(&scores, &set.latencies);

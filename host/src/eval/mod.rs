@@ -359,24 +359,22 @@ fn run_method(
                 fit_seconds = fit_start.elapsed().as_secs_f64();
                 init_from = t.init_from.clone();
                 predict_start = Instant::now();
-                let scores = t.model.predict(&data.features, rest, t.row)?;
-                let gnn = t.calibration.apply_all(&scores);
-                let linear = if opts.blend.iter().any(|&w| w > 0.0) {
-                    Some(baselines::stacked_predict(data, sources, archs, &ms, rest)?)
-                } else {
-                    None
-                };
-                let mixed = |w: f64| match &linear {
-                    Some(l) if w > 0.0 => blend_log(&gnn, l, w),
-                    _ => gnn.clone(),
-                };
+                let mut per_weight = crate::fewshot::predict_transferred_blends(
+                    &t,
+                    data,
+                    sources,
+                    archs,
+                    &ms,
+                    rest,
+                    &opts.blend,
+                )?;
                 if opts.blend.len() > 1 {
-                    for &w in &opts.blend {
-                        variants.push((format!("nasflat@{w}"), mixed(w)));
+                    for (w, predicted) in opts.blend.iter().zip(per_weight) {
+                        variants.push((format!("nasflat@{w}"), predicted));
                     }
                     Vec::new()
                 } else {
-                    mixed(opts.blend.first().copied().unwrap_or(0.0))
+                    per_weight.pop().unwrap_or_default()
                 }
             }
             Method::Flops => {

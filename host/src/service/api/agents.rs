@@ -1,0 +1,391 @@
+//! The agent protocol (`nasflat_shared::protocol`): register, plan, heartbeat,
+//! results, release, model download. Postcard by default, JSON accepted; the
+//! agent binary talks to these routes unchanged.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nasflat_shared::protocol::{
+    Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION, PlanRequest,
+    PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
+};
+use nasflat_shared::{Arch, SearchSpace};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::service::auth::{self, DeviceAuth, bearer, expect_device, hash_token, same_secret};
+use crate::service::error::{AppError, Reply, Wire};
+use crate::service::metrics::Metrics;
+use crate::service::state::AppState;
+use crate::service::store::jobs::{JobRow, NewJob};
+use crate::service::store::measurements::{NewMeasurement, StoreOutcome};
+use crate::service::store::new_id;
+use crate::service::transfer::device_seed;
+
+/// Most results accepted in one batch (the agent sends 32).
+pub const MAX_BATCH: usize = 256;
+/// Most leases handed out per plan.
+pub const MAX_LEASES: usize = 16;
+
+/// `POST /v1/agents/register`: a new device (enrolment token) or a
+/// re-attach (the device's own token and its id).
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Wire(req): Wire<RegisterRequest>,
+) -> Result<Reply<RegisterResponse>, AppError> {
+    if req.protocol_version != PROTOCOL_VERSION {
+        return Err(AppError::BadRequest(format!(
+            "protocol version {} is not supported (this host speaks {PROTOCOL_VERSION})",
+            req.protocol_version
+        )));
+    }
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(AppError::Invalid(
+            "device name must be 1 to 200 characters".into(),
+        ));
+    }
+    let fingerprint = serde_json::to_string(&req.fingerprint)
+        .map_err(|e| AppError::Internal(format!("cannot encode fingerprint: {e}")))?;
+    let token =
+        bearer(&headers).ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+    let heartbeat_secs = (state.config.lease_secs / 4).max(1);
+    if let Some(asked) = &req.device_id
+        && state
+            .store
+            .device_by_token(&hash_token(token))
+            .await?
+            .as_deref()
+            == Some(asked)
+    {
+        state
+            .store
+            .reattach_device(asked, name, &fingerprint)
+            .await?;
+        tracing::info!(device = %asked, "device re-attached");
+        return Ok(Reply::new(
+            &headers,
+            RegisterResponse {
+                device_id: asked.clone(),
+                device_token: token.to_string(),
+                heartbeat_secs,
+            },
+        ));
+    }
+    if !same_secret(token, &state.config.enrol_token) {
+        return Err(AppError::Unauthorized(
+            "bad enrolment token (or a device token that does not match device_id)".into(),
+        ));
+    }
+    let device_id = new_id("dev");
+    let device_token = auth::new_token();
+    state
+        .store
+        .insert_device(&device_id, name, &hash_token(&device_token), &fingerprint)
+        .await?;
+    let plan = plan_jobs(&state, &device_id)?;
+    state.store.insert_jobs(&device_id, "sample", &plan).await?;
+    Metrics::inc(&state.metrics.registrations);
+    tracing::info!(device = %device_id, name, jobs = plan.len(), "device registered");
+    Ok(Reply::new(
+        &headers,
+        RegisterResponse {
+            device_id,
+            device_token,
+            heartbeat_secs,
+        },
+    ))
+}
+
+/// The sampler-chosen k archs of every served space, seeded by the device id.
+fn plan_jobs(state: &AppState, device_id: &str) -> Result<Vec<NewJob>, AppError> {
+    let mut jobs = Vec::new();
+    for (space, k) in state.spaces.iter() {
+        let mut rng = StdRng::seed_from_u64(device_seed(state.config.seed, device_id));
+        let n = state.config.samples.min(k.usable_rows.len());
+        let rows = state
+            .config
+            .sampler
+            .pick(&k.data, device_id, &k.usable_rows, n, &mut rng)?;
+        jobs.extend(rows.into_iter().map(|index| NewJob::Arch {
+            space: space.to_string(),
+            index,
+        }));
+    }
+    Ok(jobs)
+}
+
+/// The wire job of a stored job row.
+pub fn job_spec(job: &JobRow) -> Result<JobSpec, AppError> {
+    match (&job.space, job.arch_index, &job.model_id) {
+        (Some(space), Some(index), None) => {
+            let space: SearchSpace = space
+                .parse()
+                .map_err(|e| AppError::Internal(format!("job {}: {e}", job.id)))?;
+            let index = usize::try_from(index)
+                .map_err(|_| AppError::Internal(format!("job {}: negative index", job.id)))?;
+            let arch = Arch::from_index(space, index)
+                .map_err(|e| AppError::Internal(format!("job {}: {e}", job.id)))?;
+            Ok(JobSpec::Arch {
+                arch,
+                batch: 1,
+                resolution: None,
+            })
+        }
+        (None, None, Some(model_id)) => Ok(JobSpec::Model {
+            model_id: model_id.clone(),
+            inputs: serde_json::from_str(&job.inputs_json).unwrap_or_default(),
+        }),
+        _ => Err(AppError::Internal(format!("job {} is malformed", job.id))),
+    }
+}
+
+/// `POST /v1/agents/plan`: lease up to `max_jobs` queued jobs of the device.
+pub async fn plan(
+    State(state): State<AppState>,
+    auth: DeviceAuth,
+    headers: HeaderMap,
+    Wire(req): Wire<PlanRequest>,
+) -> Result<Reply<PlanResponse>, AppError> {
+    expect_device(&auth, &req.device_id)?;
+    let want = (req.max_jobs as usize).clamp(0, MAX_LEASES);
+    let lease_ms = i64::from(state.config.lease_secs) * 1000;
+    let granted = state
+        .store
+        .claim_jobs(&auth.device_id, want, lease_ms)
+        .await?;
+    let mut leases = Vec::with_capacity(granted.len());
+    for g in granted {
+        Metrics::inc(&state.metrics.leases_granted);
+        if g.reclaimed {
+            Metrics::inc(&state.metrics.leases_reclaimed);
+        }
+        leases.push(Lease {
+            lease_id: g.lease_id,
+            job: job_spec(&g.job)?,
+            limits: state.config.limits,
+            expires_in_secs: state.config.lease_secs,
+        });
+    }
+    Ok(Reply::new(
+        &headers,
+        PlanResponse {
+            leases,
+            retry_after_secs: state.config.poll_secs,
+        },
+    ))
+}
+
+/// `POST /v1/agents/heartbeat`: renew leases; report the ones no longer held.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    auth: DeviceAuth,
+    headers: HeaderMap,
+    Wire(req): Wire<Heartbeat>,
+) -> Result<Reply<HeartbeatResponse>, AppError> {
+    expect_device(&auth, &req.device_id)?;
+    if req.lease_ids.len() > MAX_BATCH {
+        return Err(AppError::Invalid(format!(
+            "at most {MAX_BATCH} leases per heartbeat"
+        )));
+    }
+    let lease_ms = i64::from(state.config.lease_secs) * 1000;
+    let (renewed, lost) = state
+        .store
+        .renew_leases(&auth.device_id, &req.lease_ids, lease_ms)
+        .await?;
+    Ok(Reply::new(&headers, HeartbeatResponse { renewed, lost }))
+}
+
+/// `POST /v1/agents/release`: return leases to the queue unmeasured.
+pub async fn release(
+    State(state): State<AppState>,
+    auth: DeviceAuth,
+    Wire(req): Wire<ReleaseRequest>,
+) -> Result<StatusCode, AppError> {
+    expect_device(&auth, &req.device_id)?;
+    let reason: String = req.reason.chars().take(500).collect();
+    let n = state
+        .store
+        .release_leases(
+            &auth.device_id,
+            &req.lease_ids,
+            &reason,
+            state.config.max_attempts,
+        )
+        .await?;
+    tracing::info!(device = %auth.device_id, released = n, "leases released: {reason}");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why a result cannot be stored, or what to store.
+async fn validate(
+    state: &AppState,
+    device_id: &str,
+    r: &MeasurementResult,
+) -> Result<NewMeasurement, String> {
+    if r.device_id != device_id {
+        return Err(format!(
+            "result names device `{}` but the token belongs to `{device_id}`",
+            r.device_id
+        ));
+    }
+    let key_ok = !r.idempotency_key.is_empty()
+        && r.idempotency_key.len() <= 128
+        && r.idempotency_key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !key_ok {
+        return Err("idempotency key must be 1-128 characters of [A-Za-z0-9_-]".into());
+    }
+    if !(r.median_ms.is_finite() && r.median_ms > 0.0) {
+        return Err(format!(
+            "median_ms {} is not a finite positive latency",
+            r.median_ms
+        ));
+    }
+    let base = NewMeasurement {
+        key: r.idempotency_key.clone(),
+        lease_id: r.lease_id.clone(),
+        kind: "arch",
+        space: None,
+        arch_index: None,
+        model_id: None,
+        median_ms: r.median_ms,
+        valid: r.valid,
+        invalid_reasons: r.invalid_reasons.clone(),
+        sample_json: r.sample_json.clone(),
+    };
+    match &r.job {
+        JobSpec::Arch {
+            arch,
+            batch,
+            resolution,
+        } => {
+            let space = arch.space();
+            let k = state
+                .spaces
+                .get(&space)
+                .ok_or_else(|| format!("space {space} is not served by this host"))?;
+            let index = arch
+                .index()
+                .filter(|&i| i < k.data.rows())
+                .ok_or_else(|| format!("architecture {arch} is not in the {space} table"))?;
+            if *batch != 1 || resolution.is_some() {
+                return Err(format!(
+                    "only batch 1 at the space's own resolution is modelled (got batch {batch}, resolution {resolution:?})"
+                ));
+            }
+            Ok(NewMeasurement {
+                space: Some(space.to_string()),
+                arch_index: Some(crate::service::store::int(index)),
+                ..base
+            })
+        }
+        JobSpec::Model { model_id, .. } => match state.store.model(model_id).await {
+            Ok(Some(_)) => Ok(NewMeasurement {
+                kind: "model",
+                model_id: Some(model_id.clone()),
+                ..base
+            }),
+            Ok(None) => Err(format!("unknown model `{model_id}`")),
+            Err(e) => Err(format!("cannot check model `{model_id}`: {e}")),
+        },
+    }
+}
+
+/// `POST /v1/agents/results`: store a batch in one transaction, then
+/// acknowledge. Keys stored before are acknowledged again (idempotent);
+/// results that can never be stored (not finite or not positive, unknown
+/// architecture or model, another device's) are listed in `rejected` with
+/// the reason, so the agent drops them from its spool instead of retrying
+/// forever, and nothing of them is stored.
+pub async fn results(
+    State(state): State<AppState>,
+    auth: DeviceAuth,
+    headers: HeaderMap,
+    Wire(batch): Wire<ResultBatch>,
+) -> Result<Reply<ResultAck>, AppError> {
+    if batch.results.len() > MAX_BATCH {
+        return Err(AppError::Invalid(format!(
+            "at most {MAX_BATCH} results per batch (got {})",
+            batch.results.len()
+        )));
+    }
+    let mut ack = ResultAck {
+        acked: Vec::new(),
+        rejected: Vec::new(),
+    };
+    let mut accepted = Vec::new();
+    for r in &batch.results {
+        match validate(&state, &auth.device_id, r).await {
+            Ok(m) => accepted.push(m),
+            Err(reason) => {
+                Metrics::inc(&state.metrics.results_rejected);
+                tracing::warn!(device = %auth.device_id, key = %r.idempotency_key, "result rejected: {reason}");
+                ack.rejected.push((r.idempotency_key.clone(), reason));
+            }
+        }
+    }
+    let outcomes = state
+        .store
+        .store_measurements(&auth.device_id, &accepted)
+        .await?;
+    let mut new_samples: Vec<SearchSpace> = Vec::new();
+    for (m, outcome) in accepted.iter().zip(outcomes) {
+        match outcome {
+            StoreOutcome::New { purpose } => {
+                Metrics::inc(&state.metrics.results_stored);
+                if purpose == "sample"
+                    && m.valid
+                    && let Some(space) = m.space.as_deref().and_then(|s| s.parse().ok())
+                    && !new_samples.contains(&space)
+                {
+                    new_samples.push(space);
+                }
+                ack.acked.push(m.key.clone());
+            }
+            StoreOutcome::Duplicate => {
+                Metrics::inc(&state.metrics.results_duplicate);
+                ack.acked.push(m.key.clone());
+            }
+            StoreOutcome::Rejected(reason) => {
+                Metrics::inc(&state.metrics.results_rejected);
+                ack.rejected.push((m.key.clone(), reason));
+            }
+        }
+    }
+    for space in new_samples {
+        state
+            .transfers
+            .maybe_auto(&state, &auth.device_id, space)
+            .await;
+    }
+    Ok(Reply::new(&headers, ack))
+}
+
+/// `GET /v1/models/{id}`: a user model's ONNX bytes (device or admin token).
+pub async fn model_bytes(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let token =
+        bearer(&headers).ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+    let allowed = same_secret(token, &state.config.admin_token)
+        || state
+            .store
+            .device_by_token(&hash_token(token))
+            .await?
+            .is_some();
+    if !allowed {
+        return Err(AppError::Unauthorized("unknown token".into()));
+    }
+    let bytes = state
+        .store
+        .model_bytes(&id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no model `{id}`")))?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}

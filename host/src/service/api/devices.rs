@@ -1,0 +1,696 @@
+//! Devices (agents and the built-in paper devices), predictions, transfer
+//! jobs and extra measurement jobs.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use nasflat_shared::{Arch, SearchSpace};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use serde::{Deserialize, Serialize};
+
+use super::OptionalBody;
+use crate::metrics::spearman;
+use crate::service::auth::Admin;
+use crate::service::error::{AppError, Reply, Wire};
+use crate::service::knowledge::SpaceKnowledge;
+use crate::service::metrics::Metrics;
+use crate::service::state::AppState;
+use crate::service::store::jobs::{JobRow, NewJob, QueueCounts};
+use crate::service::store::measurements::MeasurementRow;
+use crate::service::store::transfers::{PredictionRow, TransferRow};
+use crate::service::transfer::{SampleSet, samples_of};
+
+/// A device in `GET /v1/devices`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    /// Id (`dev-...` for agents, `SPACE:NAME` for built-ins).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `agent` or `builtin`.
+    pub kind: String,
+    /// Measurements stored (agents) or architectures in the table (built-ins).
+    pub samples: usize,
+    /// Spaces with a served predictor (or the built-in's own space).
+    pub spaces: Vec<String>,
+    /// Served predictor versions.
+    pub predictor_versions: Vec<String>,
+    /// State of the latest transfer.
+    pub transfer_state: Option<String>,
+    /// Last request (agents), epoch ms.
+    pub last_seen_ms: Option<i64>,
+}
+
+/// Quality of a served predictor, measured on the device's own samples.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Quality {
+    /// Spearman on the samples it was fitted on.
+    pub fit_spearman: Option<f64>,
+    /// Samples it was fitted on.
+    pub fit_samples: usize,
+    /// Spearman on valid measurements it was not fitted on.
+    pub heldout_spearman: Option<f64>,
+    /// Held-out measurements (distinct archs).
+    pub heldout_samples: usize,
+    /// Mean absolute percentage error on the held-out measurements.
+    pub heldout_mape: Option<f64>,
+}
+
+/// One served predictor in a device's detail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictorView {
+    /// Space.
+    pub space: String,
+    /// Version served with predictions.
+    pub version: String,
+    /// Pretrained checkpoint.
+    pub base_version: String,
+    /// Source whose embedding initialised the device's.
+    pub init_from: Option<String>,
+    /// Creation, epoch ms.
+    pub created_ms: i64,
+    /// Quality on the device's measurements.
+    pub quality: Quality,
+}
+
+/// `GET /v1/devices/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceDetail {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// `agent` or `builtin`.
+    pub kind: String,
+    /// The agent's machine fingerprint (agents) or the table's device info.
+    pub fingerprint: serde_json::Value,
+    /// Provenance of the newest sample (CPU, governor, frequencies, versions...).
+    pub latest_provenance: Option<serde_json::Value>,
+    /// Registration, epoch ms.
+    pub created_ms: Option<i64>,
+    /// Last request, epoch ms.
+    pub last_seen_ms: Option<i64>,
+    /// Measurements (agents).
+    pub samples: Vec<MeasurementRow>,
+    /// The device's queue.
+    pub queue: QueueCounts,
+    /// Its jobs not yet measured.
+    pub open_jobs: Vec<JobRow>,
+    /// Transfer jobs, newest first.
+    pub transfers: Vec<TransferRow>,
+    /// Served predictors.
+    pub predictors: Vec<PredictorView>,
+}
+
+/// Splits `SPACE:NAME` of a built-in device.
+pub fn builtin<'a>(state: &'a AppState, id: &str) -> Option<(&'a Arc<SpaceKnowledge>, usize)> {
+    let (space, name) = id.split_once(':')?;
+    let space: SearchSpace = space.parse().ok()?;
+    let k = state.spaces.get(&space)?;
+    let column = k.data.latency.position(name)?;
+    Some((k, column))
+}
+
+/// Quality of `pred` against a device's measurements in `space`.
+pub fn quality(pred: &PredictionRow, measured: &[MeasurementRow], space: SearchSpace) -> Quality {
+    let (rows, ms) = samples_of(measured, space, SampleSet::All);
+    let fit: HashSet<usize> = pred.train_rows.iter().copied().collect();
+    let (mut fp, mut fm, mut hp, mut hm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (r, m) in rows.iter().zip(&ms) {
+        let Some(&p) = pred.latencies.get(*r) else {
+            continue;
+        };
+        if fit.contains(r) {
+            fp.push(p);
+            fm.push(*m);
+        } else {
+            hp.push(p);
+            hm.push(*m);
+        }
+    }
+    let rho = |a: &[f64], b: &[f64]| (a.len() >= 3).then(|| spearman(a, b));
+    Quality {
+        fit_spearman: rho(&fp, &fm),
+        fit_samples: fp.len(),
+        heldout_spearman: rho(&hp, &hm),
+        heldout_samples: hp.len(),
+        heldout_mape: (!hp.is_empty()).then(|| {
+            hp.iter()
+                .zip(&hm)
+                .map(|(p, m)| ((p - m) / m).abs())
+                .sum::<f64>()
+                / hp.len() as f64
+        }),
+    }
+}
+
+/// Filter of the device list.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    /// `agent` or `builtin`; both when absent.
+    pub kind: Option<String>,
+}
+
+/// `GET /v1/devices`.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Vec<DeviceSummary>>, AppError> {
+    let mut out = Vec::new();
+    let want = |k: &str| q.kind.as_deref().is_none_or(|w| w == k);
+    if want("agent") {
+        let transfers = state.store.transfers("").await?;
+        for d in state.store.devices().await? {
+            let measured = state.store.measurements_of_device(&d.id).await?;
+            let mut spaces = Vec::new();
+            let mut versions = Vec::new();
+            for space in state.spaces.keys() {
+                if let Some(v) = state
+                    .store
+                    .prediction_version(&d.id, &space.to_string())
+                    .await?
+                {
+                    spaces.push(space.to_string());
+                    versions.push(v);
+                }
+            }
+            out.push(DeviceSummary {
+                transfer_state: transfers
+                    .iter()
+                    .find(|t| t.device_id == d.id)
+                    .map(|t| t.state.clone()),
+                id: d.id,
+                name: d.name,
+                kind: "agent".into(),
+                samples: measured.len(),
+                spaces,
+                predictor_versions: versions,
+                last_seen_ms: Some(d.last_seen_ms),
+            });
+        }
+    }
+    if want("builtin") {
+        for (space, k) in state.spaces.iter() {
+            for (c, name) in k.source_names().iter().enumerate() {
+                out.push(DeviceSummary {
+                    id: format!("{space}:{name}"),
+                    name: name.clone(),
+                    kind: "builtin".into(),
+                    samples: k.data.valid_rows(c).len(),
+                    spaces: vec![space.to_string()],
+                    predictor_versions: vec![format!("{space}-table")],
+                    transfer_state: None,
+                    last_seen_ms: None,
+                });
+            }
+        }
+    }
+    Ok(axum::Json(out))
+}
+
+/// `GET /v1/devices/{id}`.
+pub async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<DeviceDetail>, AppError> {
+    if let Some((k, column)) = builtin(&state, &id) {
+        let name = k.source_names()[column].clone();
+        let info = nasflat_shared::data::devices()
+            .ok()
+            .and_then(|all| {
+                all.into_iter()
+                    .find(|d| d.space == k.space.to_string() && d.device == name)
+            })
+            .map(|d| serde_json::to_value(d).unwrap_or_default())
+            .unwrap_or_default();
+        return Ok(axum::Json(DeviceDetail {
+            id,
+            name,
+            kind: "builtin".into(),
+            fingerprint: info,
+            latest_provenance: None,
+            created_ms: None,
+            last_seen_ms: None,
+            samples: Vec::new(),
+            queue: QueueCounts::default(),
+            open_jobs: Vec::new(),
+            transfers: Vec::new(),
+            predictors: Vec::new(),
+        }));
+    }
+    let d = state
+        .store
+        .device(&id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no device `{id}`")))?;
+    let samples = state.store.measurements_of_device(&id).await?;
+    let latest_provenance = match samples.last() {
+        Some(m) => state
+            .store
+            .sample_json(&id, &m.key)
+            .await?
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("provenance").cloned()),
+        None => None,
+    };
+    let mut predictors = Vec::new();
+    for space in state.spaces.keys() {
+        if let Some(p) = state.predictions.get(&state.store, &id, *space).await? {
+            predictors.push(PredictorView {
+                space: space.to_string(),
+                version: p.version.clone(),
+                base_version: p.base_version.clone(),
+                init_from: p.init_from.clone(),
+                created_ms: p.created_ms,
+                quality: quality(&p, &samples, *space),
+            });
+        }
+    }
+    let jobs = state.store.jobs_of_device(&id).await?;
+    Ok(axum::Json(DeviceDetail {
+        fingerprint: serde_json::from_str(&d.fingerprint_json).unwrap_or_default(),
+        latest_provenance,
+        created_ms: Some(d.created_ms),
+        last_seen_ms: Some(d.last_seen_ms),
+        queue: state.store.queue_counts(Some(&id)).await?,
+        open_jobs: jobs
+            .into_iter()
+            .filter(|j| j.state == "queued" || j.state == "leased")
+            .collect(),
+        transfers: state.store.transfers(&id).await?,
+        predictors,
+        samples,
+        id: d.id,
+        name: d.name,
+        kind: "agent".into(),
+    }))
+}
+
+/// `GET /v1/devices/{id}/samples/{key}`: the full sample JSON (timing, provenance).
+pub async fn sample(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+) -> Result<axum::response::Response, AppError> {
+    use axum::response::IntoResponse;
+    let text = state
+        .store
+        .sample_json(&id, &key)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("device `{id}` has no sample `{key}`")))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response())
+}
+
+/// `GET /v1/devices/{id}/predict` query.
+#[derive(Debug, Deserialize)]
+pub struct PredictQuery {
+    /// Space (default: the first served).
+    pub space: Option<String>,
+    /// Architecture string (NB201) or key (FBNet).
+    pub arch: Option<String>,
+    /// Table row.
+    pub index: Option<usize>,
+}
+
+/// `POST /v1/devices/{id}/predict` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PredictRequest {
+    /// Space (default: the first served).
+    #[serde(default)]
+    pub space: Option<String>,
+    /// Architecture strings.
+    #[serde(default)]
+    pub archs: Vec<String>,
+    /// Table rows.
+    #[serde(default)]
+    pub indices: Vec<usize>,
+    /// Every architecture of the space.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// One predicted latency.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Table row.
+    pub index: usize,
+    /// Architecture string.
+    pub arch: String,
+    /// Predicted latency, ms (`None`: a built-in device without this measurement).
+    pub latency_ms: Option<f64>,
+}
+
+/// Prediction response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PredictResponse {
+    /// Device.
+    pub device_id: String,
+    /// Space.
+    pub space: String,
+    /// Version of the predictor that answered.
+    pub predictor_version: String,
+    /// `transfer` (a fine-tuned predictor) or `table` (a built-in device's measurements).
+    pub source: String,
+    /// Server time spent, microseconds.
+    pub elapsed_us: u64,
+    /// Predictions, in request order.
+    pub predictions: Vec<Prediction>,
+}
+
+fn space_of(state: &AppState, name: Option<&str>) -> Result<SearchSpace, AppError> {
+    match name {
+        Some(n) => {
+            let s: SearchSpace = n
+                .parse()
+                .map_err(|e| AppError::BadRequest(format!("{e}")))?;
+            state.space(s)?;
+            Ok(s)
+        }
+        None => state
+            .spaces
+            .keys()
+            .next()
+            .copied()
+            .ok_or_else(|| AppError::Internal("no space served".into())),
+    }
+}
+
+fn resolve_rows(
+    k: &SpaceKnowledge,
+    archs: &[String],
+    indices: &[usize],
+    all: bool,
+) -> Result<Vec<usize>, AppError> {
+    if all {
+        return Ok((0..k.data.rows()).collect());
+    }
+    let n = k.data.rows();
+    if archs.len() + indices.len() > n {
+        return Err(AppError::Invalid(format!(
+            "at most {n} architectures per request"
+        )));
+    }
+    let mut rows = Vec::with_capacity(archs.len() + indices.len());
+    for a in archs {
+        let arch = Arch::parse(k.space, a)
+            .map_err(|e| AppError::BadRequest(format!("architecture `{a}`: {e}")))?;
+        let row = arch.index().filter(|&i| i < n).ok_or_else(|| {
+            AppError::NotFound(format!(
+                "architecture `{a}` is not in the {} table",
+                k.space
+            ))
+        })?;
+        rows.push(row);
+    }
+    for &i in indices {
+        if i >= n {
+            return Err(AppError::NotFound(format!(
+                "index {i} is out of the {} table (0..{n})",
+                k.space
+            )));
+        }
+        rows.push(i);
+    }
+    if rows.is_empty() {
+        return Err(AppError::BadRequest(
+            "give `arch`/`archs`, `index`/`indices` or `all`".into(),
+        ));
+    }
+    Ok(rows)
+}
+
+async fn predict_rows(
+    state: &AppState,
+    id: &str,
+    space: SearchSpace,
+    rows: Vec<usize>,
+) -> Result<PredictResponse, AppError> {
+    let started = Instant::now();
+    let k = state.space(space)?.clone();
+    let arch_name = |r: usize| {
+        Arch::from_index(space, r)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    let (version, source, values): (String, &str, Vec<Option<f64>>) = if let Some((bk, column)) =
+        builtin(state, id)
+    {
+        if bk.space != space {
+            return Err(AppError::BadRequest(format!(
+                "built-in device `{id}` belongs to {}",
+                bk.space
+            )));
+        }
+        let v = rows.iter().map(|&r| bk.data.latency(column, r)).collect();
+        (format!("{space}-table"), "table", v)
+    } else {
+        if state.store.device(id).await?.is_none() {
+            return Err(AppError::NotFound(format!("no device `{id}`")));
+        }
+        let Some(p) = state.predictions.get(&state.store, id, space).await? else {
+            let measured = state.store.measurements_of_device(id).await?;
+            let (have, _) = samples_of(&measured, space, SampleSet::Plan);
+            return Err(AppError::Conflict(format!(
+                "device `{id}` has no {space} predictor yet ({} of {} samples measured; the transfer starts at {})",
+                have.len(),
+                state.config.samples,
+                state.config.samples
+            )));
+        };
+        let v = rows.iter().map(|&r| p.latencies.get(r).copied()).collect();
+        (p.version.clone(), "transfer", v)
+    };
+    let predictions = rows
+        .iter()
+        .zip(values)
+        .map(|(&index, latency_ms)| Prediction {
+            index,
+            arch: arch_name(index),
+            latency_ms,
+        })
+        .collect();
+    drop(k);
+    Metrics::inc(&state.metrics.predictions_served);
+    Ok(PredictResponse {
+        device_id: id.to_string(),
+        space: space.to_string(),
+        predictor_version: version,
+        source: source.into(),
+        elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        predictions,
+    })
+}
+
+/// `GET /v1/devices/{id}/predict?space=&arch=|index=`.
+pub async fn predict_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<PredictQuery>,
+) -> Result<axum::Json<PredictResponse>, AppError> {
+    let space = space_of(&state, q.space.as_deref())?;
+    let k = state.space(space)?.clone();
+    let archs: Vec<String> = q.arch.into_iter().collect();
+    let indices: Vec<usize> = q.index.into_iter().collect();
+    let rows = resolve_rows(&k, &archs, &indices, false)?;
+    Ok(axum::Json(predict_rows(&state, &id, space, rows).await?))
+}
+
+/// `POST /v1/devices/{id}/predict`: a batch (up to the whole space).
+pub async fn predict_batch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Wire(req): Wire<PredictRequest>,
+) -> Result<Reply<PredictResponse>, AppError> {
+    let space = space_of(&state, req.space.as_deref())?;
+    let k = state.space(space)?.clone();
+    let rows = resolve_rows(&k, &req.archs, &req.indices, req.all)?;
+    Ok(Reply::new(
+        &headers,
+        predict_rows(&state, &id, space, rows).await?,
+    ))
+}
+
+/// `POST /v1/devices/{id}/transfer` body (optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TransferRequest {
+    /// Space (default: the first served).
+    #[serde(default)]
+    pub space: Option<String>,
+    /// Fit on every valid measurement instead of the plan samples only.
+    #[serde(default)]
+    pub all_samples: bool,
+}
+
+/// Answer of a started transfer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransferStarted {
+    /// Transfer id (`GET /v1/transfers/{id}`).
+    pub transfer_id: String,
+}
+
+/// `POST /v1/devices/{id}/transfer` (admin): start a transfer now.
+pub async fn start_transfer(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    OptionalBody(req): OptionalBody<TransferRequest>,
+) -> Result<(StatusCode, axum::Json<TransferStarted>), AppError> {
+    let space = space_of(&state, req.space.as_deref())?;
+    if state.store.device(&id).await?.is_none() {
+        return Err(AppError::NotFound(format!("no agent device `{id}`")));
+    }
+    let set = if req.all_samples {
+        SampleSet::All
+    } else {
+        SampleSet::Plan
+    };
+    let measured = state.store.measurements_of_device(&id).await?;
+    let (rows, _) = samples_of(&measured, space, set);
+    if rows.len() < 2 {
+        return Err(AppError::Conflict(format!(
+            "device `{id}` has {} valid {space} samples; a transfer needs at least 2",
+            rows.len()
+        )));
+    }
+    let transfer_id = state
+        .transfers
+        .start(&state, &id, space, set, "manual")
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(TransferStarted { transfer_id }),
+    ))
+}
+
+/// `GET /v1/transfers/{id}`.
+pub async fn transfer_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TransferRow>, AppError> {
+    state
+        .store
+        .transfer(&id)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| AppError::NotFound(format!("no transfer `{id}`")))
+}
+
+/// `POST /v1/devices/{id}/jobs` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AddJobs {
+    /// Space (default: the first served).
+    #[serde(default)]
+    pub space: Option<String>,
+    /// Table rows to measure.
+    #[serde(default)]
+    pub indices: Vec<usize>,
+    /// Architecture strings to measure.
+    #[serde(default)]
+    pub archs: Vec<String>,
+    /// This many random archs not yet measured or queued on the device.
+    #[serde(default)]
+    pub random: Option<usize>,
+    /// Seed of `random` (printed back).
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// Answer of queued jobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobsQueued {
+    /// New job ids.
+    pub job_ids: Vec<String>,
+    /// Table rows queued.
+    pub indices: Vec<usize>,
+    /// Seed used for `random`.
+    pub seed: Option<u64>,
+}
+
+/// `POST /v1/devices/{id}/jobs` (admin): ask a device to measure more archs
+/// (held out from automatic transfers: they judge the predictor).
+pub async fn add_jobs(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    Wire(req): Wire<AddJobs>,
+) -> Result<axum::Json<JobsQueued>, AppError> {
+    let space = space_of(&state, req.space.as_deref())?;
+    let k = state.space(space)?.clone();
+    if state.store.device(&id).await?.is_none() {
+        return Err(AppError::NotFound(format!("no agent device `{id}`")));
+    }
+    let mut rows = if req.archs.is_empty() && req.indices.is_empty() {
+        Vec::new()
+    } else {
+        resolve_rows(&k, &req.archs, &req.indices, false)?
+    };
+    let seed = req.random.map(|_| req.seed.unwrap_or(0));
+    if let Some(n) = req.random {
+        let mut taken: HashSet<usize> = rows.iter().copied().collect();
+        for j in state.store.jobs_of_device(&id).await? {
+            if j.space.as_deref() == Some(space.name())
+                && let Some(i) = j.arch_index.and_then(|i| usize::try_from(i).ok())
+            {
+                taken.insert(i);
+            }
+        }
+        let free: Vec<usize> = k
+            .usable_rows
+            .iter()
+            .copied()
+            .filter(|r| !taken.contains(r))
+            .collect();
+        if n > free.len() {
+            return Err(AppError::Invalid(format!(
+                "asked for {n} random archs but only {} are not yet measured or queued",
+                free.len()
+            )));
+        }
+        let mut rng = StdRng::seed_from_u64(seed.unwrap_or(0));
+        rows.extend(free.choose_multiple(&mut rng, n).copied());
+    }
+    if rows.is_empty() {
+        return Err(AppError::BadRequest(
+            "give `indices`, `archs` or `random`".into(),
+        ));
+    }
+    let jobs: Vec<NewJob> = rows
+        .iter()
+        .map(|&index| NewJob::Arch {
+            space: space.to_string(),
+            index,
+        })
+        .collect();
+    let job_ids = state.store.insert_jobs(&id, "extra", &jobs).await?;
+    Ok(axum::Json(JobsQueued {
+        job_ids,
+        indices: rows,
+        seed,
+    }))
+}
+
+/// The queue across devices.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseQueue {
+    /// Counts by state.
+    pub counts: QueueCounts,
+    /// Open jobs (queued or leased), oldest first, at most 500.
+    pub open: Vec<JobRow>,
+}
+
+/// `GET /v1/leases`.
+pub async fn leases(State(state): State<AppState>) -> Result<axum::Json<LeaseQueue>, AppError> {
+    Ok(axum::Json(LeaseQueue {
+        counts: state.store.queue_counts(None).await?,
+        open: state.store.open_jobs(500).await?,
+    }))
+}

@@ -1,0 +1,114 @@
+//! Operations: health, Prometheus metrics, the OpenAPI document.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::service::knowledge::ModelReport;
+use crate::service::state::AppState;
+
+/// `GET /healthz` body.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`, or `degraded` when the database does not answer.
+    pub status: &'static str,
+    /// `ok` or the error.
+    pub database: String,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// SQLite journal mode (`wal`).
+    pub journal_mode: Option<String>,
+    /// Pretrained predictor per space.
+    pub spaces: BTreeMap<String, ModelReport>,
+    /// Host version.
+    pub version: &'static str,
+}
+
+/// `GET /healthz`: 200 when the database answers, 503 otherwise.
+pub async fn healthz(State(state): State<AppState>) -> (StatusCode, axum::Json<Health>) {
+    let (status, database) = match state.store.ping().await {
+        Ok(()) => ("ok", "ok".to_string()),
+        Err(e) => ("degraded", e.to_string()),
+    };
+    let journal_mode = state.store.journal_mode().await.ok().flatten();
+    let spaces = state
+        .spaces
+        .iter()
+        .map(|(s, k)| (s.to_string(), k.report()))
+        .collect();
+    let code = if status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(Health {
+            status,
+            database,
+            backend: match state.store.backend() {
+                crate::service::store::Backend::Sqlite => "sqlite",
+                crate::service::store::Backend::Postgres => "postgres",
+            },
+            journal_mode,
+            spaces,
+            version: env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut gauges: Vec<(&str, &str, f64)> = Vec::new();
+    let devices = state.store.devices().await.map(|d| d.len()).unwrap_or(0);
+    gauges.push((
+        "nasflat_devices",
+        "Registered agent devices",
+        devices as f64,
+    ));
+    if let Ok(c) = state.store.queue_counts(None).await {
+        gauges.push((
+            "nasflat_jobs_queued",
+            "Jobs waiting for a device",
+            c.queued as f64,
+        ));
+        gauges.push((
+            "nasflat_jobs_leased",
+            "Jobs leased and not expired",
+            c.leased as f64,
+        ));
+        gauges.push((
+            "nasflat_jobs_expired",
+            "Leased jobs whose lease expired",
+            c.expired as f64,
+        ));
+        gauges.push(("nasflat_jobs_done", "Jobs measured", c.done as f64));
+        gauges.push(("nasflat_jobs_failed", "Jobs given up", c.failed as f64));
+    }
+    if let Ok(n) = state.store.count_measurements().await {
+        gauges.push(("nasflat_measurements", "Measurements stored", n as f64));
+    }
+    let ready = state
+        .spaces
+        .values()
+        .filter(|k| k.pretrained().is_some())
+        .count();
+    gauges.push((
+        "nasflat_pretrained_spaces_ready",
+        "Spaces whose pretrained predictor is ready",
+        ready as f64,
+    ));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> axum::Json<serde_json::Value> {
+    axum::Json(crate::service::openapi::document())
+}

@@ -1,0 +1,228 @@
+//! One error format for every endpoint: [`AppError`] renders as the
+//! protocol's [`ErrorBody`] JSON with the matching status code, and the
+//! [`Wire`] extractor turns malformed, oversize or wrongly typed bodies into
+//! it (instead of axum's plain-text rejections).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nasflat_shared::protocol::{ErrorBody, POSTCARD_MIME};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use super::store::StoreError;
+
+/// An API failure. The message names what is wrong.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// 400: a well-formed request asking for something invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400: the body does not decode.
+    #[error("{0}")]
+    Malformed(String),
+    /// 401: no or unknown bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: a valid token that may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: not possible in the current state (e.g. no predictor yet).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: decodes, but values are out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// 503: a dependency (the database) is down; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure (logged).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Status code and machine-readable code.
+    pub fn status_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            AppError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
+            AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            AppError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            AppError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                AppError::Unavailable(format!("database unavailable: {e}"))
+            }
+            _ => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::HostError> for AppError {
+    fn from(e: crate::HostError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(code, "{self}");
+        }
+        let body = ErrorBody {
+            code: code.to_string(),
+            message: self.to_string(),
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// Body encodings of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/x-postcard` (the agent's default).
+    Postcard,
+    /// `application/json`.
+    Json,
+}
+
+impl Format {
+    /// Encoding of a request body from its `Content-Type` (none: postcard,
+    /// as the agent protocol says).
+    pub fn of_content_type(headers: &HeaderMap) -> Result<Format, AppError> {
+        let Some(value) = headers.get(header::CONTENT_TYPE) else {
+            return Ok(Format::Postcard);
+        };
+        let text = value.to_str().unwrap_or("");
+        let mime = text.split(';').next().unwrap_or("").trim();
+        if mime.eq_ignore_ascii_case("application/json") {
+            Ok(Format::Json)
+        } else if mime.eq_ignore_ascii_case(POSTCARD_MIME) {
+            Ok(Format::Postcard)
+        } else {
+            Err(AppError::UnsupportedMediaType(format!(
+                "content type `{text}` is not supported (use application/json or {POSTCARD_MIME})"
+            )))
+        }
+    }
+
+    /// Encoding of a response from `Accept`: postcard only when asked for.
+    pub fn of_accept(headers: &HeaderMap) -> Format {
+        let postcard = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(POSTCARD_MIME));
+        if postcard {
+            Format::Postcard
+        } else {
+            Format::Json
+        }
+    }
+}
+
+/// Decodes `bytes` as `T` in `format`.
+pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, AppError> {
+    match format {
+        Format::Json => serde_json::from_slice(bytes)
+            .map_err(|e| AppError::Malformed(format!("malformed JSON body: {e}"))),
+        Format::Postcard => postcard::from_bytes(bytes).map_err(|e| {
+            AppError::Malformed(format!(
+                "malformed postcard body ({} bytes): {e}",
+                bytes.len()
+            ))
+        }),
+    }
+}
+
+/// A request body in JSON or postcard (by `Content-Type`), decoded to `T`.
+#[derive(Debug, Clone)]
+pub struct Wire<T>(pub T);
+
+/// Reads the raw body, mapping axum's rejections (over the size limit,
+/// aborted upload) to [`AppError`].
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, AppError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge(format!("request body too large: {}", e.body_text()))
+        } else {
+            AppError::Malformed(format!("cannot read request body: {}", e.body_text()))
+        }
+    })
+}
+
+impl<S, T> FromRequest<S> for Wire<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let format = Format::of_content_type(req.headers())?;
+        let bytes = read_body(req, state).await?;
+        decode(format, &bytes).map(Wire)
+    }
+}
+
+/// A response body in the format the client accepts.
+#[derive(Debug)]
+pub struct Reply<T> {
+    format: Format,
+    value: T,
+}
+
+impl<T> Reply<T> {
+    /// Answers `value` in the format `headers` accept.
+    pub fn new(headers: &HeaderMap, value: T) -> Self {
+        Reply {
+            format: Format::of_accept(headers),
+            value,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Reply<T> {
+    fn into_response(self) -> Response {
+        match self.format {
+            Format::Json => axum::Json(self.value).into_response(),
+            Format::Postcard => match postcard::to_allocvec(&self.value) {
+                Ok(bytes) => ([(header::CONTENT_TYPE, POSTCARD_MIME)], bytes).into_response(),
+                Err(e) => {
+                    AppError::Internal(format!("cannot encode response: {e}")).into_response()
+                }
+            },
+        }
+    }
+}
+
+/// 404 for unknown paths, in our format.
+pub async fn not_found(uri: axum::http::Uri) -> AppError {
+    AppError::NotFound(format!("no route for {}", uri.path()))
+}

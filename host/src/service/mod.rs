@@ -1,0 +1,125 @@
+//! The host service (`nasflat-host serve`): agents register and measure,
+//! the host transfers its pretrained predictor to each new device and
+//! serves latency predictions; a dashboard shows it all.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`store`] | SQLite/PostgreSQL persistence (sqlx `Any`, embedded migrations) |
+//! | [`api`] | routes: agent protocol, devices, predictions, models, ops |
+//! | [`auth`] | admin, enrolment and per-device bearer tokens (hashed) |
+//! | [`error`] | `AppError` (one JSON error format) and the body extractor |
+//! | [`knowledge`] | vendored data + pretrained predictor per space (cached checkpoints) |
+//! | [`transfer`] | background transfer jobs with progress |
+//! | [`predictions`] | served prediction vectors, cached by version |
+//! | [`dashboard`] | server-rendered HTML + SVG plots |
+//! | [`metrics`] | Prometheus counters |
+//! | [`openapi`] | `/v1/openapi.json` |
+//! | [`demo`] | `nasflat-host demo`: the whole loop on this machine |
+
+pub mod api;
+pub mod auth;
+pub mod dashboard;
+pub mod demo;
+pub mod error;
+pub mod knowledge;
+pub mod metrics;
+pub mod openapi;
+pub mod predictions;
+pub mod state;
+pub mod store;
+pub mod transfer;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use error::AppError;
+pub use state::{AppState, ServiceConfig};
+
+use knowledge::SpaceKnowledge;
+use store::Store;
+
+/// Connects the store, loads the vendored data of every served space, and
+/// starts loading or pretraining the predictors in the background.
+pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
+    use anyhow::Context;
+    if config.admin_token.len() < 8 || config.enrol_token.len() < 8 {
+        anyhow::bail!("the admin and enrolment tokens must be at least 8 characters");
+    }
+    let store = Store::connect(&config.db_url)
+        .await
+        .with_context(|| format!("opening the database {}", store::redact(&config.db_url)))?;
+    let interrupted = store.fail_interrupted_transfers().await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "transfers interrupted by the last shutdown were marked failed"
+        );
+    }
+    let mut spaces = BTreeMap::new();
+    for &space in &config.spaces {
+        let k = tokio::task::spawn_blocking(move || SpaceKnowledge::load(space))
+            .await
+            .context("loading the vendored data")?
+            .with_context(|| format!("loading the vendored {space} data"))?;
+        spaces.insert(space, Arc::new(k));
+    }
+    let state = AppState {
+        config: Arc::new(config),
+        store,
+        spaces: Arc::new(spaces),
+        metrics: Arc::default(),
+        transfers: Arc::default(),
+        predictions: Arc::default(),
+    };
+    for (space, k) in state.spaces.iter() {
+        let (k, space, config) = (k.clone(), *space, state.config.clone());
+        let after = state.clone();
+        tokio::spawn(async move {
+            let train = config.train_config(space);
+            let result = tokio::task::spawn_blocking(move || {
+                k.prepare(
+                    &config.predictor,
+                    &train,
+                    config.seed,
+                    &config.checkpoint_dir,
+                )
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => resume_transfers(&after, space).await,
+                Ok(Err(e)) => tracing::error!(%space, "pretraining failed: {e}"),
+                Err(e) => tracing::error!(%space, "pretraining crashed: {e}"),
+            }
+        });
+    }
+    Ok(state)
+}
+
+/// After a restart: devices that reached k samples but have no transfer
+/// (it was interrupted) get their automatic transfer now.
+async fn resume_transfers(state: &AppState, space: nasflat_shared::SearchSpace) {
+    let Ok(devices) = state.store.devices().await else {
+        return;
+    };
+    for d in devices {
+        state.transfers.maybe_auto(state, &d.id, space).await;
+    }
+}
+
+/// Serves until `shutdown` resolves. Prints `nasflat-host listening on
+/// http://ADDR` on stdout once bound (tests and scripts read it).
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr: SocketAddr = listener.local_addr()?;
+    println!("nasflat-host listening on http://{addr}");
+    tracing::info!("dashboard: http://{addr}/");
+    let app = api::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! The measurement queue and its leases.
+//!
+//! A job belongs to one device. `plan` leases queued jobs (or jobs whose
+//! lease expired: they return to the queue without a sweeper) with a
+//! conditional `UPDATE ... WHERE state ...` per job, which is atomic on both
+//! backends, so two replicas or two concurrent plans never lease one job
+//! twice. Heartbeats push the expiry forward; a release or too many failed
+//! attempts end the lease early.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreResult, int, new_id, now_ms};
+
+/// What a job asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewJob {
+    /// Architecture `index` of `space`'s table.
+    Arch {
+        /// Space name (`nb201`, `fbnet`).
+        space: String,
+        /// Table row.
+        index: usize,
+    },
+    /// A user model.
+    Model {
+        /// Model id.
+        model_id: String,
+        /// Input overrides `NAME:SHAPE[:DTYPE]`.
+        inputs: Vec<String>,
+    },
+}
+
+/// One job row.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRow {
+    /// Job id.
+    pub id: String,
+    /// Device that should measure it.
+    pub device_id: String,
+    /// `sample`, `extra` or `model`.
+    pub purpose: String,
+    /// Space of an arch job.
+    pub space: Option<String>,
+    /// Table row of an arch job.
+    pub arch_index: Option<i64>,
+    /// Model of a model job.
+    pub model_id: Option<String>,
+    /// Input overrides, JSON list.
+    pub inputs_json: String,
+    /// `queued`, `leased`, `done` or `failed`.
+    pub state: String,
+    /// Current (or last) lease.
+    pub lease_id: Option<String>,
+    /// Lease expiry, epoch ms.
+    pub lease_expires_ms: Option<i64>,
+    /// Leases granted so far.
+    pub attempts: i64,
+    /// Why the last attempt was given up.
+    pub last_error: Option<String>,
+    /// Creation time, epoch ms.
+    pub created_ms: i64,
+}
+
+fn job(row: &AnyRow) -> StoreResult<JobRow> {
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        device_id: row.try_get("device_id")?,
+        purpose: row.try_get("purpose")?,
+        space: row.try_get("space")?,
+        arch_index: row.try_get("arch_index")?,
+        model_id: row.try_get("model_id")?,
+        inputs_json: row.try_get("inputs_json")?,
+        state: row.try_get("state")?,
+        lease_id: row.try_get("lease_id")?,
+        lease_expires_ms: row.try_get("lease_expires_ms")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        created_ms: row.try_get("created_ms")?,
+    })
+}
+
+/// A lease granted by [`Store::claim_jobs`].
+#[derive(Debug, Clone)]
+pub struct Granted {
+    /// The new lease id.
+    pub lease_id: String,
+    /// The job (as it was before leasing).
+    pub job: JobRow,
+    /// Whether the job came back from an expired lease.
+    pub reclaimed: bool,
+}
+
+/// Counts of the queue by state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// Waiting for a device.
+    pub queued: i64,
+    /// Leased and not expired.
+    pub leased: i64,
+    /// Leased but expired (back in the queue on the next plan).
+    pub expired: i64,
+    /// Measured.
+    pub done: i64,
+    /// Given up.
+    pub failed: i64,
+}
+
+const JOB_COLUMNS_SQL_BY_DEVICE: &str = "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
+     lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
+     WHERE device_id = $1 ORDER BY seq, id";
+
+impl Store {
+    /// Queues jobs for a device in one transaction; returns their ids.
+    pub async fn insert_jobs(
+        &self,
+        device_id: &str,
+        purpose: &str,
+        jobs: &[NewJob],
+    ) -> StoreResult<Vec<String>> {
+        let now = now_ms();
+        let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for (i, j) in jobs.iter().enumerate() {
+            let id = new_id("job");
+            let (space, index, model, inputs) = match j {
+                NewJob::Arch { space, index } => (
+                    Some(space.clone()),
+                    Some(int(*index)),
+                    None,
+                    "[]".to_string(),
+                ),
+                NewJob::Model { model_id, inputs } => (
+                    None,
+                    None,
+                    Some(model_id.clone()),
+                    serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
+                ),
+            };
+            sqlx::query(
+                "INSERT INTO jobs (id, device_id, purpose, space, arch_index, model_id, inputs_json, \
+                 state, lease_id, lease_expires_ms, attempts, last_error, seq, created_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', NULL, NULL, 0, NULL, $8, $9)",
+            )
+            .bind(&id)
+            .bind(device_id)
+            .bind(purpose)
+            .bind(space)
+            .bind(index)
+            .bind(model)
+            .bind(inputs)
+            .bind(now.saturating_mul(1000).saturating_add(int(i)))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Leases up to `max` of a device's queued (or expired) jobs for
+    /// `lease_ms`, and marks the device as seen, in one transaction (its
+    /// first statement writes, so SQLite takes the write lock up front).
+    pub async fn claim_jobs(
+        &self,
+        device_id: &str,
+        max: usize,
+        lease_ms: i64,
+    ) -> StoreResult<Vec<Granted>> {
+        let now = now_ms();
+        let mut granted = Vec::new();
+        let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2")
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        // A job another replica leased between our SELECT and UPDATE is
+        // skipped (the UPDATE re-checks its state); then look again, so a
+        // planner that lost races still gets the jobs that are left.
+        for _round in 0..8 {
+            let need = max.saturating_sub(granted.len());
+            if need == 0 {
+                break;
+            }
+            let candidates = sqlx::query(
+                "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
+                 lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
+                 WHERE device_id = $1 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $2)) \
+                 ORDER BY seq, id LIMIT $3",
+            )
+            .bind(device_id)
+            .bind(now)
+            .bind(int(need))
+            .fetch_all(&mut *tx)
+            .await?;
+            if candidates.is_empty() {
+                break;
+            }
+            let mut lost_race = false;
+            for row in &candidates {
+                let job = job(row)?;
+                let lease_id = new_id("lease");
+                let updated = sqlx::query(
+                    "UPDATE jobs SET state = 'leased', lease_id = $1, lease_expires_ms = $2, \
+                     attempts = attempts + 1 \
+                     WHERE id = $3 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $4))",
+                )
+                .bind(&lease_id)
+                .bind(now.saturating_add(lease_ms))
+                .bind(&job.id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    lost_race = true;
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO leases (id, job_id, device_id, granted_ms) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&lease_id)
+                .bind(&job.id)
+                .bind(device_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                granted.push(Granted {
+                    lease_id,
+                    reclaimed: job.state == "leased",
+                    job,
+                });
+            }
+            if !lost_race {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(granted)
+    }
+
+    /// Renews leases held by `device_id`; returns (renewed, lost).
+    pub async fn renew_leases(
+        &self,
+        device_id: &str,
+        lease_ids: &[String],
+        lease_ms: i64,
+    ) -> StoreResult<(Vec<String>, Vec<String>)> {
+        let expires = now_ms().saturating_add(lease_ms);
+        let (mut renewed, mut lost) = (Vec::new(), Vec::new());
+        let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
+        for id in lease_ids {
+            let r = sqlx::query(
+                "UPDATE jobs SET lease_expires_ms = $1 \
+                 WHERE lease_id = $2 AND device_id = $3 AND state = 'leased'",
+            )
+            .bind(expires)
+            .bind(id)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 1 {
+                renewed.push(id.clone());
+            } else {
+                lost.push(id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok((renewed, lost))
+    }
+
+    /// Returns leases to the queue (or fails the job after `max_attempts`).
+    /// Returns how many leases were released.
+    pub async fn release_leases(
+        &self,
+        device_id: &str,
+        lease_ids: &[String],
+        reason: &str,
+        max_attempts: i64,
+    ) -> StoreResult<usize> {
+        let mut released = 0;
+        let _w = self.write().await;
+        for id in lease_ids {
+            let r = sqlx::query(
+                "UPDATE jobs SET \
+                 state = CASE WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END, \
+                 lease_expires_ms = NULL, last_error = $2 \
+                 WHERE lease_id = $3 AND device_id = $4 AND state = 'leased'",
+            )
+            .bind(max_attempts)
+            .bind(reason)
+            .bind(id)
+            .bind(device_id)
+            .execute(self.pool())
+            .await?;
+            released += usize::try_from(r.rows_affected()).unwrap_or(0);
+        }
+        Ok(released)
+    }
+
+    /// Every job of a device, in queue order.
+    pub async fn jobs_of_device(&self, device_id: &str) -> StoreResult<Vec<JobRow>> {
+        let rows = sqlx::query(JOB_COLUMNS_SQL_BY_DEVICE)
+            .bind(device_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(job).collect()
+    }
+
+    /// Jobs not yet measured (queued or leased), across devices, oldest first.
+    pub async fn open_jobs(&self, limit: usize) -> StoreResult<Vec<JobRow>> {
+        let rows = sqlx::query(
+            "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
+             lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
+             WHERE state IN ('queued', 'leased') ORDER BY seq, id LIMIT $1",
+        )
+        .bind(int(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(job).collect()
+    }
+
+    /// Queue counts, for one device or all.
+    pub async fn queue_counts(&self, device_id: Option<&str>) -> StoreResult<QueueCounts> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "SELECT state, lease_expires_ms FROM jobs WHERE ($1 = '' OR device_id = $1)",
+        )
+        .bind(device_id.unwrap_or(""))
+        .fetch_all(self.pool())
+        .await?;
+        let mut c = QueueCounts::default();
+        for r in &rows {
+            let state: String = r.try_get("state")?;
+            let expires: Option<i64> = r.try_get("lease_expires_ms")?;
+            match state.as_str() {
+                "queued" => c.queued += 1,
+                "leased" if expires.is_some_and(|e| e < now) => c.expired += 1,
+                "leased" => c.leased += 1,
+                "done" => c.done += 1,
+                _ => c.failed += 1,
+            }
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,244 @@
+//! Measurements uploaded by agents, idempotent on the agent's key.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreResult, now_ms};
+
+/// A validated measurement to store.
+#[derive(Debug, Clone)]
+pub struct NewMeasurement {
+    /// The agent's idempotency key.
+    pub key: String,
+    /// Lease it answers, if any.
+    pub lease_id: Option<String>,
+    /// `arch` or `model`.
+    pub kind: &'static str,
+    /// Space of an arch measurement.
+    pub space: Option<String>,
+    /// Table row of an arch measurement.
+    pub arch_index: Option<i64>,
+    /// Model of a model measurement.
+    pub model_id: Option<String>,
+    /// Median latency, ms.
+    pub median_ms: f64,
+    /// Agent's validity verdict.
+    pub valid: bool,
+    /// Why not valid.
+    pub invalid_reasons: Vec<String>,
+    /// The full sample (timing, provenance), JSON.
+    pub sample_json: String,
+}
+
+/// What happened to one measurement of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Stored now, for a job of this purpose (`adhoc` without a known lease).
+    New {
+        /// Job purpose.
+        purpose: String,
+    },
+    /// The key was stored before.
+    Duplicate,
+    /// Refused, with the reason.
+    Rejected(String),
+}
+
+/// One stored measurement (without the bulky sample JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeasurementRow {
+    /// Idempotency key.
+    pub key: String,
+    /// Device.
+    pub device_id: String,
+    /// Job, if it answered one.
+    pub job_id: Option<String>,
+    /// `sample`, `extra`, `model` or `adhoc`.
+    pub purpose: String,
+    /// `arch` or `model`.
+    pub kind: String,
+    /// Space of an arch measurement.
+    pub space: Option<String>,
+    /// Table row of an arch measurement.
+    pub arch_index: Option<i64>,
+    /// Model of a model measurement.
+    pub model_id: Option<String>,
+    /// Median latency, ms.
+    pub median_ms: f64,
+    /// Agent's verdict.
+    pub valid: bool,
+    /// Why not valid, JSON list.
+    pub invalid_reasons: Vec<String>,
+    /// Receipt time, epoch ms.
+    pub received_ms: i64,
+}
+
+fn measurement(row: &AnyRow) -> StoreResult<MeasurementRow> {
+    let reasons: String = row.try_get("invalid_reasons")?;
+    let valid: i64 = row.try_get("valid")?;
+    Ok(MeasurementRow {
+        key: row.try_get("idempotency_key")?,
+        device_id: row.try_get("device_id")?,
+        job_id: row.try_get("job_id")?,
+        purpose: row.try_get("purpose")?,
+        kind: row.try_get("kind")?,
+        space: row.try_get("space")?,
+        arch_index: row.try_get("arch_index")?,
+        model_id: row.try_get("model_id")?,
+        median_ms: row.try_get("median_ms")?,
+        valid: valid != 0,
+        invalid_reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+        received_ms: row.try_get("received_ms")?,
+    })
+}
+
+impl Store {
+    /// Stores a batch of one device's measurements in one transaction and
+    /// marks the jobs they answer as done. Returns one outcome per input,
+    /// valid only once this returns `Ok` (the transaction committed).
+    pub async fn store_measurements(
+        &self,
+        device_id: &str,
+        items: &[NewMeasurement],
+    ) -> StoreResult<Vec<StoreOutcome>> {
+        let now = now_ms();
+        let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
+        // Writing first takes SQLite's write lock up front; it also records
+        // that the device was seen.
+        sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2")
+            .bind(now)
+            .bind(device_id)
+            .execute(&mut *tx)
+            .await?;
+        let mut outcomes = Vec::with_capacity(items.len());
+        for m in items {
+            let job = match &m.lease_id {
+                Some(lease) => sqlx::query(
+                    "SELECT j.id AS id, j.purpose AS purpose, j.space AS space, \
+                     j.arch_index AS arch_index, j.model_id AS model_id \
+                     FROM leases l JOIN jobs j ON j.id = l.job_id \
+                     WHERE l.id = $1 AND l.device_id = $2",
+                )
+                .bind(lease)
+                .bind(device_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| -> StoreResult<_> {
+                    Ok((
+                        r.try_get::<String, _>("id")?,
+                        r.try_get::<String, _>("purpose")?,
+                        r.try_get::<Option<String>, _>("space")?,
+                        r.try_get::<Option<i64>, _>("arch_index")?,
+                        r.try_get::<Option<String>, _>("model_id")?,
+                    ))
+                })
+                .transpose()?,
+                None => None,
+            };
+            if let Some((_, _, space, index, model)) = &job
+                && (space != &m.space || index != &m.arch_index || model != &m.model_id)
+            {
+                outcomes.push(StoreOutcome::Rejected(
+                    "the result does not match the job of its lease".into(),
+                ));
+                continue;
+            }
+            let (job_id, purpose) = match &job {
+                Some((id, purpose, ..)) => (Some(id.clone()), purpose.clone()),
+                None => (None, "adhoc".to_string()),
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO measurements (idempotency_key, device_id, job_id, lease_id, purpose, \
+                 kind, space, arch_index, model_id, median_ms, valid, invalid_reasons, sample_json, \
+                 received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&m.key)
+            .bind(device_id)
+            .bind(job_id.clone())
+            .bind(m.lease_id.clone())
+            .bind(&purpose)
+            .bind(m.kind)
+            .bind(m.space.clone())
+            .bind(m.arch_index)
+            .bind(m.model_id.clone())
+            .bind(m.median_ms)
+            .bind(i64::from(m.valid))
+            .bind(serde_json::to_string(&m.invalid_reasons).unwrap_or_else(|_| "[]".into()))
+            .bind(&m.sample_json)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                outcomes.push(StoreOutcome::Duplicate);
+                continue;
+            }
+            if let Some(id) = &job_id {
+                sqlx::query(
+                    "UPDATE jobs SET state = 'done', lease_expires_ms = NULL, last_error = NULL \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            outcomes.push(StoreOutcome::New { purpose });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// A device's measurements, oldest first.
+    pub async fn measurements_of_device(
+        &self,
+        device_id: &str,
+    ) -> StoreResult<Vec<MeasurementRow>> {
+        let rows = sqlx::query(
+            "SELECT idempotency_key, device_id, job_id, purpose, kind, space, arch_index, model_id, \
+             median_ms, valid, invalid_reasons, received_ms FROM measurements \
+             WHERE device_id = $1 ORDER BY received_ms, idempotency_key",
+        )
+        .bind(device_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(measurement).collect()
+    }
+
+    /// Measurements of a user model, across devices.
+    pub async fn measurements_of_model(&self, model_id: &str) -> StoreResult<Vec<MeasurementRow>> {
+        let rows = sqlx::query(
+            "SELECT idempotency_key, device_id, job_id, purpose, kind, space, arch_index, model_id, \
+             median_ms, valid, invalid_reasons, received_ms FROM measurements \
+             WHERE model_id = $1 ORDER BY device_id, received_ms",
+        )
+        .bind(model_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(measurement).collect()
+    }
+
+    /// The full sample JSON of one measurement of a device.
+    pub async fn sample_json(&self, device_id: &str, key: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query(
+            "SELECT sample_json FROM measurements WHERE device_id = $1 AND idempotency_key = $2",
+        )
+        .bind(device_id)
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("sample_json")?),
+            None => None,
+        })
+    }
+
+    /// Number of stored measurements (all devices).
+    pub async fn count_measurements(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM measurements")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+}

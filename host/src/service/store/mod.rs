@@ -1,0 +1,279 @@
+//! The durable store: devices, the job/lease queue, measurements, user
+//! models, transfer jobs and served predictions.
+//!
+//! One code path for SQLite (embedded default, WAL) and PostgreSQL (several
+//! host replicas): sqlx's `Any` driver with runtime-checked, portable SQL
+//! (`$n` parameters, `ON CONFLICT`, BIGINT/TEXT/DOUBLE PRECISION columns),
+//! migrations embedded in the binary. A write that the API acknowledges has
+//! committed first.
+
+pub mod devices;
+pub mod jobs;
+pub mod measurements;
+pub mod models;
+pub mod transfers;
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, SqlSafeStr};
+use thiserror::Error;
+
+/// Store failures.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A database URL this build cannot use.
+    #[error("database URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    /// A stored value that does not decode.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias of the store.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
+
+/// Which server is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file (WAL).
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// From a URL scheme.
+    pub fn of_url(url: &str) -> StoreResult<Backend> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::Url {
+                url: redact(url),
+                reason: "expected sqlite://PATH or postgres://USER@HOST/DB".into(),
+            })
+        }
+    }
+}
+
+/// Hides a password in a URL for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The SQLite URL of a database file (created if missing).
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// A connection pool plus what differs between the backends.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// SQLite allows one writer at a time, and a deferred transaction that
+    /// read before writing fails at once with SQLITE_BUSY instead of
+    /// waiting; serialising this process's write transactions avoids both.
+    /// PostgreSQL needs no gate.
+    write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// Guard of a write section (a no-op on PostgreSQL).
+pub struct WriteGuard<'a> {
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+impl Store {
+    /// Connects, enables WAL on SQLite, and applies the embedded migrations.
+    pub async fn connect(url: &str) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let max = match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .connect(url)
+            .await
+            .map_err(|e| StoreError::Url {
+                url: redact(url),
+                reason: e.to_string(),
+            })?;
+        if backend == Backend::Sqlite {
+            // Persistent per database file: readers no longer block the writer.
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .fetch_all(&pool)
+                .await?;
+        }
+        let store = Store {
+            pool,
+            backend,
+            write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let blob = match self.backend {
+            Backend::Sqlite => "BLOB",
+            Backend::Postgres => "BYTEA",
+        };
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    AssertSqlSafe(sql.replace("BLOB_TYPE", blob)).into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let _gate = self.write().await;
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The pool, for reads.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Enters a write section (see [`Store::write_gate`]).
+    pub async fn write(&self) -> WriteGuard<'_> {
+        WriteGuard {
+            _guard: match &self.write_gate {
+                Some(g) => Some(g.lock().await),
+                None => None,
+            },
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// SQLite's journal mode (`wal` expected), `None` on PostgreSQL.
+    pub async fn journal_mode(&self) -> StoreResult<Option<String>> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let row: (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(row.0))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A fresh random id with a readable prefix, e.g. `dev-3f9a...`.
+pub fn new_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 9];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}-{}", hex(&bytes))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Encodes a latency vector as the `predictions.latencies` blob.
+pub fn encode_f64s(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Decodes [`encode_f64s`].
+pub fn decode_f64s(bytes: &[u8]) -> StoreResult<Vec<f64>> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(StoreError::Corrupt(format!(
+            "latency blob of {} bytes is not a multiple of 8",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(c);
+            f64::from_le_bytes(a)
+        })
+        .collect())
+}
+
+/// A BIGINT from a usize (saturating; counts never get near i64::MAX).
+pub fn int(v: usize) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_blobs() {
+        assert_eq!(Backend::of_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::of_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert!(Backend::of_url("mysql://h/db").is_err());
+        assert_eq!(
+            redact("postgres://user:secret@host:5432/db"),
+            "postgres://user:***@host:5432/db"
+        );
+        let v = [1.5, -2.0, f64::MAX];
+        assert_eq!(decode_f64s(&encode_f64s(&v)).unwrap(), v);
+        assert!(decode_f64s(&[0u8; 7]).is_err());
+    }
+}

@@ -1,0 +1,553 @@
+//! The service's routes, in-process (`tower::ServiceExt::oneshot`, no
+//! socket): the agent protocol, leases, and bad input of every kind ->
+//! a 4xx with our JSON error body, nothing stored, and the server keeps
+//! serving.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use nasflat_host::service::api::router;
+use nasflat_host::service::{AppState, ServiceConfig, build_state};
+use nasflat_shared::protocol::{
+    ErrorBody, Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, MeasurementResult,
+    POSTCARD_MIME, PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest, RegisterResponse,
+    ReleaseRequest, ResultAck, ResultBatch,
+};
+use nasflat_shared::{Arch, SearchSpace};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-for-tests";
+const ENROL: &str = "enrol-token-for-tests";
+
+async fn app(dir: &std::path::Path) -> (Router, AppState) {
+    let mut c = ServiceConfig::new(
+        nasflat_host::service::store::sqlite_url(&dir.join("api.db")),
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-api"),
+    );
+    c.admin_token = ADMIN.into();
+    c.enrol_token = ENROL.into();
+    c.max_body_bytes = 64 << 10;
+    c.pretrain_epochs = Some(1);
+    c.source_samples = Some(2);
+    c.auto_transfer = false;
+    let state = build_state(c).await.unwrap();
+    (router(state.clone()), state)
+}
+
+fn fingerprint() -> Fingerprint {
+    Fingerprint {
+        cpu_model: Some("test cpu".into()),
+        cores: 2,
+        target: "x86_64-unknown-linux-gnu".into(),
+        kernel: None,
+        mem_total_kb: None,
+        agent_version: "0".into(),
+        tract_version: "0".into(),
+    }
+}
+
+fn postcard_req<T: Serialize>(path: &str, token: Option<&str>, body: &T) -> Request<Body> {
+    raw(
+        path,
+        token,
+        POSTCARD_MIME,
+        postcard::to_allocvec(body).unwrap(),
+    )
+}
+
+fn raw(path: &str, token: Option<&str>, mime: &str, body: Vec<u8>) -> Request<Body> {
+    let mut b = Request::post(path)
+        .header(header::CONTENT_TYPE, mime)
+        .header(header::ACCEPT, POSTCARD_MIME);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Vec<u8>, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let mime = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
+    (status, bytes, mime)
+}
+
+async fn ok<T: DeserializeOwned>(app: &Router, req: Request<Body>) -> T {
+    let (status, bytes, mime) = call(app, req).await;
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    if mime.starts_with("application/json") {
+        serde_json::from_slice(&bytes).unwrap()
+    } else {
+        postcard::from_bytes(&bytes).unwrap()
+    }
+}
+
+/// Asserts a JSON error with this status and returns its message.
+async fn err(app: &Router, req: Request<Body>, want: StatusCode) -> ErrorBody {
+    let (status, bytes, mime) = call(app, req).await;
+    assert_eq!(status, want, "{}", String::from_utf8_lossy(&bytes));
+    assert!(
+        mime.starts_with("application/json"),
+        "error content type {mime}"
+    );
+    let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
+    assert!(!body.code.is_empty() && !body.message.is_empty());
+    body
+}
+
+async fn register(app: &Router) -> RegisterResponse {
+    let req = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "board".into(),
+        device_id: None,
+        fingerprint: fingerprint(),
+    };
+    ok(app, postcard_req("/v1/agents/register", Some(ENROL), &req)).await
+}
+
+fn result(device: &str, lease: Option<String>, job: JobSpec, ms: f64) -> MeasurementResult {
+    MeasurementResult {
+        idempotency_key: format!("key-{}", rand_suffix()),
+        device_id: device.into(),
+        lease_id: lease,
+        job,
+        median_ms: ms,
+        valid: true,
+        invalid_reasons: vec![],
+        sample_json: "{\"provenance\":{\"cpu\":\"test\"}}".into(),
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn nb201(i: usize) -> JobSpec {
+    JobSpec::Arch {
+        arch: Arch::from_index(SearchSpace::Nb201, i).unwrap(),
+        batch: 1,
+        resolution: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_flow_leases_and_idempotent_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let dev = reg.device_id.clone();
+    let tok = reg.device_token.clone();
+    // The plan is the k = 20 sampler-chosen archs, at most 16 per call.
+    let plan = |n| PlanRequest {
+        device_id: dev.clone(),
+        max_jobs: n,
+    };
+    let first: PlanResponse =
+        ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &plan(16))).await;
+    let second: PlanResponse =
+        ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &plan(16))).await;
+    assert_eq!((first.leases.len(), second.leases.len()), (16, 4));
+    let mut leases: Vec<_> = first.leases.into_iter().chain(second.leases).collect();
+    let distinct: std::collections::HashSet<String> =
+        leases.iter().map(|l| format!("{:?}", l.job)).collect();
+    assert_eq!(distinct.len(), 20);
+    // Heartbeat renews ours; an unknown lease is lost.
+    let hb = Heartbeat {
+        device_id: dev.clone(),
+        lease_ids: vec![leases[0].lease_id.clone(), "lease-nope".into()],
+    };
+    let r: HeartbeatResponse =
+        ok(&app, postcard_req("/v1/agents/heartbeat", Some(&tok), &hb)).await;
+    assert_eq!(r.renewed, vec![leases[0].lease_id.clone()]);
+    assert_eq!(r.lost, vec!["lease-nope".to_string()]);
+    // A released lease goes back to the queue and is handed out again.
+    let released = leases.pop().unwrap();
+    let rel = ReleaseRequest {
+        device_id: dev.clone(),
+        lease_ids: vec![released.lease_id.clone()],
+        reason: "test".into(),
+    };
+    let (s, _, _) = call(&app, postcard_req("/v1/agents/release", Some(&tok), &rel)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let again: PlanResponse = ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &plan(4))).await;
+    assert_eq!(again.leases.len(), 1);
+    assert_eq!(again.leases[0].job, released.job);
+    leases.push(again.leases[0].clone());
+    // Upload all 20; a retry of the same batch is acknowledged, not stored twice.
+    let batch = ResultBatch {
+        results: leases
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                result(
+                    &dev,
+                    Some(l.lease_id.clone()),
+                    l.job.clone(),
+                    1.0 + i as f64,
+                )
+            })
+            .collect(),
+    };
+    let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    assert_eq!((ack.acked.len(), ack.rejected.len()), (20, 0));
+    let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    assert_eq!(ack.acked.len(), 20);
+    assert_eq!(state.store.count_measurements().await.unwrap(), 20);
+    let c = state.store.queue_counts(Some(&dev)).await.unwrap();
+    assert_eq!((c.done, c.queued, c.leased), (20, 0, 0));
+    // JSON is accepted too (and answered in JSON when asked).
+    let json = Request::post("/v1/agents/plan")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+        .body(Body::from(serde_json::to_vec(&plan(2)).unwrap()))
+        .unwrap();
+    let p: PlanResponse = ok(&app, json).await;
+    assert!(p.leases.is_empty() && p.retry_after_secs > 0);
+    // Re-attach keeps the id and the token.
+    let reattach = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "board".into(),
+        device_id: Some(dev.clone()),
+        fingerprint: fingerprint(),
+    };
+    let r: RegisterResponse = ok(
+        &app,
+        postcard_req("/v1/agents/register", Some(&tok), &reattach),
+    )
+    .await;
+    assert_eq!((r.device_id, r.device_token), (dev.clone(), tok.clone()));
+    assert_eq!(state.store.devices().await.unwrap().len(), 1);
+    // Device detail, metrics, no predictor before a transfer (409).
+    let detail: serde_json::Value = ok(
+        &app,
+        Request::get(format!("/v1/devices/{dev}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(detail["samples"].as_array().unwrap().len(), 20);
+    assert_eq!(detail["latest_provenance"]["cpu"], "test");
+    let e = err(
+        &app,
+        Request::get(format!("/v1/devices/{dev}/predict?index=3"))
+            .body(Body::empty())
+            .unwrap(),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        e.message.contains("no nb201 predictor yet"),
+        "{}",
+        e.message
+    );
+    let (s, text, _) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(text.contains("nasflat_results_stored_total 20"), "{text}");
+    assert!(text.contains("nasflat_results_duplicate_total 20"));
+    assert!(text.contains("route=\"/v1/agents/plan\""));
+    // A built-in device answers from the vendored table.
+    let b: serde_json::Value = ok(
+        &app,
+        Request::get("/v1/devices/nb201:pixel3/predict?index=0")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(b["source"], "table");
+    assert!(b["predictions"][0]["latency_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_json_errors_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
+    let plan = PlanRequest {
+        device_id: dev.clone(),
+        max_jobs: 1,
+    };
+    // Tokens: missing, wrong, another device's id.
+    err(
+        &app,
+        postcard_req("/v1/agents/plan", None, &plan),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    err(
+        &app,
+        postcard_req("/v1/agents/plan", Some("wrong"), &plan),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let reg_req = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "x".into(),
+        device_id: None,
+        fingerprint: fingerprint(),
+    };
+    err(
+        &app,
+        postcard_req("/v1/agents/register", Some("wrong"), &reg_req),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    err(
+        &app,
+        postcard_req("/v1/agents/register", None, &reg_req),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let other = PlanRequest {
+        device_id: "dev-other".into(),
+        max_jobs: 1,
+    };
+    err(
+        &app,
+        postcard_req("/v1/agents/plan", Some(&tok), &other),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let old = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION + 1,
+        ..reg_req.clone()
+    };
+    err(
+        &app,
+        postcard_req("/v1/agents/register", Some(ENROL), &old),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    // Malformed postcard and JSON, a foreign content type, an oversize body.
+    let e = err(
+        &app,
+        raw("/v1/agents/plan", Some(&tok), POSTCARD_MIME, vec![0xff; 9]),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(e.code, "malformed_body");
+    let e = err(
+        &app,
+        raw(
+            "/v1/agents/results",
+            Some(&tok),
+            "application/json",
+            b"{\"results\": [".to_vec(),
+        ),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(e.message.contains("JSON"), "{}", e.message);
+    err(
+        &app,
+        raw("/v1/agents/plan", Some(&tok), "text/plain", b"hi".to_vec()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    let e = err(
+        &app,
+        raw(
+            "/v1/agents/results",
+            Some(&tok),
+            POSTCARD_MIME,
+            vec![0; 100 << 10],
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert_eq!(e.code, "payload_too_large");
+    // NaN, negative, zero, unknown space, unknown model, another device, bad key:
+    // each rejected with its reason (so the agent drops it), nothing stored.
+    let fbnet = JobSpec::Arch {
+        arch: Arch::from_index(SearchSpace::Fbnet, 0).unwrap(),
+        batch: 1,
+        resolution: None,
+    };
+    let mut bad_key = result(&dev, None, nb201(1), 1.0);
+    bad_key.idempotency_key = "../etc".into();
+    let batch = ResultBatch {
+        results: vec![
+            result(&dev, None, nb201(1), f64::NAN),
+            result(&dev, None, nb201(1), -3.0),
+            result(&dev, None, nb201(1), 0.0),
+            result(&dev, None, nb201(1), f64::INFINITY),
+            result(&dev, None, fbnet, 1.0),
+            result(
+                &dev,
+                None,
+                JobSpec::Model {
+                    model_id: "model-nope".into(),
+                    inputs: vec![],
+                },
+                1.0,
+            ),
+            result("dev-other", None, nb201(1), 1.0),
+            result(
+                &dev,
+                None,
+                JobSpec::Arch {
+                    arch: Arch::from_index(SearchSpace::Nb201, 1).unwrap(),
+                    batch: 8,
+                    resolution: None,
+                },
+                1.0,
+            ),
+            bad_key,
+        ],
+    };
+    let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    assert!(ack.acked.is_empty());
+    assert_eq!(ack.rejected.len(), 9);
+    let reasons: Vec<&str> = ack.rejected.iter().map(|(_, r)| r.as_str()).collect();
+    assert!(
+        reasons[0].contains("NaN") && reasons[1].contains("-3"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[4].contains("not served") && reasons[5].contains("unknown model"),
+        "{reasons:?}"
+    );
+    assert!(reasons[6].contains("dev-other"), "{reasons:?}");
+    err(
+        &app,
+        postcard_req("/v1/agents/results", Some("wrong"), &batch),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(state.store.count_measurements().await.unwrap(), 0);
+    // Unknown device, arch, route; admin endpoints without the admin token.
+    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+    err(&app, get("/v1/devices/dev-nope"), StatusCode::NOT_FOUND).await;
+    err(
+        &app,
+        get("/v1/devices/dev-nope/predict?index=1"),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    err(
+        &app,
+        get("/v1/devices/nb201:pixel3/predict?index=99999999"),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    err(
+        &app,
+        get("/v1/devices/nb201:pixel3/predict?arch=garbage"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    err(
+        &app,
+        get("/v1/devices/nb201:pixel3/predict?space=mobilenet&index=1"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    err(&app, get("/no/such/route"), StatusCode::NOT_FOUND).await;
+    let jobs = Request::post(format!("/v1/devices/{dev}/jobs"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+        .body(Body::from("{\"random\": 3}"))
+        .unwrap();
+    err(&app, jobs, StatusCode::UNAUTHORIZED).await;
+    let upload = Request::post(format!("/v1/models?name=m&devices={dev}"))
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .body(Body::from("not onnx"))
+        .unwrap();
+    err(&app, upload, StatusCode::UNPROCESSABLE_ENTITY).await;
+    err(&app, get("/v1/models/model-nope"), StatusCode::UNAUTHORIZED).await;
+    // Still serving.
+    let (s, body, _) = call(&app, get("/healthz")).await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(state.store.models().await.unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_models_reach_agents_and_results_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
+    // Any ONNX bytes (the host does not run them): ir_version 8.
+    let onnx = vec![0x08, 0x08, 0x12, 0x03, b'a', b'b', b'c'];
+    let upload = Request::post(format!(
+        "/v1/models?name=tiny&devices={dev}&inputs=input:1x3x8x8"
+    ))
+    .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+    .header(header::CONTENT_TYPE, "application/octet-stream")
+    .body(Body::from(onnx.clone()))
+    .unwrap();
+    let up: serde_json::Value = ok(&app, upload).await;
+    let model_id = up["model_id"].as_str().unwrap().to_string();
+    // The model job comes after the 20 sample jobs.
+    let mut model_lease = None;
+    for _ in 0..3 {
+        let p: PlanResponse = ok(
+            &app,
+            postcard_req(
+                "/v1/agents/plan",
+                Some(&tok),
+                &PlanRequest {
+                    device_id: dev.clone(),
+                    max_jobs: 16,
+                },
+            ),
+        )
+        .await;
+        model_lease = model_lease.or_else(|| {
+            p.leases
+                .into_iter()
+                .find(|l| matches!(l.job, JobSpec::Model { .. }))
+        });
+    }
+    let lease = model_lease.unwrap();
+    assert_eq!(
+        lease.job,
+        JobSpec::Model {
+            model_id: model_id.clone(),
+            inputs: vec!["input:1x3x8x8".into()]
+        }
+    );
+    let bytes = Request::get(format!("/v1/models/{model_id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {tok}"))
+        .body(Body::empty())
+        .unwrap();
+    let (s, got, _) = call(&app, bytes).await;
+    assert_eq!((s, got), (StatusCode::OK, onnx));
+    let batch = ResultBatch {
+        results: vec![result(&dev, Some(lease.lease_id), lease.job, 12.5)],
+    };
+    let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    assert_eq!(ack.acked.len(), 1);
+    let res: serde_json::Value = ok(
+        &app,
+        Request::get(format!("/v1/models/{model_id}/results"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res["results"][0]["device_id"], dev.as_str());
+    assert_eq!(res["results"][0]["median_ms"], 12.5);
+    assert_eq!(state.store.models().await.unwrap().len(), 1);
+}

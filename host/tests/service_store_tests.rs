@@ -1,0 +1,340 @@
+//! The store on both backends: every test runs on a fresh SQLite file and,
+//! when `NASFLAT_TEST_PG_URL` is set (`.ci/run` starts a throwaway server),
+//! on a fresh PostgreSQL database. Same code, same SQL.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::collections::HashSet;
+
+use nasflat_host::service::store::jobs::NewJob;
+use nasflat_host::service::store::measurements::{NewMeasurement, StoreOutcome};
+use nasflat_host::service::store::{Backend, Store, new_id, sqlite_url};
+
+/// A fresh store per backend; the temp dir keeps the SQLite file alive.
+async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::connect(&sqlite_url(&dir.path().join("t.db")))
+        .await
+        .unwrap();
+    let mut out = vec![(sqlite, Some(dir))];
+    match std::env::var("NASFLAT_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => {
+            // One database per test: create it through the server's default one.
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::AnyPool::connect(&url).await.unwrap();
+            let name = new_id("t").replace('-', "_");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            let (base, _) = url.rsplit_once('/').unwrap();
+            out.push((
+                Store::connect(&format!("{base}/{name}")).await.unwrap(),
+                None,
+            ));
+        }
+        _ => eprintln!("NASFLAT_TEST_PG_URL not set: PostgreSQL variant skipped (.ci/run sets it)"),
+    }
+    out
+}
+
+fn arch_result(key: &str, lease: Option<&str>, index: i64, ms: f64) -> NewMeasurement {
+    NewMeasurement {
+        key: key.into(),
+        lease_id: lease.map(str::to_string),
+        kind: "arch",
+        space: Some("nb201".into()),
+        arch_index: Some(index),
+        model_id: None,
+        median_ms: ms,
+        valid: true,
+        invalid_reasons: vec![],
+        sample_json: "{}".into(),
+    }
+}
+
+async fn device(store: &Store) -> String {
+    let id = new_id("dev");
+    store
+        .insert_device(&id, "board", &format!("hash-{id}"), "{}")
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_devices_and_wal() {
+    for (store, dir) in stores().await {
+        let id = device(&store).await;
+        assert_eq!(
+            store.device_by_token(&format!("hash-{id}")).await.unwrap(),
+            Some(id.clone())
+        );
+        assert_eq!(store.device_by_token("nope").await.unwrap(), None);
+        store
+            .reattach_device(&id, "renamed", "{\"cores\":4}")
+            .await
+            .unwrap();
+        let d = store.device(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (d.name.as_str(), d.fingerprint_json.as_str()),
+            ("renamed", "{\"cores\":4}")
+        );
+        match store.backend() {
+            Backend::Sqlite => {
+                assert_eq!(store.journal_mode().await.unwrap().as_deref(), Some("wal"));
+                // Reopening applies no migration twice and keeps the data.
+                let again = Store::connect(&sqlite_url(&dir.as_ref().unwrap().path().join("t.db")))
+                    .await
+                    .unwrap();
+                assert_eq!(again.devices().await.unwrap().len(), 1);
+            }
+            Backend::Postgres => assert_eq!(store.journal_mode().await.unwrap(), None),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_exclusive_expire_renew_and_release() {
+    for (store, _dir) in stores().await {
+        let dev = device(&store).await;
+        let jobs: Vec<NewJob> = (0..10)
+            .map(|i| NewJob::Arch {
+                space: "nb201".into(),
+                index: i,
+            })
+            .collect();
+        store.insert_jobs(&dev, "sample", &jobs).await.unwrap();
+        // Eight concurrent planners never get one job twice.
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (s, d) = (store.clone(), dev.clone());
+            tasks.push(tokio::spawn(async move {
+                s.claim_jobs(&d, 3, 60_000).await.unwrap()
+            }));
+        }
+        let mut seen = HashSet::new();
+        let mut total = 0;
+        for t in tasks {
+            for g in t.await.unwrap() {
+                assert!(seen.insert(g.job.id.clone()), "job leased twice");
+                total += 1;
+            }
+        }
+        assert_eq!(total, 10);
+        assert!(store.claim_jobs(&dev, 5, 60_000).await.unwrap().is_empty());
+        let c = store.queue_counts(Some(&dev)).await.unwrap();
+        assert_eq!((c.queued, c.leased), (0, 10));
+
+        // A lease that expires returns to the queue; its old id is lost.
+        let dev2 = device(&store).await;
+        store
+            .insert_jobs(
+                &dev2,
+                "extra",
+                &[NewJob::Arch {
+                    space: "nb201".into(),
+                    index: 42,
+                }],
+            )
+            .await
+            .unwrap();
+        let first = store.claim_jobs(&dev2, 1, -1).await.unwrap();
+        assert_eq!(first.len(), 1);
+        let again = store.claim_jobs(&dev2, 1, 60_000).await.unwrap();
+        assert_eq!(again.len(), 1);
+        assert!(again[0].reclaimed);
+        let (renewed, lost) = store
+            .renew_leases(
+                &dev2,
+                &[first[0].lease_id.clone(), again[0].lease_id.clone()],
+                60_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(renewed, vec![again[0].lease_id.clone()]);
+        assert_eq!(lost, vec![first[0].lease_id.clone()]);
+        // Another device cannot renew or release it.
+        let (r, _) = store
+            .renew_leases(&dev, &[again[0].lease_id.clone()], 60_000)
+            .await
+            .unwrap();
+        assert!(r.is_empty());
+        assert_eq!(
+            store
+                .release_leases(&dev, &[again[0].lease_id.clone()], "x", 5)
+                .await
+                .unwrap(),
+            0
+        );
+        // Released: queued again; after max attempts: failed.
+        assert_eq!(
+            store
+                .release_leases(&dev2, &[again[0].lease_id.clone()], "busy", 5)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.queue_counts(Some(&dev2)).await.unwrap().queued, 1);
+        let third = store.claim_jobs(&dev2, 1, 60_000).await.unwrap();
+        assert_eq!(third[0].job.attempts, 2);
+        store
+            .release_leases(&dev2, &[third[0].lease_id.clone()], "model fails", 3)
+            .await
+            .unwrap();
+        let c = store.queue_counts(Some(&dev2)).await.unwrap();
+        assert_eq!((c.queued, c.failed), (0, 1));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measurements_are_idempotent_and_close_their_job() {
+    for (store, _dir) in stores().await {
+        let dev = device(&store).await;
+        store
+            .insert_jobs(
+                &dev,
+                "sample",
+                &[NewJob::Arch {
+                    space: "nb201".into(),
+                    index: 7,
+                }],
+            )
+            .await
+            .unwrap();
+        let lease = store
+            .claim_jobs(&dev, 1, 60_000)
+            .await
+            .unwrap()
+            .remove(0)
+            .lease_id;
+        let batch = vec![
+            arch_result("k1", Some(&lease), 7, 3.5),
+            arch_result("k2", Some(&lease), 8, 1.0), // not the lease's arch
+            arch_result("k3", None, 9, 2.0),
+        ];
+        let out = store.store_measurements(&dev, &batch).await.unwrap();
+        assert_eq!(
+            out[0],
+            StoreOutcome::New {
+                purpose: "sample".into()
+            }
+        );
+        assert!(matches!(out[1], StoreOutcome::Rejected(_)));
+        assert_eq!(
+            out[2],
+            StoreOutcome::New {
+                purpose: "adhoc".into()
+            }
+        );
+        // Retrying after a lost ack stores nothing twice.
+        let out = store.store_measurements(&dev, &batch[..1]).await.unwrap();
+        assert_eq!(out, vec![StoreOutcome::Duplicate]);
+        let rows = store.measurements_of_device(&dev).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.iter().filter(|r| r.key == "k1").count(), 1);
+        assert!((rows.iter().find(|r| r.key == "k1").unwrap().median_ms - 3.5).abs() < 1e-12);
+        assert_eq!(store.queue_counts(Some(&dev)).await.unwrap().done, 1);
+        assert_eq!(store.count_measurements().await.unwrap(), 2);
+        assert_eq!(
+            store.sample_json(&dev, "k1").await.unwrap().as_deref(),
+            Some("{}")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_transfers_and_predictions_round_trip() {
+    for (store, _dir) in stores().await {
+        let dev = device(&store).await;
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+        store
+            .insert_model("m1", "net", "abc", &bytes, &["input:1x3x32x32".into()])
+            .await
+            .unwrap();
+        assert_eq!(store.model_bytes("m1").await.unwrap().unwrap(), bytes);
+        assert_eq!(
+            store.model("m1").await.unwrap().unwrap().inputs,
+            vec!["input:1x3x32x32"]
+        );
+        assert!(store.model_bytes("m2").await.unwrap().is_none());
+        assert_eq!(store.models().await.unwrap().len(), 1);
+        store
+            .insert_jobs(
+                &dev,
+                "model",
+                &[NewJob::Model {
+                    model_id: "m1".into(),
+                    inputs: vec![],
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.open_jobs(10).await.unwrap()[0].model_id.as_deref(),
+            Some("m1")
+        );
+        let lease = store
+            .claim_jobs(&dev, 1, 60_000)
+            .await
+            .unwrap()
+            .remove(0)
+            .lease_id;
+        let mut m = arch_result("km", Some(&lease), 0, 4.0);
+        (m.kind, m.space, m.arch_index, m.model_id) = ("model", None, None, Some("m1".into()));
+        store.store_measurements(&dev, &[m]).await.unwrap();
+        assert_eq!(store.measurements_of_model("m1").await.unwrap().len(), 1);
+
+        store
+            .insert_transfer("x1", &dev, "nb201", "auto")
+            .await
+            .unwrap();
+        store
+            .update_transfer("x1", "running", 0.5, "fitting", 20, false)
+            .await
+            .unwrap();
+        let t = store.transfer("x1").await.unwrap().unwrap();
+        assert_eq!(
+            (t.state.as_str(), t.samples, t.finished_ms),
+            ("running", 20, None)
+        );
+        assert_eq!(store.fail_interrupted_transfers().await.unwrap(), 1);
+        assert_eq!(store.transfer("x1").await.unwrap().unwrap().state, "failed");
+        assert_eq!(store.transfers("").await.unwrap().len(), 1);
+        assert_eq!(store.transfers(&dev).await.unwrap().len(), 1);
+        assert!(store.transfers("dev-none").await.unwrap().is_empty());
+
+        let lat: Vec<f64> = (0..15_625).map(|i| 1.0 + f64::from(i) * 1e-3).collect();
+        store
+            .put_predictions(
+                &dev,
+                "nb201",
+                "v1",
+                "x1",
+                "base",
+                Some("pixel3"),
+                &[1, 2],
+                &lat,
+            )
+            .await
+            .unwrap();
+        store
+            .put_predictions(&dev, "nb201", "v2", "x1", "base", None, &[3], &lat[..10])
+            .await
+            .unwrap();
+        let p = store.predictions(&dev, "nb201").await.unwrap().unwrap();
+        assert_eq!(
+            (p.version.as_str(), p.train_rows.clone(), p.latencies.len()),
+            ("v2", vec![3], 10)
+        );
+        assert_eq!(p.init_from, None);
+        assert_eq!(
+            store
+                .prediction_version(&dev, "nb201")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("v2")
+        );
+        assert!(store.predictions(&dev, "fbnet").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,475 @@
+//! The host service end to end, with real processes on loopback: the
+//! `nasflat-host` binary on a temporary SQLite database and the
+//! `nasflat-agent` binary measuring this machine with tract.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use nasflat_agent::client::HostClient;
+use nasflat_host::metrics::spearman;
+use nasflat_shared::protocol::{
+    Fingerprint, Heartbeat, MeasurementResult, PROTOCOL_VERSION, PlanRequest, RegisterRequest,
+    ResultBatch,
+};
+use serde_json::json;
+use support::{ADMIN, Api, ENROL, HostProcess, agent_command, run_agent, serial};
+
+/// Timing bounds for the e2e agent: quick, but long enough for a stable median.
+const LIMITS: [&str; 6] = ["--min-runs", "5", "--min-ms", "100", "--max-ms", "1000"];
+
+/// (a) A real agent registers this machine, measures the 20 sampler-chosen
+/// NB201 archs, the host transfers; then 50 fresh random archs are measured
+/// and compared with the served predictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_agent_transfer_then_fresh_measurements_agree() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let host = HostProcess::start(&dir.path().join("host"), 0, &LIMITS);
+    let api = Api::new(&host.url);
+    run_agent(&host.url, &dir.path().join("agent"));
+    let device = api.agent_device().await.unwrap();
+    let id = device["id"].as_str().unwrap().to_string();
+    assert_eq!(device["samples"], 20, "{device}");
+    let version = api.wait_predictor(&id, Duration::from_secs(900)).await;
+    let measured_k = started.elapsed().as_secs_f64();
+    let (s, queued) = api
+        .post(
+            &format!("/v1/devices/{id}/jobs"),
+            Some(ADMIN),
+            &json!({"random": 50, "seed": 1}),
+        )
+        .await;
+    assert_eq!(s, 200, "{queued}");
+    run_agent(&host.url, &dir.path().join("agent"));
+    let (_, detail) = api.get(&format!("/v1/devices/{id}")).await;
+    let fresh: Vec<(usize, f64)> = detail["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["purpose"] == "extra" && m["valid"] == true)
+        .map(|m| {
+            (
+                m["arch_index"].as_u64().unwrap() as usize,
+                m["median_ms"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        fresh.len() >= 45,
+        "only {} valid fresh measurements",
+        fresh.len()
+    );
+    let indices: Vec<usize> = fresh.iter().map(|f| f.0).collect();
+    let (s, pred) = api
+        .post(
+            &format!("/v1/devices/{id}/predict"),
+            None,
+            &json!({"indices": indices}),
+        )
+        .await;
+    assert_eq!(s, 200, "{pred}");
+    assert_eq!(pred["predictor_version"], version.as_str());
+    let predicted: Vec<f64> = pred["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latency_ms"].as_f64().unwrap())
+        .collect();
+    let measured: Vec<f64> = fresh.iter().map(|f| f.1).collect();
+    let rho = spearman(&predicted, &measured);
+    let quality = &detail["predictors"][0]["quality"];
+    println!(
+        "e2e: {} fresh NB201 archs on this machine: Spearman(served prediction, tract median) = {rho:.3} \
+         (fit {:.3}); k=20 measured + transferred in {measured_k:.0} s, total {:.0} s; predictor {version}",
+        fresh.len(),
+        quality["fit_spearman"].as_f64().unwrap_or(f64::NAN),
+        started.elapsed().as_secs_f64()
+    );
+    assert!((quality["heldout_spearman"].as_f64().unwrap() - rho).abs() < 1e-9);
+    assert!(
+        rho > 0.5,
+        "served predictions barely rank the fresh measurements: {rho:.3}"
+    );
+    // The whole space in one call.
+    let (s, all) = api
+        .post(
+            &format!("/v1/devices/{id}/predict"),
+            None,
+            &json!({"all": true}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(all["predictions"].as_array().unwrap().len(), 15_625);
+    println!(
+        "e2e: whole-space prediction served in {} us",
+        all["elapsed_us"]
+    );
+}
+
+/// (b) kill -9 the host while the agent uploads, restart it on the same
+/// database: every measured result is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_killed_during_uploads_loses_and_duplicates_nothing() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("host");
+    let extra = [
+        "--no-auto-transfer",
+        "--min-runs",
+        "3",
+        "--min-ms",
+        "30",
+        "--max-ms",
+        "300",
+    ];
+    let mut host = HostProcess::start_fixed(&data, &extra);
+    let port = host.port;
+    let api = Api::new(&host.url);
+    let agent_dir = dir.path().join("agent");
+    let agent = agent_command(&host.url, &agent_dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut kills = 0;
+    // Kill the host each time a few more results landed (twice).
+    let mut last = 0;
+    while kills < 2 {
+        assert!(Instant::now() < deadline, "agent made no progress");
+        let stored = match api.agent_device().await {
+            Some(d) => d["samples"].as_u64().unwrap_or(0),
+            None => 0,
+        };
+        if stored >= last + 4 {
+            host.kill9();
+            kills += 1;
+            println!("e2e: killed the host (-9) with {stored} results stored");
+            std::thread::sleep(Duration::from_millis(700));
+            host = HostProcess::restart(&data, port, &extra);
+            last = stored;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "agent failed: {log}");
+    let device = api.agent_device().await.unwrap();
+    let id = device["id"].as_str().unwrap();
+    let (_, detail) = api.get(&format!("/v1/devices/{id}")).await;
+    let samples = detail["samples"].as_array().unwrap();
+    let keys: HashSet<&str> = samples.iter().map(|m| m["key"].as_str().unwrap()).collect();
+    let archs: HashSet<u64> = samples
+        .iter()
+        .map(|m| m["arch_index"].as_u64().unwrap())
+        .collect();
+    let spool: Vec<_> = std::fs::read_dir(agent_dir.join("spool"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".result"))
+        .collect();
+    println!(
+        "e2e: after {kills} kills: {} results stored, {} distinct keys, {} archs, spool left {}",
+        samples.len(),
+        keys.len(),
+        archs.len(),
+        spool.len()
+    );
+    assert_eq!(samples.len(), 20);
+    assert_eq!(keys.len(), 20);
+    assert_eq!(archs.len(), 20, "an arch was measured twice");
+    assert!(spool.is_empty());
+    assert_eq!(detail["queue"]["done"], 20);
+    let plain = strip_ansi(&log);
+    let done = plain
+        .lines()
+        .rev()
+        .find(|l| l.contains(" done"))
+        .unwrap_or("");
+    assert!(
+        done.contains("measured=20") && done.contains("uploaded=20"),
+        "{done}"
+    );
+    drop(host);
+}
+
+/// Removes terminal colour codes from a log.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn fingerprint(i: usize) -> Fingerprint {
+    Fingerprint {
+        cpu_model: Some(format!("sim-{i}")),
+        cores: 4,
+        target: "x86_64-unknown-linux-gnu".into(),
+        kernel: None,
+        mem_total_kb: None,
+        agent_version: "sim".into(),
+        tract_version: "sim".into(),
+    }
+}
+
+/// One simulated agent: register, then plan / heartbeat / upload until idle.
+/// Returns the latency of every call.
+async fn simulated_agent(url: String, i: usize) -> (Vec<f64>, usize) {
+    let mut client = HostClient::new(&url, ENROL).unwrap();
+    let mut lat = Vec::new();
+    let t = Instant::now();
+    let reg = client
+        .register(&RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: format!("sim-{i}"),
+            device_id: None,
+            fingerprint: fingerprint(i),
+        })
+        .await
+        .unwrap();
+    lat.push(t.elapsed().as_secs_f64());
+    client.set_token(&reg.device_token);
+    let mut stored = 0;
+    loop {
+        let t = Instant::now();
+        let plan = client
+            .plan(&PlanRequest {
+                device_id: reg.device_id.clone(),
+                max_jobs: 4,
+            })
+            .await
+            .unwrap();
+        lat.push(t.elapsed().as_secs_f64());
+        if plan.leases.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        client
+            .heartbeat(&Heartbeat {
+                device_id: reg.device_id.clone(),
+                lease_ids: plan.leases.iter().map(|l| l.lease_id.clone()).collect(),
+            })
+            .await
+            .unwrap();
+        lat.push(t.elapsed().as_secs_f64());
+        let results: Vec<MeasurementResult> = plan
+            .leases
+            .into_iter()
+            .enumerate()
+            .map(|(j, l)| MeasurementResult {
+                idempotency_key: format!("sim-{i}-{}-{j}", lat.len()),
+                device_id: reg.device_id.clone(),
+                lease_id: Some(l.lease_id),
+                job: l.job,
+                median_ms: 1.0 + j as f64,
+                valid: true,
+                invalid_reasons: vec![],
+                sample_json: "{}".into(),
+            })
+            .collect();
+        let t = Instant::now();
+        let ack = client.upload(&ResultBatch { results }).await.unwrap();
+        lat.push(t.elapsed().as_secs_f64());
+        assert!(ack.rejected.is_empty(), "{:?}", ack.rejected);
+        stored += ack.acked.len();
+    }
+    (lat, stored)
+}
+
+/// (c) 50 concurrent simulated agents over loopback: throughput and p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_agents() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostProcess::start(
+        &dir.path().join("host"),
+        0,
+        &["--no-auto-transfer", "--samples", "12"],
+    );
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| tokio::spawn(simulated_agent(host.url.clone(), i)))
+        .collect();
+    let mut lat = Vec::new();
+    let mut stored = 0;
+    for t in tasks {
+        let (l, s) = t.await.unwrap();
+        lat.extend(l);
+        stored += s;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] * 1e3;
+    println!(
+        "e2e: 50 concurrent agents, {} requests in {wall:.2} s = {:.0} req/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lat.len(),
+        lat.len() as f64 / wall,
+        p(0.5),
+        p(0.99),
+        lat.last().unwrap() * 1e3
+    );
+    assert_eq!(stored, 50 * 12);
+    let api = Api::new(&host.url);
+    let (_, devices) = api.get("/v1/devices?kind=agent").await;
+    assert_eq!(devices.as_array().unwrap().len(), 50);
+    assert!(
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["samples"] == 12)
+    );
+}
+
+/// The dashboard in Debian's headless Chromium: the registered device and
+/// both SVG plots are in the rendered DOM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_renders_in_headless_chromium() {
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!(
+            "\n!!! SKIPPED: no chromium binary (apt-get install chromium; .ci/run installs it) !!!\n"
+        );
+        return;
+    };
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostProcess::start(&dir.path().join("host"), 0, &LIMITS);
+    let api = Api::new(&host.url);
+    // A simulated board whose latencies are a real device's, so the transfer has signal.
+    let mut client = HostClient::new(&host.url, ENROL).unwrap();
+    let reg = client
+        .register(&RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: "dashboard-board".into(),
+            device_id: None,
+            fingerprint: fingerprint(0),
+        })
+        .await
+        .unwrap();
+    client.set_token(&reg.device_token);
+    let table = nasflat_shared::data::latency_table(nasflat_shared::SearchSpace::Nb201).unwrap();
+    let column = table.position("raspi4").unwrap();
+    for _ in 0..6 {
+        let plan = client
+            .plan(&PlanRequest {
+                device_id: reg.device_id.clone(),
+                max_jobs: 4,
+            })
+            .await
+            .unwrap();
+        let results: Vec<MeasurementResult> = plan
+            .leases
+            .into_iter()
+            .map(|l| {
+                let nasflat_shared::protocol::JobSpec::Arch { arch, .. } = &l.job else {
+                    panic!()
+                };
+                MeasurementResult {
+                    idempotency_key: l.lease_id.clone(),
+                    device_id: reg.device_id.clone(),
+                    lease_id: Some(l.lease_id.clone()),
+                    median_ms: table.get(column, arch.index().unwrap()).unwrap_or(1.0) * 1.3,
+                    job: l.job,
+                    valid: true,
+                    invalid_reasons: vec![],
+                    sample_json: "{}".into(),
+                }
+            })
+            .collect();
+        client.upload(&ResultBatch { results }).await.unwrap();
+    }
+    api.wait_predictor(&reg.device_id, Duration::from_secs(900))
+        .await;
+    let out = std::process::Command::new("timeout")
+        .args([
+            "120",
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--dump-dom",
+        ])
+        .arg(format!("{}/", host.url))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dom.contains(&reg.device_id), "device not in the DOM");
+    assert!(dom.contains("dashboard-board"));
+    assert!(dom.contains("<svg id=\"scatter-"), "scatter plot missing");
+    assert!(dom.contains("<svg id=\"pareto-"), "Pareto plot missing");
+    assert!(dom.contains("class=\"front\""), "Pareto front missing");
+    assert_eq!(
+        dom.matches("class=\"pt\"").count(),
+        40,
+        "20 scatter + 20 Pareto points"
+    );
+    println!(
+        "e2e: dashboard DOM {} bytes rendered by {chromium}",
+        dom.len()
+    );
+}
+
+/// `nasflat-host demo --exit`: the README's main command, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_command_prints_spearman_and_dashboard() {
+    let _serial = serial().await;
+    let out = std::process::Command::new(support::bin("nasflat-host"))
+        .args([
+            "demo",
+            "--exit",
+            "--listen",
+            "127.0.0.1:0",
+            "--fresh",
+            "10",
+            "--samples",
+            "12",
+        ])
+        .args(["--pretrain-epochs", "20", "--source-samples", "25"])
+        .args(["--min-runs", "3", "--min-ms", "50", "--max-ms", "500"])
+        .arg("--checkpoints")
+        .arg(support::checkpoint_dir())
+        .arg("--agent")
+        .arg(support::bin("nasflat-agent"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().find(|l| l.starts_with("Spearman")).unwrap();
+    let rho: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(line.contains("10 fresh measurements"), "{line}");
+    assert!(rho.is_finite() && rho > 0.0, "{line}");
+    assert!(stdout.contains("dashboard: http://127.0.0.1:"), "{stdout}");
+    println!("e2e: demo: {line}");
+}
