@@ -156,7 +156,7 @@ struct EvalArgs {
     /// regression) blended into NASFLAT's GNN, in log-ms space; 0 = the
     /// paper's predictor alone. Comma-separated weights evaluate several blends from one pretraining
     /// (reported as `nasflat@w`).
-    #[arg(long, default_value = "0.5", value_delimiter = ',')]
+    #[arg(long, default_value = "0.85", value_delimiter = ',')]
     blend: Vec<f64>,
     /// Write the runs as JSON here.
     #[arg(long)]

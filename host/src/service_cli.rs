@@ -64,8 +64,9 @@ pub(crate) struct ServiceArgs {
     /// Transfer epochs.
     #[arg(long)]
     transfer_epochs: Option<usize>,
-    /// Weight of the ridgecost prediction blended into the served one (0 = GNN alone).
-    #[arg(long, default_value_t = 0.5)]
+    /// Weight in [0, 1] of the linear stack (additive cost model + source
+    /// regression) blended into the served prediction (0 = GNN alone).
+    #[arg(long, default_value_t = nasflat_host::fewshot::DEFAULT_BLEND)]
     blend: f64,
     /// Seed of pretraining (transfers mix in the device id).
     #[arg(long, default_value_t = 0)]

@@ -55,7 +55,7 @@ pub struct ServiceConfig {
     pub source_samples: Option<usize>,
     /// Transfer epochs override.
     pub transfer_epochs: Option<usize>,
-    /// Weight of the ridgecost prediction in the served blend.
+    /// Weight of the linear stack in the served blend (0 = GNN alone).
     pub blend: f64,
     /// Seed of pretraining (and, mixed with the device id, of transfer).
     pub seed: u64,
@@ -85,7 +85,7 @@ impl ServiceConfig {
             pretrain_epochs: None,
             source_samples: None,
             transfer_epochs: None,
-            blend: 0.5,
+            blend: crate::fewshot::DEFAULT_BLEND,
             seed: 0,
             auto_transfer: true,
         }
