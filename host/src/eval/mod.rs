@@ -288,6 +288,9 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
     Ok(reports)
 }
 
+/// An outcome with the label it is reported under (`nasflat@0.85`, ...).
+type Labelled = (String, DeviceOutcome);
+
 #[allow(clippy::too_many_arguments)]
 fn run_method(
     data: &SpaceData,
@@ -301,7 +304,7 @@ fn run_method(
     trial: usize,
     multi: &MultiProgress,
     main: &ProgressBar,
-) -> Result<(Vec<(String, DeviceOutcome)>, Vec<f64>)> {
+) -> Result<(Vec<Labelled>, Vec<f64>)> {
     let mut pretrain_seconds = Vec::new();
     let started = Instant::now();
     let pretrained: Option<Predictor> = if method == Method::Nasflat {
