@@ -33,11 +33,23 @@ pub struct CacheMeta {
     pub name: String,
     /// Space of the rows.
     pub space: SearchSpace,
-    /// Version of the values.
+    /// Version of the values (the encoders write a number, hand-made files a
+    /// string; both are accepted and kept as text).
+    #[serde(deserialize_with = "version_text")]
     pub version: String,
     /// Anything else the producer recorded.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn version_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "version must be a string or a number, not {other}"
+        ))),
+    }
 }
 
 /// `<space>_<name>.csv.gz`.
@@ -215,6 +227,33 @@ mod tests {
             read_optional(dir.path(), SearchSpace::Nb201, "cate")
                 .unwrap()
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn numeric_versions_from_the_encoders_are_read_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nb201_cate.csv"), "index,e0\n0,1\n1,2\n").unwrap();
+        std::fs::write(
+            dir.path().join("nb201_cate.json"),
+            r#"{"name":"cate","space":"nb201","dim":1,"version":1,"seed":0}"#,
+        )
+        .unwrap();
+        let enc = read_optional(dir.path(), SearchSpace::Nb201, "cate")
+            .unwrap()
+            .unwrap();
+        assert_eq!(enc.version, "1");
+        std::fs::write(
+            dir.path().join("nb201_cate.json"),
+            r#"{"name":"cate","space":"nb201","version":[1]}"#,
+        )
+        .unwrap();
+        let err = read_optional(dir.path(), SearchSpace::Nb201, "cate")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("version must be a string or a number"),
+            "{err}"
         );
     }
 
