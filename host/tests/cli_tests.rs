@@ -92,7 +92,12 @@ fn learned_encoding_samplers_and_supplementary_run_on_the_shipped_files() {
         assert!(err.contains(&format!("sampler {sampler}")), "{err}");
         let row = format!("| {space} | {task} | stacked | ");
         let line = out.lines().find(|l| l.starts_with(&row)).unwrap();
-        let rho: f64 = line[row.len()..].split(' ').next().unwrap().parse().unwrap();
+        let rho: f64 = line[row.len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(rho > 0.0 && rho <= 1.0, "{line}");
         // NB201's shipped computed proxies cover 725 archs: said, not used.
         assert_eq!(

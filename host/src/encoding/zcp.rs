@@ -441,7 +441,10 @@ mod tests {
         assert!(notes.is_empty());
         write_computed(dir.path(), [3, 117, 180].into_iter());
         let (enc, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
-        assert_eq!(enc, base, "3 scored archs must not change the 15,625-row encoding");
+        assert_eq!(
+            enc, base,
+            "3 scored archs must not change the 15,625-row encoding"
+        );
         assert_eq!(notes.len(), 1);
         assert!(
             notes[0].contains("covers 3 of 15625") && notes[0].contains("--archs all"),
@@ -468,8 +471,18 @@ mod tests {
         assert_eq!(
             ext.columns,
             vec![
-                "fisher", "flops", "grad_norm", "grasp", "jacov", "l2_norm", "nwot", "params",
-                "plain", "snip", "synflow", "zen"
+                "fisher",
+                "flops",
+                "grad_norm",
+                "grasp",
+                "jacov",
+                "l2_norm",
+                "nwot",
+                "params",
+                "plain",
+                "snip",
+                "synflow",
+                "zen"
             ]
         );
         // flops stays the vendored column, nwot is min-maxed over 0..6.

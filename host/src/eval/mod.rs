@@ -288,6 +288,9 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
     Ok(reports)
 }
 
+/// Per-target outcomes of one method in one trial, and its pretraining seconds.
+type MethodOutcome = (Vec<(String, DeviceOutcome)>, Vec<f64>);
+
 #[allow(clippy::too_many_arguments)]
 fn run_method(
     data: &SpaceData,
@@ -301,7 +304,7 @@ fn run_method(
     trial: usize,
     multi: &MultiProgress,
     main: &ProgressBar,
-) -> Result<(Vec<(String, DeviceOutcome)>, Vec<f64>)> {
+) -> Result<MethodOutcome> {
     let mut pretrain_seconds = Vec::new();
     let started = Instant::now();
     let pretrained: Option<Predictor> = if method == Method::Nasflat {
