@@ -233,6 +233,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         }
         let data = SpaceData::load_with(space, args.encodings_dir.as_deref())
             .with_context(|| format!("loading {space}"))?;
+        for note in data.encodings.notes() {
+            eprintln!("note: {note}");
+        }
         let opts = EvalOptions {
             tasks,
             task_set: task_set.clone(),

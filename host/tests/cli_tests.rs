@@ -56,6 +56,58 @@ fn missing_cached_encoding_exits_2_naming_the_file() {
     assert!(err.contains("fbnet_cate.csv.gz"), "{err}");
 }
 
+/// The shipped encodings folder of this checkout.
+fn shipped_encodings() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../data/encodings").to_string()
+}
+
+#[test]
+fn learned_encoding_samplers_and_supplementary_run_on_the_shipped_files() {
+    let dir = shipped_encodings();
+    for (space, task, sampler, supplementary) in [
+        ("nb201", "N1", "caz-kmeans", "caz"),
+        ("fbnet", "F1", "cate-cosine-spread", "arch2vec"),
+    ] {
+        let (code, out, err) = host(&[
+            "eval",
+            "--space",
+            space,
+            "--task",
+            task,
+            "--method",
+            "stacked",
+            "--trials",
+            "1",
+            "--samples",
+            "5",
+            "--sampler",
+            sampler,
+            "--supplementary",
+            supplementary,
+            "--encodings-dir",
+            &dir,
+            "--quiet",
+        ]);
+        assert_eq!(code, 0, "{sampler}: {err}");
+        assert!(err.contains(&format!("sampler {sampler}")), "{err}");
+        let row = format!("| {space} | {task} | stacked | ");
+        let line = out.lines().find(|l| l.starts_with(&row)).unwrap();
+        let rho: f64 = line[row.len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(rho > 0.0 && rho <= 1.0, "{line}");
+        // NB201's shipped computed proxies cover 725 archs: said, not used.
+        assert_eq!(
+            err.contains("covers 725 of 15625 archs"),
+            space == "nb201",
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn tasks_generate_rejects_too_many_devices() {
     let (code, _, err) = host(&[

@@ -33,23 +33,13 @@ pub struct CacheMeta {
     pub name: String,
     /// Space of the rows.
     pub space: SearchSpace,
-    /// Version of the values (the encoders write a number, hand-made files a
-    /// string; both are accepted and kept as text).
-    #[serde(deserialize_with = "version_text")]
+    /// Version of the values (the encoder writes a number, which reads as
+    /// its decimal string).
+    #[serde(deserialize_with = "string_or_number")]
     pub version: String,
     /// Anything else the producer recorded.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-fn version_text<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::String(s) => Ok(s),
-        serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "version must be a string or a number, not {other}"
-        ))),
-    }
 }
 
 /// `<space>_<name>.csv.gz`.
@@ -139,6 +129,19 @@ pub fn read_table_optional(
         "unversioned".to_string()
     };
     Ok(Some((table, version, shown)))
+}
+
+/// A JSON string, or a number taken as its decimal text.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "version must be a string or a number, not {other}"
+        ))),
+    }
 }
 
 fn read_meta(path: &Path) -> Result<CacheMeta> {
@@ -275,5 +278,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("expected `cate`"), "{err}");
+    }
+
+    #[test]
+    fn numeric_sidecar_version_as_the_encoder_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("nb201_cate.csv"), "index,e0\n0,1\n1,2\n").unwrap();
+        std::fs::write(
+            dir.path().join("nb201_cate.json"),
+            r#"{"name":"cate","space":"nb201","dim":1,"version":1,"seed":0}"#,
+        )
+        .unwrap();
+        let enc = read_optional(dir.path(), SearchSpace::Nb201, "cate")
+            .unwrap()
+            .unwrap();
+        assert_eq!(enc.version, "1");
+        std::fs::write(
+            dir.path().join("nb201_cate.json"),
+            r#"{"name":"cate","space":"nb201","version":[1]}"#,
+        )
+        .unwrap();
+        let err = read_optional(dir.path(), SearchSpace::Nb201, "cate")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("string or a number"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_sidecars_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/encodings");
+        for space in [SearchSpace::Nb201, SearchSpace::Fbnet] {
+            for name in ["arch2vec", "cate"] {
+                let enc = read_optional(&dir, space, name).unwrap().unwrap();
+                assert_eq!(enc.dim(), 32, "{space} {name}");
+            }
+        }
     }
 }

@@ -226,6 +226,7 @@ pub struct EncodingSet {
     map: BTreeMap<EncodingKind, Encoding>,
     dir: Option<PathBuf>,
     space: Option<SearchSpace>,
+    notes: Vec<String>,
 }
 
 impl EncodingSet {
@@ -234,7 +235,8 @@ impl EncodingSet {
     pub fn load(space: SearchSpace, dir: Option<&Path>) -> Result<Self> {
         let dir = dir.map(Path::to_path_buf).or_else(cache::default_dir);
         let mut map = BTreeMap::new();
-        map.insert(EncodingKind::Zcp, zcp::build(space, dir.as_deref())?);
+        let (zcp, notes) = zcp::build(space, dir.as_deref())?;
+        map.insert(EncodingKind::Zcp, zcp);
         if let Some(d) = &dir {
             for kind in EncodingKind::ALL.into_iter().filter(|k| k.is_cached()) {
                 if let Some(enc) = cache::read_optional(d, space, kind.name())? {
@@ -254,6 +256,7 @@ impl EncodingSet {
             map,
             dir,
             space: Some(space),
+            notes,
         })
     }
 
@@ -265,6 +268,7 @@ impl EncodingSet {
             map,
             dir: None,
             space,
+            notes: Vec::new(),
         }
     }
 
@@ -288,6 +292,12 @@ impl EncodingSet {
                 format!("`{kind}` is not available for {space} (missing {wanted})"),
             )
         })
+    }
+
+    /// What loading left out and why (e.g. a partial computed-proxy file);
+    /// the CLI prints these.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Kinds present.

@@ -6,11 +6,20 @@
 //!
 //! FBNet: the 13 proxies of `fbnet/zcp.csv`. NB201: the public data has only
 //! FLOPs, params and Zen for all 15,625 archs (CIFAR-10 columns, the dataset
-//! of the paper's encoding); more proxies join when a raw proxy table
-//! `nb201_zcp_proxies.csv.gz` (same cache format, raw values) is present in
-//! the encodings folder, so computed proxies light up without code changes.
+//! of the paper's encoding). The other ten proxies are computed by
+//! `nasflat-host encode --encoder zcp` into `nb201_zcp_computed.csv.gz`
+//! ([`ComputedProxies`]). They join the encoding only when that file covers
+//! **every** architecture: the shipped file holds 725 (the public
+//! NAS-Bench-Suite-Zero subset), and a proxy known for 5% of the rows cannot
+//! encode the other 95%, so with a partial file the encoding stays
+//! flops/params/zen and [`build`] returns a note saying so (the CLI prints
+//! it) instead of guessing the missing values.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nasflat_encoders::zcp::PROXY_NAMES;
+use nasflat_encoders::zcp::run::{ZcpRow, read_rows};
 
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::{self, NumericTable};
@@ -18,8 +27,9 @@ use nasflat_shared::data::{self, NumericTable};
 use super::{Encoding, cache};
 use crate::error::{HostError, Result};
 
-/// Cache name of the optional raw proxy table that extends the ZCP encoding.
-pub const EXTRA_PROXIES: &str = "zcp_proxies";
+/// Cache name of the NB201 proxies `nasflat-host encode --encoder zcp` writes
+/// (raw values, one row per scored architecture, sparse index allowed).
+pub const COMPUTED_PROXIES: &str = "zcp_computed";
 
 /// Version of the normalisation code; part of every ZCP encoding's version.
 pub const NORMALISATION_VERSION: &str = "zcp-norm-1";
@@ -164,9 +174,104 @@ pub fn from_raw(
     Encoding::new("zcp", version, space, names, values)
 }
 
-/// The ZCP encoding of a space from the vendored tables, extended by the raw
-/// proxy table of the encodings folder when one is given.
-pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<Encoding> {
+/// The proxies the encoder computed for some (or all) NB201 architectures,
+/// as read from `nb201_zcp_computed.csv.gz` (or `.csv`) of an encodings folder.
+#[derive(Debug, Clone)]
+pub struct ComputedProxies {
+    /// File read, for messages.
+    pub path: PathBuf,
+    /// Version derived from the run's sidecar settings (seed, batch, ...).
+    pub version: String,
+    /// Raw scores by architecture index (NaN where a proxy is undefined).
+    pub rows: BTreeMap<usize, ZcpRow>,
+}
+
+impl ComputedProxies {
+    /// Reads the computed proxies of `dir`; `None` when the file is absent.
+    pub fn read_optional(dir: &Path) -> Result<Option<Self>> {
+        let base = format!("{}_{COMPUTED_PROXIES}", SearchSpace::Nb201.name());
+        let gz = dir.join(format!("{base}.csv.gz"));
+        let plain = dir.join(format!("{base}.csv"));
+        let path = if gz.is_file() {
+            gz
+        } else if plain.is_file() {
+            plain
+        } else {
+            return Ok(None);
+        };
+        let shown = path.display().to_string();
+        let rows = read_rows(&path)
+            .map_err(|e| HostError::invalid("computed zcp file", format!("{shown}: {e}")))?;
+        if let Some(bad) = rows.keys().find(|&&i| i >= nasflat_shared::NB201_SIZE) {
+            return Err(HostError::invalid(
+                "computed zcp file",
+                format!(
+                    "{shown}: index {bad} is outside 0..{}",
+                    nasflat_shared::NB201_SIZE
+                ),
+            ));
+        }
+        // The sidecar records the run's settings; any change of them changes
+        // the values, so the version is a digest of its text.
+        let sidecar = dir.join(format!("{base}.json"));
+        let version = match std::fs::read(&sidecar) {
+            Ok(bytes) => format!("computed-{:016x}", fnv1a(&bytes)),
+            Err(_) => "computed-unversioned".to_string(),
+        };
+        Ok(Some(ComputedProxies {
+            path,
+            version,
+            rows,
+        }))
+    }
+
+    /// Whether every architecture of NB201 has a row.
+    pub fn covers_space(&self) -> bool {
+        self.rows.len() == nasflat_shared::NB201_SIZE
+    }
+
+    /// One proxy's raw values for the architectures that have a finite one,
+    /// `(index, value)` in index order (for analyses restricted to the
+    /// scored archs, e.g. the Spearman check against the public subset).
+    pub fn proxy(&self, name: &str) -> Option<Vec<(usize, f64)>> {
+        let p = PROXY_NAMES.iter().position(|n| *n == name)?;
+        Some(
+            self.rows
+                .iter()
+                .map(|(i, r)| (*i, r.scores[p]))
+                .filter(|(_, v)| v.is_finite())
+                .collect(),
+        )
+    }
+
+    /// Proxies finite on every row, as full columns (valid as encoding
+    /// columns only when [`Self::covers_space`]), and the names left out.
+    fn complete_columns(&self) -> (Vec<(String, Vec<f64>)>, Vec<&'static str>) {
+        let mut kept = Vec::new();
+        let mut dropped = Vec::new();
+        for (p, name) in PROXY_NAMES.iter().enumerate() {
+            let values: Vec<f64> = self.rows.values().map(|r| r.scores[p]).collect();
+            if values.iter().all(|v| v.is_finite()) {
+                kept.push((name.to_string(), values));
+            } else {
+                dropped.push(*name);
+            }
+        }
+        (kept, dropped)
+    }
+}
+
+/// 64-bit FNV-1a: a stable digest for versions (not for security).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The ZCP encoding of a space from the vendored tables, extended (NB201) by
+/// the computed proxies of the encodings folder when they cover every
+/// architecture; also returns notes on what was left out and why.
+pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<(Encoding, Vec<String>)> {
     let table = data::zcp_table(space)?;
     let (pick, source): (Vec<(&str, &str)>, &str) = match space {
         SearchSpace::Fbnet => (
@@ -182,38 +287,44 @@ pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<Encoding> {
             "nb201/zcp.csv",
         ),
     };
-    let mut columns: Vec<RawColumn> = raw_columns(&table, &pick, source)?;
+    let mut columns: Vec<(String, Vec<f64>)> = raw_columns(&table, &pick, source)?
+        .into_iter()
+        .map(|c| (c.name, c.values))
+        .collect();
     let mut version = format!("{NORMALISATION_VERSION}:{source}");
-    let extra = match dir {
-        Some(d) => cache::read_table_optional(d, space, EXTRA_PROXIES)?,
-        None => None,
+    let mut notes = Vec::new();
+    let computed = match (space, dir) {
+        (SearchSpace::Nb201, Some(d)) => ComputedProxies::read_optional(d)?,
+        _ => None,
     };
-    if let Some((extra, extra_version, shown)) = extra {
-        if extra.rows() != table.rows() {
-            return Err(HostError::invalid(
-                "zcp",
-                format!(
-                    "{shown}: {} rows, the space has {}",
-                    extra.rows(),
-                    table.rows()
-                ),
+    if let Some(computed) = computed {
+        let shown = computed.path.display();
+        if computed.covers_space() {
+            let (extra, dropped) = computed.complete_columns();
+            // Vendored columns win over recomputed ones of the same name.
+            let new: Vec<(String, Vec<f64>)> = extra
+                .into_iter()
+                .filter(|(n, _)| columns.iter().all(|c| &c.0 != n))
+                .collect();
+            columns.extend(new);
+            version.push_str(&format!("+{COMPUTED_PROXIES}@{}", computed.version));
+            if !dropped.is_empty() {
+                notes.push(format!(
+                    "zcp nb201: {} left out of the encoding (undefined for some archs in {shown})",
+                    dropped.join(", ")
+                ));
+            }
+        } else {
+            notes.push(format!(
+                "zcp nb201: {shown} covers {} of {} archs, so the zcp encoding uses only the \
+                 public flops/params/zen; the computed proxies join it after a full run \
+                 (`nasflat-host encode --encoder zcp --space nb201 --archs all`, resumable)",
+                computed.rows.len(),
+                nasflat_shared::NB201_SIZE
             ));
         }
-        // Vendored columns win over recomputed ones of the same name.
-        let new: Vec<(&str, &str)> = extra
-            .names()
-            .iter()
-            .filter(|n| columns.iter().all(|c| &c.name != *n))
-            .map(|n| (n.as_str(), n.as_str()))
-            .collect();
-        columns.extend(raw_columns(&extra, &new, &shown)?);
-        version.push_str(&format!("+{EXTRA_PROXIES}@{extra_version}"));
     }
-    from_raw(
-        space,
-        version,
-        columns.into_iter().map(|c| (c.name, c.values)).collect(),
-    )
+    Ok((from_raw(space, version, columns)?, notes))
 }
 
 #[cfg(test)]
@@ -288,7 +399,8 @@ mod tests {
 
     #[test]
     fn fbnet_has_the_13_paper_proxies_in_unit_range() {
-        let enc = build(SearchSpace::Fbnet, None).unwrap();
+        let (enc, notes) = build(SearchSpace::Fbnet, None).unwrap();
+        assert!(notes.is_empty());
         assert_eq!(enc.rows(), 5000);
         assert_eq!(enc.columns, PAPER_PROXIES.to_vec());
         let grasp = enc.columns.iter().position(|c| c == "grasp").unwrap();
@@ -301,21 +413,93 @@ mod tests {
         }
     }
 
-    #[test]
-    fn nb201_extra_proxies_extend_the_public_columns() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
-        assert_eq!(base.columns, vec!["flops", "params", "zen"]);
-        let mut text = String::from("index,flops,nwot\n");
-        for r in 0..base.rows() {
-            text.push_str(&format!("{r},1,{}\n", r % 7));
+    /// A computed-proxy file in the encoder's format with `rows` indices.
+    fn write_computed(dir: &Path, rows: impl Iterator<Item = usize>) {
+        let mut text = String::from("index,");
+        text.push_str(&PROXY_NAMES.join(","));
+        text.push_str(",seconds\n");
+        for r in rows {
+            // nwot = r % 7; epe_nas undefined on row 5; the rest constant.
+            let cells: Vec<String> = PROXY_NAMES
+                .iter()
+                .map(|n| match *n {
+                    "nwot" => (r % 7).to_string(),
+                    "epe_nas" if r == 5 => String::new(),
+                    _ => "1".to_string(),
+                })
+                .collect();
+            text.push_str(&format!("{r},{},0.5\n", cells.join(",")));
         }
-        std::fs::write(dir.path().join("nb201_zcp_proxies.csv"), text).unwrap();
-        let ext = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
-        assert_eq!(ext.columns, vec!["flops", "nwot", "params", "zen"]);
+        std::fs::write(dir.join("nb201_zcp_computed.csv"), text).unwrap();
+    }
+
+    #[test]
+    fn a_partial_computed_file_leaves_nb201_zcp_public_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        assert_eq!(base.columns, vec!["flops", "params", "zen"]);
+        assert!(notes.is_empty());
+        write_computed(dir.path(), [3, 117, 180].into_iter());
+        let (enc, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        assert_eq!(
+            enc, base,
+            "3 scored archs must not change the 15,625-row encoding"
+        );
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("covers 3 of 15625") && notes[0].contains("--archs all"),
+            "{notes:?}"
+        );
+        let computed = ComputedProxies::read_optional(dir.path()).unwrap().unwrap();
+        assert!(!computed.covers_space());
+        assert_eq!(
+            computed.proxy("nwot").unwrap(),
+            vec![(3, 3.0), (117, 5.0), (180, 5.0)]
+        );
+        assert!(computed.proxy("zen").is_none());
+    }
+
+    #[test]
+    fn a_full_computed_file_extends_nb201_zcp() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, _) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        write_computed(dir.path(), 0..nasflat_shared::NB201_SIZE);
+        let (ext, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        // epe_nas is undefined on one row: left out, with a note.
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("epe_nas"), "{notes:?}");
+        assert_eq!(
+            ext.columns,
+            vec![
+                "fisher",
+                "flops",
+                "grad_norm",
+                "grasp",
+                "jacov",
+                "l2_norm",
+                "nwot",
+                "params",
+                "plain",
+                "snip",
+                "synflow",
+                "zen"
+            ]
+        );
         // flops stays the vendored column, nwot is min-maxed over 0..6.
-        assert_eq!(ext.row(1)[0], base.row(1)[0]);
-        assert!((ext.row(3)[1] - 0.5).abs() < 1e-7);
-        assert!(ext.version.contains("zcp_proxies@unversioned"));
+        let flops = ext.columns.iter().position(|c| c == "flops").unwrap();
+        let nwot = ext.columns.iter().position(|c| c == "nwot").unwrap();
+        assert_eq!(ext.row(1)[flops], base.row(1)[0]);
+        assert!((ext.row(3)[nwot] - 0.5).abs() < 1e-7);
+        assert!(ext.version.contains("zcp_computed@computed-unversioned"));
+    }
+
+    #[test]
+    fn computed_index_outside_the_space_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write_computed(dir.path(), [0, 20_000].into_iter());
+        let err = build(SearchSpace::Nb201, Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("index 20000 is outside"), "{err}");
     }
 }
