@@ -15,7 +15,6 @@ pub mod cli;
 pub mod error;
 pub mod graphs;
 pub mod params;
-pub mod stats;
 pub mod training;
 pub mod zcp;
 

@@ -17,6 +17,7 @@ pub mod graph;
 pub mod nb201;
 pub mod protocol;
 pub mod space;
+pub mod stats;
 pub mod vendored;
 
 pub use arch::Arch;

