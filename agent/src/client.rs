@@ -30,6 +30,15 @@ pub enum ClientError {
         status: u16,
         reason: String,
     },
+    /// The host refused some results of a batch as invalid (422 with the
+    /// list) and stored none of it: drop those, upload the rest again.
+    #[error("host {url} refused {} result(s): {reason}", rejected.len())]
+    ResultsRefused {
+        url: String,
+        reason: String,
+        /// (idempotency key, reason) per refused result.
+        rejected: Vec<(String, String)>,
+    },
     /// The host answered something that is not a protocol message.
     #[error("host {url} sent an undecodable response: {reason}")]
     Garbage { url: String, reason: String },
@@ -170,9 +179,21 @@ async fn check_status(
         return Ok(response);
     }
     let text = response.text().await.unwrap_or_default();
-    let reason = serde_json::from_str::<ErrorBody>(&text)
-        .map(|b| format!("{}: {}", b.code, b.message))
-        .unwrap_or_else(|_| text.chars().take(200).collect());
+    let body = serde_json::from_str::<ErrorBody>(&text).ok();
+    let reason = body.as_ref().map_or_else(
+        || text.chars().take(200).collect(),
+        |b| format!("{}: {}", b.code, b.message),
+    );
+    if let Some(b) = body
+        && status == StatusCode::UNPROCESSABLE_ENTITY
+        && !b.rejected.is_empty()
+    {
+        return Err(ClientError::ResultsRefused {
+            url: url.to_string(),
+            reason,
+            rejected: b.rejected,
+        });
+    }
     if status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nasflat_shared::protocol::{
     Fingerprint, Heartbeat, JobLimits, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION,
-    PlanRequest, RegisterRequest, ReleaseRequest, ResultBatch,
+    PlanRequest, RegisterRequest, ReleaseRequest, ResultAck, ResultBatch,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -269,15 +269,50 @@ impl Agent {
             warn!("{p}");
         }
         for chunk in pending.chunks(32) {
-            let batch = ResultBatch {
+            let mut batch = ResultBatch {
                 results: chunk.to_vec(),
             };
-            let ack = self
-                .retry(|c, _| {
-                    let batch = batch.clone();
-                    async move { c.upload(&batch).await }
-                })
-                .await?;
+            let ack = loop {
+                let upload = self
+                    .retry(|c, _| {
+                        let batch = batch.clone();
+                        async move { c.upload(&batch).await }
+                    })
+                    .await;
+                match upload {
+                    // The host stored none of the batch: drop what it can
+                    // never accept, then upload the rest again.
+                    Err(RunError::Host(ClientError::ResultsRefused { rejected, .. })) => {
+                        let before = batch.results.len();
+                        for (key, reason) in &rejected {
+                            if batch.results.iter().any(|r| &r.idempotency_key == key) {
+                                warn!(key = %key, "host rejected result: {reason}");
+                                self.spool.remove(key)?;
+                                self.summary.rejected += 1;
+                            }
+                        }
+                        batch
+                            .results
+                            .retain(|r| !rejected.iter().any(|(k, _)| k == &r.idempotency_key));
+                        if batch.results.len() == before {
+                            // Refusals naming nothing we sent: retrying
+                            // would loop forever.
+                            return Err(RunError::Host(ClientError::ResultsRefused {
+                                url: self.options.host.clone(),
+                                reason: "the host refused results this batch does not hold".into(),
+                                rejected,
+                            }));
+                        }
+                        if batch.results.is_empty() {
+                            break ResultAck {
+                                acked: Vec::new(),
+                                rejected: Vec::new(),
+                            };
+                        }
+                    }
+                    other => break other?,
+                }
+            };
             for key in &ack.acked {
                 self.spool.remove(key)?;
                 self.summary.uploaded += 1;

@@ -417,10 +417,16 @@ async fn bad_input_gets_json_errors_and_stores_nothing() {
             bad_key,
         ],
     };
-    let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
-    assert!(ack.acked.is_empty());
-    assert_eq!(ack.rejected.len(), 9);
-    let reasons: Vec<&str> = ack.rejected.iter().map(|(_, r)| r.as_str()).collect();
+    let e = err(
+        &app,
+        postcard_req("/v1/agents/results", Some(&tok), &batch),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(e.code, "invalid_results");
+    assert!(e.message.contains("9 results refused"), "{}", e.message);
+    assert_eq!(e.rejected.len(), 9);
+    let reasons: Vec<&str> = e.rejected.iter().map(|(_, r)| r.as_str()).collect();
     assert!(
         reasons[0].contains("NaN") && reasons[1].contains("-3"),
         "{reasons:?}"
@@ -430,6 +436,26 @@ async fn bad_input_gets_json_errors_and_stores_nothing() {
         "{reasons:?}"
     );
     assert!(reasons[6].contains("dev-other"), "{reasons:?}");
+    // One bad result refuses the whole batch: the good one beside it is not
+    // stored either (the agent resends it alone), so a batch is all or nothing.
+    let good = result(&dev, None, nb201(2), 1.5);
+    let mixed = ResultBatch {
+        results: vec![good.clone(), result(&dev, None, nb201(3), -1.0)],
+    };
+    let e = err(
+        &app,
+        raw(
+            "/v1/agents/results",
+            Some(&tok),
+            "application/json",
+            serde_json::to_vec(&mixed).unwrap(),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(e.rejected.len(), 1);
+    assert!(e.rejected[0].1.contains("-1"), "{:?}", e.rejected);
+    assert_eq!(state.store.count_measurements().await.unwrap(), 0);
     err(
         &app,
         postcard_req("/v1/agents/results", Some("wrong"), &batch),

@@ -202,7 +202,10 @@ pub struct ResultAck {
     /// Acknowledged keys.
     pub acked: Vec<String>,
     /// Rejected keys with the reason (the agent drops them from its spool
-    /// and logs why: retrying cannot fix them).
+    /// and logs why: retrying cannot fix them). This host refuses a batch
+    /// with an invalid result as a whole (422, [`ErrorBody::rejected`]), so
+    /// it always sends this empty; agents still honour it for hosts that
+    /// accept batches partially.
     pub rejected: Vec<(String, String)>,
 }
 
@@ -224,6 +227,12 @@ pub struct ErrorBody {
     pub code: String,
     /// Human-readable message naming what is wrong.
     pub message: String,
+    /// For a refused result batch (422 `invalid_results`): each refused
+    /// result's idempotency key and the reason. Nothing of the batch was
+    /// stored; the agent drops these from its spool (retrying cannot make
+    /// them valid) and uploads the rest again.
+    #[serde(default)]
+    pub rejected: Vec<(String, String)>,
 }
 
 #[cfg(test)]

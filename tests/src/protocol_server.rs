@@ -144,6 +144,7 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
     let body = ErrorBody {
         code: code.to_string(),
         message,
+        rejected: Vec::new(),
     };
     (status, axum::Json(body)).into_response()
 }
@@ -346,30 +347,46 @@ async fn results(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -
             "unknown token".into(),
         );
     };
+    // Like the real host: a batch with an invalid result is refused as a
+    // whole (422 listing each), nothing of it stored.
+    let rejected: Vec<(String, String)> = req
+        .results
+        .iter()
+        .filter_map(|r| {
+            if r.device_id != device {
+                Some((r.idempotency_key.clone(), "device mismatch".to_string()))
+            } else if !(r.median_ms.is_finite() && r.median_ms > 0.0) {
+                Some((
+                    r.idempotency_key.clone(),
+                    format!("latency {} is not positive", r.median_ms),
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if !rejected.is_empty() {
+        let body = ErrorBody {
+            code: "invalid_results".into(),
+            message: format!("{} results refused", rejected.len()),
+            rejected,
+        };
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
+    }
     let mut ack = ResultAck {
         acked: Vec::new(),
         rejected: Vec::new(),
     };
     for r in req.results {
-        if r.device_id != device {
-            ack.rejected
-                .push((r.idempotency_key, "device mismatch".into()));
-        } else if !(r.median_ms.is_finite() && r.median_ms > 0.0) {
-            ack.rejected.push((
-                r.idempotency_key,
-                format!("latency {} is not positive", r.median_ms),
-            ));
+        if s.results.contains_key(&r.idempotency_key) {
+            s.duplicate_uploads += 1;
         } else {
-            if s.results.contains_key(&r.idempotency_key) {
-                s.duplicate_uploads += 1;
-            } else {
-                if let Some(lease) = &r.lease_id {
-                    s.leases.remove(lease);
-                }
-                s.results.insert(r.idempotency_key.clone(), r.clone());
+            if let Some(lease) = &r.lease_id {
+                s.leases.remove(lease);
             }
-            ack.acked.push(r.idempotency_key);
+            s.results.insert(r.idempotency_key.clone(), r.clone());
         }
+        ack.acked.push(r.idempotency_key);
     }
     if fault == Some(Fault::LoseResponse) {
         return error(

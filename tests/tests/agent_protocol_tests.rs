@@ -137,6 +137,37 @@ async fn host_down_keeps_results_spooled_until_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_results_are_dropped_and_the_rest_still_arrives() {
+    // A first run registers the board and uploads one real measurement.
+    let state = new_state("enrol", jobs(&[40]));
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    run_agent(options(&host.url(), dir.path())).await.unwrap();
+    let stored = lock(&state).results.values().next().cloned().unwrap();
+    // Then its spool holds a result the host can never accept (negative
+    // latency, e.g. from a broken clock) next to a good one.
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    let mut good = stored.clone();
+    good.idempotency_key = "good-key".into();
+    good.lease_id = None;
+    let mut bad = good.clone();
+    bad.idempotency_key = "bad-key".into();
+    bad.median_ms = -1.0;
+    spool.push(&bad).unwrap();
+    spool.push(&good).unwrap();
+    let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert_eq!((summary.rejected, summary.uploaded), (1, 1));
+    {
+        let s = lock(&state);
+        assert!(s.results.contains_key("good-key"));
+        assert!(!s.results.contains_key("bad-key"));
+        assert_eq!(s.results.len(), 2);
+    }
+    assert!(spool.is_empty().unwrap(), "nothing left to retry forever");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_from_the_host_is_a_clear_error_and_spool_stays() {
     let state = new_state("enrol", jobs(&[30]));
     lock(&state)

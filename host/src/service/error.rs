@@ -44,6 +44,15 @@ pub enum AppError {
     /// 422: decodes, but values are out of range.
     #[error("{0}")]
     Invalid(String),
+    /// 422: a result batch with results that can never be stored; nothing
+    /// of the batch is stored. Lists (idempotency key, reason) per result.
+    #[error("{message}")]
+    RejectedResults {
+        /// Summary naming the first refused result.
+        message: String,
+        /// Every refused result.
+        rejected: Vec<(String, String)>,
+    },
     /// 503: a dependency (the database) is down; retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -67,9 +76,29 @@ impl AppError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             AppError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            AppError::RejectedResults { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_results")
+            }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+impl AppError {
+    /// The 422 for a batch whose `rejected` results can never be stored.
+    pub fn rejected_results(rejected: Vec<(String, String)>) -> AppError {
+        let message = match rejected.first() {
+            Some((key, reason)) if rejected.len() == 1 => {
+                format!("result `{key}` refused: {reason}; nothing of the batch was stored")
+            }
+            Some((key, reason)) => format!(
+                "{} results refused (first: `{key}`: {reason}); nothing of the batch was stored",
+                rejected.len()
+            ),
+            None => "results refused; nothing of the batch was stored".to_string(),
+        };
+        AppError::RejectedResults { message, rejected }
     }
 }
 
@@ -96,9 +125,15 @@ impl IntoResponse for AppError {
         if status.is_server_error() {
             tracing::error!(code, "{self}");
         }
+        let message = self.to_string();
+        let rejected = match self {
+            AppError::RejectedResults { rejected, .. } => rejected,
+            _ => Vec::new(),
+        };
         let body = ErrorBody {
             code: code.to_string(),
-            message: self.to_string(),
+            message,
+            rejected,
         };
         (status, axum::Json(body)).into_response()
     }

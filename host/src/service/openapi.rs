@@ -23,7 +23,7 @@ pub fn document() -> Value {
         };
         let op = json!({
             "summary": summary,
-            "description": format!("Auth: {auth}. Bodies: JSON or postcard (application/x-postcard); errors: ErrorBody {{code, message}}."),
+            "description": format!("Auth: {auth}. Bodies: JSON or postcard (application/x-postcard); errors: ErrorBody {{code, message, rejected}}."),
             "parameters": params,
             "security": security,
             "responses": {
@@ -52,7 +52,15 @@ pub fn document() -> Value {
                 "ErrorBody": {
                     "type": "object",
                     "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "rejected": {
+                            "description": "422 invalid_results: [idempotency key, reason] per refused result; nothing of the batch was stored",
+                            "type": "array",
+                            "items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "string"}], "minItems": 2, "maxItems": 2}
+                        }
+                    }
                 }
             }
         }

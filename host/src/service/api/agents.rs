@@ -296,11 +296,12 @@ async fn validate(
 }
 
 /// `POST /v1/agents/results`: store a batch in one transaction, then
-/// acknowledge. Keys stored before are acknowledged again (idempotent);
-/// results that can never be stored (not finite or not positive, unknown
-/// architecture or model, another device's) are listed in `rejected` with
-/// the reason, so the agent drops them from its spool instead of retrying
-/// forever, and nothing of them is stored.
+/// acknowledge. Keys stored before are acknowledged again (idempotent).
+/// A batch holding any result that can never be stored (not finite or not
+/// positive, unknown architecture or model, another device's, not the job
+/// of its lease) is refused as a whole with 422 `invalid_results` listing
+/// each refused key and why, and nothing of it is stored: the agent drops
+/// those from its spool and uploads the rest again.
 pub async fn results(
     State(state): State<AppState>,
     auth: DeviceAuth,
@@ -313,25 +314,53 @@ pub async fn results(
             batch.results.len()
         )));
     }
-    let mut ack = ResultAck {
-        acked: Vec::new(),
-        rejected: Vec::new(),
-    };
+    let mut rejected = Vec::new();
     let mut accepted = Vec::new();
     for r in &batch.results {
         match validate(&state, &auth.device_id, r).await {
             Ok(m) => accepted.push(m),
-            Err(reason) => {
-                Metrics::inc(&state.metrics.results_rejected);
-                tracing::warn!(device = %auth.device_id, key = %r.idempotency_key, "result rejected: {reason}");
-                ack.rejected.push((r.idempotency_key.clone(), reason));
-            }
+            Err(reason) => rejected.push((r.idempotency_key.clone(), reason)),
         }
     }
-    let outcomes = state
-        .store
-        .store_measurements(&auth.device_id, &accepted)
-        .await?;
+    if rejected.is_empty() {
+        let outcomes = state
+            .store
+            .store_measurements(&auth.device_id, &accepted)
+            .await?;
+        rejected = accepted
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(m, o)| match o {
+                StoreOutcome::Rejected(reason) => Some((m.key.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        if rejected.is_empty() {
+            return Ok(Reply::new(
+                &headers,
+                acknowledge(&state, &auth.device_id, &accepted, &outcomes).await,
+            ));
+        }
+    }
+    for (key, reason) in &rejected {
+        Metrics::inc(&state.metrics.results_rejected);
+        tracing::warn!(device = %auth.device_id, key = %key, "result rejected: {reason}");
+    }
+    Err(AppError::rejected_results(rejected))
+}
+
+/// Counts a committed batch, starts automatic transfers for spaces that got
+/// new samples, and lists the acknowledged keys.
+async fn acknowledge(
+    state: &AppState,
+    device_id: &str,
+    accepted: &[NewMeasurement],
+    outcomes: &[StoreOutcome],
+) -> ResultAck {
+    let mut ack = ResultAck {
+        acked: Vec::new(),
+        rejected: Vec::new(),
+    };
     let mut new_samples: Vec<SearchSpace> = Vec::new();
     for (m, outcome) in accepted.iter().zip(outcomes) {
         match outcome {
@@ -344,25 +373,16 @@ pub async fn results(
                 {
                     new_samples.push(space);
                 }
-                ack.acked.push(m.key.clone());
             }
-            StoreOutcome::Duplicate => {
-                Metrics::inc(&state.metrics.results_duplicate);
-                ack.acked.push(m.key.clone());
-            }
-            StoreOutcome::Rejected(reason) => {
-                Metrics::inc(&state.metrics.results_rejected);
-                ack.rejected.push((m.key.clone(), reason));
-            }
+            StoreOutcome::Duplicate => Metrics::inc(&state.metrics.results_duplicate),
+            StoreOutcome::Rejected(_) => continue,
         }
+        ack.acked.push(m.key.clone());
     }
     for space in new_samples {
-        state
-            .transfers
-            .maybe_auto(&state, &auth.device_id, space)
-            .await;
+        state.transfers.maybe_auto(state, device_id, space).await;
     }
-    Ok(Reply::new(&headers, ack))
+    ack
 }
 
 /// `GET /v1/models/{id}`: a user model's ONNX bytes (device or admin token).

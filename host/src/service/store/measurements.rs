@@ -96,7 +96,10 @@ fn measurement(row: &AnyRow) -> StoreResult<MeasurementRow> {
 impl Store {
     /// Stores a batch of one device's measurements in one transaction and
     /// marks the jobs they answer as done. Returns one outcome per input,
-    /// valid only once this returns `Ok` (the transaction committed).
+    /// valid only once this returns `Ok` (the transaction committed). If any
+    /// outcome is [`StoreOutcome::Rejected`] the transaction is rolled back
+    /// and nothing of the batch is stored (the other outcomes then say what
+    /// would have happened).
     pub async fn store_measurements(
         &self,
         device_id: &str,
@@ -186,7 +189,14 @@ impl Store {
             }
             outcomes.push(StoreOutcome::New { purpose });
         }
-        tx.commit().await?;
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, StoreOutcome::Rejected(_)))
+        {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
         Ok(outcomes)
     }
 
