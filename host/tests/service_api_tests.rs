@@ -277,6 +277,41 @@ async fn protocol_flow_leases_and_idempotent_results() {
     .await;
     assert_eq!(b["source"], "table");
     assert!(b["predictions"][0]["latency_ms"].as_f64().unwrap() > 0.0);
+    // The OpenAPI document is JSON with schemas, and what the service
+    // really answered conforms to them.
+    let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "PlanResponse",
+        "DeviceDetail",
+        "PredictResponse",
+        "ErrorBody",
+    ] {
+        assert!(schemas.contains_key(name), "schema {name} missing");
+    }
+    conforms(&doc, "get", "/v1/devices/{id}", &detail);
+    conforms(&doc, "get", "/v1/devices/{id}/predict", &b);
+    for path in ["/v1/devices", "/v1/leases", "/healthz", "/v1/models"] {
+        let body: serde_json::Value = ok(&app, get(path)).await;
+        conforms(&doc, "get", path, &body);
+    }
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+/// Asserts `body` validates against the 200 JSON schema the document gives
+/// for `method path` (its `$ref`s resolved in the document's components).
+fn conforms(doc: &serde_json::Value, method: &str, path: &str, body: &serde_json::Value) {
+    let op = &doc["paths"][path][method];
+    let mut schema = op["responses"]["200"]["content"]["application/json"]["schema"].clone();
+    assert!(schema.is_object(), "{method} {path}: no 200 JSON schema");
+    schema["components"] = doc["components"].clone();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{method} {path}: {errors:?}\n{body:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,5 +610,10 @@ async fn user_models_reach_agents_and_results_are_listed() {
     .await;
     assert_eq!(res["results"][0]["device_id"], dev.as_str());
     assert_eq!(res["results"][0]["median_ms"], 12.5);
+    let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
+    conforms(&doc, "get", "/v1/models/{id}/results", &res);
+    let models: serde_json::Value = ok(&app, get("/v1/models")).await;
+    assert_eq!(models.as_array().unwrap().len(), 1);
+    conforms(&doc, "get", "/v1/models", &models);
     assert_eq!(state.store.models().await.unwrap().len(), 1);
 }

@@ -11,6 +11,7 @@ use crate::nb201::Nb201Arch;
 use crate::space::SearchSpace;
 
 /// An architecture of one of the two search spaces.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {

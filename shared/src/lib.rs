@@ -16,6 +16,8 @@ pub mod fbnet;
 pub mod graph;
 pub mod nb201;
 pub mod protocol;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod space;
 pub mod stats;
 pub mod vendored;

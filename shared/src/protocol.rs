@@ -18,6 +18,9 @@
 //! spooled; the host stores a key at most once and acknowledges keys it
 //! already has, so retrying after a lost response never counts a
 //! measurement twice.
+//!
+//! With the feature `schema` every type here derives `schemars::JsonSchema`
+//! (the host's OpenAPI document); the agent builds without it.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +33,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const POSTCARD_MIME: &str = "application/x-postcard";
 
 /// Agent -> host: register a new device or re-attach an existing one.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterRequest {
     /// [`PROTOCOL_VERSION`] of the agent.
@@ -43,6 +47,7 @@ pub struct RegisterRequest {
 }
 
 /// What identifies a machine across restarts.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     /// CPU model.
@@ -62,6 +67,7 @@ pub struct Fingerprint {
 }
 
 /// Host -> agent: the device's identity and its own bearer token.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterResponse {
     /// Device id.
@@ -73,6 +79,7 @@ pub struct RegisterResponse {
 }
 
 /// Agent -> host: ask for work.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanRequest {
     /// The asking device.
@@ -82,6 +89,7 @@ pub struct PlanRequest {
 }
 
 /// What to measure.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobSpec {
     /// One of our architectures, built on the board.
@@ -103,6 +111,7 @@ pub enum JobSpec {
 }
 
 /// Measurement bounds the host asks for (see the agent's `BenchLimits`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct JobLimits {
     /// Minimum timed runs.
@@ -127,6 +136,7 @@ impl Default for JobLimits {
 }
 
 /// A job handed to one device until `expires_in_secs` pass without a heartbeat.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Lease {
     /// Lease id.
@@ -140,6 +150,7 @@ pub struct Lease {
 }
 
 /// Host -> agent: leases (possibly none: then poll again after `retry_after_secs`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanResponse {
     /// Granted leases.
@@ -149,6 +160,7 @@ pub struct PlanResponse {
 }
 
 /// Agent -> host: still working on these leases.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// The device.
@@ -159,6 +171,7 @@ pub struct Heartbeat {
 
 /// Host -> agent: which leases were renewed and which are lost (expired and
 /// re-issued, or cancelled): the agent stops work on lost ones.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatResponse {
     /// Renewed.
@@ -168,6 +181,7 @@ pub struct HeartbeatResponse {
 }
 
 /// One measured result as uploaded.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeasurementResult {
     /// Chosen by the agent before spooling; unique per measurement.
@@ -190,6 +204,7 @@ pub struct MeasurementResult {
 }
 
 /// Agent -> host: results to store.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultBatch {
     /// The results.
@@ -197,6 +212,7 @@ pub struct ResultBatch {
 }
 
 /// Host -> agent: keys now durably stored (including ones stored before).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultAck {
     /// Acknowledged keys.
@@ -210,6 +226,7 @@ pub struct ResultAck {
 }
 
 /// Agent -> host: give leases back unmeasured (shutdown, failure).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseRequest {
     /// The device.
@@ -221,6 +238,7 @@ pub struct ReleaseRequest {
 }
 
 /// The error body of every non-2xx response.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Machine-readable code, e.g. `unauthorized`, `bad_request`.

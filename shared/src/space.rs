@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::SpaceError;
 
 /// A search space of the paper.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchSpace {

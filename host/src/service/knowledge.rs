@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use nasflat_shared::SearchSpace;
+use schemars::JsonSchema;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -49,7 +50,7 @@ pub enum ModelStatus {
 }
 
 /// `/healthz` view of a [`ModelStatus`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ModelReport {
     /// `pretraining`, `ready` or `failed`.
     pub state: &'static str,

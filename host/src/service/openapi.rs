@@ -1,41 +1,286 @@
 //! The OpenAPI 3.1 document at `/v1/openapi.json`, generated from the route
-//! table ([`super::api::ROUTES`]); request and response bodies are described
-//! by name (the protocol types live in `nasflat_shared::protocol`, the
-//! service's in `nasflat_host::service::api`).
+//! table ([`super::api::ROUTES`]): each [`Route`] names the Rust types of its
+//! query, request body and success response, and their JSON Schemas
+//! (`schemars`, derived on the wire types of `nasflat_shared::protocol` and
+//! on the service's own in `nasflat_host::service`) land in
+//! `components.schemas`, so a client can be generated from the document.
+//!
+//! The schemas describe the JSON encoding. Postcard bodies
+//! (`application/x-postcard`) carry the same Rust types in serde's postcard
+//! encoding: fields in schema order, no names; architectures as op ids.
 
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
+
+use nasflat_shared::protocol::{ErrorBody, POSTCARD_MIME};
 
 use super::api::ROUTES;
 
+/// Writes the schema of one body or query type into a generator.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// A reference to `T`'s schema in `components.schemas` (or `T`'s schema
+/// itself for types schemars inlines, such as `Vec<T>` around a `$ref`).
+pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// `T`'s own object schema, inline: for a `Query<T>`, whose fields become
+/// query parameters.
+pub fn fields<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    T::json_schema(g)
+}
+
+/// What a request or response body holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A JSON or postcard body of this type (`Wire` requests; `Reply`
+    /// responses, postcard when the client's `Accept` asks for it).
+    Wire(SchemaFn),
+    /// Like [`Body::Wire`], but the body may be empty (`OptionalBody`: then
+    /// the type's defaults).
+    OptionalWire(SchemaFn),
+    /// A JSON body of this type.
+    Json(SchemaFn),
+    /// Bytes of this content type, not described further (ONNX, HTML, text).
+    Raw(&'static str),
+}
+
+/// One route of the router, as documented.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// `get` or `post` (lower case, as OpenAPI keys operations).
+    pub method: &'static str,
+    /// Path with `{param}` segments, as given to `Router::route`.
+    pub path: &'static str,
+    /// Who may call it; `public` needs no bearer token.
+    pub auth: &'static str,
+    /// One line.
+    pub summary: &'static str,
+    /// The handler's `Query<T>`, if any.
+    pub query: Option<SchemaFn>,
+    /// The request body.
+    pub request: Body,
+    /// Success status.
+    pub status: u16,
+    /// Body of the success status.
+    pub response: Body,
+    /// Another non-error answer (status, body), e.g. `/healthz`'s 503.
+    pub also: Option<(u16, Body)>,
+}
+
+impl Route {
+    const fn new(
+        method: &'static str,
+        path: &'static str,
+        auth: &'static str,
+        summary: &'static str,
+    ) -> Route {
+        Route {
+            method,
+            path,
+            auth,
+            summary,
+            query: None,
+            request: Body::Empty,
+            status: 200,
+            response: Body::Empty,
+            also: None,
+        }
+    }
+
+    /// A GET route answering 200 with no body until [`Route::answers`].
+    pub const fn get(path: &'static str, auth: &'static str, summary: &'static str) -> Route {
+        Route::new("get", path, auth, summary)
+    }
+
+    /// A POST route without body until [`Route::takes`].
+    pub const fn post(path: &'static str, auth: &'static str, summary: &'static str) -> Route {
+        Route::new("post", path, auth, summary)
+    }
+
+    /// Sets the query parameters (see [`fields`]).
+    pub const fn query(self, query: SchemaFn) -> Route {
+        Route {
+            query: Some(query),
+            ..self
+        }
+    }
+
+    /// Sets the request body.
+    pub const fn takes(self, request: Body) -> Route {
+        Route { request, ..self }
+    }
+
+    /// Sets the success status and its body.
+    pub const fn answers(self, status: u16, response: Body) -> Route {
+        Route {
+            status,
+            response,
+            ..self
+        }
+    }
+
+    /// Adds another non-error answer.
+    pub const fn also(self, status: u16, response: Body) -> Route {
+        Route {
+            also: Some((status, response)),
+            ..self
+        }
+    }
+}
+
+/// `true` (any value) as `{}`: some OpenAPI tools reject boolean schemas.
+fn schema_value(s: Schema) -> Value {
+    match s.to_value() {
+        Value::Bool(true) => json!({}),
+        v => v,
+    }
+}
+
+/// The `content` map of a body, or `None` without one.
+fn content(body: Body, g: &mut SchemaGenerator) -> Option<Value> {
+    match body {
+        Body::Empty => None,
+        Body::Wire(f) | Body::OptionalWire(f) => {
+            let s = schema_value(f(g));
+            Some(json!({"application/json": {"schema": s}, POSTCARD_MIME: {"schema": s}}))
+        }
+        Body::Json(f) => Some(json!({"application/json": {"schema": schema_value(f(g))}})),
+        Body::Raw(mime) => Some(json!({ mime: {} })),
+    }
+}
+
+fn response(status: u16, body: Body, g: &mut SchemaGenerator) -> Value {
+    let description = match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        503 => "Service Unavailable",
+        _ => "Answer",
+    };
+    let mut r = json!({ "description": description });
+    if let Some(c) = content(body, g) {
+        r["content"] = c;
+    }
+    r
+}
+
+/// Query parameters from the fields of a `Query<T>` type: one per property,
+/// required when the type requires it; an optional field's `null` is dropped
+/// (an absent parameter is how a query says "none").
+fn query_parameters(f: SchemaFn, g: &mut SchemaGenerator) -> Vec<Value> {
+    let object = f(g).to_value();
+    let required: Vec<&str> = object["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(props) = object["properties"].as_object() else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .map(|(name, schema)| {
+            let mut schema = schema.clone();
+            let description = schema
+                .as_object_mut()
+                .and_then(|o| o.remove("description"))
+                .unwrap_or(Value::Null);
+            if let Some(types) = schema["type"].as_array() {
+                let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                schema["type"] = match kept.as_slice() {
+                    [one] => one.clone(),
+                    _ => Value::Array(kept),
+                };
+            }
+            let mut p = json!({
+                "name": name,
+                "in": "query",
+                "required": required.contains(&name.as_str()),
+                "schema": schema,
+            });
+            if !description.is_null() {
+                p["description"] = description;
+            }
+            p
+        })
+        .collect()
+}
+
+/// `get_v1_devices_id_predict`: unique per (method, path), for generated
+/// client method names.
+fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<&str> = path
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        format!("{method}_root")
+    } else {
+        format!("{method}_{}", words.join("_"))
+    }
+}
+
 /// The document.
 pub fn document() -> Value {
+    let mut g = SchemaSettings::draft2020_12()
+        .with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.meta_schema = None;
+        })
+        .into_generator();
+    let error = schema_value(g.subschema_for::<ErrorBody>());
     let mut paths = Map::new();
-    for (method, path, auth, summary) in ROUTES {
-        let params: Vec<Value> = path
+    for route in ROUTES {
+        let mut params: Vec<Value> = route
+            .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
-        let security = if *auth == "public" {
+        if let Some(q) = route.query {
+            params.extend(query_parameters(q, &mut g));
+        }
+        let security = if route.auth == "public" {
             json!([])
         } else {
             json!([{"bearer": []}])
         };
-        let op = json!({
-            "summary": summary,
-            "description": format!("Auth: {auth}. Bodies: JSON or postcard (application/x-postcard); errors: ErrorBody {{code, message, rejected}}."),
+        let mut responses = Map::new();
+        responses.insert(
+            route.status.to_string(),
+            response(route.status, route.response, &mut g),
+        );
+        if let Some((status, body)) = route.also {
+            responses.insert(status.to_string(), response(status, body, &mut g));
+        }
+        for range in ["4XX", "5XX"] {
+            responses.insert(
+                range.to_string(),
+                json!({"description": "ErrorBody", "content": {"application/json": {"schema": error}}}),
+            );
+        }
+        let mut op = json!({
+            "operationId": operation_id(route.method, route.path),
+            "summary": route.summary,
+            "description": format!("Auth: {}.", route.auth),
             "parameters": params,
             "security": security,
-            "responses": {
-                "200": {"description": "OK"},
-                "4XX": {"description": "ErrorBody", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
-            }
+            "responses": responses,
         });
+        if let Some(c) = content(route.request, &mut g) {
+            let required = !matches!(route.request, Body::OptionalWire(_));
+            op["requestBody"] = json!({"required": required, "content": c});
+        }
         let entry = paths
-            .entry(path.to_string())
+            .entry(route.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(m) = entry {
-            m.insert(method.to_string(), op);
+            m.insert(route.method.to_string(), op);
         }
     }
     json!({
@@ -43,59 +288,20 @@ pub fn document() -> Value {
         "info": {
             "title": "nasflat host",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Few-shot latency prediction service: agents measure, the host transfers and predicts."
+            "description": format!(
+                "Few-shot latency prediction service: agents measure, the host transfers and predicts. \
+                 Bodies are JSON or postcard ({POSTCARD_MIME}): the schemas describe JSON; postcard \
+                 carries the same types in serde's postcard encoding (fields in schema order, \
+                 architectures as op ids). Errors are ErrorBody {{code, message, rejected}}."
+            )
         },
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "ErrorBody": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "rejected": {
-                            "description": "422 invalid_results: [idempotency key, reason] per refused result; nothing of the batch was stored",
-                            "type": "array",
-                            "items": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "string"}], "minItems": 2, "maxItems": 2}
-                        }
-                    }
-                }
-            }
+            "schemas": g.take_definitions(true),
         }
     })
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    /// Every `.route("PATH", METHOD(...)...)` in the router is in the table
-    /// and the table names no route the router lacks.
-    #[test]
-    fn every_route_is_documented() {
-        let src = include_str!("api/mod.rs");
-        let body = &src[src.find("pub fn router").unwrap()..];
-        let mut routed = std::collections::BTreeSet::new();
-        for chunk in body.split(".route(").skip(1) {
-            let path = chunk.split('"').nth(1).unwrap().to_string();
-            let call = &chunk[..chunk.find("\n        .").unwrap_or(chunk.len())];
-            for method in ["get", "post", "put", "delete"] {
-                if call.contains(&format!("{method}(")) {
-                    routed.insert((method.to_string(), path.clone()));
-                }
-            }
-        }
-        let documented: std::collections::BTreeSet<(String, String)> = ROUTES
-            .iter()
-            .map(|(m, p, _, _)| (m.to_string(), p.to_string()))
-            .collect();
-        assert_eq!(routed, documented);
-        let doc = document();
-        for (m, p) in &documented {
-            assert!(doc["paths"][p][m].is_object(), "{m} {p} missing");
-        }
-    }
-}
+mod tests;

@@ -11,6 +11,7 @@ use nasflat_shared::{Arch, SearchSpace};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::OptionalBody;
@@ -26,7 +27,7 @@ use crate::service::store::transfers::{PredictionRow, TransferRow};
 use crate::service::transfer::{SampleSet, samples_of};
 
 /// A device in `GET /v1/devices`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeviceSummary {
     /// Id (`dev-...` for agents, `SPACE:NAME` for built-ins).
     pub id: String,
@@ -47,7 +48,7 @@ pub struct DeviceSummary {
 }
 
 /// Quality of a served predictor, measured on the device's own samples.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Quality {
     /// Spearman on the samples it was fitted on.
     pub fit_spearman: Option<f64>,
@@ -62,7 +63,7 @@ pub struct Quality {
 }
 
 /// One served predictor in a device's detail.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PredictorView {
     /// Space.
     pub space: String,
@@ -79,7 +80,7 @@ pub struct PredictorView {
 }
 
 /// `GET /v1/devices/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct DeviceDetail {
     /// Id.
     pub id: String,
@@ -150,7 +151,7 @@ pub fn quality(pred: &PredictionRow, measured: &[MeasurementRow], space: SearchS
 }
 
 /// Filter of the device list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
     /// `agent` or `builtin`; both when absent.
     pub kind: Option<String>,
@@ -310,7 +311,7 @@ pub async fn sample(
 }
 
 /// `GET /v1/devices/{id}/predict` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct PredictQuery {
     /// Space (default: the first served).
     pub space: Option<String>,
@@ -321,7 +322,7 @@ pub struct PredictQuery {
 }
 
 /// `POST /v1/devices/{id}/predict` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct PredictRequest {
     /// Space (default: the first served).
     #[serde(default)]
@@ -338,7 +339,7 @@ pub struct PredictRequest {
 }
 
 /// One predicted latency.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Prediction {
     /// Table row.
     pub index: usize,
@@ -349,7 +350,7 @@ pub struct Prediction {
 }
 
 /// Prediction response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PredictResponse {
     /// Device.
     pub device_id: String,
@@ -520,7 +521,7 @@ pub async fn predict_batch(
 }
 
 /// `POST /v1/devices/{id}/transfer` body (optional).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TransferRequest {
     /// Space (default: the first served).
     #[serde(default)]
@@ -531,7 +532,7 @@ pub struct TransferRequest {
 }
 
 /// Answer of a started transfer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TransferStarted {
     /// Transfer id (`GET /v1/transfers/{id}`).
     pub transfer_id: String,
@@ -585,7 +586,7 @@ pub async fn transfer_status(
 }
 
 /// `POST /v1/devices/{id}/jobs` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct AddJobs {
     /// Space (default: the first served).
     #[serde(default)]
@@ -605,7 +606,7 @@ pub struct AddJobs {
 }
 
 /// Answer of queued jobs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobsQueued {
     /// New job ids.
     pub job_ids: Vec<String>,
@@ -679,7 +680,7 @@ pub async fn add_jobs(
 }
 
 /// The queue across devices.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct LeaseQueue {
     /// Counts by state.
     pub counts: QueueCounts,

@@ -10,12 +10,19 @@ pub mod ops;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::routing::{get, post};
+use nasflat_shared::protocol::{
+    Heartbeat, HeartbeatResponse, PlanRequest, PlanResponse, RegisterRequest, RegisterResponse,
+    ReleaseRequest, ResultAck, ResultBatch,
+};
 use serde::de::DeserializeOwned;
 
 use super::dashboard;
 use super::error::{AppError, Format, decode, not_found, read_body};
 use super::metrics;
+use super::openapi::{Body, Route, fields, schema};
 use super::state::AppState;
+use super::store::models::ModelRow;
+use super::store::transfers::TransferRow;
 
 /// A JSON/postcard body that may be empty (then `T::default()`).
 #[derive(Debug, Clone)]
@@ -38,119 +45,133 @@ where
     }
 }
 
-/// Every route: (method, path, who may call it, summary). The OpenAPI
-/// document is generated from this table, and a test checks it against the
-/// `.route(...)` calls below.
-pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    (
-        "post",
+/// Every route with its auth, summary and the types of its query, request
+/// and success response. The OpenAPI document is generated from this table,
+/// and tests check it against the `.route(...)` calls below and against the
+/// handlers' extractors.
+pub const ROUTES: &[Route] = &[
+    Route::post(
         "/v1/agents/register",
         "enrolment or device token",
         "Register a device or re-attach it",
-    ),
-    (
-        "post",
-        "/v1/agents/plan",
-        "device token",
-        "Lease jobs to measure",
-    ),
-    (
-        "post",
-        "/v1/agents/heartbeat",
-        "device token",
-        "Renew leases",
-    ),
-    (
-        "post",
+    )
+    .takes(Body::Wire(schema::<RegisterRequest>))
+    .answers(200, Body::Wire(schema::<RegisterResponse>)),
+    Route::post("/v1/agents/plan", "device token", "Lease jobs to measure")
+        .takes(Body::Wire(schema::<PlanRequest>))
+        .answers(200, Body::Wire(schema::<PlanResponse>)),
+    Route::post("/v1/agents/heartbeat", "device token", "Renew leases")
+        .takes(Body::Wire(schema::<Heartbeat>))
+        .answers(200, Body::Wire(schema::<HeartbeatResponse>)),
+    Route::post(
         "/v1/agents/results",
         "device token",
         "Upload measurements (idempotent)",
-    ),
-    (
-        "post",
+    )
+    .takes(Body::Wire(schema::<ResultBatch>))
+    .answers(200, Body::Wire(schema::<ResultAck>)),
+    Route::post(
         "/v1/agents/release",
         "device token",
         "Return leases unmeasured",
-    ),
-    (
-        "get",
+    )
+    .takes(Body::Wire(schema::<ReleaseRequest>))
+    .answers(204, Body::Empty),
+    Route::get(
         "/v1/models/{id}",
         "device or admin token",
         "Download a user model's ONNX bytes",
-    ),
-    ("get", "/v1/models", "public", "List user models"),
-    (
-        "post",
+    )
+    .answers(200, Body::Raw(OCTET_STREAM)),
+    Route::get("/v1/models", "public", "List user models")
+        .answers(200, Body::Json(schema::<Vec<ModelRow>>)),
+    Route::post(
         "/v1/models",
         "admin token",
-        "Upload an ONNX model for some devices",
-    ),
-    (
-        "get",
+        "Upload an ONNX model (the body) for some devices",
+    )
+    .query(fields::<models::UploadQuery>)
+    .takes(Body::Raw(OCTET_STREAM))
+    .answers(201, Body::Json(schema::<models::Uploaded>)),
+    Route::get(
         "/v1/models/{id}/results",
         "public",
         "A user model's results per device",
-    ),
-    ("get", "/v1/devices", "public", "Agent and built-in devices"),
-    (
-        "get",
+    )
+    .answers(200, Body::Json(schema::<models::ModelResults>)),
+    Route::get("/v1/devices", "public", "Agent and built-in devices")
+        .query(fields::<devices::ListQuery>)
+        .answers(200, Body::Json(schema::<Vec<devices::DeviceSummary>>)),
+    Route::get(
         "/v1/devices/{id}",
         "public",
         "Device detail: samples, fingerprint, queue, predictor quality",
-    ),
-    (
-        "get",
+    )
+    .answers(200, Body::Json(schema::<devices::DeviceDetail>)),
+    Route::get(
         "/v1/devices/{id}/samples/{key}",
         "public",
-        "One sample's timing and provenance",
-    ),
-    (
-        "get",
+        "One sample's timing and provenance (the agent's sample JSON)",
+    )
+    .answers(200, Body::Json(schema::<serde_json::Value>)),
+    Route::get(
         "/v1/devices/{id}/predict",
         "public",
         "Predict one architecture",
-    ),
-    (
-        "post",
+    )
+    .query(fields::<devices::PredictQuery>)
+    .answers(200, Body::Json(schema::<devices::PredictResponse>)),
+    Route::post(
         "/v1/devices/{id}/predict",
         "public",
         "Predict a batch (up to the whole space)",
-    ),
-    (
-        "post",
+    )
+    .takes(Body::Wire(schema::<devices::PredictRequest>))
+    .answers(200, Body::Wire(schema::<devices::PredictResponse>)),
+    Route::post(
         "/v1/devices/{id}/transfer",
         "admin token",
         "Start a transfer job",
-    ),
-    (
-        "post",
+    )
+    .takes(Body::OptionalWire(schema::<devices::TransferRequest>))
+    .answers(202, Body::Json(schema::<devices::TransferStarted>)),
+    Route::post(
         "/v1/devices/{id}/jobs",
         "admin token",
         "Ask a device to measure more architectures",
-    ),
-    (
-        "get",
+    )
+    .takes(Body::Wire(schema::<devices::AddJobs>))
+    .answers(200, Body::Json(schema::<devices::JobsQueued>)),
+    Route::get(
         "/v1/transfers/{id}",
         "public",
         "Transfer status and progress",
-    ),
-    ("get", "/v1/leases", "public", "The lease queue"),
-    ("get", "/v1/openapi.json", "public", "This document"),
-    (
-        "get",
+    )
+    .answers(200, Body::Json(schema::<TransferRow>)),
+    Route::get("/v1/leases", "public", "The lease queue")
+        .answers(200, Body::Json(schema::<devices::LeaseQueue>)),
+    Route::get("/v1/openapi.json", "public", "This document")
+        .answers(200, Body::Json(schema::<serde_json::Value>)),
+    Route::get(
         "/healthz",
         "public",
         "Health (database, pretrained predictors)",
-    ),
-    ("get", "/metrics", "public", "Prometheus metrics"),
-    ("get", "/", "public", "Dashboard (HTML)"),
-    (
-        "get",
+    )
+    .answers(200, Body::Json(schema::<ops::Health>))
+    .also(503, Body::Json(schema::<ops::Health>)),
+    Route::get("/metrics", "public", "Prometheus metrics")
+        .answers(200, Body::Raw("text/plain; version=0.0.4")),
+    Route::get("/", "public", "Dashboard (HTML)").answers(200, Body::Raw(HTML)),
+    Route::get(
         "/dashboard/devices/{id}",
         "public",
         "Dashboard of one device (HTML)",
-    ),
+    )
+    .answers(200, Body::Raw(HTML)),
 ];
+
+const OCTET_STREAM: &str = "application/octet-stream";
+const HTML: &str = "text/html; charset=utf-8";
 
 /// The app.
 pub fn router(state: AppState) -> Router {

@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -14,7 +15,7 @@ use crate::service::store::models::ModelRow;
 use crate::service::store::{hex, new_id};
 
 /// `POST /v1/models` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 pub struct UploadQuery {
     /// Name shown in listings.
     pub name: String,
@@ -26,7 +27,7 @@ pub struct UploadQuery {
 }
 
 /// Answer of an upload.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Uploaded {
     /// Model id.
     pub model_id: String,
@@ -133,7 +134,7 @@ pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<ModelR
 }
 
 /// One device's result for a model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ModelResult {
     /// Device.
     pub device_id: String,
@@ -152,7 +153,7 @@ pub struct ModelResult {
 }
 
 /// `GET /v1/models/{id}/results`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ModelResults {
     /// The model.
     pub model: ModelRow,

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::service::knowledge::ModelReport;
 use crate::service::state::AppState;
 
 /// `GET /healthz` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when the database does not answer.
     pub status: &'static str,

@@ -7,6 +7,7 @@
 //! twice. Heartbeats push the expiry forward; a release or too many failed
 //! attempts end the lease early.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -33,7 +34,7 @@ pub enum NewJob {
 }
 
 /// One job row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct JobRow {
     /// Job id.
     pub id: String,
@@ -93,7 +94,7 @@ pub struct Granted {
 }
 
 /// Counts of the queue by state.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct QueueCounts {
     /// Waiting for a device.
     pub queued: i64,

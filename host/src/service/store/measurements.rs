@@ -1,5 +1,6 @@
 //! Measurements uploaded by agents, idempotent on the agent's key.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -46,7 +47,7 @@ pub enum StoreOutcome {
 }
 
 /// One stored measurement (without the bulky sample JSON).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MeasurementRow {
     /// Idempotency key.
     pub key: String,

@@ -1,5 +1,6 @@
 //! User models: ONNX bytes uploaded by an operator, measured by agents.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -7,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{Store, StoreResult, int, now_ms};
 
 /// A stored model (without its bytes).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ModelRow {
     /// Model id.
     pub id: String,

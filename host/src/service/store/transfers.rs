@@ -1,5 +1,6 @@
 //! Transfer jobs and the predictions they produce.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -7,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::{Store, StoreResult, decode_f64s, encode_f64s, int, now_ms};
 
 /// One transfer job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct TransferRow {
     /// Transfer id.
     pub id: String,

@@ -1,0 +1,468 @@
+//! The document against the router and the handlers (parsed from their
+//! source), its references, and real serde bodies validated against its
+//! schemas with a JSON Schema validator.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+
+/// (method, path) -> handler (`module::function`) of every
+/// `.route("PATH", METHOD(handler)...)` in the router.
+fn routed() -> BTreeMap<(String, String), String> {
+    let src = include_str!("../api/mod.rs");
+    let body = &src[src.find("pub fn router").unwrap()..];
+    let mut routed = BTreeMap::new();
+    for chunk in body.split(".route(").skip(1) {
+        let path = chunk.split('"').nth(1).unwrap().to_string();
+        let call = &chunk[..chunk.find("\n        .").unwrap_or(chunk.len())];
+        for method in ["get", "post", "put", "delete"] {
+            let open = format!("{method}(");
+            let Some(at) = call
+                .match_indices(&open)
+                .map(|(i, _)| i)
+                .find(|&i| i == 0 || !call.as_bytes()[i - 1].is_ascii_alphanumeric())
+            else {
+                continue;
+            };
+            let rest = &call[at + open.len()..];
+            let handler = rest[..rest.find(')').unwrap()].trim().to_string();
+            routed.insert((method.to_string(), path.clone()), handler);
+        }
+    }
+    routed
+}
+
+/// The parameter list of a handler, from its module's source.
+fn signature(handler: &str) -> String {
+    let (module, name) = handler.split_once("::").unwrap();
+    let src = match module {
+        "agents" => include_str!("../api/agents.rs"),
+        "devices" => include_str!("../api/devices.rs"),
+        "models" => include_str!("../api/models.rs"),
+        "ops" => include_str!("../api/ops.rs"),
+        "dashboard" => include_str!("../dashboard.rs"),
+        other => panic!("handler module `{other}` unknown to this test"),
+    };
+    let start = src
+        .find(&format!("pub async fn {name}("))
+        .unwrap_or_else(|| panic!("no handler {handler}"));
+    let rest = &src[start..];
+    rest[..rest.find(") ->").unwrap()].to_string()
+}
+
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+/// Every `.route("PATH", METHOD(...)...)` in the router is in the table
+/// and the table names no route the router lacks.
+#[test]
+fn every_route_is_documented() {
+    let routed: BTreeSet<(String, String)> = routed().into_keys().collect();
+    assert_eq!(routed.len(), 23, "{routed:?}");
+    let documented: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    assert_eq!(routed, documented);
+    let doc = document();
+    for (m, p) in &documented {
+        assert!(doc["paths"][p][m].is_object(), "{m} {p} missing");
+    }
+}
+
+/// A handler that reads a body (`Wire`, `OptionalBody`, the raw
+/// `Request`) has a requestBody, required unless optional, and one that
+/// takes a `Query` documents query parameters; the others have neither.
+#[test]
+fn bodies_and_queries_match_the_handlers() {
+    let doc = document();
+    let mut with_body = 0;
+    for ((method, path), handler) in routed() {
+        let sig = signature(&handler);
+        let op = &doc["paths"][&path][&method];
+        let takes_body =
+            sig.contains("Wire<") || sig.contains("OptionalBody<") || sig.contains(": Request");
+        assert_eq!(
+            op["requestBody"].is_object(),
+            takes_body,
+            "{method} {path} ({handler}): requestBody {}",
+            op["requestBody"]
+        );
+        if takes_body {
+            with_body += 1;
+            let optional = sig.contains("OptionalBody<");
+            assert_eq!(op["requestBody"]["required"], !optional, "{method} {path}");
+            let c = op["requestBody"]["content"].as_object().unwrap();
+            if sig.contains(": Request") {
+                assert!(
+                    c.contains_key("application/octet-stream"),
+                    "{method} {path}"
+                );
+            } else {
+                assert!(c.contains_key("application/json"), "{method} {path}");
+                assert!(c.contains_key(POSTCARD_MIME), "{method} {path}");
+                assert!(
+                    c["application/json"]["schema"]["$ref"].is_string(),
+                    "{method} {path}: {c:?}"
+                );
+            }
+        }
+        let query: Vec<&Value> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .collect();
+        assert_eq!(
+            !query.is_empty(),
+            sig.contains("Query<"),
+            "{method} {path} ({handler}): query parameters {query:?}"
+        );
+    }
+    assert_eq!(with_body, 9);
+    let upload = &doc["paths"]["/v1/models"]["post"]["parameters"];
+    let names: Vec<(&str, bool)> = upload
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["required"] == true))
+        .collect();
+    assert_eq!(
+        names,
+        [("devices", true), ("inputs", false), ("name", true)]
+    );
+    assert_eq!(upload[1]["schema"]["type"], "string");
+}
+
+/// Every `$ref` points into `components.schemas` and resolves there,
+/// every schema there is used, and success bodies are typed.
+#[test]
+fn every_ref_resolves() {
+    let doc = document();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 40, "{}", all.len());
+    let mut used = BTreeSet::new();
+    for r in &all {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("`{r}` is not a components.schemas reference"));
+        assert!(schemas.contains_key(name), "`{r}` does not resolve");
+        used.insert(name.to_string());
+    }
+    let defined: BTreeSet<String> = schemas.keys().cloned().collect();
+    assert_eq!(used, defined);
+    for name in [
+        "RegisterRequest",
+        "PlanResponse",
+        "JobSpec",
+        "Arch",
+        "Nb201Arch",
+        "DeviceDetail",
+        "ErrorBody",
+    ] {
+        assert!(defined.contains(name), "{name} missing: {defined:?}");
+    }
+    let plan = &doc["paths"]["/v1/agents/plan"]["post"]["responses"]["200"]["content"];
+    assert_eq!(
+        plan["application/json"]["schema"]["$ref"],
+        "#/components/schemas/PlanResponse"
+    );
+    let metrics = &doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"];
+    assert_eq!(metrics, &json!({"text/plain; version=0.0.4": {}}));
+    let release = &doc["paths"]["/v1/agents/release"]["post"]["responses"];
+    assert!(release["204"].is_object() && release["204"].get("content").is_none());
+}
+
+/// A validator for the schema of `pointer` (a JSON pointer into the
+/// document), resolving its `$ref`s against the document's components.
+fn validator(doc: &Value, pointer: &str) -> jsonschema::Validator {
+    let mut root = doc
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("no schema at {pointer}"))
+        .clone();
+    root["components"] = doc["components"].clone();
+    jsonschema::draft202012::new(&root).unwrap_or_else(|e| panic!("{pointer}: {e}"))
+}
+
+/// JSON pointer of a route's body schema (`~1` escapes `/`).
+fn body_at(method: &str, path: &str, at: &str) -> String {
+    format!(
+        "/paths/{}/{method}/{at}/content/application~1json/schema",
+        path.replace('~', "~0").replace('/', "~1")
+    )
+}
+
+fn assert_valid(doc: &Value, pointer: &str, value: &impl serde::Serialize) {
+    let v = validator(doc, pointer);
+    let json = serde_json::to_value(value).unwrap();
+    let errors: Vec<String> = v.iter_errors(&json).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{pointer}: {errors:?}\n{json:#}");
+}
+
+fn assert_invalid(doc: &Value, pointer: &str, json: &Value) {
+    assert!(
+        !validator(doc, pointer).is_valid(json),
+        "{pointer} accepts {json:#}"
+    );
+}
+
+/// Real bodies of the agent protocol, as serde writes them, validate
+/// against the document; near misses (an architecture in postcard's id form
+/// or with a bad op, a missing field, a 3-tuple) do not.
+#[test]
+fn protocol_bodies_validate() {
+    use nasflat_shared::protocol::*;
+    use nasflat_shared::{Arch, SearchSpace};
+
+    let doc = document();
+    let arch = |space, i| JobSpec::Arch {
+        arch: Arch::from_index(space, i).unwrap(),
+        batch: 1,
+        resolution: None,
+    };
+    let model = JobSpec::Model {
+        model_id: "model-1".into(),
+        inputs: vec!["input:1x3x8x8".into()],
+    };
+    let register = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "board".into(),
+        device_id: None,
+        fingerprint: Fingerprint {
+            cpu_model: Some("Cortex-A72".into()),
+            cores: 4,
+            target: "aarch64-unknown-linux-musl".into(),
+            kernel: None,
+            mem_total_kb: Some(4_000_000),
+            agent_version: "0.1.0".into(),
+            tract_version: "0.23.9".into(),
+        },
+    };
+    let at = |m, p| body_at(m, p, "requestBody");
+    let ok = |m, p| body_at(m, p, "responses/200");
+    assert_valid(&doc, &at("post", "/v1/agents/register"), &register);
+    let plan = PlanResponse {
+        leases: [
+            arch(SearchSpace::Nb201, 7),
+            arch(SearchSpace::Fbnet, 3),
+            model.clone(),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, job)| Lease {
+            lease_id: format!("lease-{i}"),
+            job,
+            limits: JobLimits::default(),
+            expires_in_secs: 60,
+        })
+        .collect(),
+        retry_after_secs: 5,
+    };
+    assert_valid(&doc, &ok("post", "/v1/agents/plan"), &plan);
+    let batch = ResultBatch {
+        results: plan
+            .leases
+            .iter()
+            .map(|l| MeasurementResult {
+                idempotency_key: format!("key-{}", l.lease_id),
+                device_id: "dev-1".into(),
+                lease_id: Some(l.lease_id.clone()),
+                job: l.job.clone(),
+                median_ms: 9.5,
+                valid: true,
+                invalid_reasons: vec![],
+                sample_json: "{}".into(),
+            })
+            .collect(),
+    };
+    let results = at("post", "/v1/agents/results");
+    assert_valid(&doc, &results, &batch);
+    let ack = ResultAck {
+        acked: vec!["key-lease-0".into()],
+        rejected: vec![("key-x".into(), "median_ms NaN".into())],
+    };
+    assert_valid(&doc, &ok("post", "/v1/agents/results"), &ack);
+    let error = "/paths/~1v1~1agents~1results/post/responses/4XX/content/application~1json/schema";
+    assert_valid(
+        &doc,
+        error,
+        &ErrorBody {
+            code: "invalid_results".into(),
+            message: "1 result refused".into(),
+            rejected: vec![("key-x".into(), "unknown model".into())],
+        },
+    );
+
+    // Near misses.
+    let mut json = serde_json::to_value(&batch).unwrap();
+    json["results"][0]["job"]["Arch"]["arch"]["nb201"] = json!([0, 1, 2, 3, 4, 0]);
+    assert_invalid(&doc, &results, &json);
+    json["results"][0]["job"]["Arch"]["arch"]["nb201"] =
+        json!("|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|");
+    assert_invalid(&doc, &results, &json);
+    let mut json = serde_json::to_value(&batch).unwrap();
+    json["results"][1]["job"]["Arch"]["arch"]["fbnet"] = json!("0_0_0");
+    assert_invalid(&doc, &results, &json);
+    let mut json = serde_json::to_value(&register).unwrap();
+    json.as_object_mut().unwrap().remove("fingerprint");
+    assert_invalid(&doc, &at("post", "/v1/agents/register"), &json);
+    assert_invalid(
+        &doc,
+        error,
+        &json!({"code": "c", "message": "m", "rejected": [["k", "r", "extra"]]}),
+    );
+}
+
+/// The service's own bodies (devices, predictions, transfer jobs, health)
+/// validate against the document.
+#[test]
+fn service_bodies_validate() {
+    use crate::service::api::devices::*;
+    use crate::service::api::ops::Health;
+    use crate::service::knowledge::ModelReport;
+    use crate::service::store::jobs::{JobRow, QueueCounts};
+    use crate::service::store::measurements::MeasurementRow;
+    use crate::service::store::transfers::TransferRow;
+
+    let doc = document();
+    let at = |m, p| body_at(m, p, "requestBody");
+    let ok = |m, p| body_at(m, p, "responses/200");
+    let transfer = TransferRow {
+        id: "tr-1".into(),
+        device_id: "dev-1".into(),
+        space: "nb201".into(),
+        state: "running".into(),
+        progress: 0.5,
+        message: "fine-tuning".into(),
+        samples: 20,
+        trigger: "auto".into(),
+        created_ms: 1,
+        finished_ms: None,
+    };
+    let job = JobRow {
+        id: "job-1".into(),
+        device_id: "dev-1".into(),
+        purpose: "sample".into(),
+        space: Some("nb201".into()),
+        arch_index: Some(12),
+        model_id: None,
+        inputs_json: "[]".into(),
+        state: "leased".into(),
+        lease_id: Some("lease-1".into()),
+        lease_expires_ms: Some(2),
+        attempts: 1,
+        last_error: None,
+        created_ms: 1,
+    };
+    let detail = DeviceDetail {
+        id: "dev-1".into(),
+        name: "board".into(),
+        kind: "agent".into(),
+        fingerprint: json!({"cores": 4}),
+        latest_provenance: None,
+        created_ms: Some(1),
+        last_seen_ms: Some(2),
+        samples: vec![MeasurementRow {
+            key: "k".into(),
+            device_id: "dev-1".into(),
+            job_id: Some("job-0".into()),
+            purpose: "sample".into(),
+            kind: "arch".into(),
+            space: Some("nb201".into()),
+            arch_index: Some(3),
+            model_id: None,
+            median_ms: 4.5,
+            valid: true,
+            invalid_reasons: vec![],
+            received_ms: 3,
+        }],
+        queue: QueueCounts::default(),
+        open_jobs: vec![job.clone()],
+        transfers: vec![transfer.clone()],
+        predictors: vec![PredictorView {
+            space: "nb201".into(),
+            version: "nb201-abc-dev-1".into(),
+            base_version: "nb201-abc".into(),
+            init_from: Some("pixel3".into()),
+            created_ms: 4,
+            quality: Quality {
+                fit_spearman: Some(0.9),
+                fit_samples: 20,
+                ..Quality::default()
+            },
+        }],
+    };
+    assert_valid(&doc, &ok("get", "/v1/devices/{id}"), &detail);
+    assert_valid(&doc, &ok("get", "/v1/transfers/{id}"), &transfer);
+    assert_valid(
+        &doc,
+        &ok("get", "/v1/leases"),
+        &LeaseQueue {
+            counts: QueueCounts::default(),
+            open: vec![job],
+        },
+    );
+    let predict = PredictRequest {
+        space: Some("nb201".into()),
+        archs: vec![],
+        indices: vec![1, 2],
+        all: false,
+    };
+    assert_valid(&doc, &at("post", "/v1/devices/{id}/predict"), &predict);
+    // Every field has a default: `{}` is a valid (if useless) request.
+    assert_valid(&doc, &at("post", "/v1/devices/{id}/predict"), &json!({}));
+    let answer = PredictResponse {
+        device_id: "nb201:pixel3".into(),
+        space: "nb201".into(),
+        predictor_version: "nb201-table".into(),
+        source: "table".into(),
+        elapsed_us: 12,
+        predictions: vec![Prediction {
+            index: 1,
+            arch: "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|".into(),
+            latency_ms: None,
+        }],
+    };
+    assert_valid(&doc, &ok("post", "/v1/devices/{id}/predict"), &answer);
+    assert_valid(&doc, &ok("get", "/v1/devices/{id}/predict"), &answer);
+    assert_invalid(
+        &doc,
+        &ok("get", "/v1/devices/{id}/predict"),
+        &json!({"device_id": "d", "space": "nb201"}),
+    );
+    let health = Health {
+        status: "ok",
+        database: "ok".into(),
+        backend: "sqlite",
+        journal_mode: Some("wal".into()),
+        spaces: [(
+            "nb201".to_string(),
+            ModelReport {
+                state: "pretraining",
+                progress: Some((3, 60)),
+                version: None,
+                from_cache: None,
+                error: None,
+            },
+        )]
+        .into(),
+        version: "0.1.0",
+    };
+    assert_valid(&doc, &ok("get", "/healthz"), &health);
+    assert_valid(&doc, &body_at("get", "/healthz", "responses/503"), &health);
+}
