@@ -224,34 +224,98 @@ pub fn ridge_cost_predict(
         .collect())
 }
 
-/// Smallest latency a linear-in-ms model may predict, as a share of the
-/// fastest measured sample: a straight line can dip below zero far from the
-/// samples, and log-space blending needs a positive value.
+/// Smallest latency the additive model may predict, as a share of the
+/// fastest measured sample.
 const FLOOR_SHARE: f64 = 0.05;
 
-/// Ridge in milliseconds on the additive latency features, penalty by
-/// leave-one-out. Returns the model and its floor.
-fn additive_fit(data: &SpaceData, archs: &[usize], ms: &[f64]) -> Result<(Ridge, f64)> {
-    let f = &data.features;
-    let x: Vec<Vec<f64>> = archs.iter().map(|&a| f.additive_row(a).to_vec()).collect();
-    let model =
-        Ridge::fit_loo(&x, ms).ok_or_else(|| HostError::invalid("additive", "could not fit"))?;
-    let floor = FLOOR_SHARE * ms.iter().copied().fold(f64::INFINITY, f64::min).max(1e-9);
-    Ok((model, floor))
+/// The additive latency model: linear in milliseconds on the additive
+/// features ([`crate::additive`]), as the average of two ridge fits with the
+/// penalty chosen by leave-one-out:
+///
+/// - *plain*: shrinks every coefficient towards 0 (a constant latency);
+/// - *anchored*: total FLOPs joins as an unpenalised column, so it shrinks
+///   towards "latency proportional to FLOPs" instead.
+///
+/// Why both: on devices whose latency table is coarse and noisy (phones with
+/// 45-108 distinct integer-ms values), 20 samples cannot pin six or eight
+/// coefficients and shrinking towards FLOPs is the better prior (FBNet
+/// samsung_a50 0.863 -> 0.877, samsung_s7 0.658 -> 0.688 in the prototype,
+/// 8 trials); on GPUs FLOPs is a poor direction and the plain fit does
+/// better. Their average kept every gain and lost at most 0.003 on any of the
+/// 34 target devices (docs/results.md).
+#[derive(Debug, Clone)]
+pub struct AdditiveModel {
+    plain: Ridge,
+    anchored: Option<Ridge>,
+    /// Smallest prediction (ms): a straight line can dip below zero far from
+    /// the samples, and log-space blending needs a positive value.
+    pub floor: f64,
+    /// Leave-one-out prediction of each sample (ms, floored).
+    pub loo_predictions: Vec<f64>,
 }
 
-/// Linear model in ms on the additive features (see [`crate::additive`]).
+impl AdditiveModel {
+    /// Fits both ridges on the k samples.
+    pub fn fit(data: &SpaceData, archs: &[usize], ms: &[f64]) -> Result<Self> {
+        let f = &data.features;
+        let x: Vec<Vec<f64>> = archs.iter().map(|&a| f.additive_row(a).to_vec()).collect();
+        let plain = Ridge::fit_loo(&x, ms)
+            .ok_or_else(|| HostError::invalid("additive", "could not fit"))?;
+        let anchored_x: Vec<Vec<f64>> = archs
+            .iter()
+            .zip(&x)
+            .map(|(&a, row)| anchored_row(data, a, row))
+            .collect();
+        // Fails only when the samples' FLOPs are all equal (the anchor is
+        // then no direction at all): the plain fit alone is used.
+        let anchored = Ridge::fit_loo_anchored(&anchored_x, ms, 1);
+        let floor = FLOOR_SHARE * ms.iter().copied().fold(f64::INFINITY, f64::min).max(1e-9);
+        let loo_predictions = match &anchored {
+            Some(a) => plain
+                .loo_predictions
+                .iter()
+                .zip(&a.loo_predictions)
+                .map(|(p, q)| (0.5 * (p + q)).max(floor))
+                .collect(),
+            None => plain.loo_predictions.iter().map(|p| p.max(floor)).collect(),
+        };
+        Ok(AdditiveModel {
+            plain,
+            anchored,
+            floor,
+            loo_predictions,
+        })
+    }
+
+    /// Predicted ms of one row.
+    pub fn predict(&self, data: &SpaceData, row: usize) -> f64 {
+        let x = data.features.additive_row(row);
+        let p = self.plain.predict(x);
+        let v = match &self.anchored {
+            Some(a) => 0.5 * (p + a.predict(&anchored_row(data, row, x))),
+            None => p,
+        };
+        v.max(self.floor)
+    }
+}
+
+/// `[FLOPs, additive features...]` of one row (the anchor first).
+fn anchored_row(data: &SpaceData, row: usize, additive: &[f64]) -> Vec<f64> {
+    let mut v = Vec::with_capacity(additive.len() + 1);
+    v.push(data.flops[row]);
+    v.extend_from_slice(additive);
+    v
+}
+
+/// Linear model in ms on the additive features ([`AdditiveModel`]).
 pub fn additive_predict(
     data: &SpaceData,
     archs: &[usize],
     ms: &[f64],
     rows: &[usize],
 ) -> Result<Vec<f64>> {
-    let (model, floor) = additive_fit(data, archs, ms)?;
-    Ok(rows
-        .iter()
-        .map(|&r| model.predict(data.features.additive_row(r)).max(floor))
-        .collect())
+    let model = AdditiveModel::fit(data, archs, ms)?;
+    Ok(rows.iter().map(|&r| model.predict(data, r)).collect())
 }
 
 /// The additive model keeps at least half the weight (grid 0.5..=1.0): it is
@@ -270,8 +334,7 @@ const SOURCE_GAIN: f64 = 0.9;
 /// and the two fitted models.
 #[derive(Debug, Clone)]
 pub struct Stack {
-    additive: Ridge,
-    floor: f64,
+    additive: AdditiveModel,
     sources: Ridge,
     /// Weight of the additive model in log-ms space (1 - weight for sources).
     pub weight: f64,
@@ -290,16 +353,12 @@ impl Stack {
         archs: &[usize],
         ms: &[f64],
     ) -> Result<Self> {
-        let (additive, floor) = additive_fit(data, archs, ms)?;
+        let additive = AdditiveModel::fit(data, archs, ms)?;
         let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
         let log_ms: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
         let source_model = Ridge::fit_loo(&x, &log_ms)
             .ok_or_else(|| HostError::invalid("ridge", "could not fit"))?;
-        let a: Vec<f64> = additive
-            .loo_predictions
-            .iter()
-            .map(|v| v.max(floor).ln())
-            .collect();
+        let a: Vec<f64> = additive.loo_predictions.iter().map(|v| v.ln()).collect();
         let b = &source_model.loo_predictions;
         let mut best = (f64::INFINITY, 1.0);
         let mut alone = f64::INFINITY;
@@ -323,7 +382,6 @@ impl Stack {
         }
         Ok(Stack {
             additive,
-            floor,
             sources: source_model,
             weight: best.1,
         })
@@ -331,11 +389,7 @@ impl Stack {
 
     /// Predicted ms of one row.
     pub fn predict(&self, data: &SpaceData, sources: &SourceMatrix, row: usize) -> f64 {
-        let a = self
-            .additive
-            .predict(data.features.additive_row(row))
-            .max(self.floor)
-            .ln();
+        let a = self.additive.predict(data, row).ln();
         let b = self.sources.predict(&sources.row(row));
         (self.weight * a + (1.0 - self.weight) * b).exp()
     }

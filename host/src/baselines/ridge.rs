@@ -21,6 +21,14 @@ impl Ridge {
     /// Fits `y ~ x` (rows of `x` are samples), picking lambda from a log grid
     /// by the closed-form leave-one-out residual `e_i / (1 - H_ii)`.
     pub fn fit_loo(x: &[Vec<f64>], y: &[f64]) -> Option<Ridge> {
+        Ridge::fit_loo_anchored(x, y, 0)
+    }
+
+    /// Like [`Ridge::fit_loo`], but the first `free` columns are not
+    /// penalised: the fit shrinks towards the least-squares model on those
+    /// columns alone instead of towards a constant (an "anchor" such as
+    /// total FLOPs, which a device's latency follows to first order).
+    pub fn fit_loo_anchored(x: &[Vec<f64>], y: &[f64], free: usize) -> Option<Ridge> {
         let n = x.len();
         let d = x.first().map_or(0, Vec::len);
         if n < 2 || d == 0 || y.len() != n {
@@ -55,7 +63,7 @@ impl Ridge {
         for step in -8..=8 {
             let lambda = 10f64.powf(f64::from(step) * 0.5);
             let mut a = gram.clone();
-            for (i, row) in a.iter_mut().enumerate() {
+            for (i, row) in a.iter_mut().enumerate().skip(free) {
                 row[i] += lambda;
             }
             let Some(chol) = cholesky(&a) else { continue };
@@ -158,6 +166,35 @@ mod tests {
 
     #[test]
     fn loo_predictions_match_refitting_without_the_sample() {
+        check_loo(0);
+    }
+
+    #[test]
+    fn anchored_loo_predictions_match_refitting_without_the_sample() {
+        check_loo(1);
+    }
+
+    #[test]
+    fn anchored_fit_does_not_shrink_the_anchor() {
+        // y follows the anchor column exactly; the other column is noise.
+        // Whatever penalty LOO picks, the anchored fit keeps the anchor's
+        // full slope (a plain ridge would shrink it towards 0).
+        let x: Vec<Vec<f64>> = (0..20)
+            .map(|i| vec![f64::from(i), f64::from((i * 7) % 5)])
+            .collect();
+        let y: Vec<f64> = x.iter().map(|r| 2.0 * r[0] + 1.0).collect();
+        let m = Ridge::fit_loo_anchored(&x, &y, 1).unwrap();
+        let far = m.predict(&[100.0, 2.0]);
+        assert!((far - 201.0).abs() < 1e-3 * 201.0, "{far}");
+        let slope_z = m.weights[0];
+        let exact = 2.0 * m.scale_x[0];
+        assert!(
+            (slope_z - exact).abs() < 1e-6 * exact,
+            "{slope_z} vs {exact}"
+        );
+    }
+
+    fn check_loo(free: usize) {
         let x: Vec<Vec<f64>> = (0..12)
             .map(|i| vec![f64::from(i), f64::from((i * 5) % 7)])
             .collect();
@@ -166,7 +203,7 @@ mod tests {
             .enumerate()
             .map(|(i, r)| r[0] - 0.5 * r[1] + if i % 2 == 0 { 0.3 } else { -0.2 })
             .collect();
-        let m = Ridge::fit_loo(&x, &y).unwrap();
+        let m = Ridge::fit_loo_anchored(&x, &y, free).unwrap();
         // Refit without sample 3 at the same penalty: a closed-form LOO
         // residual must equal the refit's error (intercept unpenalised,
         // standardisation from the full set, as in the fit).
@@ -190,8 +227,9 @@ mod tests {
                 }
             }
         }
-        a[1][1] += m.lambda;
-        a[2][2] += m.lambda;
+        for (p, row) in a.iter_mut().enumerate().skip(1 + free) {
+            row[p] += m.lambda;
+        }
         let a: Vec<Vec<f64>> = a.iter().map(|r| r.to_vec()).collect();
         let w = chol_solve(&cholesky(&a).unwrap(), &b);
         let zi = z(&x[i]);
