@@ -35,6 +35,12 @@ pub enum AgentError {
     /// Measurement limits that contradict each other.
     #[error("invalid measurement limits: {0}")]
     Limits(String),
+    /// More than one thread asked of a build without the `multithread`
+    /// feature (the board build).
+    #[error(
+        "--threads {threads}: this agent was built without the `multithread` feature (the board build), so it runs tract on one thread only; rebuild it with default features to time on several"
+    )]
+    SingleThreadBuild { threads: usize },
     /// Building one of our own architectures failed.
     #[error(transparent)]
     Build(#[from] nasflat_onnx::OnnxError),

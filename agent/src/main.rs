@@ -90,7 +90,7 @@ struct MeasureArgs {
     /// Input override NAME:SHAPE[:DTYPE], e.g. input:1x3x224x224:f32 (repeatable).
     #[arg(long = "input")]
     inputs: Vec<String>,
-    /// tract threads.
+    /// tract threads (more than 1 needs the default `multithread` feature).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Pin the measuring thread to this core.

@@ -130,7 +130,7 @@ pub fn load(source: &ModelSource, options: &MeasureOptions) -> Result<(LoadedMod
 /// before and after, and flag the sample invalid when the limits were not
 /// met or the machine's state changed during the run.
 pub fn measure(source: &ModelSource, options: &MeasureOptions) -> Result<Sample> {
-    crate::threads::configure(options.threads);
+    crate::threads::configure(options.threads)?;
     let pinned_core = options.pin_core.filter(|&c| crate::threads::pin_current(c));
     let (model, arch) = load(source, options)?;
     let machine = MachineInfo::read();

@@ -210,6 +210,43 @@ fn cli_errors_exit_2_with_a_message() {
     }
 }
 
+/// `--threads 2` times on a private pool in the default build; a build
+/// without the `multithread` feature (the board build) refuses it with exit 2
+/// and says why, instead of timing on one thread.
+#[test]
+fn threads_above_one_need_the_multithread_feature() {
+    let bin = env!("CARGO_BIN_EXE_nasflat-agent");
+    let out = Command::new(bin)
+        .args([
+            "measure",
+            "--space",
+            "nb201",
+            "--index",
+            "7",
+            "--json",
+            "--threads",
+            "2",
+            "--min-runs",
+            "3",
+            "--min-ms",
+            "1",
+            "--warmup-runs",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if cfg!(feature = "multithread") {
+        assert!(out.status.success(), "{stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["provenance"]["settings"]["threads"], 2, "{v}");
+    } else {
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("`multithread` feature"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 #[test]
 fn cli_json_is_one_line_on_stdout() {
     let bin = env!("CARGO_BIN_EXE_nasflat-agent");
