@@ -212,19 +212,25 @@ async fn measurements_are_idempotent_and_close_their_job() {
             arch_result("k2", Some(&lease), 8, 1.0), // not the lease's arch
             arch_result("k3", None, 9, 2.0),
         ];
+        // One result that does not match its lease's job: the batch is
+        // rolled back as a whole, nothing stored, the job still leased.
+        let out = store.store_measurements(&dev, &batch).await.unwrap();
+        assert!(matches!(out[1], StoreOutcome::Rejected(_)), "{out:?}");
+        assert_eq!(store.count_measurements().await.unwrap(), 0);
+        assert_eq!(store.queue_counts(Some(&dev)).await.unwrap().done, 0);
+        // Without it, the rest is stored.
+        let batch = vec![batch[0].clone(), batch[2].clone()];
         let out = store.store_measurements(&dev, &batch).await.unwrap();
         assert_eq!(
-            out[0],
-            StoreOutcome::New {
-                purpose: "sample".into()
-            }
-        );
-        assert!(matches!(out[1], StoreOutcome::Rejected(_)));
-        assert_eq!(
-            out[2],
-            StoreOutcome::New {
-                purpose: "adhoc".into()
-            }
+            out,
+            vec![
+                StoreOutcome::New {
+                    purpose: "sample".into()
+                },
+                StoreOutcome::New {
+                    purpose: "adhoc".into()
+                }
+            ]
         );
         // Retrying after a lost ack stores nothing twice.
         let out = store.store_measurements(&dev, &batch[..1]).await.unwrap();
