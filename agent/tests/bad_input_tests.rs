@@ -215,26 +215,7 @@ fn cli_errors_exit_2_with_a_message() {
 /// and says why, instead of timing on one thread.
 #[test]
 fn threads_above_one_need_the_multithread_feature() {
-    let bin = env!("CARGO_BIN_EXE_nasflat-agent");
-    let out = Command::new(bin)
-        .args([
-            "measure",
-            "--space",
-            "nb201",
-            "--index",
-            "7",
-            "--json",
-            "--threads",
-            "2",
-            "--min-runs",
-            "3",
-            "--min-ms",
-            "1",
-            "--warmup-runs",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let out = quick_measure(&["--threads", "2"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if cfg!(feature = "multithread") {
         assert!(out.status.success(), "{stderr}");
@@ -247,10 +228,9 @@ fn threads_above_one_need_the_multithread_feature() {
     }
 }
 
-#[test]
-fn cli_json_is_one_line_on_stdout() {
-    let bin = env!("CARGO_BIN_EXE_nasflat-agent");
-    let out = Command::new(bin)
+/// `measure --json` of NB201 arch 7 with the shortest timing budget, plus `extra`.
+fn quick_measure(extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nasflat-agent"))
         .args([
             "measure",
             "--space",
@@ -265,8 +245,14 @@ fn cli_json_is_one_line_on_stdout() {
             "--warmup-runs",
             "1",
         ])
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn cli_json_is_one_line_on_stdout() {
+    let out = quick_measure(&[]);
     assert!(
         out.status.success(),
         "{}",
