@@ -18,11 +18,12 @@ use crate::features::{ArchFeatures, NODE_FEATURES};
 /// Name of the hardware embedding table in the variable map.
 const HW_EMB: &str = "hw_emb";
 
-/// Graph nodes per forward pass when predicting many architectures: large
-/// batches amortise candle's per-op overhead (whole NB201 space on 2 cores,
-/// one run: 256 archs per pass 11.3 s, 1,024: 9.3 s, 4,096: 6.9 s), while
-/// activations stay near 32 MiB per tensor.
-pub const PREDICT_CHUNK_NODES: usize = 32_768;
+/// Graph nodes per forward pass when predicting many architectures. Larger
+/// batches are slower here, not faster: their activations exceed malloc's
+/// reuse threshold, so every op maps fresh pages (whole NB201 space, one
+/// run, 2 cores: 2,048 nodes 3.9-4.0 s, 8,192 5.2-5.7 s, 32,768 5.2-5.4 s;
+/// 13 of the run's 36 CPU seconds were kernel time, i.e. page faults).
+pub const PREDICT_CHUNK_NODES: usize = 2_048;
 
 /// One batch of graphs of a space, all tensors on the CPU.
 #[derive(Debug, Clone)]
