@@ -47,6 +47,14 @@ pub fn file_name(space: &str, name: &str) -> String {
     format!("{space}_{name}.csv.gz")
 }
 
+/// `<space>_<name>.csv.gz` in `dir`, else the uncompressed `.csv` (what a
+/// user who edited the table by hand leaves), else `None`.
+pub fn find_table(dir: &Path, space: SearchSpace, name: &str) -> Option<PathBuf> {
+    let gz = dir.join(file_name(space.name(), name));
+    let plain = dir.join(format!("{}_{name}.csv", space.name()));
+    [gz, plain].into_iter().find(|p| p.is_file())
+}
+
 /// The encodings folder to use when none is given (see the module doc).
 pub fn default_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os(DIR_ENV) {
@@ -93,13 +101,7 @@ pub fn read_table_optional(
     space: SearchSpace,
     name: &str,
 ) -> Result<Option<(NumericTable, String, String)>> {
-    let gz = dir.join(file_name(space.name(), name));
-    let plain = dir.join(format!("{}_{name}.csv", space.name()));
-    let path = if gz.is_file() {
-        gz
-    } else if plain.is_file() {
-        plain
-    } else {
+    let Some(path) = find_table(dir, space, name) else {
         return Ok(None);
     };
     let shown = path.display().to_string();

@@ -189,14 +189,7 @@ pub struct ComputedProxies {
 impl ComputedProxies {
     /// Reads the computed proxies of `dir`; `None` when the file is absent.
     pub fn read_optional(dir: &Path) -> Result<Option<Self>> {
-        let base = format!("{}_{COMPUTED_PROXIES}", SearchSpace::Nb201.name());
-        let gz = dir.join(format!("{base}.csv.gz"));
-        let plain = dir.join(format!("{base}.csv"));
-        let path = if gz.is_file() {
-            gz
-        } else if plain.is_file() {
-            plain
-        } else {
+        let Some(path) = super::cache::find_table(dir, SearchSpace::Nb201, COMPUTED_PROXIES) else {
             return Ok(None);
         };
         let shown = path.display().to_string();
@@ -213,7 +206,10 @@ impl ComputedProxies {
         }
         // The sidecar records the run's settings; any change of them changes
         // the values, so the version is a digest of its text.
-        let sidecar = dir.join(format!("{base}.json"));
+        let sidecar = dir.join(format!(
+            "{}_{COMPUTED_PROXIES}.json",
+            SearchSpace::Nb201.name()
+        ));
         let version = match std::fs::read(&sidecar) {
             Ok(bytes) => format!("computed-{:016x}", fnv1a(&bytes)),
             Err(_) => "computed-unversioned".to_string(),
