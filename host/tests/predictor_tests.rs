@@ -275,3 +275,96 @@ fn harness_reproduces_trivial_baselines() {
         assert_eq!(run.per_device.len(), 6);
     }
 }
+
+/// `Predictor::predict` (memoised over shared node states, passes side by
+/// side) must compute the same function as the batched `forward` used in
+/// training, for every architecture variant, on both spaces.
+#[test]
+fn memoised_prediction_equals_the_batched_forward() {
+    let fbnet = SpaceData::load(SearchSpace::Fbnet).unwrap();
+    let d = PredictorConfig::default;
+    let variants: Vec<(&str, PredictorConfig)> = vec![
+        ("default", d()),
+        (
+            "dgf",
+            PredictorConfig {
+                gnn_kind: GnnKind::Dgf,
+                ..d()
+            },
+        ),
+        (
+            "gat",
+            PredictorConfig {
+                gnn_kind: GnnKind::Gat,
+                ..d()
+            },
+        ),
+        ("no ophw", PredictorConfig { ophw: false, ..d() }),
+        (
+            "no costs, no supplementary",
+            PredictorConfig {
+                node_costs: false,
+                supplementary: Supplementary::None,
+                ..d()
+            },
+        ),
+    ];
+    for data in [nb201(), &fbnet] {
+        let space = if data.rows() == 15_625 {
+            SearchSpace::Nb201
+        } else {
+            SearchSpace::Fbnet
+        };
+        // Unsorted, with a repeat, spread over the table.
+        let mut rows: Vec<usize> = (0..400).map(|i| (i * 7_919 + 13) % data.rows()).collect();
+        rows.push(rows[3]);
+        for (name, config) in &variants {
+            let dim = data.features.supplementary_dim(config.supplementary);
+            let model = Predictor::new(config, space, &names(&["a", "b", "c"]), dim, 11).unwrap();
+            let fast = model.predict(&data.features, &rows, 2).unwrap();
+            let batch = GraphBatch::build(&data.features, config, &rows, 2).unwrap();
+            let slow: Vec<f32> = model.forward(&batch).unwrap().to_vec1().unwrap();
+            let mean = slow.iter().map(|&v| f64::from(v)).sum::<f64>() / slow.len() as f64;
+            let spread = (slow
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / slow.len() as f64)
+                .sqrt();
+            // Untrained, the outputs vary little between graphs; the error
+            // allowed is a small share of that variation.
+            assert!(
+                spread > 1e-5,
+                "{space} {name}: outputs do not vary ({spread})"
+            );
+            let worst = fast
+                .iter()
+                .zip(&slow)
+                .map(|(a, &b)| (a - f64::from(b)).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst < 1e-2 * spread,
+                "{space} {name}: memoised differs by {worst} (spread {spread})"
+            );
+            assert_eq!(
+                fast[3],
+                fast[rows.len() - 1],
+                "{space} {name}: repeat differs"
+            );
+            // A different device row gives different scores (hw is used).
+            let other = model.predict(&data.features, &rows[..20], 0).unwrap();
+            assert!(other.iter().zip(&fast).any(|(a, b)| (a - b).abs() > 1e-6));
+        }
+    }
+}
+
+#[test]
+fn prediction_rejects_rows_and_devices_out_of_range() {
+    let data = nb201();
+    let config = PredictorConfig::default();
+    let dim = data.features.supplementary_dim(config.supplementary);
+    let model = Predictor::new(&config, SearchSpace::Nb201, &names(&["a"]), dim, 0).unwrap();
+    assert!(model.predict(&data.features, &[0, 15_625], 0).is_err());
+    assert!(model.predict(&data.features, &[0], 1).is_err());
+    assert!(model.predict(&data.features, &[], 0).unwrap().is_empty());
+}

@@ -9,6 +9,7 @@
 use candle_core::{D, Tensor};
 
 use super::layers::{LayerNorm, Linear, ParamFactory};
+use super::memo::Step;
 use crate::error::Result;
 
 /// Dense Graph Flow layer, paper Eq. 1:
@@ -38,6 +39,15 @@ impl DgfLayer {
         })
     }
 
+    /// A copy outside autograd (see [`super::layers::Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        DgfLayer {
+            w_f: self.w_f.detached(),
+            b_f: self.b_f.detach(),
+            w_o: self.w_o.detached(),
+        }
+    }
+
     /// `x: [N, B, in]`, `ops: [N, B, op_dim]`, `agg: [N, N]` -> `[N, B, out]`.
     pub fn forward(&self, x: &Tensor, ops: &Tensor, agg: &Tensor) -> Result<Tensor> {
         let xw = self.w_f.forward(x)?;
@@ -45,6 +55,30 @@ impl DgfLayer {
         let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
         let message = agg.matmul(&xw.reshape((n, b * d))?)?.reshape((n, b, d))?;
         Ok((gate * message)?.add(&xw)?.broadcast_add(&self.b_f)?)
+    }
+
+    /// The same layer on interned rows ([`super::memo`]): `x: [U_a, in]`
+    /// rows of the step's input level, `ops: [U_g, op_dim]` rows of its gate
+    /// level -> `[U_c, out]`, one row per unique state of the new level.
+    pub fn forward_rows(&self, x: &Tensor, ops: &Tensor, step: &Step) -> Result<Tensor> {
+        let xw = self.w_f.forward(x)?;
+        let own = xw.index_select(&step.self_rows, 0)?;
+        let mut message: Option<Tensor> = None;
+        for (s, rows) in step.slot_rows.iter().enumerate().skip(1) {
+            let weight = step.predecessor_weight.narrow(1, s, 1)?;
+            let term = xw.index_select(rows, 0)?.broadcast_mul(&weight)?;
+            message = Some(match message {
+                Some(m) => m.add(&term)?,
+                None => term,
+            });
+        }
+        let message = match message {
+            Some(m) => m,
+            None => own.zeros_like()?,
+        };
+        let gate =
+            candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?.index_select(&step.gate_rows, 0)?;
+        Ok((gate * message)?.add(&own)?.broadcast_add(&self.b_f)?)
     }
 }
 
@@ -82,6 +116,17 @@ impl GatLayer {
         })
     }
 
+    /// A copy outside autograd (see [`super::layers::Linear::detached`]).
+    pub fn detached(&self) -> Self {
+        GatLayer {
+            w_p: self.w_p.detached(),
+            attention: self.attention.detach(),
+            w_o: self.w_o.detached(),
+            norm: self.norm.detached(),
+            scale: self.scale,
+        }
+    }
+
     /// `x: [N, B, in]`, `ops: [N, B, op_dim]`, `mask_bias: [N, N]` holding
     /// 0 where node j (row) may attend to node i (column: predecessors and
     /// itself) and a large negative number elsewhere -> `[N, B, out]`.
@@ -95,6 +140,34 @@ impl GatLayer {
         let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let message = attn.matmul(&pb)?.transpose(0, 1)?.contiguous()?;
         let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
+        self.norm.forward(&(gate * message)?)
+    }
+
+    /// The same layer on interned rows ([`super::memo`]); see
+    /// [`DgfLayer::forward_rows`]. Each row attends over its neighbour slots
+    /// (itself and its predecessors; padding masked), as the `[N, N]` mask
+    /// of [`Self::forward`] lets it.
+    pub fn forward_rows(&self, x: &Tensor, ops: &Tensor, step: &Step) -> Result<Tensor> {
+        let p = self.w_p.forward(x)?;
+        let keys = step
+            .slot_rows
+            .iter()
+            .map(|rows| p.index_select(rows, 0))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let query = keys[0].broadcast_mul(&self.attention)?;
+        let scores = keys
+            .iter()
+            .map(|k| (&query * k)?.sum_keepdim(1))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let scores = (Tensor::cat(&scores, 1)? * self.scale)?;
+        let scores = super::layers::leaky_relu(&scores)?.add(&step.attention_bias)?;
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let mut message = keys[0].broadcast_mul(&attn.narrow(1, 0, 1)?)?;
+        for (s, k) in keys.iter().enumerate().skip(1) {
+            message = message.add(&k.broadcast_mul(&attn.narrow(1, s, 1)?)?)?;
+        }
+        let gate =
+            candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?.index_select(&step.gate_rows, 0)?;
         self.norm.forward(&(gate * message)?)
     }
 }

@@ -82,6 +82,17 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// A copy sharing the weights' storage but outside autograd, for
+    /// inference: ops on variables record their inputs, so a forward pass
+    /// on the trained layers keeps every intermediate alive until its
+    /// result is dropped (about 0.5 GB for the whole NB201 space).
+    pub fn detached(&self) -> Self {
+        Linear {
+            weight: self.weight.detach(),
+            bias: self.bias.as_ref().map(Tensor::detach),
+        }
+    }
+
     /// Applies the layer.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
@@ -124,6 +135,13 @@ impl Mlp {
         Ok(Mlp { layers })
     }
 
+    /// See [`Linear::detached`].
+    pub fn detached(&self) -> Self {
+        Mlp {
+            layers: self.layers.iter().map(Linear::detached).collect(),
+        }
+    }
+
     /// Applies the stack.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
@@ -156,6 +174,14 @@ impl LayerNorm {
             gamma: f.constant(&format!("{name}.gamma"), &[dim], 1.0)?,
             beta: f.constant(&format!("{name}.beta"), &[dim], 0.0)?,
         })
+    }
+
+    /// See [`Linear::detached`].
+    pub fn detached(&self) -> Self {
+        LayerNorm {
+            gamma: self.gamma.detach(),
+            beta: self.beta.detach(),
+        }
     }
 
     /// Normalises the last dimension.

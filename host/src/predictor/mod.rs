@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod gnn;
 pub mod layers;
+pub mod memo;
 pub mod model;
 
 pub use checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};

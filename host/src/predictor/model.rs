@@ -12,18 +12,18 @@ use nasflat_shared::{Arch, ArchGraph, SearchSpace};
 use super::config::{GnnKind, PredictorConfig};
 use super::gnn::{DgfLayer, GatLayer};
 use super::layers::{Mlp, ParamFactory};
+use super::memo::{Level, Step, needed_positions};
 use crate::error::{HostError, Result};
 use crate::features::{ArchFeatures, NODE_FEATURES};
 
 /// Name of the hardware embedding table in the variable map.
 const HW_EMB: &str = "hw_emb";
 
-/// Graph nodes per forward pass when predicting many architectures. Larger
-/// batches are slower here, not faster: their activations exceed malloc's
-/// reuse threshold, so every op maps fresh pages (whole NB201 space, one
-/// run, 2 cores: 2,048 nodes 3.9-4.0 s, 8,192 5.2-5.7 s, 32,768 5.2-5.4 s;
-/// 13 of the run's 36 CPU seconds were kernel time, i.e. page faults).
-pub const PREDICT_CHUNK_NODES: usize = 2_048;
+/// Graphs per memoised prediction pass ([`Predictor::predict`]). The whole
+/// NB201 space fits in one pass (the more graphs a pass sees, the more node
+/// states it shares); the bound keeps a pass over FBNet-like spaces, where
+/// deep states are nearly all distinct, to a few hundred MB of activations.
+pub const PREDICT_CHUNK_GRAPHS: usize = 4_096;
 
 /// One batch of graphs of a space, all tensors on the CPU.
 #[derive(Debug, Clone)]
@@ -82,6 +82,19 @@ impl GraphBatch {
     }
 }
 
+/// The network's tensors outside autograd, for inference
+/// ([`super::layers::Linear::detached`]); shares the weights' storage.
+struct Frozen {
+    op_emb: Tensor,
+    node_emb: Tensor,
+    hw_emb: Tensor,
+    ophw_gnn: Vec<DgfLayer>,
+    ophw_mlp: Option<Mlp>,
+    dgf: Vec<DgfLayer>,
+    gat: Vec<GatLayer>,
+    head: Mlp,
+}
+
 /// The latency predictor: embeddings, GNNs and head, with its device list.
 pub struct Predictor {
     config: PredictorConfig,
@@ -100,6 +113,8 @@ pub struct Predictor {
     head: Mlp,
     aggregation: Tensor,
     mask_bias: Tensor,
+    /// Predecessors of each node (shared by all graphs of the space).
+    preds: Vec<Vec<usize>>,
 }
 
 impl Predictor {
@@ -187,12 +202,14 @@ impl Predictor {
         let graph = Arch::from_index(space, 0)?.graph();
         let mut agg = vec![0f32; nodes * nodes];
         let mut mask = vec![-1e9f32; nodes * nodes];
+        let mut preds = vec![Vec::new(); nodes];
         for i in 0..nodes {
             mask[i * nodes + i] = 0.0;
             for j in 0..nodes {
                 if graph.adjacency[i][j] != 0 {
                     agg[j * nodes + i] = 1.0;
                     mask[j * nodes + i] = 0.0;
+                    preds[j].push(i);
                 }
             }
         }
@@ -214,6 +231,7 @@ impl Predictor {
             head,
             aggregation: Tensor::from_vec(agg, (nodes, nodes), &cpu)?,
             mask_bias: Tensor::from_vec(mask, (nodes, nodes), &cpu)?,
+            preds,
         })
     }
 
@@ -281,24 +299,229 @@ impl Predictor {
         Ok(self.head.forward(&h)?.squeeze(1)?)
     }
 
-    /// Scores many rows on one device, in chunks of about
-    /// [`PREDICT_CHUNK_NODES`] graph nodes, as `f64`.
+    /// Scores many rows on one device, as `f64`: the same function as
+    /// [`Self::forward`], computed once per distinct node state rather than
+    /// once per graph and node ([`super::memo`]), in passes of at most
+    /// [`PREDICT_CHUNK_GRAPHS`] graphs.
     pub fn predict(
         &self,
         features: &ArchFeatures,
         rows: &[usize],
         device: usize,
     ) -> Result<Vec<f64>> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= features.len) {
+            return Err(HostError::invalid(
+                "row",
+                format!("{r} >= {}", features.len),
+            ));
+        }
+        if device >= self.devices.len() {
+            return Err(HostError::invalid(
+                "device row",
+                format!("{device} >= {}", self.devices.len()),
+            ));
+        }
+        if features.nodes != self.preds.len() {
+            return Err(HostError::invalid(
+                "features",
+                format!(
+                    "graphs of {} nodes, the model's space has {}",
+                    features.nodes,
+                    self.preds.len()
+                ),
+            ));
+        }
+        let net = Frozen {
+            op_emb: self.op_emb.detach(),
+            node_emb: self.node_emb.detach(),
+            hw_emb: self.hw_emb.detach(),
+            ophw_gnn: self.ophw_gnn.iter().map(DgfLayer::detached).collect(),
+            ophw_mlp: self.ophw_mlp.as_ref().map(Mlp::detached),
+            dgf: self.dgf.iter().map(DgfLayer::detached).collect(),
+            gat: self.gat.iter().map(GatLayer::detached).collect(),
+            head: self.head.detached(),
+        };
+        // Candle parallelises each op when it has threads; the host binary
+        // gives it one (small training batches are fastest that way), and
+        // then the passes themselves run side by side.
+        let threads = if candle_core::utils::get_num_threads() > 1 {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, usize::from)
+        };
+        let chunk = PREDICT_CHUNK_GRAPHS.min(rows.len().div_ceil(threads).max(1));
+        let chunks: Vec<&[usize]> = rows.chunks(chunk).collect();
+        let per_thread = chunks.len().div_ceil(threads).max(1);
+        let net = &net;
+        let parts: Vec<Result<Vec<f64>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .chunks(per_thread)
+                .map(|mine| {
+                    scope.spawn(move || -> Result<Vec<f64>> {
+                        let mut out = Vec::new();
+                        for rows in mine {
+                            let scores = self
+                                .predict_pass(net, features, rows, device)?
+                                .to_dtype(DType::F64)?
+                                .to_vec1::<f64>()?;
+                            out.extend(scores);
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(HostError::invalid("prediction", "a worker panicked"))
+                    })
+                })
+                .collect()
+        });
         let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks((PREDICT_CHUNK_NODES / self.aggregation.dim(0)?.max(1)).max(16)) {
-            let batch = GraphBatch::build(features, &self.config, chunk, device)?;
-            let scores = self
-                .forward(&batch)?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?;
-            out.extend(scores);
+        for part in parts {
+            out.extend(part?);
         }
         Ok(out)
+    }
+
+    /// One memoised pass over `rows` (validated by the caller) -> `[B]`.
+    fn predict_pass(
+        &self,
+        net: &Frozen,
+        features: &ArchFeatures,
+        rows: &[usize],
+        device: usize,
+    ) -> Result<Tensor> {
+        let n = features.nodes;
+        let b = rows.len();
+        let cpu = Device::Cpu;
+        let node_costs = self.config.node_costs;
+        let node_features = |flat: usize| {
+            let (g, v) = (flat / n, flat % n);
+            let at = (rows[g] * n + v) * NODE_FEATURES;
+            &features.node_features[at..at + NODE_FEATURES]
+        };
+        // Level 0: a node's own inputs (position, op, cost features).
+        let inputs = Level::from_keys(b, n, |flat| {
+            let (g, v) = (flat / n, flat % n);
+            let mut bits = [0u32; NODE_FEATURES];
+            if node_costs {
+                for (bit, x) in bits.iter_mut().zip(node_features(flat)) {
+                    *bit = x.to_bits();
+                }
+            }
+            (v, features.ops[rows[g] * n + v], bits)
+        });
+        let mut rep_ops = Vec::with_capacity(inputs.len());
+        let mut rep_costs = Vec::with_capacity(inputs.len() * NODE_FEATURES);
+        for &flat in inputs.reps() {
+            rep_ops.push(features.ops[rows[flat / n] * n + flat % n]);
+            rep_costs.extend_from_slice(node_features(flat));
+        }
+        let u0 = inputs.len();
+        let costs = Tensor::from_vec(rep_costs, (u0, NODE_FEATURES), &cpu)?;
+        let op = net
+            .op_emb
+            .index_select(&Tensor::from_vec(rep_ops, u0, &cpu)?, 0)?;
+        let op = if node_costs {
+            Tensor::cat(&[&op, &costs], 1)?
+        } else {
+            op
+        };
+        let hw = net.hw_emb.i(device..device + 1)?;
+        let all = vec![true; n];
+        let (gate_level, gate) = match &net.ophw_mlp {
+            Some(mlp) => {
+                let mut x = Tensor::cat(
+                    &[
+                        &op,
+                        &hw.broadcast_as((u0, self.config.hw_dim))?.contiguous()?,
+                    ],
+                    1,
+                )?;
+                let mut level = inputs.clone();
+                for layer in &net.ophw_gnn {
+                    let step = Step::new(&level, &inputs, &self.preds, &all)?;
+                    x = layer.forward_rows(&x, &op, &step)?;
+                    level = step.level;
+                }
+                let refined = mlp.forward(&x)?;
+                let gate = if node_costs {
+                    let own = costs.index_select(&level.rows_in(&inputs)?, 0)?;
+                    Tensor::cat(&[&refined, &own], 1)?
+                } else {
+                    refined
+                };
+                (level, gate)
+            }
+            None => (inputs.clone(), op),
+        };
+        // The main GNN starts from the per-position embedding; its last
+        // step is needed only at the readout node.
+        let positions = Level::from_keys(b, n, |flat| flat % n);
+        let position_ids: Vec<u32> = positions.reps().iter().map(|&f| (f % n) as u32).collect();
+        let x0 = net
+            .node_emb
+            .index_select(&Tensor::from_vec(position_ids, positions.len(), &cpu)?, 0)?;
+        let need = needed_positions(&self.preds, n - 1, self.config.gnn.len());
+        let mut steps: Vec<Step> = Vec::with_capacity(need.len());
+        for compute in &need {
+            let input = steps.last().map_or(&positions, |s| &s.level);
+            let step = Step::new(input, &gate_level, &self.preds, compute)?;
+            steps.push(step);
+        }
+        tracing::trace!(
+            graphs = b,
+            inputs = inputs.len(),
+            gates = gate_level.len(),
+            steps = ?steps.iter().map(|s| s.level.len()).collect::<Vec<_>>(),
+            "memoised prediction pass"
+        );
+        let last = steps
+            .last()
+            .ok_or_else(|| HostError::invalid("gnn", "needs at least one layer"))?;
+        let mut readout_rows = Vec::with_capacity(b);
+        for g in 0..b {
+            let id = last
+                .level
+                .id(g, n - 1)
+                .ok_or_else(|| HostError::invalid("memoised inference", "readout not computed"))?;
+            readout_rows.push(id as u32);
+        }
+        let readout_rows = Tensor::from_vec(readout_rows, b, &cpu)?;
+        let mut readouts = Vec::with_capacity(4);
+        if !net.dgf.is_empty() {
+            let mut x = x0.clone();
+            for (i, (layer, step)) in net.dgf.iter().zip(&steps).enumerate() {
+                x = layer.forward_rows(&x, &gate, step)?;
+                if i + 1 < net.dgf.len() {
+                    x = super::layers::leaky_relu(&x)?;
+                }
+            }
+            readouts.push(x.index_select(&readout_rows, 0)?);
+        }
+        if !net.gat.is_empty() {
+            let mut x = x0;
+            for (layer, step) in net.gat.iter().zip(&steps) {
+                x = layer.forward_rows(&x, &gate, step)?;
+            }
+            readouts.push(x.index_select(&readout_rows, 0)?);
+        }
+        let dim = features.supplementary_dim(self.config.supplementary);
+        if dim > 0 {
+            let mut supp = Vec::with_capacity(b * dim);
+            for &r in rows {
+                features.push_supplementary(self.config.supplementary, r, &mut supp);
+            }
+            readouts.push(Tensor::from_vec(supp, (b, dim), &cpu)?);
+        }
+        if net.ophw_mlp.is_none() {
+            readouts.push(hw.broadcast_as((b, self.config.hw_dim))?.contiguous()?);
+        }
+        let h = Tensor::cat(&readouts, 1)?;
+        Ok(net.head.forward(&h)?.squeeze(1)?)
     }
 
     /// Adds a hardware-embedding row for a new device, initialised from the
