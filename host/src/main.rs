@@ -164,6 +164,10 @@ struct EvalArgs {
     /// No progress bars.
     #[arg(long)]
     quiet: bool,
+    /// Trials run side by side, one thread each (default: the CPU count;
+    /// results are the same for any value).
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 fn parse_methods(text: &str) -> Result<Vec<Method>> {
@@ -249,6 +253,9 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             help_epochs: args.help_epochs,
             blend: args.blend.clone(),
             quiet: args.quiet,
+            jobs: args
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         };
         let seeds: Vec<String> = (0..opts.trials)
             .map(|t| eval::trial_seed(opts.seed, t).to_string())

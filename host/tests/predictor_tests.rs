@@ -197,6 +197,36 @@ fn eval_opts(task: &str, samples: usize) -> EvalOptions {
         help_epochs: 1,
         blend: vec![0.5],
         quiet: true,
+        jobs: 1,
+    }
+}
+
+#[test]
+fn trials_side_by_side_give_the_same_report() {
+    let data = nb201();
+    let mut opts = eval_opts("N2", 20);
+    opts.trials = 3;
+    opts.methods = vec![Method::Ridge, Method::Flops];
+    let one = evaluate(data, &opts).unwrap();
+    opts.jobs = 3;
+    let three = evaluate(data, &opts).unwrap();
+    assert_eq!(one.len(), 2);
+    assert_eq!(one.len(), three.len());
+    for (a, b) in one.iter().zip(&three) {
+        assert_eq!(a.method, b.method);
+        assert_eq!(a.spearman_mean, b.spearman_mean);
+        assert_eq!(a.spearman_std, b.spearman_std);
+        assert_eq!(a.kendall_mean, b.kendall_mean);
+        // 3 trials x 5 targets, in trial order.
+        let key = |r: &nasflat_host::eval::RunReport| -> Vec<(usize, String, f64)> {
+            r.outcomes
+                .iter()
+                .map(|o| (o.trial, o.device.clone(), o.spearman))
+                .collect()
+        };
+        assert_eq!(key(a).len(), 15);
+        assert_eq!(key(a), key(b));
+        assert!(key(a).windows(2).all(|w| w[0].0 <= w[1].0));
     }
 }
 

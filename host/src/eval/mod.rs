@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nasflat_shared::data::TaskSet;
+use nasflat_shared::data::{Task, TaskSet};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,9 @@ pub struct EvalOptions {
     pub blend: Vec<f64>,
     /// Hide progress bars.
     pub quiet: bool,
+    /// Trials run side by side (each on one thread; results do not depend
+    /// on it: every trial has its own seed and model).
+    pub jobs: usize,
 }
 
 /// Metrics of one (trial, target device).
@@ -220,61 +223,43 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
     for (name, task) in &plan {
         let sources = SourceMatrix::new(data, &task.train)?;
         // (label, outcomes, pretrain seconds, wall seconds), in method order.
-        let mut per_method: Vec<(String, Vec<DeviceOutcome>, Vec<f64>, f64)> = Vec::new();
-        for trial in 0..opts.trials {
-            let seed = trial_seed(opts.seed, trial);
-            let mut samples = Vec::with_capacity(task.test.len());
-            for (p, target) in task.test.iter().enumerate() {
-                samples.push(target_samples(
-                    data,
-                    opts.sampler,
-                    &sources,
-                    target,
-                    opts.samples,
-                    seed,
-                    p,
-                )?);
-            }
-            for &method in &opts.methods {
-                main.set_message(format!("{name} trial {trial} {method}"));
-                let started = Instant::now();
-                let (outcomes, pretrain) = run_method(
-                    data,
-                    opts,
-                    method,
-                    &task.train,
-                    &task.test,
-                    &samples,
-                    &sources,
-                    seed,
-                    trial,
-                    &multi,
-                    &main,
-                )?;
-                let seconds = started.elapsed().as_secs_f64();
-                let labels: Vec<String> = {
-                    let mut l: Vec<String> = Vec::new();
-                    for (label, _) in &outcomes {
-                        if !l.contains(label) {
-                            l.push(label.clone());
+        let mut per_method: Vec<MethodRecord> = Vec::new();
+        let trials: Vec<usize> = (0..opts.trials).collect();
+        let jobs = opts.jobs.clamp(1, opts.trials.max(1));
+        let results: Vec<Result<Vec<MethodRecord>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = trials
+                .chunks(opts.trials.div_ceil(jobs).max(1))
+                .map(|mine| {
+                    let (sources, multi, main) = (&sources, &multi, &main);
+                    scope.spawn(move || {
+                        let mut out = Vec::new();
+                        for &trial in mine {
+                            out.extend(run_trial(
+                                data, opts, name, task, sources, trial, multi, main,
+                            )?);
                         }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(HostError::invalid("eval", "a trial panicked")))
+                })
+                .collect()
+        });
+        // Merge in trial order, so reports do not depend on `jobs`.
+        for part in results {
+            for (label, mine, pretrain, seconds) in part? {
+                match per_method.iter_mut().find(|(l, ..)| *l == label) {
+                    Some(entry) => {
+                        entry.1.extend(mine);
+                        entry.2.extend(pretrain);
+                        entry.3 += seconds;
                     }
-                    l
-                };
-                for label in labels {
-                    let mine: Vec<DeviceOutcome> = outcomes
-                        .iter()
-                        .filter(|(l, _)| *l == label)
-                        .map(|(_, o)| o.clone())
-                        .collect();
-                    match per_method.iter_mut().find(|(l, ..)| *l == label) {
-                        Some(entry) => {
-                            entry.1.extend(mine);
-                            entry.2.extend(pretrain.iter().copied());
-                            entry.3 += seconds;
-                        }
-                        None => per_method.push((label, mine, pretrain.clone(), seconds)),
-                    }
+                    None => per_method.push((label, mine, pretrain, seconds)),
                 }
             }
         }
@@ -290,6 +275,62 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
 
 /// An outcome with the label it is reported under (`nasflat@0.85`, ...).
 type Labelled = (String, DeviceOutcome);
+
+/// One label's outcomes, pretraining seconds and wall seconds.
+type MethodRecord = (String, Vec<DeviceOutcome>, Vec<f64>, f64);
+
+/// Every method of one trial of one task, one record per label in method order.
+#[allow(clippy::too_many_arguments)]
+fn run_trial(
+    data: &SpaceData,
+    opts: &EvalOptions,
+    name: &str,
+    task: &Task,
+    sources: &SourceMatrix,
+    trial: usize,
+    multi: &MultiProgress,
+    main: &ProgressBar,
+) -> Result<Vec<MethodRecord>> {
+    let seed = trial_seed(opts.seed, trial);
+    let mut samples = Vec::with_capacity(task.test.len());
+    for (p, target) in task.test.iter().enumerate() {
+        samples.push(target_samples(
+            data,
+            opts.sampler,
+            sources,
+            target,
+            opts.samples,
+            seed,
+            p,
+        )?);
+    }
+    let mut records: Vec<MethodRecord> = Vec::new();
+    for &method in &opts.methods {
+        main.set_message(format!("{name} trial {trial} {method}"));
+        let started = Instant::now();
+        let (outcomes, pretrain) = run_method(
+            data,
+            opts,
+            method,
+            &task.train,
+            &task.test,
+            &samples,
+            sources,
+            seed,
+            trial,
+            multi,
+            main,
+        )?;
+        let seconds = started.elapsed().as_secs_f64();
+        for (label, outcome) in outcomes {
+            match records.iter_mut().find(|(l, ..)| *l == label) {
+                Some(entry) => entry.1.push(outcome),
+                None => records.push((label, vec![outcome], pretrain.clone(), seconds)),
+            }
+        }
+    }
+    Ok(records)
+}
 
 #[allow(clippy::too_many_arguments)]
 fn run_method(
