@@ -10,7 +10,7 @@
 //!
 //! `cargo bench -p nasflat-host --bench predictor`
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use nasflat_host::baselines::{SourceMatrix, stacked_predict};
 use nasflat_host::dataset::SpaceData;
 use nasflat_host::predictor::{PredictorConfig, TrainConfig};
@@ -77,4 +77,25 @@ fn predictor(c: &mut Criterion) {
 }
 
 criterion_group!(benches, predictor);
-criterion_main!(benches);
+
+/// Benchmarks the configuration `nasflat-host` runs in: candle on one
+/// thread per op (the binary re-executes itself with `RAYON_NUM_THREADS=1`;
+/// small training batches are fastest that way), whole-space prediction
+/// splitting its passes over the cores itself.
+fn main() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none()
+        && let Ok(exe) = std::env::current_exe()
+    {
+        // Candle reads the variable once, at its first op: run ourselves again with it set.
+        match std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("RAYON_NUM_THREADS", "1")
+            .status()
+        {
+            Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+            Err(error) => eprintln!("cannot re-run with RAYON_NUM_THREADS=1 ({error}); continuing"),
+        }
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
