@@ -82,9 +82,8 @@ impl GraphBatch {
     }
 }
 
-/// The network's tensors outside autograd, for inference
-/// ([`super::layers::Linear::detached`]); shares the weights' storage.
-struct Frozen {
+/// The network's tensors: embeddings, GNN layers and head.
+struct Network {
     op_emb: Tensor,
     node_emb: Tensor,
     hw_emb: Tensor,
@@ -95,6 +94,23 @@ struct Frozen {
     head: Mlp,
 }
 
+impl Network {
+    /// The same network outside autograd, sharing the weights' storage
+    /// (see [`super::layers::Linear::detached`]), for inference.
+    fn detached(&self) -> Network {
+        Network {
+            op_emb: self.op_emb.detach(),
+            node_emb: self.node_emb.detach(),
+            hw_emb: self.hw_emb.detach(),
+            ophw_gnn: self.ophw_gnn.iter().map(DgfLayer::detached).collect(),
+            ophw_mlp: self.ophw_mlp.as_ref().map(Mlp::detached),
+            dgf: self.dgf.iter().map(DgfLayer::detached).collect(),
+            gat: self.gat.iter().map(GatLayer::detached).collect(),
+            head: self.head.detached(),
+        }
+    }
+}
+
 /// The latency predictor: embeddings, GNNs and head, with its device list.
 pub struct Predictor {
     config: PredictorConfig,
@@ -103,14 +119,7 @@ pub struct Predictor {
     seed: u64,
     supplementary_dim: usize,
     varmap: VarMap,
-    op_emb: Tensor,
-    node_emb: Tensor,
-    hw_emb: Tensor,
-    ophw_gnn: Vec<DgfLayer>,
-    ophw_mlp: Option<Mlp>,
-    dgf: Vec<DgfLayer>,
-    gat: Vec<GatLayer>,
-    head: Mlp,
+    net: Network,
     aggregation: Tensor,
     mask_bias: Tensor,
     /// Predecessors of each node (shared by all graphs of the space).
@@ -221,14 +230,16 @@ impl Predictor {
             seed,
             supplementary_dim,
             varmap,
-            op_emb,
-            node_emb,
-            hw_emb,
-            ophw_gnn,
-            ophw_mlp,
-            dgf,
-            gat,
-            head,
+            net: Network {
+                op_emb,
+                node_emb,
+                hw_emb,
+                ophw_gnn,
+                ophw_mlp,
+                dgf,
+                gat,
+                head,
+            },
             aggregation: Tensor::from_vec(agg, (nodes, nodes), &cpu)?,
             mask_bias: Tensor::from_vec(mask, (nodes, nodes), &cpu)?,
             preds,
@@ -240,6 +251,7 @@ impl Predictor {
         let (n, b) = batch.ops.dims2()?;
         let flat_ops = batch.ops.flatten_all()?;
         let op = self
+            .net
             .op_emb
             .index_select(&flat_ops, 0)?
             .reshape((n, b, self.config.op_dim))?;
@@ -248,13 +260,13 @@ impl Predictor {
         } else {
             op
         };
-        let hw = self.hw_emb.index_select(&batch.devices, 0)?;
-        let gate = if let Some(mlp) = &self.ophw_mlp {
+        let hw = self.net.hw_emb.index_select(&batch.devices, 0)?;
+        let gate = if let Some(mlp) = &self.net.ophw_mlp {
             // Operation-wise hardware embedding (Section 5.1): every node sees
             // the device, so the op embedding can depend on the hardware.
             let hw_nodes = hw.unsqueeze(0)?.broadcast_as((n, b, self.config.hw_dim))?;
             let mut x = Tensor::cat(&[&op, &hw_nodes.contiguous()?], 2)?;
-            for layer in &self.ophw_gnn {
+            for layer in &self.net.ophw_gnn {
                 x = layer.forward(&x, &op, &self.aggregation)?;
             }
             let refined = mlp.forward(&x)?;
@@ -267,24 +279,25 @@ impl Predictor {
             op
         };
         let x0 = self
+            .net
             .node_emb
             .unsqueeze(1)?
             .broadcast_as((n, b, self.config.node_dim))?
             .contiguous()?;
         let mut readouts = Vec::with_capacity(3);
-        if !self.dgf.is_empty() {
+        if !self.net.dgf.is_empty() {
             let mut x = x0.clone();
-            for (i, layer) in self.dgf.iter().enumerate() {
+            for (i, layer) in self.net.dgf.iter().enumerate() {
                 x = layer.forward(&x, &gate, &self.aggregation)?;
-                if i + 1 < self.dgf.len() {
+                if i + 1 < self.net.dgf.len() {
                     x = super::layers::leaky_relu(&x)?;
                 }
             }
             readouts.push(x.i(n - 1)?);
         }
-        if !self.gat.is_empty() {
+        if !self.net.gat.is_empty() {
             let mut x = x0;
-            for layer in &self.gat {
+            for layer in &self.net.gat {
                 x = layer.forward(&x, &gate, &self.mask_bias)?;
             }
             readouts.push(x.i(n - 1)?);
@@ -292,11 +305,11 @@ impl Predictor {
         if let Some(s) = &batch.supplementary {
             readouts.push(s.clone());
         }
-        if self.ophw_mlp.is_none() {
+        if self.net.ophw_mlp.is_none() {
             readouts.push(hw);
         }
         let h = Tensor::cat(&readouts, 1)?;
-        Ok(self.head.forward(&h)?.squeeze(1)?)
+        Ok(self.net.head.forward(&h)?.squeeze(1)?)
     }
 
     /// Scores many rows on one device, as `f64`: the same function as
@@ -331,16 +344,7 @@ impl Predictor {
                 ),
             ));
         }
-        let net = Frozen {
-            op_emb: self.op_emb.detach(),
-            node_emb: self.node_emb.detach(),
-            hw_emb: self.hw_emb.detach(),
-            ophw_gnn: self.ophw_gnn.iter().map(DgfLayer::detached).collect(),
-            ophw_mlp: self.ophw_mlp.as_ref().map(Mlp::detached),
-            dgf: self.dgf.iter().map(DgfLayer::detached).collect(),
-            gat: self.gat.iter().map(GatLayer::detached).collect(),
-            head: self.head.detached(),
-        };
+        let net = self.net.detached();
         // Candle parallelises each op when it has threads; the host binary
         // gives it one (small training batches are fastest that way), and
         // then the passes themselves run side by side.
@@ -389,7 +393,7 @@ impl Predictor {
     /// One memoised pass over `rows` (validated by the caller) -> `[B]`.
     fn predict_pass(
         &self,
-        net: &Frozen,
+        net: &Network,
         features: &ArchFeatures,
         rows: &[usize],
         device: usize,
@@ -534,7 +538,7 @@ impl Predictor {
                 format!("`{name}` is already in the predictor"),
             ));
         }
-        let current = self.hw_emb.detach();
+        let current = self.net.hw_emb.detach();
         let row = match init_from {
             Some(i) if i < self.devices.len() => current.i(i..i + 1)?,
             Some(i) => {
@@ -547,7 +551,7 @@ impl Predictor {
         };
         let table = Tensor::cat(&[&current, &row], 0)?;
         let var = Var::from_tensor(&table)?;
-        self.hw_emb = var.as_tensor().clone();
+        self.net.hw_emb = var.as_tensor().clone();
         self.varmap
             .data()
             .lock()
@@ -588,7 +592,7 @@ impl Predictor {
                 .ok_or_else(|| HostError::invalid("clone", format!("missing variable {name}")))?;
             if name == HW_EMB {
                 let fresh = Var::from_tensor(&value.as_tensor().copy()?)?;
-                self.hw_emb = fresh.as_tensor().clone();
+                self.net.hw_emb = fresh.as_tensor().clone();
                 *var = fresh;
             } else {
                 var.set(&value.as_tensor().copy()?)?;
