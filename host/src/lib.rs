@@ -13,6 +13,7 @@ pub mod error;
 pub mod features;
 pub mod fewshot;
 pub mod metrics;
+pub mod parallel;
 pub mod predictor;
 pub mod train;
 

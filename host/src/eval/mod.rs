@@ -225,42 +225,18 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
         // (label, outcomes, pretrain seconds, wall seconds), in method order.
         let mut per_method: Vec<MethodRecord> = Vec::new();
         let trials: Vec<usize> = (0..opts.trials).collect();
-        let jobs = opts.jobs.clamp(1, opts.trials.max(1));
-        let results: Vec<Result<Vec<MethodRecord>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = trials
-                .chunks(opts.trials.div_ceil(jobs).max(1))
-                .map(|mine| {
-                    let (sources, multi, main) = (&sources, &multi, &main);
-                    scope.spawn(move || {
-                        let mut out = Vec::new();
-                        for &trial in mine {
-                            out.extend(run_trial(
-                                data, opts, name, task, sources, trial, multi, main,
-                            )?);
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(HostError::invalid("eval", "a trial panicked")))
-                })
-                .collect()
-        });
+        let records = crate::parallel::map_in_groups(&trials, opts.jobs, "eval", |&trial| {
+            run_trial(data, opts, name, task, &sources, trial, &multi, &main)
+        })?;
         // Merge in trial order, so reports do not depend on `jobs`.
-        for part in results {
-            for (label, mine, pretrain, seconds) in part? {
-                match per_method.iter_mut().find(|(l, ..)| *l == label) {
-                    Some(entry) => {
-                        entry.1.extend(mine);
-                        entry.2.extend(pretrain);
-                        entry.3 += seconds;
-                    }
-                    None => per_method.push((label, mine, pretrain, seconds)),
+        for (label, mine, pretrain, seconds) in records {
+            match per_method.iter_mut().find(|(l, ..)| *l == label) {
+                Some(entry) => {
+                    entry.1.extend(mine);
+                    entry.2.extend(pretrain);
+                    entry.3 += seconds;
                 }
+                None => per_method.push((label, mine, pretrain, seconds)),
             }
         }
         for (label, outcomes, pretrain, seconds) in per_method {

@@ -357,39 +357,12 @@ impl Predictor {
         };
         let chunk = PREDICT_CHUNK_GRAPHS.min(rows.len().div_ceil(threads).max(1));
         let chunks: Vec<&[usize]> = rows.chunks(chunk).collect();
-        let per_thread = chunks.len().div_ceil(threads).max(1);
-        let net = &net;
-        let parts: Vec<Result<Vec<f64>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .chunks(per_thread)
-                .map(|mine| {
-                    scope.spawn(move || -> Result<Vec<f64>> {
-                        let mut out = Vec::new();
-                        for rows in mine {
-                            let scores = self
-                                .predict_pass(net, features, rows, device)?
-                                .to_dtype(DType::F64)?
-                                .to_vec1::<f64>()?;
-                            out.extend(scores);
-                        }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(HostError::invalid("prediction", "a worker panicked"))
-                    })
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(rows.len());
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+        crate::parallel::map_in_groups(&chunks, threads, "prediction", |rows| {
+            Ok(self
+                .predict_pass(&net, features, rows, device)?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?)
+        })
     }
 
     /// One memoised pass over `rows` (validated by the caller) -> `[B]`.
