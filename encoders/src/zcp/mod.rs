@@ -2,6 +2,7 @@
 //! fixed synthetic batch ([`proxies`]), on the network of [`network`], with
 //! a resumable run over many architectures ([`run`]).
 
+mod kernels;
 pub mod linalg;
 pub mod network;
 pub mod proxies;

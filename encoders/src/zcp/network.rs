@@ -16,6 +16,8 @@ use rand::rngs::StdRng;
 use crate::error::Result;
 use crate::params::uniform_tensor;
 
+use super::kernels;
+
 /// Channels of the three stages.
 pub const STAGE_CHANNELS: [usize; 3] = [16, 32, 64];
 /// Cells per stage.
@@ -211,11 +213,11 @@ fn conv(
     gate(&y, trace)
 }
 
-/// Convolution as shifted windows + one matmul. Same values as
-/// `Tensor::conv2d`, but its backward pass is matmuls and slices: candle
-/// 0.11 differentiates `conv2d` through a naive CPU `conv_transpose2d`
-/// that took a third of the proxy run. Stride 2 (two reduction convs per
-/// net) is a stride-1 conv subsampled.
+/// Convolution as a window gather + one matmul. Same values as
+/// `Tensor::conv2d`, but its backward pass is a matmul and one scatter
+/// ([`kernels`]): candle 0.11 differentiates `conv2d` through a naive CPU
+/// `conv_transpose2d`. Stride 2 (two reduction convs per net) is a
+/// stride-1 conv subsampled.
 fn unfold_conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     let (b, c, h, wd) = x.dims4()?;
     let (o, _, k, _) = w.dims4()?;
@@ -223,21 +225,7 @@ fn unfold_conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<
     let cols = if k == 1 && padding == 0 {
         x.reshape((b, c, h * wd))?
     } else {
-        let padded = x
-            .pad_with_zeros(2, padding, padding)?
-            .pad_with_zeros(3, padding, padding)?;
-        let mut windows = Vec::with_capacity(k * k);
-        for dy in 0..k {
-            for dx in 0..k {
-                windows.push(padded.narrow(2, dy, oh)?.narrow(3, dx, ow)?.reshape((
-                    b,
-                    c,
-                    1,
-                    oh * ow,
-                ))?);
-            }
-        }
-        Tensor::cat(&windows, 2)?.reshape((b, c * k * k, oh * ow))?
+        kernels::im2col(x, k, padding)?
     };
     let y = w
         .reshape((o, c * k * k))?
@@ -299,33 +287,14 @@ fn batch_norm(x: &Tensor, trace: &Trace) -> Result<Tensor> {
     if trace.no_batch_norm {
         return Ok(x.clone());
     }
-    let mean = x.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred
-        .sqr()?
-        .mean_keepdim(0)?
-        .mean_keepdim(2)?
-        .mean_keepdim(3)?;
-    Ok(centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?)
+    Ok(kernels::batch_norm(x, 1e-5)?)
 }
 
 /// 3x3 average pool, stride 1, padding 1, `count_include_pad = False`:
-/// the sum of nine shifted windows of the zero-padded input divided by the
-/// number of in-image cells under each window (differentiable, unlike
-/// candle's strided pool backward).
+/// the 3x3 box sum of the zero-padded input divided by the number of
+/// in-image cells under each window.
 fn avg_pool_3x3(x: &Tensor) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4()?;
-    let padded = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
-    let mut sum: Option<Tensor> = None;
-    for dy in 0..3 {
-        for dx in 0..3 {
-            let window = padded.narrow(2, dy, h)?.narrow(3, dx, w)?;
-            sum = Some(match sum {
-                None => window,
-                Some(s) => (s + window)?,
-            });
-        }
-    }
     let counts: Vec<f64> = (0..h * w)
         .map(|k| {
             let (i, j) = (k / w, k % w);
@@ -335,8 +304,7 @@ fn avg_pool_3x3(x: &Tensor) -> Result<Tensor> {
         })
         .collect();
     let counts = Tensor::from_vec(counts, (1, 1, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-    let sum = sum.ok_or_else(|| candle_core::Error::Msg("empty pool".into()))?;
-    Ok(sum.broadcast_div(&counts)?)
+    Ok(kernels::box_sum_3x3(x)?.broadcast_div(&counts)?)
 }
 
 #[cfg(test)]

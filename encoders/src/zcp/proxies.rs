@@ -169,7 +169,11 @@ pub fn score_weights(
         fisher_gates: Some(Vec::new()),
         ..Trace::default()
     };
-    let logits = net.forward(weights, &batch.images, &mut trace)?;
+    // One forward pass serves two backward passes: the CE loss's (weight
+    // gradients) and `sum(logits)`'s (input Jacobian). The Fisher gates are
+    // ones, so they change neither.
+    let images = Var::from_tensor(&batch.images)?;
+    let logits = net.forward(weights, images.as_tensor(), &mut trace)?;
     let loss = candle_nn::loss::cross_entropy(&logits, &batch.labels)?;
     let grads = loss.backward()?;
     let g: Vec<Tensor> = weights
@@ -201,7 +205,8 @@ pub fn score_weights(
     if config.grasp {
         out[slot("grasp")] = grasp(&net, weights, &g, batch, config.grasp_step)?;
     }
-    let (jacov, epe) = jacobian_scores(&net, weights, batch)?;
+    let jacobian = logits.sum_all()?.backward()?.remove(images.as_tensor());
+    let (jacov, epe) = jacobian_scores(jacobian.as_ref(), &batch.label_ids)?;
     out[slot("jacov")] = jacov;
     out[slot("epe_nas")] = epe;
     out[slot("synflow")] = synflow(&net, weights, config.resolution)?;
@@ -273,19 +278,13 @@ fn grasp(
     Ok(total)
 }
 
-/// `(jacov, epe_nas)` from the input Jacobian of `sum(logits)`.
-fn jacobian_scores(
-    net: &Nb201Net,
-    weights: &Nb201Weights,
-    batch: &SyntheticBatch,
-) -> Result<(f64, f64)> {
-    let x = Var::from_tensor(&batch.images)?;
-    let logits = net.forward(weights, x.as_tensor(), &mut Trace::default())?;
-    let grads = logits.sum_all()?.backward()?;
-    let Some(j) = grads.get(x.as_tensor()) else {
+/// `(jacov, epe_nas)` from the input Jacobian `j` of `sum(logits)` (NaN
+/// when the input got no gradient).
+fn jacobian_scores(j: Option<&Tensor>, label_ids: &[u32]) -> Result<(f64, f64)> {
+    let Some(j) = j else {
         return Ok((f64::NAN, f64::NAN));
     };
-    let b = batch.label_ids.len();
+    let b = label_ids.len();
     let rows: Vec<Vec<f64>> = j.reshape((b, ()))?.to_dtype(DType::F64)?.to_vec2::<f64>()?;
     let jacov = match corrcoef(&rows) {
         Some(c) => finite(
@@ -298,13 +297,13 @@ fn jacobian_scores(
     };
     let mut epe = 0.0;
     let mut any = false;
-    let mut classes: Vec<u32> = batch.label_ids.clone();
+    let mut classes: Vec<u32> = label_ids.to_vec();
     classes.sort_unstable();
     classes.dedup();
     for c in classes {
         let members: Vec<Vec<f64>> = rows
             .iter()
-            .zip(&batch.label_ids)
+            .zip(label_ids)
             .filter(|(_, l)| **l == c)
             .map(|(r, _)| r.clone())
             .collect();

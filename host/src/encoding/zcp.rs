@@ -31,6 +31,10 @@ use crate::error::{HostError, Result};
 /// (raw values, one row per scored architecture, sparse index allowed).
 pub const COMPUTED_PROXIES: &str = "zcp_computed";
 
+/// Share of the architectures a computed proxy must be defined on to join
+/// the NB201 encoding (see [`ComputedProxies`]'s `complete_columns`).
+pub const MIN_DEFINED: f64 = 0.9;
+
 /// Version of the normalisation code; part of every ZCP encoding's version.
 pub const NORMALISATION_VERSION: &str = "zcp-norm-1";
 
@@ -240,20 +244,47 @@ impl ComputedProxies {
         )
     }
 
-    /// Proxies finite on every row, as full columns (valid as encoding
-    /// columns only when [`Self::covers_space`]), and the names left out.
-    fn complete_columns(&self) -> (Vec<(String, Vec<f64>)>, Vec<&'static str>) {
+    /// Full columns of the proxies defined (finite) on at least
+    /// [`MIN_DEFINED`] of the rows (valid as encoding columns only when
+    /// [`Self::covers_space`]), with notes on the rest.
+    ///
+    /// A proxy can be undefined on a few archs: jacov, epe_nas and nwot on
+    /// a network whose output is cut off from its input (constant logits,
+    /// zero Jacobian, singular NASWOT kernel). NAS-Bench-Suite-Zero stores
+    /// sentinels there (-1e8, -inf) that rank those archs last; here they
+    /// get the column's finite minimum, the same rank without wrecking the
+    /// min-max scale. A proxy missing on more rows (GraSP after a
+    /// `--no-grasp` run) is left out.
+    fn complete_columns(&self) -> (Vec<(String, Vec<f64>)>, Vec<String>) {
         let mut kept = Vec::new();
-        let mut dropped = Vec::new();
+        let mut notes = Vec::new();
         for (p, name) in PROXY_NAMES.iter().enumerate() {
-            let values: Vec<f64> = self.rows.values().map(|r| r.scores[p]).collect();
-            if values.iter().all(|v| v.is_finite()) {
+            let mut values: Vec<f64> = self.rows.values().map(|r| r.scores[p]).collect();
+            let defined = values.iter().filter(|v| v.is_finite()).count();
+            let missing = values.len() - defined;
+            if missing == 0 {
                 kept.push((name.to_string(), values));
+            } else if (defined as f64) < MIN_DEFINED * values.len() as f64 {
+                notes.push(format!(
+                    "{name} left out (defined for {defined} of {} archs)",
+                    values.len()
+                ));
             } else {
-                dropped.push(*name);
+                let floor = values
+                    .iter()
+                    .copied()
+                    .filter(|v| v.is_finite())
+                    .fold(f64::INFINITY, f64::min);
+                for v in values.iter_mut().filter(|v| !v.is_finite()) {
+                    *v = floor;
+                }
+                notes.push(format!(
+                    "{name} undefined for {missing} archs, ranked last (set to its minimum)"
+                ));
+                kept.push((name.to_string(), values));
             }
         }
-        (kept, dropped)
+        (kept, notes)
     }
 }
 
@@ -296,7 +327,7 @@ pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<(Encoding, Vec<St
     if let Some(computed) = computed {
         let shown = computed.path.display();
         if computed.covers_space() {
-            let (extra, dropped) = computed.complete_columns();
+            let (extra, column_notes) = computed.complete_columns();
             // Vendored columns win over recomputed ones of the same name.
             let new: Vec<(String, Vec<f64>)> = extra
                 .into_iter()
@@ -304,11 +335,8 @@ pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<(Encoding, Vec<St
                 .collect();
             columns.extend(new);
             version.push_str(&format!("+{COMPUTED_PROXIES}@{}", computed.version));
-            if !dropped.is_empty() {
-                notes.push(format!(
-                    "zcp nb201: {} left out of the encoding (undefined for some archs in {shown})",
-                    dropped.join(", ")
-                ));
+            for note in column_notes {
+                notes.push(format!("zcp nb201 ({shown}): {note}"));
             }
         } else {
             notes.push(format!(
@@ -415,12 +443,15 @@ mod tests {
         text.push_str(&PROXY_NAMES.join(","));
         text.push_str(",seconds\n");
         for r in rows {
-            // nwot = r % 7; epe_nas undefined on row 5; the rest constant.
+            // nwot = r % 7; epe_nas = 2 + r % 5 but undefined on row 5;
+            // grasp never computed (a `--no-grasp` run); the rest constant.
             let cells: Vec<String> = PROXY_NAMES
                 .iter()
                 .map(|n| match *n {
                     "nwot" => (r % 7).to_string(),
-                    "epe_nas" if r == 5 => String::new(),
+                    "epe_nas" if r == 5 => "NaN".to_string(),
+                    "epe_nas" => (2 + r % 5).to_string(),
+                    "grasp" => String::new(),
                     _ => "1".to_string(),
                 })
                 .collect();
@@ -461,16 +492,24 @@ mod tests {
         let (base, _) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
         write_computed(dir.path(), 0..nasflat_shared::NB201_SIZE);
         let (ext, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
-        // epe_nas is undefined on one row: left out, with a note.
-        assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("epe_nas"), "{notes:?}");
+        // epe_nas is undefined on one row: ranked last; grasp on every row:
+        // left out. A note for each.
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].contains("epe_nas undefined for 1 archs, ranked last"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].contains("grasp left out (defined for 0 of 15625"),
+            "{notes:?}"
+        );
         assert_eq!(
             ext.columns,
             vec![
+                "epe_nas",
                 "fisher",
                 "flops",
                 "grad_norm",
-                "grasp",
                 "jacov",
                 "l2_norm",
                 "nwot",
@@ -481,6 +520,11 @@ mod tests {
                 "zen"
             ]
         );
+        // the undefined row gets the minimum (2 -> 0 after min-max), the
+        // others 2 + r % 5 scaled to [0, 1]
+        let epe = ext.columns.iter().position(|c| c == "epe_nas").unwrap();
+        assert_eq!(ext.row(5)[epe], 0.0);
+        assert!((ext.row(7)[epe] - 0.5).abs() < 1e-7);
         // flops stays the vendored column, nwot is min-maxed over 0..6.
         let flops = ext.columns.iter().position(|c| c == "flops").unwrap();
         let nwot = ext.columns.iter().position(|c| c == "nwot").unwrap();
