@@ -86,7 +86,7 @@ struct EvalArgs {
     /// Search space (nb201 or fbnet); omitted: every space that has the tasks.
     #[arg(long)]
     space: Option<SearchSpace>,
-    /// Task name (ND, N1..N4, NA, FD, F1..F4, FA) or `all`.
+    /// Task names, comma-separated (ND, N1..N4, NA, FD, F1..F4, FA), or `all`.
     #[arg(long, default_value = "all")]
     task: String,
     /// Task file in tasks.json format (default: the paper's 12 tasks).
@@ -179,30 +179,73 @@ fn parse_methods(text: &str) -> Result<Vec<Method>> {
         .collect()
 }
 
+/// The tasks of `spec` (`all` or comma-separated names) per space, in the
+/// spaces' order, restricted to `only` when given. A name found in no
+/// (allowed) space is an error naming it.
+fn select_tasks(
+    task_set: &TaskSet,
+    spec: &str,
+    only: Option<SearchSpace>,
+) -> Result<Vec<(SearchSpace, Vec<String>)>> {
+    let spaces: Vec<SearchSpace> = match only {
+        Some(s) => vec![s],
+        None => SearchSpace::ALL.to_vec(),
+    };
+    if spec.trim() == "all" {
+        return Ok(spaces
+            .into_iter()
+            .map(|s| (s, task_set.tasks(s).map(|(n, _)| n.to_string()).collect()))
+            .filter(|(_, t): &(SearchSpace, Vec<String>)| !t.is_empty())
+            .collect());
+    }
+    let names: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        bail!("--task: no task named (give names such as N1,F2 or `all`)");
+    }
+    let unknown: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| spaces.iter().all(|&s| task_set.task(s, n).is_err()))
+        .collect();
+    if !unknown.is_empty() {
+        let within = only.map_or(String::new(), |s| format!(" in {}", s.name()));
+        bail!(
+            "unknown task{} `{}`{within}",
+            if unknown.len() > 1 { "s" } else { "" },
+            unknown.join("`, `")
+        );
+    }
+    Ok(spaces
+        .into_iter()
+        .map(|s| {
+            let mut mine: Vec<String> = Vec::new();
+            for n in &names {
+                if task_set.task(s, n).is_ok() && !mine.iter().any(|m| m == n) {
+                    mine.push(n.to_string());
+                }
+            }
+            (s, mine)
+        })
+        .filter(|(_, t)| !t.is_empty())
+        .collect())
+}
+
 fn run_eval(args: EvalArgs) -> Result<()> {
     let task_set = match &args.tasks_file {
         Some(path) => TaskSet::from_path(path)?,
         None => paper_tasks()?,
     };
     let methods = parse_methods(&args.method)?;
-    let spaces: Vec<SearchSpace> = match args.space {
-        Some(s) => vec![s],
-        None => SearchSpace::ALL
-            .into_iter()
-            .filter(|&s| args.task == "all" || task_set.task(s, &args.task).is_ok())
-            .collect(),
-    };
-    if spaces.is_empty() {
-        bail!("unknown task `{}`", args.task);
+    let selected = select_tasks(&task_set, &args.task, args.space)?;
+    if selected.is_empty() {
+        bail!("no tasks to evaluate (task file or --space has none)");
     }
     let mut all_runs = Vec::new();
-    for space in spaces {
-        let tasks: Vec<String> = if args.task == "all" {
-            task_set.tasks(space).map(|(n, _)| n.to_string()).collect()
-        } else {
-            task_set.task(space, &args.task)?;
-            vec![args.task.clone()]
-        };
+    for (space, tasks) in selected {
         let mut train = TrainConfig::for_space(space);
         if let Some(v) = args.source_samples {
             train.source_samples = v;

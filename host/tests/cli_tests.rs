@@ -36,6 +36,36 @@ fn unknown_sampler_and_encoding_names_exit_2_naming_the_choices() {
 }
 
 #[test]
+fn comma_separated_tasks_run_across_spaces_and_unknown_names_are_named() {
+    let (code, out, err) = host(&[
+        "eval",
+        "--task",
+        "N1, F2,N1",
+        "--method",
+        "flops",
+        "--trials",
+        "1",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("| flops |") && l.contains(" ± "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0].starts_with("| nb201 | N1 |"), "{out}");
+    assert!(rows[1].starts_with("| fbnet | F2 |"), "{out}");
+    let (code, _, err) = host(&["eval", "--task", "N1,X7,Q", "--method", "flops", "--quiet"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown tasks `X7`, `Q`"), "{err}");
+    let (code, _, err) = host(&[
+        "eval", "--space", "fbnet", "--task", "N1", "--method", "flops", "--quiet",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown task `N1` in fbnet"), "{err}");
+}
+
+#[test]
 fn missing_cached_encoding_exits_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = host(&[
