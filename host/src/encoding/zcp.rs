@@ -254,7 +254,7 @@ impl ComputedProxies {
     /// sentinels there (-1e8, -inf) that rank those archs last; here they
     /// get the column's finite minimum, the same rank without wrecking the
     /// min-max scale. A proxy missing on more rows (GraSP after a
-    /// `--no-grasp` run) is left out.
+    /// run without `--grasp`) is left out.
     fn complete_columns(&self) -> (Vec<(String, Vec<f64>)>, Vec<String>) {
         let mut kept = Vec::new();
         let mut notes = Vec::new();
@@ -444,7 +444,7 @@ mod tests {
         text.push_str(",seconds\n");
         for r in rows {
             // nwot = r % 7; epe_nas = 2 + r % 5 but undefined on row 5;
-            // grasp never computed (a `--no-grasp` run); the rest constant.
+            // grasp never computed (a run without `--grasp`); the rest constant.
             let cells: Vec<String> = PROXY_NAMES
                 .iter()
                 .map(|n| match *n {
