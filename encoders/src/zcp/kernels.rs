@@ -83,6 +83,36 @@ fn run<S: Stencil>(
     Ok((storage, Shape::from(out_dims)))
 }
 
+/// Implements candle's `CustomOp1` for a [`Stencil`] type under `name`:
+/// the forward pass is [`run`], the backward pass the type's own
+/// `backward` method.
+macro_rules! custom_op {
+    ($ty:ty, $name:literal) => {
+        impl CustomOp1 for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                storage: &CpuStorage,
+                layout: &Layout,
+            ) -> candle_core::Result<(CpuStorage, Shape)> {
+                run(self, $name, storage, layout)
+            }
+
+            fn bwd(
+                &self,
+                arg: &Tensor,
+                res: &Tensor,
+                grad: &Tensor,
+            ) -> candle_core::Result<Option<Tensor>> {
+                self.backward(arg, res, grad)
+            }
+        }
+    };
+}
+
 fn dims4(name: &str, dims: &[usize]) -> candle_core::Result<[usize; 4]> {
     match dims {
         &[a, b, c, d] => Ok([a, b, c, d]),
@@ -150,20 +180,11 @@ impl Stencil for Im2Col {
     }
 }
 
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "nb201-im2col"
-    }
+custom_op!(Im2Col, "nb201-im2col");
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run(self, self.name(), storage, layout)
-    }
-
-    fn bwd(
+impl Im2Col {
+    /// The input's gradient (candle's `bwd`).
+    fn backward(
         &self,
         arg: &Tensor,
         _res: &Tensor,
@@ -215,20 +236,11 @@ impl Stencil for Col2Im {
     }
 }
 
-impl CustomOp1 for Col2Im {
-    fn name(&self) -> &'static str {
-        "nb201-col2im"
-    }
+custom_op!(Col2Im, "nb201-col2im");
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run(self, self.name(), storage, layout)
-    }
-
-    fn bwd(
+impl Col2Im {
+    /// The input's gradient (candle's `bwd`).
+    fn backward(
         &self,
         _arg: &Tensor,
         _res: &Tensor,
@@ -284,20 +296,11 @@ impl Stencil for BoxSum3 {
     }
 }
 
-impl CustomOp1 for BoxSum3 {
-    fn name(&self) -> &'static str {
-        "nb201-box-sum-3x3"
-    }
+custom_op!(BoxSum3, "nb201-box-sum-3x3");
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run(self, self.name(), storage, layout)
-    }
-
-    fn bwd(
+impl BoxSum3 {
+    /// The input's gradient (candle's `bwd`).
+    fn backward(
         &self,
         _arg: &Tensor,
         _res: &Tensor,
@@ -355,21 +358,11 @@ impl Stencil for BatchNorm {
     }
 }
 
-impl CustomOp1 for BatchNorm {
-    fn name(&self) -> &'static str {
-        "nb201-batch-norm"
-    }
+custom_op!(BatchNorm, "nb201-batch-norm");
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        run(self, self.name(), storage, layout)
-    }
-
+impl BatchNorm {
     /// `dx = inv * (dy - mean_c(dy) - y * mean_c(dy * y))`.
-    fn bwd(
+    fn backward(
         &self,
         arg: &Tensor,
         res: &Tensor,
@@ -463,6 +456,11 @@ mod tests {
             .unwrap()
     }
 
+    /// Gradients of `sum(y * weight)`.
+    fn weighted_grads(y: &Tensor, weight: &Tensor) -> candle_core::backprop::GradStore {
+        (y * weight).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
     /// The reference the custom op replaces: pad, nine narrows, concat.
     fn im2col_reference(x: &Tensor, k: usize, pad: usize) -> Tensor {
         let (b, c, h, w) = x.dims4().unwrap();
@@ -502,18 +500,8 @@ mod tests {
                 assert!(max_diff(&ours, &theirs) == 0.0, "values k{k} p{pad}");
                 // weight the columns so every entry's gradient differs
                 let weight = ramp(ours.dims(), dtype);
-                let g_ours = (&ours * &weight)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                let g_theirs = (&theirs * &weight)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
+                let g_ours = weighted_grads(&ours, &weight);
+                let g_theirs = weighted_grads(&theirs, &weight);
                 let (a, b) = (
                     g_ours.get(x.as_tensor()).unwrap(),
                     g_theirs.get(x.as_tensor()).unwrap(),
@@ -541,18 +529,15 @@ mod tests {
                 w: 5,
             })
             .unwrap();
-        let lhs = (&cols * &y)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
-        let rhs = (&x * &back)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let dot = |a: &Tensor, b: &Tensor| {
+            (a * b)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let (lhs, rhs) = (dot(&cols, &y), dot(&x, &back));
         assert!((lhs - rhs).abs() < 1e-9, "{lhs} vs {rhs}");
     }
 
@@ -574,18 +559,8 @@ mod tests {
         }
         assert!(max_diff(&ours, &theirs) < 1e-5);
         let weight = ramp(ours.dims(), DType::F32);
-        let a = (&ours * &weight)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let b = (&theirs * &weight)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let a = weighted_grads(&ours, &weight);
+        let b = weighted_grads(&theirs, &weight);
         let d = max_diff(a.get(x.as_tensor()).unwrap(), b.get(x.as_tensor()).unwrap());
         assert!(d < 1e-5, "gradient {d}");
     }
@@ -627,18 +602,8 @@ mod tests {
             );
             // a non-uniform upstream gradient, so both terms of dx matter
             let weight = ramp(ours.dims(), dtype).sqr().unwrap();
-            let a = (&ours * &weight)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let b = (&theirs * &weight)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let a = weighted_grads(&ours, &weight);
+            let b = weighted_grads(&theirs, &weight);
             let d = max_diff(a.get(x.as_tensor()).unwrap(), b.get(x.as_tensor()).unwrap());
             assert!(d < 1e-4, "gradient {d}");
         }
