@@ -191,37 +191,36 @@ fn select_tasks(
         Some(s) => vec![s],
         None => SearchSpace::ALL.to_vec(),
     };
-    if spec.trim() == "all" {
-        return Ok(spaces
-            .into_iter()
-            .map(|s| (s, task_set.tasks(s).map(|(n, _)| n.to_string()).collect()))
-            .filter(|(_, t): &(SearchSpace, Vec<String>)| !t.is_empty())
-            .collect());
-    }
+    let all = spec.trim() == "all";
     let names: Vec<&str> = spec
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .collect();
-    if names.is_empty() {
-        bail!("--task: no task named (give names such as N1,F2 or `all`)");
-    }
-    let unknown: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| spaces.iter().all(|&s| task_set.task(s, n).is_err()))
-        .collect();
-    if !unknown.is_empty() {
-        let within = only.map_or(String::new(), |s| format!(" in {}", s.name()));
-        bail!(
-            "unknown task{} `{}`{within}",
-            if unknown.len() > 1 { "s" } else { "" },
-            unknown.join("`, `")
-        );
+    if !all {
+        if names.is_empty() {
+            bail!("--task: no task named (give names such as N1,F2 or `all`)");
+        }
+        let unknown: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| spaces.iter().all(|&s| task_set.task(s, n).is_err()))
+            .collect();
+        if !unknown.is_empty() {
+            let within = only.map_or(String::new(), |s| format!(" in {}", s.name()));
+            bail!(
+                "unknown task{} `{}`{within}",
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join("`, `")
+            );
+        }
     }
     Ok(spaces
         .into_iter()
         .map(|s| {
+            if all {
+                return (s, task_set.tasks(s).map(|(n, _)| n.to_string()).collect());
+            }
             let mut mine: Vec<String> = Vec::new();
             for n in &names {
                 if task_set.task(s, n).is_ok() && !mine.iter().any(|m| m == n) {

@@ -39,7 +39,8 @@ impl Scalar for f64 {
     }
 }
 
-/// A linear map on the flat contiguous data of a tensor.
+/// An op on the flat contiguous data of a tensor (all linear except
+/// [`BatchNorm`]).
 trait Stencil {
     /// Output shape for an input of `dims`.
     fn out_shape(&self, dims: &[usize]) -> candle_core::Result<Vec<usize>>;
@@ -111,6 +112,15 @@ macro_rules! custom_op {
             }
         }
     };
+}
+
+/// `op` applied to `x` made contiguous (what [`run`] requires), with the
+/// op's backward pass recorded.
+fn apply_contiguous<C: CustomOp1 + Send + Sync + 'static>(
+    x: &Tensor,
+    op: C,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(op)
 }
 
 fn dims4(name: &str, dims: &[usize]) -> candle_core::Result<[usize; 4]> {
@@ -197,7 +207,7 @@ impl Im2Col {
             h,
             w,
         };
-        Ok(Some(grad.contiguous()?.apply_op1(back)?))
+        Ok(Some(apply_contiguous(grad, back)?))
     }
 }
 
@@ -250,7 +260,7 @@ impl Col2Im {
             k: self.k,
             pad: self.pad,
         };
-        Ok(Some(grad.contiguous()?.apply_op1(back)?))
+        Ok(Some(apply_contiguous(grad, back)?))
     }
 }
 
@@ -306,7 +316,7 @@ impl BoxSum3 {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(BoxSum3)?))
+        Ok(Some(apply_contiguous(grad, BoxSum3)?))
     }
 }
 
@@ -413,18 +423,18 @@ impl BatchNorm {
 /// Batch norm of `x [b, c, h, w]` with batch statistics, unit scale, zero
 /// shift (see [`BatchNorm`]).
 pub(super) fn batch_norm(x: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(BatchNorm { eps })
+    apply_contiguous(x, BatchNorm { eps })
 }
 
 /// Columns `[b, c*k*k, oh*ow]` of a stride-1 `k x k` window over `x`
 /// padded by `pad` zeros (see [`Im2Col`]).
 pub(super) fn im2col(x: &Tensor, k: usize, pad: usize) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(Im2Col { k, pad })
+    apply_contiguous(x, Im2Col { k, pad })
 }
 
 /// 3x3 neighbourhood sums of `x [b, c, h, w]`, zero padded.
 pub(super) fn box_sum_3x3(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(BoxSum3)
+    apply_contiguous(x, BoxSum3)
 }
 
 #[cfg(test)]
