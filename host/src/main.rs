@@ -1,5 +1,6 @@
 //! `nasflat-host`: a thin CLI over the `nasflat_host` library.
 
+mod demo;
 mod service_cli;
 
 use std::path::PathBuf;
@@ -7,13 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use nasflat_host::baselines::Method;
-use nasflat_host::dataset::SpaceData;
-use nasflat_host::eval::{self, EvalOptions, report};
-use nasflat_host::features::Supplementary;
-use nasflat_host::partition::{self, EdgeWeight};
-use nasflat_host::predictor::{GnnKind, LossKind, PredictorConfig, TrainConfig};
-use nasflat_host::sampler::Sampler;
+use nasflat_predictor::baselines::Method;
+use nasflat_predictor::dataset::SpaceData;
+use nasflat_predictor::eval::{self, EvalOptions, report};
+use nasflat_predictor::features::Supplementary;
+use nasflat_predictor::model::{GnnKind, LossKind, PredictorConfig, TrainConfig};
+use nasflat_predictor::partition::{self, EdgeWeight};
+use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::{self, Task, TaskSet, paper_tasks};
 use rand::SeedableRng;

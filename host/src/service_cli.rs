@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::demo::{self, DemoOptions};
 use anyhow::{Context, Result};
 use clap::Args;
-use nasflat_host::sampler::Sampler;
 use nasflat_host::service::auth::new_token;
-use nasflat_host::service::demo::{self, DemoOptions};
 use nasflat_host::service::store::sqlite_url;
 use nasflat_host::service::{self, ServiceConfig};
+use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
 use nasflat_shared::protocol::JobLimits;
 
@@ -66,7 +66,7 @@ pub(crate) struct ServiceArgs {
     transfer_epochs: Option<usize>,
     /// Weight in [0, 1] of the linear stack (additive cost model + source
     /// regression) blended into the served prediction (0 = GNN alone).
-    #[arg(long, default_value_t = nasflat_host::fewshot::DEFAULT_BLEND)]
+    #[arg(long, default_value_t = nasflat_predictor::fewshot::DEFAULT_BLEND)]
     blend: f64,
     /// Seed of pretraining (transfers mix in the device id).
     #[arg(long, default_value_t = 0)]

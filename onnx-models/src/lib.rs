@@ -34,6 +34,7 @@ pub mod error;
 pub mod fbnet;
 mod layers;
 pub mod nb201;
+pub mod op_cost;
 mod proto;
 mod shapes;
 

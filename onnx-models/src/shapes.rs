@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use tract_onnx::pb::{AttributeProto, NodeProto};
 
-use crate::cost::{OpCost, numel};
 use crate::error::{OnnxError, Result};
+use crate::op_cost::{OpCost, numel};
 
 fn attribute<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)

@@ -273,7 +273,7 @@ fn nb201_table() -> &'static Nb201Table {
     TABLE.get_or_init(|| {
         // The vendored table is checked by tests to hold all 15,625 archs
         // exactly once; a corrupt build would fail there, not here.
-        let by_index = vendored::nb201_archs();
+        let by_index = vendored_archs();
         let mut index_by_code = vec![0u16; NB201_SIZE];
         for (index, arch) in by_index.iter().enumerate() {
             index_by_code[arch.code()] = u16::try_from(index).unwrap_or(u16::MAX);
@@ -307,6 +307,19 @@ impl<'de> Deserialize<'de> for Nb201Arch {
             Nb201Arch::from_ids(ids).map_err(serde::de::Error::custom)
         }
     }
+}
+
+/// Parses the vendored `nb201/archs.csv`. The file is checked by tests, so a
+/// parse failure can only mean a corrupt build; it yields an empty list and
+/// every index lookup then reports "out of range".
+fn vendored_archs() -> Vec<Nb201Arch> {
+    vendored::parse_records(vendored::NB201_ARCHS, |record| {
+        let ids: Vec<u8> = (2..8)
+            .map(|i| record.get(i).and_then(|s| s.parse().ok()))
+            .collect::<Option<_>>()?;
+        let ids: [u8; 6] = ids.try_into().ok()?;
+        Nb201Arch::from_ids(ids).ok()
+    })
 }
 
 #[cfg(test)]

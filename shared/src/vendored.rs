@@ -9,8 +9,6 @@ use std::io::Read;
 use flate2::read::GzDecoder;
 
 use crate::error::{Result, SpaceError};
-use crate::fbnet::FbnetArch;
-use crate::nb201::Nb201Arch;
 
 /// `data/nb201/archs.csv.gz`: index, arch string, edge op ids, output_connected.
 pub const NB201_ARCHS: VendoredFile = VendoredFile {
@@ -61,27 +59,12 @@ pub(crate) fn decode(name: &str, bytes: &[u8]) -> Result<String> {
     Ok(text)
 }
 
-/// Parses `nb201/archs.csv`. The file is vendored and checked by tests, so a
-/// parse failure can only mean a corrupt build; it yields an empty list and
-/// every index lookup then reports "out of range".
-pub(crate) fn nb201_archs() -> Vec<Nb201Arch> {
-    parse_archs(NB201_ARCHS, |record| {
-        let ids: Vec<u8> = (2..8)
-            .map(|i| record.get(i).and_then(|s| s.parse().ok()))
-            .collect::<Option<_>>()?;
-        let ids: [u8; 6] = ids.try_into().ok()?;
-        Nb201Arch::from_ids(ids).ok()
-    })
-}
-
-/// Parses `fbnet/archs.csv` (see [`nb201_archs`] on failures).
-pub(crate) fn fbnet_archs() -> Vec<FbnetArch> {
-    parse_archs(FBNET_ARCHS, |record| {
-        record.get(1).and_then(|key| key.parse().ok())
-    })
-}
-
-fn parse_archs<T>(file: VendoredFile, parse: impl Fn(&csv::StringRecord) -> Option<T>) -> Vec<T> {
+/// Parses every record of a vendored CSV file with `parse`; `None` when the
+/// file cannot be read or any record fails (a corrupt build).
+pub(crate) fn parse_records<T>(
+    file: VendoredFile,
+    parse: impl Fn(&csv::StringRecord) -> Option<T>,
+) -> Vec<T> {
     let Ok(text) = file.text() else {
         return Vec::new();
     };

@@ -9,11 +9,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use nasflat_agent::client::HostClient;
-use nasflat_host::metrics::spearman;
 use nasflat_shared::protocol::{
     Fingerprint, Heartbeat, MeasurementResult, PROTOCOL_VERSION, PlanRequest, RegisterRequest,
     ResultBatch,
 };
+use nasflat_shared::stats::spearman;
 use serde_json::json;
 use support::{ADMIN, Api, ENROL, HostProcess, agent_command, run_agent, serial};
 

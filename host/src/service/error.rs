@@ -113,8 +113,8 @@ impl From<StoreError> for AppError {
     }
 }
 
-impl From<crate::HostError> for AppError {
-    fn from(e: crate::HostError) -> Self {
+impl From<nasflat_predictor::PredictorError> for AppError {
+    fn from(e: nasflat_predictor::PredictorError) -> Self {
         AppError::Internal(e.to_string())
     }
 }

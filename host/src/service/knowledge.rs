@@ -18,12 +18,14 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::baselines::SourceMatrix;
-use crate::dataset::SpaceData;
-use crate::error::{HostError, Result};
-use crate::predictor::checkpoint::FORMAT_VERSION;
-use crate::predictor::{Predictor, PredictorConfig, TrainConfig, load_checkpoint, save_checkpoint};
-use crate::train;
+use nasflat_predictor::baselines::SourceMatrix;
+use nasflat_predictor::dataset::SpaceData;
+use nasflat_predictor::error::{PredictorError, Result};
+use nasflat_predictor::model::checkpoint::FORMAT_VERSION;
+use nasflat_predictor::model::{
+    Predictor, PredictorConfig, TrainConfig, load_checkpoint, save_checkpoint,
+};
+use nasflat_predictor::train;
 
 use super::store::hex;
 
@@ -259,7 +261,7 @@ fn settings_key(
 /// Writes the checkpoint under a temporary name, then renames weights and
 /// metadata into place (metadata last: a reader that sees it sees both).
 fn save_atomically(predictor: &Predictor, dir: &Path, version: &str) -> Result<()> {
-    let io = |path: &Path, source| HostError::Io {
+    let io = |path: &Path, source| PredictorError::Io {
         path: path.display().to_string(),
         source,
     };

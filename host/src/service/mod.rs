@@ -14,12 +14,10 @@
 //! | [`dashboard`] | server-rendered HTML + SVG plots |
 //! | [`metrics`] | Prometheus counters |
 //! | [`openapi`] | `/v1/openapi.json` |
-//! | [`demo`] | `nasflat-host demo`: the whole loop on this machine |
 
 pub mod api;
 pub mod auth;
 pub mod dashboard;
-pub mod demo;
 pub mod error;
 pub mod knowledge;
 pub mod metrics;

@@ -13,8 +13,8 @@ use super::metrics::Metrics;
 use super::predictions::PredictionCache;
 use super::store::Store;
 use super::transfer::TransferRunner;
-use crate::predictor::{PredictorConfig, TrainConfig};
-use crate::sampler::Sampler;
+use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::sampler::Sampler;
 
 /// Everything `nasflat-host serve` can be told.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ impl ServiceConfig {
             pretrain_epochs: None,
             source_samples: None,
             transfer_epochs: None,
-            blend: crate::fewshot::DEFAULT_BLEND,
+            blend: nasflat_predictor::fewshot::DEFAULT_BLEND,
             seed: 0,
             auto_transfer: true,
         }

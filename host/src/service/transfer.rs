@@ -20,10 +20,10 @@ use super::metrics::Metrics;
 use super::state::AppState;
 use super::store::measurements::MeasurementRow;
 use super::store::new_id;
-use crate::error::Result as HostResult;
-use crate::metrics::spearman;
-use crate::predictor::TrainConfig;
-use crate::train;
+use nasflat_predictor::error::Result as PredictorResult;
+use nasflat_predictor::model::TrainConfig;
+use nasflat_predictor::train;
+use nasflat_shared::stats::spearman;
 
 /// Which samples a transfer fits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,7 +315,7 @@ fn compute(
     blend: f64,
     bar: &ProgressBar,
     predicted: &AtomicUsize,
-) -> HostResult<Computed> {
+) -> PredictorResult<Computed> {
     let started = std::time::Instant::now();
     let t = train::transfer_measured(
         &pretrained.predictor,
@@ -330,7 +330,7 @@ fn compute(
     let all: Vec<usize> = (0..k.data.rows()).collect();
     let mut latencies = Vec::with_capacity(all.len());
     for chunk in all.chunks(1024) {
-        latencies.extend(crate::fewshot::predict_transferred(
+        latencies.extend(nasflat_predictor::fewshot::predict_transferred(
             &t, &k.data, &k.sources, rows, ms, chunk, blend,
         )?);
         predicted.fetch_add(chunk.len(), Ordering::Relaxed);

@@ -15,7 +15,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::OptionalBody;
-use crate::metrics::spearman;
 use crate::service::auth::Admin;
 use crate::service::error::{AppError, Reply, Wire};
 use crate::service::knowledge::SpaceKnowledge;
@@ -25,6 +24,7 @@ use crate::service::store::jobs::{JobRow, NewJob, QueueCounts};
 use crate::service::store::measurements::MeasurementRow;
 use crate::service::store::transfers::{PredictionRow, TransferRow};
 use crate::service::transfer::{SampleSet, samples_of};
+use nasflat_shared::stats::spearman;
 
 /// A device in `GET /v1/devices`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

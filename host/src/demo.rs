@@ -1,0 +1,265 @@
+//! `nasflat-host demo`: the whole loop on this machine. Serves on loopback
+//! with an embedded SQLite database in a temporary directory, runs a local
+//! agent that registers this machine as a new device and measures the k
+//! sampler-chosen NB201 architectures, waits for the transfer, has the
+//! agent measure fresh random architectures, and reports the Spearman
+//! correlation between the served predictions and those fresh measurements.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nasflat_shared::SearchSpace;
+
+use nasflat_host::service::auth::new_token;
+use nasflat_host::service::state::{AppState, ServiceConfig};
+use nasflat_host::service::store::jobs::NewJob;
+use nasflat_host::service::transfer::{SampleSet, samples_of};
+use nasflat_shared::stats::spearman;
+
+/// Options of the demo.
+#[derive(Debug, Clone)]
+pub(crate) struct DemoOptions {
+    /// Service settings (the database URL and tokens are replaced).
+    pub config: ServiceConfig,
+    /// The agent binary (default: next to this executable).
+    pub agent: Option<PathBuf>,
+    /// Fresh random archs measured after the transfer.
+    pub fresh: usize,
+    /// Seed of the fresh archs.
+    pub fresh_seed: u64,
+    /// Stop after printing instead of serving until Ctrl-C.
+    pub exit: bool,
+}
+
+/// What the demo measured.
+#[derive(Debug, Clone)]
+pub(crate) struct DemoReport {
+    /// Dashboard URL.
+    pub url: String,
+    /// The device registered for this machine.
+    pub device_id: String,
+    /// Fresh measurements compared.
+    pub fresh: usize,
+    /// Spearman between served predictions and fresh measurements.
+    pub spearman: f64,
+    /// Predictor version.
+    pub version: String,
+    /// Wall time of the whole loop.
+    pub seconds: f64,
+}
+
+/// The agent binary next to `exe` (cargo puts both in the same target dir).
+pub(crate) fn sibling_agent(exe: &Path) -> Option<PathBuf> {
+    let p = exe.parent()?.join("nasflat-agent");
+    p.exists().then_some(p)
+}
+
+fn run_agent(agent: &Path, url: &str, token: &str, state_dir: &Path) -> Result<()> {
+    let status = Command::new(agent)
+        .args(["run", "--host", url, "--token", token, "--name"])
+        .arg(format!(
+            "demo-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into())
+        ))
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args([
+            "--exit-when-idle",
+            "--max-retries",
+            "20",
+            "--backoff-ms",
+            "100",
+            "--backoff-max-ms",
+            "2000",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("starting the agent {}", agent.display()))?;
+    if !status.success() {
+        bail!("the agent exited with {status}");
+    }
+    Ok(())
+}
+
+async fn wait_for_predictor(state: &AppState, device: &str, space: SearchSpace) -> Result<String> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Some(p) = state.predictions.get(&state.store, device, space).await? {
+            return Ok(p.version.clone());
+        }
+        let transfers = state.store.transfers(device).await?;
+        if let Some(t) = transfers.first() {
+            if t.state == "failed" {
+                bail!("transfer failed: {}", t.message);
+            }
+            let line = format!(
+                "transfer {} {:.0}%: {}",
+                t.state,
+                t.progress * 100.0,
+                t.message
+            );
+            if line != last {
+                eprintln!("  {line}");
+                last = line;
+            }
+        } else if let Some(k) = state.spaces.get(&space) {
+            let r = k.report();
+            if let Some((d, t)) = r.progress {
+                let line = format!("pretraining {d}/{t} epochs");
+                if line != last {
+                    eprintln!("  {line}");
+                    last = line;
+                }
+            }
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            bail!("no predictor after an hour");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs the demo; serves until Ctrl-C unless `exit`.
+pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
+    let started = Instant::now();
+    let agent = match &options.agent {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| sibling_agent(&e))
+            .context(
+                "no nasflat-agent binary next to nasflat-host: build it first \
+                 (cargo build --release -p nasflat-agent) or pass --agent PATH",
+            )?,
+    };
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let mut config = options.config.clone();
+    config.db_url = nasflat_host::service::store::sqlite_url(&tmp.path().join("nasflat.db"));
+    config.admin_token = new_token();
+    config.enrol_token = new_token();
+    let space = SearchSpace::Nb201;
+    config.spaces = vec![space];
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = nasflat_host::service::build_state(config.clone()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            nasflat_host::service::serve(state, listener, async {
+                let _ = stop_rx.await;
+            })
+            .await
+        })
+    };
+    let url = format!("http://{addr}");
+    eprintln!(
+        "demo: host at {url}; agent {} measures {} NB201 archs",
+        agent.display(),
+        config.samples
+    );
+    let agent_dir = tmp.path().join("agent");
+    {
+        let (agent, url, token, dir) = (
+            agent.clone(),
+            url.clone(),
+            config.enrol_token.clone(),
+            agent_dir.clone(),
+        );
+        tokio::task::spawn_blocking(move || run_agent(&agent, &url, &token, &dir)).await??;
+    }
+    let devices = state.store.devices().await?;
+    let device = devices
+        .first()
+        .context("the agent did not register")?
+        .id
+        .clone();
+    eprintln!("demo: device {device} measured its samples; waiting for the transfer");
+    let version = wait_for_predictor(&state, &device, space).await?;
+    let k = state
+        .space(space)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .clone();
+    let measured = state.store.measurements_of_device(&device).await?;
+    let (done, _) = samples_of(&measured, space, SampleSet::All);
+    let free: Vec<usize> = k
+        .usable_rows
+        .iter()
+        .copied()
+        .filter(|r| !done.contains(r))
+        .collect();
+    let fresh: Vec<usize> = {
+        use rand::SeedableRng;
+        use rand::seq::IndexedRandom;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(options.fresh_seed);
+        free.choose_multiple(&mut rng, options.fresh)
+            .copied()
+            .collect()
+    };
+    let jobs: Vec<NewJob> = fresh
+        .iter()
+        .map(|&index| NewJob::Arch {
+            space: space.to_string(),
+            index,
+        })
+        .collect();
+    state.store.insert_jobs(&device, "extra", &jobs).await?;
+    eprintln!(
+        "demo: predictor {version} ready; the agent measures {} fresh random archs (seed {})",
+        fresh.len(),
+        options.fresh_seed
+    );
+    {
+        let (agent, url, token, dir) = (
+            agent.clone(),
+            url.clone(),
+            config.enrol_token.clone(),
+            agent_dir.clone(),
+        );
+        tokio::task::spawn_blocking(move || run_agent(&agent, &url, &token, &dir)).await??;
+    }
+    let measured = state.store.measurements_of_device(&device).await?;
+    let pred = state
+        .predictions
+        .get(&state.store, &device, space)
+        .await?
+        .context("the predictor vanished")?;
+    let (mut p, mut m) = (Vec::new(), Vec::new());
+    for row in measured.iter().filter(|r| r.purpose == "extra" && r.valid) {
+        if let Some(i) = row.arch_index.and_then(|i| usize::try_from(i).ok())
+            && let Some(&v) = pred.latencies.get(i)
+        {
+            p.push(v);
+            m.push(row.median_ms);
+        }
+    }
+    let report = DemoReport {
+        url: format!("{url}/"),
+        device_id: device,
+        fresh: p.len(),
+        spearman: spearman(&p, &m),
+        version,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    println!(
+        "Spearman (served predictions vs {} fresh measurements on this machine): {:.3}",
+        report.fresh, report.spearman
+    );
+    println!("dashboard: {}", report.url);
+    if !options.exit {
+        println!("serving until Ctrl-C");
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    drop(tmp);
+    Ok(report)
+}

@@ -1,0 +1,101 @@
+//! Predictor speed (issue 4, section 6), one run so the ratios are comparable:
+//!
+//! - `pretrain_1_epoch`: one pretraining epoch on a paper task's sources at
+//!   the space's default source samples (a task's pretraining = this x the
+//!   default epochs; the eval JSON records whole pretrainings too);
+//! - `transfer_k20`: transfer to one target with 20 samples (default epochs);
+//! - `predict_all`: the GNN's batch prediction of every arch of the space;
+//! - `stacked_fit_predict_all`: the linear stack (additive + source ridge)
+//!   fitted on 20 samples and predicting every arch.
+//!
+//! `cargo bench -p nasflat-host --bench predictor`
+
+use criterion::{Criterion, criterion_group};
+use nasflat_predictor::baselines::{SourceMatrix, stacked_predict};
+use nasflat_predictor::dataset::SpaceData;
+use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::train;
+use nasflat_shared::SearchSpace;
+use nasflat_shared::data::paper_tasks;
+
+fn space_benches(c: &mut Criterion, space: SearchSpace, task: &str) {
+    let Ok(data) = SpaceData::load(space) else {
+        eprintln!("cannot load {space}");
+        return;
+    };
+    let Ok(tasks) = paper_tasks() else { return };
+    let Ok(task) = tasks.task(space, task) else {
+        return;
+    };
+    let config = PredictorConfig::default();
+    let train_config = TrainConfig::for_space(space);
+    let target = task.test[0].clone();
+    let Ok(column) = data.device_index(&target) else {
+        return;
+    };
+    let valid = data.valid_rows(column);
+    let archs: Vec<usize> = valid
+        .iter()
+        .step_by(valid.len() / 20)
+        .take(20)
+        .copied()
+        .collect();
+    let ms: Vec<f64> = archs
+        .iter()
+        .filter_map(|&a| data.latency(column, a))
+        .collect();
+    let all: Vec<usize> = (0..data.rows()).collect();
+
+    let mut group = c.benchmark_group(format!("{space}"));
+    group.sample_size(10);
+    let mut one_epoch = train_config.clone();
+    one_epoch.epochs = 1;
+    group.bench_function("pretrain_1_epoch", |b| {
+        b.iter(|| train::pretrain(&data, &task.train, &config, &one_epoch, 0, None))
+    });
+    let Ok(pretrained) = train::pretrain(&data, &task.train, &config, &one_epoch, 0, None) else {
+        return;
+    };
+    group.bench_function("transfer_k20", |b| {
+        b.iter(|| train::transfer(&pretrained, &data, &target, &archs, &train_config, 0))
+    });
+    group.bench_function("predict_all", |b| {
+        b.iter(|| pretrained.predict(&data.features, &all, 0))
+    });
+    let Ok(sources) = SourceMatrix::new(&data, &task.train) else {
+        return;
+    };
+    group.bench_function("stacked_fit_predict_all", |b| {
+        b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all))
+    });
+    group.finish();
+}
+
+fn predictor(c: &mut Criterion) {
+    space_benches(c, SearchSpace::Nb201, "N1");
+    space_benches(c, SearchSpace::Fbnet, "F1");
+}
+
+criterion_group!(benches, predictor);
+
+/// Benchmarks the configuration `nasflat-host` runs in: candle on one
+/// thread per op (the binary re-executes itself with `RAYON_NUM_THREADS=1`;
+/// small training batches are fastest that way), whole-space prediction
+/// splitting its passes over the cores itself.
+fn main() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none()
+        && let Ok(exe) = std::env::current_exe()
+    {
+        // Candle reads the variable once, at its first op: run ourselves again with it set.
+        match std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("RAYON_NUM_THREADS", "1")
+            .status()
+        {
+            Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+            Err(error) => eprintln!("cannot re-run with RAYON_NUM_THREADS=1 ({error}); continuing"),
+        }
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

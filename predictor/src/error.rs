@@ -1,0 +1,66 @@
+//! Errors of the host library: one enum with structured fields, so callers
+//! (the CLI, the service) can report bad input without panicking.
+
+use thiserror::Error;
+
+/// Everything that can go wrong training, transferring or evaluating a predictor.
+#[derive(Debug, Error)]
+pub enum PredictorError {
+    /// Loading the vendored tables or parsing an architecture failed.
+    #[error(transparent)]
+    Space(#[from] nasflat_shared::SpaceError),
+    /// A tensor operation failed (shape mismatch, I/O of a safetensors file).
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// A device that is not a column of the space's latency table.
+    #[error("{space}: unknown device `{device}`")]
+    UnknownDevice { space: String, device: String },
+    /// A device the checkpoint has no hardware embedding for.
+    #[error("device `{device}` is not in the predictor (known: {known})")]
+    DeviceNotInModel { device: String, known: String },
+    /// More target samples requested than the device has measured architectures.
+    #[error(
+        "{device}: asked for {requested} samples but only {available} architectures are usable"
+    )]
+    NotEnoughSamples {
+        device: String,
+        requested: usize,
+        available: usize,
+    },
+    /// A configuration value out of range or an unknown option name.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    /// Checkpoint metadata that does not match this build.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: String, reason: String },
+    /// File I/O.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON (de)serialisation.
+    #[error("{what}: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A lock poisoned by a panic in another thread.
+    #[error("poisoned lock: {0}")]
+    Poisoned(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, PredictorError>;
+
+impl PredictorError {
+    /// Shorthand for [`PredictorError::Invalid`].
+    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        PredictorError::Invalid {
+            what,
+            reason: reason.into(),
+        }
+    }
+}

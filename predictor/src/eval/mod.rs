@@ -1,0 +1,558 @@
+//! The evaluation harness (paper Section 6.2, Table 7 protocol).
+//!
+//! For each task and trial: every target device "measures" k architectures
+//! (sampled with a seed derived from the trial seed and the target's
+//! position, identical for every method); each method predicts the target's
+//! latency on all of its other measured architectures; we report Spearman
+//! (the paper's metric), Kendall tau-b and the within-10% share of the
+//! millisecond predictions, as mean and std over target devices x trials.
+
+pub mod reference;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nasflat_shared::data::{Task, TaskSet};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::baselines::{self, Method, SourceMatrix, help_mlp::HelpMlp};
+use crate::correlation::{kendall_tau_b, mean_std, spearman, within_fraction};
+use crate::dataset::SpaceData;
+use crate::error::{PredictorError, Result};
+use crate::model::{Predictor, PredictorConfig, TrainConfig};
+use crate::sampler::Sampler;
+use crate::train::{self, DeviceSamples, Phase};
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Task names of the space, in order.
+    pub tasks: Vec<String>,
+    /// Task definitions.
+    pub task_set: TaskSet,
+    /// Trials per task.
+    pub trials: usize,
+    /// Target samples k.
+    pub samples: usize,
+    /// Base seed; trial t uses `seed + t`.
+    pub seed: u64,
+    /// Sample selection.
+    pub sampler: Sampler,
+    /// Methods to run.
+    pub methods: Vec<Method>,
+    /// Network shape of NASFLAT (and of the scratch GNN).
+    pub predictor: PredictorConfig,
+    /// Optimisation settings.
+    pub train: TrainConfig,
+    /// Epochs of the HELP-style MLP pretraining.
+    pub help_epochs: usize,
+    /// Weights of the linear stack (additive + source regression, see
+    /// [`baselines::Stack`]) blended into NASFLAT's GNN in log-ms space;
+    /// 0 = the paper's predictor alone. Several weights are evaluated from
+    /// one pretraining and reported as `nasflat@w`; a single weight is
+    /// reported as plain `nasflat`.
+    pub blend: Vec<f64>,
+    /// Hide progress bars.
+    pub quiet: bool,
+    /// Trials run side by side (each on one thread; results do not depend
+    /// on it: every trial has its own seed and model).
+    pub jobs: usize,
+}
+
+/// Metrics of one (trial, target device).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceOutcome {
+    /// Trial number.
+    pub trial: usize,
+    /// Target device.
+    pub device: String,
+    /// Spearman rho over the evaluated architectures.
+    pub spearman: f64,
+    /// Kendall tau-b (exact).
+    pub kendall: f64,
+    /// Share of predictions within +-10% of the true ms.
+    pub within10: f64,
+    /// Architectures evaluated.
+    pub evaluated: usize,
+    /// Source whose embedding initialised the target (NASFLAT only).
+    pub init_from: Option<String>,
+    /// Seconds spent fitting to the target (transfer).
+    pub fit_seconds: f64,
+    /// Seconds spent predicting all evaluated architectures.
+    pub predict_seconds: f64,
+}
+
+/// Per-device summary in the JSON report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    /// Mean Spearman over trials.
+    pub spearman_mean: f64,
+    /// Std over trials.
+    pub spearman_std: f64,
+    /// Mean Kendall tau-b.
+    pub kendall_mean: f64,
+    /// Mean within-10% share.
+    pub within10_mean: f64,
+}
+
+/// One (space, task, method) result, the JSON `runs[]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Search space.
+    pub space: String,
+    /// Task name.
+    pub task: String,
+    /// Method name.
+    pub method: String,
+    /// Sampler of the target's k architectures.
+    #[serde(default)]
+    pub sampler: String,
+    /// Mean Spearman over targets x trials.
+    pub spearman_mean: f64,
+    /// Std over targets x trials.
+    pub spearman_std: f64,
+    /// Mean Kendall tau-b.
+    pub kendall_mean: f64,
+    /// Mean within-10% share after calibration.
+    pub within10_mean: f64,
+    /// k.
+    pub samples: usize,
+    /// Trials.
+    pub trials: usize,
+    /// Wall-clock seconds of this method on this task.
+    pub seconds: f64,
+    /// Base seed.
+    pub seed: u64,
+    /// Seed of each trial.
+    pub trial_seeds: Vec<u64>,
+    /// Seconds of each pretraining (methods that pretrain).
+    pub pretrain_seconds: Vec<f64>,
+    /// Mean seconds to fit one target device.
+    pub fit_seconds_mean: f64,
+    /// Mean seconds to predict all of one target's architectures.
+    pub predict_seconds_mean: f64,
+    /// Per target device.
+    pub per_device: BTreeMap<String, DeviceSummary>,
+    /// Raw outcomes.
+    pub outcomes: Vec<DeviceOutcome>,
+}
+
+/// Seed of trial `t`.
+pub fn trial_seed(base: u64, trial: usize) -> u64 {
+    base.wrapping_add(trial as u64)
+}
+
+/// The k target archs of a (trial, target): seeded by both, shared by all methods.
+fn target_samples(
+    data: &SpaceData,
+    sampler: Sampler,
+    sources: &SourceMatrix,
+    target: &str,
+    k: usize,
+    seed: u64,
+    position: usize,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let column = data.device_index(target)?;
+    let valid = data.valid_rows(column);
+    if k + 2 > valid.len() {
+        return Err(PredictorError::NotEnoughSamples {
+            device: target.to_string(),
+            requested: k,
+            available: valid.len().saturating_sub(2),
+        });
+    }
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(position as u64));
+    let picked = sampler.pick_for_task(data, Some(sources), target, &valid, k, &mut rng)?;
+    let chosen: std::collections::HashSet<usize> = picked.iter().copied().collect();
+    let rest = valid.into_iter().filter(|r| !chosen.contains(r)).collect();
+    Ok((picked, rest))
+}
+
+fn progress_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} ETA {eta} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Runs every (task, method) of `opts` on one space.
+pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> {
+    opts.train.validate()?;
+    if let Some(w) = opts.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
+        return Err(PredictorError::invalid(
+            "blend",
+            format!("weight {w} is outside [0, 1]"),
+        ));
+    }
+    let multi = MultiProgress::with_draw_target(if opts.quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr()
+    });
+    // Validate encodings, tasks and devices before spending any time training.
+    if let Some(kind) = opts.sampler.encoding() {
+        data.encodings.get(kind)?;
+    }
+    if let Some(kind) = opts.predictor.supplementary.encoding()
+        && !data
+            .features
+            .has_supplementary(opts.predictor.supplementary)
+    {
+        data.encodings.get(kind)?;
+    }
+    let mut plan = Vec::new();
+    for name in &opts.tasks {
+        let task = opts.task_set.task(data.space, name)?;
+        for d in task.train.iter().chain(&task.test) {
+            data.device_index(d)?;
+        }
+        plan.push((name.clone(), task.clone()));
+    }
+    let total: usize = plan
+        .iter()
+        .map(|(_, t)| t.test.len() * opts.trials * opts.methods.len())
+        .sum();
+    let main = multi.add(ProgressBar::new(total as u64));
+    main.set_style(progress_style());
+    main.set_prefix(data.space.to_string());
+    let mut reports = Vec::new();
+    for (name, task) in &plan {
+        let sources = SourceMatrix::new(data, &task.train)?;
+        // (label, outcomes, pretrain seconds, wall seconds), in method order.
+        let mut per_method: Vec<MethodRecord> = Vec::new();
+        let trials: Vec<usize> = (0..opts.trials).collect();
+        let records = crate::parallel::map_in_groups(&trials, opts.jobs, "eval", |&trial| {
+            run_trial(data, opts, name, task, &sources, trial, &multi, &main)
+        })?;
+        // Merge in trial order, so reports do not depend on `jobs`.
+        for (label, mine, pretrain, seconds) in records {
+            match per_method.iter_mut().find(|(l, ..)| *l == label) {
+                Some(entry) => {
+                    entry.1.extend(mine);
+                    entry.2.extend(pretrain);
+                    entry.3 += seconds;
+                }
+                None => per_method.push((label, mine, pretrain, seconds)),
+            }
+        }
+        for (label, outcomes, pretrain, seconds) in per_method {
+            reports.push(summarise(
+                data, opts, name, &label, outcomes, pretrain, seconds,
+            ));
+        }
+    }
+    main.finish_and_clear();
+    Ok(reports)
+}
+
+/// An outcome with the label it is reported under (`nasflat@0.85`, ...).
+type Labelled = (String, DeviceOutcome);
+
+/// One label's outcomes, pretraining seconds and wall seconds.
+type MethodRecord = (String, Vec<DeviceOutcome>, Vec<f64>, f64);
+
+/// Every method of one trial of one task, one record per label in method order.
+#[allow(clippy::too_many_arguments)]
+fn run_trial(
+    data: &SpaceData,
+    opts: &EvalOptions,
+    name: &str,
+    task: &Task,
+    sources: &SourceMatrix,
+    trial: usize,
+    multi: &MultiProgress,
+    main: &ProgressBar,
+) -> Result<Vec<MethodRecord>> {
+    let seed = trial_seed(opts.seed, trial);
+    let mut samples = Vec::with_capacity(task.test.len());
+    for (p, target) in task.test.iter().enumerate() {
+        samples.push(target_samples(
+            data,
+            opts.sampler,
+            sources,
+            target,
+            opts.samples,
+            seed,
+            p,
+        )?);
+    }
+    let mut records: Vec<MethodRecord> = Vec::new();
+    for &method in &opts.methods {
+        main.set_message(format!("{name} trial {trial} {method}"));
+        let started = Instant::now();
+        let (outcomes, pretrain) = run_method(
+            data,
+            opts,
+            method,
+            &task.train,
+            &task.test,
+            &samples,
+            sources,
+            seed,
+            trial,
+            multi,
+            main,
+        )?;
+        let seconds = started.elapsed().as_secs_f64();
+        for (label, outcome) in outcomes {
+            match records.iter_mut().find(|(l, ..)| *l == label) {
+                Some(entry) => entry.1.push(outcome),
+                None => records.push((label, vec![outcome], pretrain.clone(), seconds)),
+            }
+        }
+    }
+    Ok(records)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_method(
+    data: &SpaceData,
+    opts: &EvalOptions,
+    method: Method,
+    source_names: &[String],
+    targets: &[String],
+    samples: &[(Vec<usize>, Vec<usize>)],
+    sources: &SourceMatrix,
+    seed: u64,
+    trial: usize,
+    multi: &MultiProgress,
+    main: &ProgressBar,
+) -> Result<(Vec<Labelled>, Vec<f64>)> {
+    let mut pretrain_seconds = Vec::new();
+    let started = Instant::now();
+    let pretrained: Option<Predictor> = if method == Method::Nasflat {
+        let bar = multi.add(ProgressBar::new(opts.train.epochs as u64));
+        bar.set_style(progress_style());
+        bar.set_prefix("pretrain");
+        let model = train::pretrain(
+            data,
+            source_names,
+            &opts.predictor,
+            &opts.train,
+            seed,
+            Some(&bar),
+        )?;
+        bar.finish_and_clear();
+        pretrain_seconds.push(started.elapsed().as_secs_f64());
+        Some(model)
+    } else {
+        None
+    };
+    let help = if method == Method::Help {
+        let model = HelpMlp::pretrain(
+            data,
+            source_names,
+            opts.train.source_samples,
+            opts.help_epochs,
+            seed,
+        )?;
+        pretrain_seconds.push(started.elapsed().as_secs_f64());
+        Some(model)
+    } else {
+        None
+    };
+    let mut outcomes = Vec::with_capacity(targets.len());
+    for (p, (target, (archs, rest))) in targets.iter().zip(samples).enumerate() {
+        let column = data.device_index(target)?;
+        let ms: Vec<f64> = DeviceSamples::gather(data, target, column, 0, archs.clone())?.latencies;
+        let truth: Vec<f64> = rest
+            .iter()
+            .filter_map(|&r| data.latency(column, r))
+            .collect();
+        let target_seed = seed.wrapping_mul(7919).wrapping_add(p as u64);
+        let fit_start = Instant::now();
+        let mut init_from = None;
+        let mut fit_seconds = 0.0;
+        let predict_start;
+        // Extra labelled predictions (NASFLAT at several blend weights).
+        let mut variants: Vec<(String, Vec<f64>)> = Vec::new();
+        let predicted = match method {
+            Method::Nasflat => {
+                let base = pretrained
+                    .as_ref()
+                    .ok_or_else(|| PredictorError::invalid("eval", "no pretrained model"))?;
+                let t = train::transfer(base, data, target, archs, &opts.train, target_seed)?;
+                fit_seconds = fit_start.elapsed().as_secs_f64();
+                init_from = t.init_from.clone();
+                predict_start = Instant::now();
+                let mut per_weight = crate::fewshot::predict_transferred_blends(
+                    &t,
+                    data,
+                    sources,
+                    archs,
+                    &ms,
+                    rest,
+                    &opts.blend,
+                )?;
+                if opts.blend.len() > 1 {
+                    for (w, predicted) in opts.blend.iter().zip(per_weight) {
+                        variants.push((format!("nasflat@{w}"), predicted));
+                    }
+                    Vec::new()
+                } else {
+                    per_weight.pop().unwrap_or_default()
+                }
+            }
+            Method::Flops => {
+                predict_start = Instant::now();
+                baselines::flops_predict(data, archs, &ms, rest)
+            }
+            Method::Params => {
+                predict_start = Instant::now();
+                baselines::params_predict(data, archs, &ms, rest)
+            }
+            Method::Nearest => {
+                predict_start = Instant::now();
+                baselines::nearest_predict(sources, archs, &ms, rest)?
+            }
+            Method::Ridge => {
+                predict_start = Instant::now();
+                baselines::ridge_predict(sources, archs, &ms, rest)?
+            }
+            Method::RidgeCost => {
+                predict_start = Instant::now();
+                baselines::ridge_cost_predict(data, sources, archs, &ms, rest)?
+            }
+            Method::Additive => {
+                predict_start = Instant::now();
+                baselines::additive_predict(data, archs, &ms, rest)?
+            }
+            Method::Stacked => {
+                predict_start = Instant::now();
+                baselines::stacked_predict(data, sources, archs, &ms, rest)?
+            }
+            Method::Help => {
+                let model = help
+                    .as_ref()
+                    .ok_or_else(|| PredictorError::invalid("eval", "no HELP model"))?;
+                predict_start = Instant::now();
+                let fit_rows: Vec<usize> = archs.iter().chain(rest.iter()).copied().collect();
+                let scores =
+                    model.transfer_predict(data, target, archs, &fit_rows, 100, target_seed)?;
+                let k = archs.len();
+                let cal = crate::calibrate::LogLinearCalibration::fit(&scores[..k], &ms);
+                cal.apply_all(&scores[k..])
+            }
+            Method::Scratch => {
+                let supp = data
+                    .features
+                    .supplementary_dim(opts.predictor.supplementary);
+                let model = Predictor::new(
+                    &opts.predictor,
+                    data.space,
+                    std::slice::from_ref(target),
+                    supp,
+                    target_seed,
+                )?;
+                let set = DeviceSamples::gather(data, target, column, 0, archs.clone())?;
+                let phase = Phase {
+                    epochs: opts.train.epochs,
+                    lr: opts.train.lr,
+                    weight_decay: opts.train.weight_decay,
+                    batch_size: opts.train.batch_size,
+                    loss: opts.train.loss,
+                    margin: opts.train.margin,
+                };
+                let mut rng = StdRng::seed_from_u64(target_seed);
+                train::fit(
+                    &model,
+                    data,
+                    std::slice::from_ref(&set),
+                    phase,
+                    &mut rng,
+                    None,
+                )?;
+                fit_seconds = fit_start.elapsed().as_secs_f64();
+                predict_start = Instant::now();
+                let fit_scores = model.predict(&data.features, archs, 0)?;
+                let cal = crate::calibrate::LogLinearCalibration::fit(&fit_scores, &ms);
+                cal.apply_all(&model.predict(&data.features, rest, 0)?)
+            }
+        };
+        let predict_seconds = predict_start.elapsed().as_secs_f64();
+        if variants.is_empty() {
+            variants.push((method.to_string(), predicted));
+        }
+        for (label, predicted) in variants {
+            outcomes.push((
+                label,
+                DeviceOutcome {
+                    trial,
+                    device: target.clone(),
+                    spearman: spearman(&predicted, &truth),
+                    kendall: kendall_tau_b(&predicted, &truth),
+                    within10: within_fraction(&predicted, &truth, 0.1),
+                    evaluated: truth.len(),
+                    init_from: init_from.clone(),
+                    fit_seconds,
+                    predict_seconds,
+                },
+            ));
+        }
+        main.inc(1);
+    }
+    Ok((outcomes, pretrain_seconds))
+}
+
+fn summarise(
+    data: &SpaceData,
+    opts: &EvalOptions,
+    task: &str,
+    method: &str,
+    outcomes: Vec<DeviceOutcome>,
+    pretrain_seconds: Vec<f64>,
+    seconds: f64,
+) -> RunReport {
+    let rho: Vec<f64> = outcomes.iter().map(|o| o.spearman).collect();
+    let (spearman_mean, spearman_std) = mean_std(&rho);
+    let kendall_mean = mean_std(&outcomes.iter().map(|o| o.kendall).collect::<Vec<_>>()).0;
+    let within10_mean = mean_std(&outcomes.iter().map(|o| o.within10).collect::<Vec<_>>()).0;
+    let fit_seconds_mean = mean_std(&outcomes.iter().map(|o| o.fit_seconds).collect::<Vec<_>>()).0;
+    let predict_seconds_mean = mean_std(
+        &outcomes
+            .iter()
+            .map(|o| o.predict_seconds)
+            .collect::<Vec<_>>(),
+    )
+    .0;
+    let mut per_device = BTreeMap::new();
+    let names: std::collections::BTreeSet<&str> =
+        outcomes.iter().map(|o| o.device.as_str()).collect();
+    for name in names {
+        let mine: Vec<&DeviceOutcome> = outcomes.iter().filter(|o| o.device == name).collect();
+        let (m, s) = mean_std(&mine.iter().map(|o| o.spearman).collect::<Vec<_>>());
+        per_device.insert(
+            name.to_string(),
+            DeviceSummary {
+                spearman_mean: m,
+                spearman_std: s,
+                kendall_mean: mean_std(&mine.iter().map(|o| o.kendall).collect::<Vec<_>>()).0,
+                within10_mean: mean_std(&mine.iter().map(|o| o.within10).collect::<Vec<_>>()).0,
+            },
+        );
+    }
+    RunReport {
+        space: data.space.to_string(),
+        task: task.to_string(),
+        method: method.to_string(),
+        sampler: opts.sampler.to_string(),
+        spearman_mean,
+        spearman_std,
+        kendall_mean,
+        within10_mean,
+        samples: opts.samples,
+        trials: opts.trials,
+        seconds,
+        seed: opts.seed,
+        trial_seeds: (0..opts.trials).map(|t| trial_seed(opts.seed, t)).collect(),
+        pretrain_seconds,
+        fit_seconds_mean,
+        predict_seconds_mean,
+        per_device,
+        outcomes,
+    }
+}

@@ -1,0 +1,12 @@
+//! The NASFLAT latency predictor: configuration, layers, model, checkpoints.
+
+pub mod checkpoint;
+pub mod config;
+pub mod gnn;
+pub mod layers;
+pub mod memo;
+pub mod network;
+
+pub use checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};
+pub use config::{GnnKind, LossKind, PredictorConfig, TrainConfig};
+pub use network::{GraphBatch, Predictor};
