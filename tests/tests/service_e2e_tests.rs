@@ -352,7 +352,7 @@ async fn dashboard_renders_in_headless_chromium() {
             protocol_version: PROTOCOL_VERSION,
             name: "dashboard-board".into(),
             device_id: None,
-            fingerprint: fingerprint(0),
+            fingerprint: Fingerprint::simulated("sim-0", 4),
         })
         .await
         .unwrap();
