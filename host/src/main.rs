@@ -110,8 +110,8 @@ struct EvalArgs {
     /// Supplementary encoding: none, zcp, cost, all, arch2vec, cate or caz.
     #[arg(long)]
     supplementary: Option<Supplementary>,
-    /// Folder of cached encodings (default: $NASFLAT_ENCODINGS_DIR, else
-    /// ./data/encodings, else the repository's data/encodings).
+    /// Folder of retrained encodings, read instead of the ones compiled
+    /// into this binary (default: $NASFLAT_ENCODINGS_DIR when set).
     #[arg(long)]
     encodings_dir: Option<PathBuf>,
     /// Disable the operation-wise hardware embedding.

@@ -37,18 +37,6 @@ async fn app(dir: &std::path::Path) -> (Router, AppState) {
     (router(state.clone()), state)
 }
 
-fn fingerprint() -> Fingerprint {
-    Fingerprint {
-        cpu_model: Some("test cpu".into()),
-        cores: 2,
-        target: "x86_64-unknown-linux-gnu".into(),
-        kernel: None,
-        mem_total_kb: None,
-        agent_version: "0".into(),
-        tract_version: "0".into(),
-    }
-}
-
 fn postcard_req<T: Serialize>(path: &str, token: Option<&str>, body: &T) -> Request<Body> {
     raw(
         path,
@@ -115,7 +103,7 @@ async fn register(app: &Router) -> RegisterResponse {
         protocol_version: PROTOCOL_VERSION,
         name: "board".into(),
         device_id: None,
-        fingerprint: fingerprint(),
+        fingerprint: Fingerprint::simulated("test cpu", 2),
     };
     ok(app, postcard_req("/v1/agents/register", Some(ENROL), &req)).await
 }
@@ -229,7 +217,7 @@ async fn protocol_flow_leases_and_idempotent_results() {
         protocol_version: PROTOCOL_VERSION,
         name: "board".into(),
         device_id: Some(dev.clone()),
-        fingerprint: fingerprint(),
+        fingerprint: Fingerprint::simulated("test cpu", 2),
     };
     let r: RegisterResponse = ok(
         &app,
@@ -341,7 +329,7 @@ async fn bad_input_gets_json_errors_and_stores_nothing() {
         protocol_version: PROTOCOL_VERSION,
         name: "x".into(),
         device_id: None,
-        fingerprint: fingerprint(),
+        fingerprint: Fingerprint::simulated("test cpu", 2),
     };
     err(
         &app,

@@ -8,7 +8,7 @@
 //! - `stacked_fit_predict_all`: the linear stack (additive + source ridge)
 //!   fitted on 20 samples and predicting every arch.
 //!
-//! `cargo bench -p nasflat-host --bench predictor`
+//! `cargo bench -p nasflat-predictor --bench predictor`
 
 use criterion::{Criterion, criterion_group};
 use nasflat_predictor::baselines::{SourceMatrix, stacked_predict};

@@ -33,12 +33,14 @@ pub struct SpaceData {
 
 impl SpaceData {
     /// Loads the vendored tables of a space and builds all features; cached
-    /// encodings come from the default encodings folder.
+    /// encodings are the shipped ones unless `$NASFLAT_ENCODINGS_DIR` names
+    /// a folder of retrained files.
     pub fn load(space: SearchSpace) -> Result<Self> {
         Self::load_with(space, None)
     }
 
-    /// [`SpaceData::load`] with cached encodings read from `encodings_dir`.
+    /// [`SpaceData::load`] with cached encodings read from `encodings_dir`
+    /// (retrained files) when given.
     pub fn load_with(space: SearchSpace, encodings_dir: Option<&Path>) -> Result<Self> {
         let latency = data::latency_table(space)?;
         let zcp = data::zcp_table(space)?;

@@ -8,8 +8,8 @@
 //! over the whole space (unsupervised: no latency is used).
 
 use nasflat_shared::{
-    ArchGraph, FBNET_LAYERS, FbnetArch, FbnetBlock, FbnetMacro, FbnetVariant, NB201_EDGE_NODES,
-    Nb201Arch, Nb201Op, SearchSpace, data::NumericTable,
+    ArchGraph, FbnetArch, FbnetBlock, FbnetMacro, FbnetVariant, NB201_EDGE_NODES, Nb201Arch,
+    Nb201Op, SearchSpace, data::NumericTable,
 };
 use serde::{Deserialize, Serialize};
 
@@ -360,14 +360,6 @@ impl ArchFeatures {
                 out.push(if v == o as usize { 1.0 } else { 0.0 });
             }
         }
-    }
-}
-
-/// Number of searchable layers of a space's graph (between input and output).
-pub fn searchable_nodes(space: SearchSpace) -> usize {
-    match space {
-        SearchSpace::Nb201 => NB201_EDGE_NODES.len(),
-        SearchSpace::Fbnet => FBNET_LAYERS,
     }
 }
 

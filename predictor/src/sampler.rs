@@ -54,7 +54,7 @@ pub enum StaticSampler {
 }
 
 /// Default first batch of `uncertainty`: the best static sampler of our
-/// k = 5 NB201 runs (docs/results.md, "Samplers (issue 5)").
+/// k = 5 NB201 runs (docs/experiments/samplers.md, "Uncertainty sampler").
 pub const DEFAULT_UNCERTAINTY_BASE: StaticSampler =
     StaticSampler::Encoded(EncodingKind::Zcp, Selection::Kmeans);
 

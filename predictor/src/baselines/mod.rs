@@ -236,13 +236,13 @@ const FLOOR_SHARE: f64 = 0.05;
 /// - *anchored*: total FLOPs joins as an unpenalised column, so it shrinks
 ///   towards "latency proportional to FLOPs" instead.
 ///
-/// Why both: on devices whose latency table is coarse and noisy (phones with
-/// 45-108 distinct integer-ms values), 20 samples cannot pin six or eight
-/// coefficients and shrinking towards FLOPs is the better prior (FBNet
-/// samsung_a50 0.863 -> 0.877, samsung_s7 0.658 -> 0.688 in the prototype,
-/// 8 trials); on GPUs FLOPs is a poor direction and the plain fit does
-/// better. Their average kept every gain and lost at most 0.003 on any of the
-/// 34 target devices (docs/results.md).
+/// Why both: on devices whose latency table is coarse and noisy (phones
+/// whose tables hold few distinct integer-ms values), 20 samples cannot pin
+/// six or eight coefficients and shrinking towards FLOPs is the better
+/// prior; on GPUs FLOPs is a poor direction and the plain fit does better.
+/// Their average keeps the anchored fit's gains on the phones at almost no
+/// cost elsewhere (figures: docs/experiments/table7.md, "FLOPs-anchored
+/// additive model").
 #[derive(Debug, Clone)]
 pub struct AdditiveModel {
     plain: Ridge,
@@ -320,14 +320,13 @@ pub fn additive_predict(
 
 /// The additive model keeps at least half the weight (grid 0.5..=1.0): it is
 /// the physical prior, and with 20 leave-one-out errors a free weight
-/// overfits (all 12 tasks, 5 trials: F1 0.867 free vs 0.886 floored, the
-/// other tasks within 0.003; docs/results.md).
+/// overfits (docs/experiments/table7.md, "Stacking rules").
 const MIN_ADDITIVE_STEP: u32 = 5;
 
 /// The sources join only if they cut the additive model's leave-one-out
 /// error by at least 10%: 20 LOO residuals are noisy, and a small apparent
-/// gain is more often chance than signal (5 trials: F1 0.886 -> 0.894, NA
-/// 0.945 -> 0.954, the rest within 0.005).
+/// gain is more often chance than signal (docs/experiments/table7.md,
+/// "Stacking rules").
 const SOURCE_GAIN: f64 = 0.9;
 
 /// Weight of the additive model when stacked with the source regression,

@@ -133,8 +133,9 @@ impl TrainConfig {
     /// Table 20 settings of a space, except pretraining length: the paper's
     /// 150 epochs over 25 (NB201) / 800 (FBNet) samples per source device
     /// take hours on 2 CPU cores, so the defaults are 60 epochs x 25 samples
-    /// (NB201) and 20 epochs x 100 samples (FBNet). Single-task checks showed
-    /// no gain from 100 NB201 source samples (N2: 0.795 vs 0.798).
+    /// (NB201) and 20 epochs x 100 samples (FBNet): more NB201 source samples
+    /// do not help, and on FBNet more help the GNN alone but not the served
+    /// blend (docs/experiments/table7.md, "Source samples per device").
     pub fn for_space(space: SearchSpace) -> Self {
         let (transfer_epochs, transfer_lr, source_samples, epochs) = match space {
             SearchSpace::Nb201 => (40, 3e-3, 25, 60),
