@@ -27,6 +27,15 @@ pub enum PredictorError {
         requested: usize,
         available: usize,
     },
+    /// A measured latency the log-ms fits cannot use (zero, negative, NaN).
+    #[error("sample of arch {row}: latency {ms} ms is not a positive finite number")]
+    InvalidSample { row: usize, ms: f64 },
+    /// A table cell the protocol needs is empty.
+    #[error("{device} has no latency for arch {row}")]
+    MissingLatency { device: String, row: usize },
+    /// Too few target samples for a transfer (a calibration needs two).
+    #[error("a transfer needs at least {needed} target samples, got {got}")]
+    TooFewSamples { needed: usize, got: usize },
     /// A configuration value out of range or an unknown option name.
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },

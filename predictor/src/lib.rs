@@ -22,9 +22,12 @@ pub mod model;
 pub mod parallel;
 pub mod partition;
 pub mod sampler;
+pub mod samples;
 pub mod train;
 
 pub use dataset::SpaceData;
 pub use error::{PredictorError, Result};
+pub use fewshot::{FewShot, Fitted};
 pub use model::{Predictor, PredictorConfig, TrainConfig};
 pub use sampler::Sampler;
+pub use samples::{Sample, Samples};
