@@ -36,6 +36,22 @@ pub enum PredictorError {
     /// Too few target samples for a transfer (a calibration needs two).
     #[error("a transfer needs at least {needed} target samples, got {got}")]
     TooFewSamples { needed: usize, got: usize },
+    /// A latency budget that is not a positive number of milliseconds.
+    #[error("latency constraint {max_ms} ms: must be a positive number of milliseconds")]
+    BadConstraint { max_ms: f64 },
+    /// A risk outside (0, 1).
+    #[error("risk {risk}: must lie strictly between 0 and 1")]
+    BadRisk { risk: f64 },
+    /// No architecture's latency (or bound) fits under the budget.
+    #[error("no architecture meets {max_ms} ms ({why})")]
+    NoFeasibleArchitecture { max_ms: f64, why: String },
+    /// An objective the search space has no data for.
+    #[error("{space} has no `{objective}` objective (expected one of: {expected})")]
+    ObjectiveNotInSpace {
+        space: String,
+        objective: String,
+        expected: String,
+    },
     /// A configuration value out of range or an unknown option name.
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },

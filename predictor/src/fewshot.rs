@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use crate::baselines::{SourceMatrix, Stack};
+use crate::calibrate::LogLinearCalibration;
 use crate::dataset::SpaceData;
 use crate::error::Result;
 use crate::model::Predictor;
@@ -127,6 +128,30 @@ impl Fitted<'_> {
         Ok(t.calibration.apply_all(&scores))
     }
 
+    /// Out-of-sample residuals `ln(measured) - ln(predicted)` of the fitted
+    /// blend on the k samples. The GNN part leaves each sample out of the
+    /// score -> ms calibration (its fine-tuning saw all k: a true leave-one-out
+    /// would cost k transfers); the stack part is its own leave-one-out fit.
+    /// Risk bounds are quantiles of these.
+    pub fn loo_log_residuals(&self) -> Result<Vec<f64>> {
+        let rows = self.samples.rows();
+        let logs: Vec<f64> = self.samples.iter().map(|s| s.ms.ln()).collect();
+        let t = &self.transferred;
+        let scores = t.model.predict(&self.data.features, &rows, t.row)?;
+        let gnn = loo_calibrated_logs(&scores, &self.samples.latencies());
+        let predicted: Vec<f64> = match (&self.stack, self.blend > 0.0) {
+            (Some(stack), true) => {
+                let w = self.blend;
+                gnn.iter()
+                    .zip(stack.loo_log_predictions())
+                    .map(|(g, l)| (1.0 - w) * g + w * l)
+                    .collect()
+            }
+            _ => gnn,
+        };
+        Ok(logs.iter().zip(&predicted).map(|(y, p)| y - p).collect())
+    }
+
     /// The blend weight [`Fitted::predict`] uses.
     pub fn blend(&self) -> f64 {
         self.blend
@@ -146,6 +171,23 @@ impl Fitted<'_> {
     pub fn transferred(&self) -> &Transferred {
         &self.transferred
     }
+}
+
+/// Log-ms prediction of each sample by a calibration fitted on the others.
+fn loo_calibrated_logs(scores: &[f64], ms: &[f64]) -> Vec<f64> {
+    (0..scores.len())
+        .map(|i| {
+            let keep = |v: &[f64]| -> Vec<f64> {
+                v.iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, &x)| x)
+                    .collect()
+            };
+            let cal = LogLinearCalibration::fit(&keep(scores), &keep(ms));
+            cal.slope * scores[i] + cal.intercept
+        })
+        .collect()
 }
 
 /// Geometric blend `gnn^(1-w) * linear^w` (a weighted mean of log-ms).

@@ -19,6 +19,7 @@ pub mod eval;
 pub mod features;
 pub mod fewshot;
 pub mod model;
+pub mod nas;
 pub mod parallel;
 pub mod partition;
 pub mod sampler;
