@@ -27,6 +27,31 @@ pub enum PredictorError {
         requested: usize,
         available: usize,
     },
+    /// A measured latency the log-ms fits cannot use (zero, negative, NaN).
+    #[error("sample of arch {row}: latency {ms} ms is not a positive finite number")]
+    InvalidSample { row: usize, ms: f64 },
+    /// A table cell the protocol needs is empty.
+    #[error("{device} has no latency for arch {row}")]
+    MissingLatency { device: String, row: usize },
+    /// Too few target samples for a transfer (a calibration needs two).
+    #[error("a transfer needs at least {needed} target samples, got {got}")]
+    TooFewSamples { needed: usize, got: usize },
+    /// A latency budget that is not a positive number of milliseconds.
+    #[error("latency constraint {max_ms} ms: must be a positive number of milliseconds")]
+    BadConstraint { max_ms: f64 },
+    /// A risk outside (0, 1).
+    #[error("risk {risk}: must lie strictly between 0 and 1")]
+    BadRisk { risk: f64 },
+    /// No architecture's latency (or bound) fits under the budget.
+    #[error("no architecture meets {max_ms} ms ({why})")]
+    NoFeasibleArchitecture { max_ms: f64, why: String },
+    /// An objective the search space has no data for.
+    #[error("{space} has no `{objective}` objective (expected one of: {expected})")]
+    ObjectiveNotInSpace {
+        space: String,
+        objective: String,
+        expected: String,
+    },
     /// A configuration value out of range or an unknown option name.
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },

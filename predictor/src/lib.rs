@@ -19,12 +19,16 @@ pub mod eval;
 pub mod features;
 pub mod fewshot;
 pub mod model;
+pub mod nas;
 pub mod parallel;
 pub mod partition;
 pub mod sampler;
+pub mod samples;
 pub mod train;
 
 pub use dataset::SpaceData;
 pub use error::{PredictorError, Result};
+pub use fewshot::{FewShot, Fitted};
 pub use model::{Predictor, PredictorConfig, TrainConfig};
 pub use sampler::Sampler;
+pub use samples::{Sample, Samples};

@@ -13,6 +13,7 @@ use crate::correlation::spearman;
 use crate::dataset::{SpaceData, sample_rows};
 use crate::error::{PredictorError, Result};
 use crate::model::{GraphBatch, LossKind, Predictor, PredictorConfig, TrainConfig};
+use crate::samples::Samples;
 
 /// Measured samples of one device, paired with its hardware-embedding row.
 #[derive(Debug, Clone)]
@@ -238,10 +239,21 @@ pub struct Transferred {
     pub init_from: Option<String>,
 }
 
-/// Copies `pretrained`, adds a hardware-embedding row for `target` (INIT:
-/// from the best-correlated source when `train.hw_init`), and fine-tunes all
-/// weights with a fresh optimiser at the transfer learning rate. The target's
-/// latencies are read from the space's table (the evaluation protocol).
+/// How a transfer runs: the optimisation settings, its seed and an
+/// optional progress bar that advances once per transfer epoch (the service
+/// reports it as the job's progress).
+#[derive(Debug, Clone)]
+pub struct TransferOptions {
+    /// Epochs, learning rate and loss of the transfer phase.
+    pub train: TrainConfig,
+    /// Seed of the batch order.
+    pub seed: u64,
+    /// Advanced once per epoch, when given.
+    pub progress: Option<ProgressBar>,
+}
+
+/// [`transfer_measured`] with the target's latencies on `archs` read from
+/// the space's table (the evaluation protocol).
 pub fn transfer(
     pretrained: &Predictor,
     data: &SpaceData,
@@ -250,55 +262,46 @@ pub fn transfer(
     train: &TrainConfig,
     seed: u64,
 ) -> Result<Transferred> {
-    let column = data.device_index(target)?;
-    let probe = DeviceSamples::gather(data, target, column, 0, archs.to_vec())?;
-    transfer_measured(
-        pretrained,
-        data,
-        target,
-        archs,
-        &probe.latencies,
-        train,
+    let samples = Samples::from_table(data, target, archs)?;
+    let opts = TransferOptions {
+        train: train.clone(),
         seed,
-        None,
-    )
+        progress: None,
+    };
+    transfer_measured(pretrained, data, target, &samples, &opts)
 }
 
-/// [`transfer`] for a device that is not in the table: its `latencies` (ms)
-/// on `archs` were measured elsewhere (the host service's agents).
-/// `progress` advances once per transfer epoch.
-#[allow(clippy::too_many_arguments)]
+/// Copies `pretrained`, adds a hardware-embedding row for `target` (INIT:
+/// from the best-correlated source when `train.hw_init`), and fine-tunes all
+/// weights with a fresh optimiser at the transfer learning rate on the
+/// target's measured `samples`.
 pub fn transfer_measured(
     pretrained: &Predictor,
     data: &SpaceData,
     target: &str,
-    archs: &[usize],
-    latencies: &[f64],
-    train: &TrainConfig,
-    seed: u64,
-    progress: Option<&ProgressBar>,
+    samples: &Samples,
+    opts: &TransferOptions,
 ) -> Result<Transferred> {
-    if archs.len() < 2 || archs.len() != latencies.len() {
-        return Err(PredictorError::invalid(
-            "transfer",
-            format!(
-                "needs at least 2 target samples with one latency each ({} archs, {} latencies)",
-                archs.len(),
-                latencies.len()
-            ),
-        ));
+    if samples.len() < 2 {
+        return Err(PredictorError::TooFewSamples {
+            needed: 2,
+            got: samples.len(),
+        });
     }
+    let train = &opts.train;
+    let archs = samples.rows();
+    let latencies = samples.latencies();
     let mut model = pretrained.try_clone()?;
     let init = if train.hw_init {
-        best_correlated_source(data, pretrained.devices(), archs, latencies)?.map(|(i, _)| i)
+        best_correlated_source(data, pretrained.devices(), &archs, &latencies)?.map(|(i, _)| i)
     } else {
         None
     };
     let row = model.add_device(&format!("{target}#target"), init)?;
     let set = DeviceSamples {
         row,
-        archs: archs.to_vec(),
-        latencies: latencies.to_vec(),
+        archs,
+        latencies,
     };
     let phase = Phase {
         epochs: train.transfer_epochs,
@@ -308,14 +311,14 @@ pub fn transfer_measured(
         loss: train.loss,
         margin: train.margin,
     };
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
     fit(
         &model,
         data,
         std::slice::from_ref(&set),
         phase,
         &mut rng,
-        progress,
+        opts.progress.as_ref(),
     )?;
     let scores = model.predict(&data.features, &set.archs, row)?;
     let calibration = LogLinearCalibration::fit(&scores, &set.latencies);

@@ -95,6 +95,7 @@ pub mod tables {
     vendored!(NB201_ACCURACY, "nb201/accuracy.csv.gz");
     vendored!(NB201_ZCP, "nb201/zcp.csv.gz");
     vendored!(NB201_ZCP_SUBSET, "nb201/zcp_subset.csv.gz");
+    vendored!(NB201_METAD2A, "nb201/metad2a_archs.txt.gz");
     vendored!(FBNET_LATENCY, "fbnet/latency.csv.gz");
     vendored!(FBNET_ZCP, "fbnet/zcp.csv.gz");
     vendored!(DEVICES, "devices.csv.gz");

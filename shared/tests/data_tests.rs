@@ -120,3 +120,21 @@ fn task_set_round_trips_in_tasks_json_format() {
     let back = TaskSet::parse("round.json", &json).unwrap();
     assert_eq!(back, tasks);
 }
+
+#[test]
+fn metad2a_list_has_500_distinct_nb201_candidates() {
+    let list = data::metad2a_candidates().unwrap();
+    assert_eq!(list.len(), 500);
+    let distinct: std::collections::HashSet<usize> = list.iter().map(|c| c.index).collect();
+    assert_eq!(distinct.len(), 500);
+    // The list's stated accuracies are CIFAR-100 accuracies of the same
+    // architectures: they agree with accuracy.csv to within a point.
+    let accuracy = data::nb201_accuracy().unwrap();
+    let column = accuracy.column("cifar100_test").unwrap();
+    for c in &list {
+        let truth = column[c.index].unwrap();
+        assert!((truth - c.listed_accuracy).abs() < 1.0, "{c:?} vs {truth}");
+    }
+    // Walked in order, so the order must be MetaD2A's score, best first.
+    assert!(list.windows(2).all(|w| w[0].score >= w[1].score));
+}

@@ -21,8 +21,9 @@ use super::state::AppState;
 use super::store::measurements::MeasurementRow;
 use super::store::new_id;
 use nasflat_predictor::error::Result as PredictorResult;
-use nasflat_predictor::model::TrainConfig;
-use nasflat_predictor::train;
+use nasflat_predictor::fewshot::{self, FewShot};
+use nasflat_predictor::train::TransferOptions;
+use nasflat_predictor::{Sample, Samples};
 use nasflat_shared::stats::spearman;
 
 /// Which samples a transfer fits on.
@@ -231,27 +232,35 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     update("running", 0.0, format!("fitting on {n} samples")).await;
+    let samples = match Samples::new(
+        rows.iter()
+            .zip(&ms)
+            .map(|(&row, &ms)| Sample { row, ms })
+            .collect(),
+    ) {
+        Ok(s) => s,
+        Err(e) => return Err((AppError::Conflict(format!("`{device_id}`: {e}")), n)),
+    };
     let train = state.config.train_config(space);
     let bar = ProgressBar::hidden();
     bar.set_length(train.transfer_epochs.max(1) as u64);
     let predicted = Arc::new(AtomicUsize::new(0));
-    let seed = device_seed(state.config.seed, device_id);
-    let blend = state.config.blend;
+    let opts = fewshot::Options {
+        transfer: TransferOptions {
+            train,
+            seed: device_seed(state.config.seed, device_id),
+            progress: Some(bar.clone()),
+        },
+        blend: state.config.blend,
+    };
     let job = {
-        let (k, p, bar, predicted, rows, ms, device) = (
+        let (k, p, device, counter) = (
             knowledge.clone(),
             pretrained.clone(),
-            bar.clone(),
-            predicted.clone(),
-            rows.clone(),
-            ms.clone(),
             device_id.to_string(),
+            predicted.clone(),
         );
-        tokio::task::spawn_blocking(move || {
-            compute(
-                &k, &p, &device, &rows, &ms, &train, seed, blend, &bar, &predicted,
-            )
-        })
+        tokio::task::spawn_blocking(move || compute(&k, &p, &device, &samples, &opts, &counter))
     };
     tokio::pin!(job);
     let total = knowledge.data.rows().max(1);
@@ -303,43 +312,35 @@ struct Computed {
     seconds: f64,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Fits the few-shot pipeline (the one `eval` measures) to the device's
+/// samples and predicts every architecture of the space, counting the
+/// predicted architectures in `predicted` (the job's progress).
 fn compute(
     k: &SpaceKnowledge,
     pretrained: &Pretrained,
     device: &str,
-    rows: &[usize],
-    ms: &[f64],
-    train: &TrainConfig,
-    seed: u64,
-    blend: f64,
-    bar: &ProgressBar,
+    samples: &Samples,
+    opts: &fewshot::Options,
     predicted: &AtomicUsize,
 ) -> PredictorResult<Computed> {
     let started = std::time::Instant::now();
-    let t = train::transfer_measured(
-        &pretrained.predictor,
-        &k.data,
-        device,
-        rows,
-        ms,
-        train,
-        seed,
-        Some(bar),
-    )?;
+    let pipeline = FewShot {
+        pretrained: &pretrained.predictor,
+        data: &k.data,
+        sources: &k.sources,
+    };
+    let fitted = pipeline.fit(device, samples, opts)?;
     let all: Vec<usize> = (0..k.data.rows()).collect();
     let mut latencies = Vec::with_capacity(all.len());
     for chunk in all.chunks(1024) {
-        latencies.extend(nasflat_predictor::fewshot::predict_transferred(
-            &t, &k.data, &k.sources, rows, ms, chunk, blend,
-        )?);
+        latencies.extend(fitted.predict(chunk)?);
         predicted.fetch_add(chunk.len(), Ordering::Relaxed);
     }
-    let fitted: Vec<f64> = rows.iter().map(|&r| latencies[r]).collect();
+    let fitted_ms: Vec<f64> = samples.iter().map(|s| latencies[s.row]).collect();
     Ok(Computed {
-        fit_spearman: spearman(&fitted, ms),
+        fit_spearman: spearman(&fitted_ms, &samples.latencies()),
         latencies,
-        init_from: t.init_from,
+        init_from: fitted.init_from().map(str::to_string),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -386,6 +386,17 @@ impl Stack {
         })
     }
 
+    /// Leave-one-out prediction of each fit sample in log-ms, at the fitted
+    /// weight: the out-of-sample error a risk bound is built from.
+    pub fn loo_log_predictions(&self) -> Vec<f64> {
+        self.additive
+            .loo_predictions
+            .iter()
+            .zip(&self.sources.loo_predictions)
+            .map(|(a, b)| self.weight * a.ln() + (1.0 - self.weight) * b)
+            .collect()
+    }
+
     /// Predicted ms of one row.
     pub fn predict(&self, data: &SpaceData, sources: &SourceMatrix, row: usize) -> f64 {
         let a = self.additive.predict(data, row).ln();

@@ -20,12 +20,15 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::baselines::{self, Method, SourceMatrix, help_mlp::HelpMlp};
+use crate::calibrate::LogLinearCalibration;
 use crate::correlation::{kendall_tau_b, mean_std, spearman, within_fraction};
 use crate::dataset::SpaceData;
 use crate::error::{PredictorError, Result};
+use crate::fewshot::{self, FewShot};
 use crate::model::{Predictor, PredictorConfig, TrainConfig};
 use crate::sampler::Sampler;
-use crate::train::{self, DeviceSamples, Phase};
+use crate::samples::Samples;
+use crate::train::{self, DeviceSamples, Phase, TransferOptions};
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -226,7 +229,15 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
         let mut per_method: Vec<MethodRecord> = Vec::new();
         let trials: Vec<usize> = (0..opts.trials).collect();
         let records = crate::parallel::map_in_groups(&trials, opts.jobs, "eval", |&trial| {
-            run_trial(data, opts, name, task, &sources, trial, &multi, &main)
+            let ctx = TrialContext {
+                data,
+                opts,
+                task,
+                sources: &sources,
+                seed: trial_seed(opts.seed, trial),
+                trial,
+            };
+            run_trial(&ctx, name, &multi, &main)
         })?;
         // Merge in trial order, so reports do not depend on `jobs`.
         for (label, mine, pretrain, seconds) in records {
@@ -255,48 +266,74 @@ type Labelled = (String, DeviceOutcome);
 /// One label's outcomes, pretraining seconds and wall seconds.
 type MethodRecord = (String, Vec<DeviceOutcome>, Vec<f64>, f64);
 
-/// Every method of one trial of one task, one record per label in method order.
-#[allow(clippy::too_many_arguments)]
-fn run_trial(
-    data: &SpaceData,
-    opts: &EvalOptions,
-    name: &str,
-    task: &Task,
-    sources: &SourceMatrix,
+/// The shared inputs of every method of one trial.
+struct TrialContext<'a> {
+    data: &'a SpaceData,
+    opts: &'a EvalOptions,
+    task: &'a Task,
+    sources: &'a SourceMatrix,
+    seed: u64,
     trial: usize,
+}
+
+/// One target device of a trial: its k samples (the same for every method)
+/// and the held-out rows every method is scored on.
+struct TargetCase {
+    target: String,
+    samples: Samples,
+    rest: Vec<usize>,
+    truth: Vec<f64>,
+    /// Seed of this target's transfer or fit.
+    seed: u64,
+}
+
+/// A model pretrained once per trial for the methods that pretrain.
+enum Pretrained {
+    Nothing,
+    Nasflat(Box<Predictor>),
+    Help(HelpMlp),
+}
+
+/// One method's predictions for one target, under the labels they are
+/// reported as (several for NASFLAT at several blend weights).
+struct Prediction {
+    labelled: Vec<(String, Vec<f64>)>,
+    init_from: Option<String>,
+    fit_seconds: f64,
+    predict_seconds: f64,
+}
+
+impl Prediction {
+    /// A closed-form method: no fit phase, one label.
+    fn closed_form(method: Method, started: Instant, predicted: Vec<f64>) -> Self {
+        Prediction {
+            labelled: vec![(method.to_string(), predicted)],
+            init_from: None,
+            fit_seconds: 0.0,
+            predict_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Every method of one trial of one task, one record per label in method order.
+fn run_trial(
+    ctx: &TrialContext<'_>,
+    name: &str,
     multi: &MultiProgress,
     main: &ProgressBar,
 ) -> Result<Vec<MethodRecord>> {
-    let seed = trial_seed(opts.seed, trial);
-    let mut samples = Vec::with_capacity(task.test.len());
-    for (p, target) in task.test.iter().enumerate() {
-        samples.push(target_samples(
-            data,
-            opts.sampler,
-            sources,
-            target,
-            opts.samples,
-            seed,
-            p,
-        )?);
-    }
+    let cases = target_cases(ctx)?;
     let mut records: Vec<MethodRecord> = Vec::new();
-    for &method in &opts.methods {
-        main.set_message(format!("{name} trial {trial} {method}"));
+    for &method in &ctx.opts.methods {
+        main.set_message(format!("{name} trial {} {method}", ctx.trial));
         let started = Instant::now();
-        let (outcomes, pretrain) = run_method(
-            data,
-            opts,
-            method,
-            &task.train,
-            &task.test,
-            &samples,
-            sources,
-            seed,
-            trial,
-            multi,
-            main,
-        )?;
+        let (pretrained, pretrain) = pretrain_for(ctx, method, multi)?;
+        let mut outcomes: Vec<Labelled> = Vec::with_capacity(cases.len());
+        for case in &cases {
+            let prediction = predict_case(ctx, method, &pretrained, case)?;
+            outcomes.extend(score(ctx.trial, case, prediction));
+            main.inc(1);
+        }
         let seconds = started.elapsed().as_secs_f64();
         for (label, outcome) in outcomes {
             match records.iter_mut().find(|(l, ..)| *l == label) {
@@ -308,194 +345,248 @@ fn run_trial(
     Ok(records)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_method(
-    data: &SpaceData,
-    opts: &EvalOptions,
-    method: Method,
-    source_names: &[String],
-    targets: &[String],
-    samples: &[(Vec<usize>, Vec<usize>)],
-    sources: &SourceMatrix,
-    seed: u64,
-    trial: usize,
-    multi: &MultiProgress,
-    main: &ProgressBar,
-) -> Result<(Vec<Labelled>, Vec<f64>)> {
-    let mut pretrain_seconds = Vec::new();
-    let started = Instant::now();
-    let pretrained: Option<Predictor> = if method == Method::Nasflat {
-        let bar = multi.add(ProgressBar::new(opts.train.epochs as u64));
-        bar.set_style(progress_style());
-        bar.set_prefix("pretrain");
-        let model = train::pretrain(
-            data,
-            source_names,
-            &opts.predictor,
-            &opts.train,
-            seed,
-            Some(&bar),
+/// The k samples and held-out rows of each target of the trial.
+fn target_cases(ctx: &TrialContext<'_>) -> Result<Vec<TargetCase>> {
+    let opts = ctx.opts;
+    let mut cases = Vec::with_capacity(ctx.task.test.len());
+    for (p, target) in ctx.task.test.iter().enumerate() {
+        let (archs, rest) = target_samples(
+            ctx.data,
+            opts.sampler,
+            ctx.sources,
+            target,
+            opts.samples,
+            ctx.seed,
+            p,
         )?;
-        bar.finish_and_clear();
-        pretrain_seconds.push(started.elapsed().as_secs_f64());
-        Some(model)
-    } else {
-        None
-    };
-    let help = if method == Method::Help {
-        let model = HelpMlp::pretrain(
-            data,
-            source_names,
+        let column = ctx.data.device_index(target)?;
+        let truth = rest
+            .iter()
+            .filter_map(|&r| ctx.data.latency(column, r))
+            .collect();
+        cases.push(TargetCase {
+            target: target.clone(),
+            samples: Samples::from_table(ctx.data, target, &archs)?,
+            rest,
+            truth,
+            seed: ctx.seed.wrapping_mul(7919).wrapping_add(p as u64),
+        });
+    }
+    Ok(cases)
+}
+
+/// Pretrains what `method` needs (NASFLAT's GNN, HELP's MLP), with the
+/// seconds it took.
+fn pretrain_for(
+    ctx: &TrialContext<'_>,
+    method: Method,
+    multi: &MultiProgress,
+) -> Result<(Pretrained, Vec<f64>)> {
+    let started = Instant::now();
+    let opts = ctx.opts;
+    let model = match method {
+        Method::Nasflat => {
+            let bar = multi.add(ProgressBar::new(opts.train.epochs as u64));
+            bar.set_style(progress_style());
+            bar.set_prefix("pretrain");
+            let model = train::pretrain(
+                ctx.data,
+                &ctx.task.train,
+                &opts.predictor,
+                &opts.train,
+                ctx.seed,
+                Some(&bar),
+            )?;
+            bar.finish_and_clear();
+            Pretrained::Nasflat(Box::new(model))
+        }
+        Method::Help => Pretrained::Help(HelpMlp::pretrain(
+            ctx.data,
+            &ctx.task.train,
             opts.train.source_samples,
             opts.help_epochs,
-            seed,
-        )?;
-        pretrain_seconds.push(started.elapsed().as_secs_f64());
-        Some(model)
-    } else {
-        None
+            ctx.seed,
+        )?),
+        _ => return Ok((Pretrained::Nothing, Vec::new())),
     };
-    let mut outcomes = Vec::with_capacity(targets.len());
-    for (p, (target, (archs, rest))) in targets.iter().zip(samples).enumerate() {
-        let column = data.device_index(target)?;
-        let ms: Vec<f64> = DeviceSamples::gather(data, target, column, 0, archs.clone())?.latencies;
-        let truth: Vec<f64> = rest
+    Ok((model, vec![started.elapsed().as_secs_f64()]))
+}
+
+/// Dispatches one target to the function of its method.
+fn predict_case(
+    ctx: &TrialContext<'_>,
+    method: Method,
+    pretrained: &Pretrained,
+    case: &TargetCase,
+) -> Result<Prediction> {
+    match (method, pretrained) {
+        (Method::Nasflat, Pretrained::Nasflat(model)) => predict_nasflat(ctx, model, case),
+        (Method::Help, Pretrained::Help(model)) => predict_help(ctx, model, case),
+        (Method::Scratch, _) => predict_scratch(ctx, case),
+        (Method::Nasflat | Method::Help, _) => Err(PredictorError::invalid(
+            "eval",
+            format!("{method} was not pretrained"),
+        )),
+        _ => predict_closed_form(ctx, method, case),
+    }
+}
+
+/// NASFLAT: the few-shot pipeline, at every blend weight of the options.
+fn predict_nasflat(
+    ctx: &TrialContext<'_>,
+    pretrained: &Predictor,
+    case: &TargetCase,
+) -> Result<Prediction> {
+    let blends = &ctx.opts.blend;
+    let options = fewshot::Options {
+        transfer: TransferOptions {
+            train: ctx.opts.train.clone(),
+            seed: case.seed,
+            progress: None,
+        },
+        // Fit the stack whenever some weight needs it.
+        blend: blends.iter().copied().fold(0.0, f64::max),
+    };
+    let pipeline = FewShot {
+        pretrained,
+        data: ctx.data,
+        sources: ctx.sources,
+    };
+    let fit_start = Instant::now();
+    let fitted = pipeline.fit(&case.target, &case.samples, &options)?;
+    let fit_seconds = fit_start.elapsed().as_secs_f64();
+    let predict_start = Instant::now();
+    let mut per_weight = fitted.predict_blends(&case.rest, blends)?;
+    let labelled = if blends.len() > 1 {
+        blends
             .iter()
-            .filter_map(|&r| data.latency(column, r))
-            .collect();
-        let target_seed = seed.wrapping_mul(7919).wrapping_add(p as u64);
-        let fit_start = Instant::now();
-        let mut init_from = None;
-        let mut fit_seconds = 0.0;
-        let predict_start;
-        // Extra labelled predictions (NASFLAT at several blend weights).
-        let mut variants: Vec<(String, Vec<f64>)> = Vec::new();
-        let predicted = match method {
-            Method::Nasflat => {
-                let base = pretrained
-                    .as_ref()
-                    .ok_or_else(|| PredictorError::invalid("eval", "no pretrained model"))?;
-                let t = train::transfer(base, data, target, archs, &opts.train, target_seed)?;
-                fit_seconds = fit_start.elapsed().as_secs_f64();
-                init_from = t.init_from.clone();
-                predict_start = Instant::now();
-                let mut per_weight = crate::fewshot::predict_transferred_blends(
-                    &t,
-                    data,
-                    sources,
-                    archs,
-                    &ms,
-                    rest,
-                    &opts.blend,
-                )?;
-                if opts.blend.len() > 1 {
-                    for (w, predicted) in opts.blend.iter().zip(per_weight) {
-                        variants.push((format!("nasflat@{w}"), predicted));
-                    }
-                    Vec::new()
-                } else {
-                    per_weight.pop().unwrap_or_default()
-                }
-            }
-            Method::Flops => {
-                predict_start = Instant::now();
-                baselines::flops_predict(data, archs, &ms, rest)
-            }
-            Method::Params => {
-                predict_start = Instant::now();
-                baselines::params_predict(data, archs, &ms, rest)
-            }
-            Method::Nearest => {
-                predict_start = Instant::now();
-                baselines::nearest_predict(sources, archs, &ms, rest)?
-            }
-            Method::Ridge => {
-                predict_start = Instant::now();
-                baselines::ridge_predict(sources, archs, &ms, rest)?
-            }
-            Method::RidgeCost => {
-                predict_start = Instant::now();
-                baselines::ridge_cost_predict(data, sources, archs, &ms, rest)?
-            }
-            Method::Additive => {
-                predict_start = Instant::now();
-                baselines::additive_predict(data, archs, &ms, rest)?
-            }
-            Method::Stacked => {
-                predict_start = Instant::now();
-                baselines::stacked_predict(data, sources, archs, &ms, rest)?
-            }
-            Method::Help => {
-                let model = help
-                    .as_ref()
-                    .ok_or_else(|| PredictorError::invalid("eval", "no HELP model"))?;
-                predict_start = Instant::now();
-                let fit_rows: Vec<usize> = archs.iter().chain(rest.iter()).copied().collect();
-                let scores =
-                    model.transfer_predict(data, target, archs, &fit_rows, 100, target_seed)?;
-                let k = archs.len();
-                let cal = crate::calibrate::LogLinearCalibration::fit(&scores[..k], &ms);
-                cal.apply_all(&scores[k..])
-            }
-            Method::Scratch => {
-                let supp = data
-                    .features
-                    .supplementary_dim(opts.predictor.supplementary);
-                let model = Predictor::new(
-                    &opts.predictor,
-                    data.space,
-                    std::slice::from_ref(target),
-                    supp,
-                    target_seed,
-                )?;
-                let set = DeviceSamples::gather(data, target, column, 0, archs.clone())?;
-                let phase = Phase {
-                    epochs: opts.train.epochs,
-                    lr: opts.train.lr,
-                    weight_decay: opts.train.weight_decay,
-                    batch_size: opts.train.batch_size,
-                    loss: opts.train.loss,
-                    margin: opts.train.margin,
-                };
-                let mut rng = StdRng::seed_from_u64(target_seed);
-                train::fit(
-                    &model,
-                    data,
-                    std::slice::from_ref(&set),
-                    phase,
-                    &mut rng,
-                    None,
-                )?;
-                fit_seconds = fit_start.elapsed().as_secs_f64();
-                predict_start = Instant::now();
-                let fit_scores = model.predict(&data.features, archs, 0)?;
-                let cal = crate::calibrate::LogLinearCalibration::fit(&fit_scores, &ms);
-                cal.apply_all(&model.predict(&data.features, rest, 0)?)
-            }
-        };
-        let predict_seconds = predict_start.elapsed().as_secs_f64();
-        if variants.is_empty() {
-            variants.push((method.to_string(), predicted));
-        }
-        for (label, predicted) in variants {
-            outcomes.push((
-                label,
-                DeviceOutcome {
-                    trial,
-                    device: target.clone(),
-                    spearman: spearman(&predicted, &truth),
-                    kendall: kendall_tau_b(&predicted, &truth),
-                    within10: within_fraction(&predicted, &truth, 0.1),
-                    evaluated: truth.len(),
-                    init_from: init_from.clone(),
-                    fit_seconds,
-                    predict_seconds,
-                },
+            .zip(per_weight)
+            .map(|(w, p)| (format!("nasflat@{w}"), p))
+            .collect()
+    } else {
+        vec![(
+            Method::Nasflat.to_string(),
+            per_weight.pop().unwrap_or_default(),
+        )]
+    };
+    Ok(Prediction {
+        labelled,
+        init_from: fitted.init_from().map(str::to_string),
+        fit_seconds,
+        predict_seconds: predict_start.elapsed().as_secs_f64(),
+    })
+}
+
+/// HELP: its MLP fine-tuned on the target and calibrated on the k samples.
+fn predict_help(ctx: &TrialContext<'_>, model: &HelpMlp, case: &TargetCase) -> Result<Prediction> {
+    let started = Instant::now();
+    let archs = case.samples.rows();
+    let ms = case.samples.latencies();
+    let fit_rows: Vec<usize> = archs.iter().chain(case.rest.iter()).copied().collect();
+    let scores =
+        model.transfer_predict(ctx.data, &case.target, &archs, &fit_rows, 100, case.seed)?;
+    let k = archs.len();
+    let cal = LogLinearCalibration::fit(&scores[..k], &ms);
+    Ok(Prediction::closed_form(
+        Method::Help,
+        started,
+        cal.apply_all(&scores[k..]),
+    ))
+}
+
+/// The GNN trained on the k target samples only.
+fn predict_scratch(ctx: &TrialContext<'_>, case: &TargetCase) -> Result<Prediction> {
+    let (data, opts) = (ctx.data, ctx.opts);
+    let fit_start = Instant::now();
+    let supp = data
+        .features
+        .supplementary_dim(opts.predictor.supplementary);
+    let target = std::slice::from_ref(&case.target);
+    let model = Predictor::new(&opts.predictor, data.space, target, supp, case.seed)?;
+    let set = DeviceSamples {
+        row: 0,
+        archs: case.samples.rows(),
+        latencies: case.samples.latencies(),
+    };
+    let phase = Phase {
+        epochs: opts.train.epochs,
+        lr: opts.train.lr,
+        weight_decay: opts.train.weight_decay,
+        batch_size: opts.train.batch_size,
+        loss: opts.train.loss,
+        margin: opts.train.margin,
+    };
+    let mut rng = StdRng::seed_from_u64(case.seed);
+    train::fit(
+        &model,
+        data,
+        std::slice::from_ref(&set),
+        phase,
+        &mut rng,
+        None,
+    )?;
+    let fit_seconds = fit_start.elapsed().as_secs_f64();
+    let predict_start = Instant::now();
+    let fit_scores = model.predict(&data.features, &set.archs, 0)?;
+    let cal = LogLinearCalibration::fit(&fit_scores, &set.latencies);
+    let predicted = cal.apply_all(&model.predict(&data.features, &case.rest, 0)?);
+    Ok(Prediction {
+        labelled: vec![(Method::Scratch.to_string(), predicted)],
+        init_from: None,
+        fit_seconds,
+        predict_seconds: predict_start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The baselines fitted in closed form on the k samples.
+fn predict_closed_form(
+    ctx: &TrialContext<'_>,
+    method: Method,
+    case: &TargetCase,
+) -> Result<Prediction> {
+    let (data, sources, rest) = (ctx.data, ctx.sources, &case.rest);
+    let started = Instant::now();
+    let archs = case.samples.rows();
+    let ms = case.samples.latencies();
+    let predicted = match method {
+        Method::Flops => baselines::flops_predict(data, &archs, &ms, rest),
+        Method::Params => baselines::params_predict(data, &archs, &ms, rest),
+        Method::Nearest => baselines::nearest_predict(sources, &archs, &ms, rest)?,
+        Method::Ridge => baselines::ridge_predict(sources, &archs, &ms, rest)?,
+        Method::RidgeCost => baselines::ridge_cost_predict(data, sources, &archs, &ms, rest)?,
+        Method::Additive => baselines::additive_predict(data, &archs, &ms, rest)?,
+        Method::Stacked => baselines::stacked_predict(data, sources, &archs, &ms, rest)?,
+        Method::Nasflat | Method::Help | Method::Scratch => {
+            return Err(PredictorError::invalid(
+                "eval",
+                format!("{method} is not a closed-form baseline"),
             ));
         }
-        main.inc(1);
-    }
-    Ok((outcomes, pretrain_seconds))
+    };
+    Ok(Prediction::closed_form(method, started, predicted))
+}
+
+/// The metrics of each labelled prediction of one target.
+fn score(trial: usize, case: &TargetCase, prediction: Prediction) -> Vec<Labelled> {
+    let truth = &case.truth;
+    prediction
+        .labelled
+        .into_iter()
+        .map(|(label, predicted)| {
+            let outcome = DeviceOutcome {
+                trial,
+                device: case.target.clone(),
+                spearman: spearman(&predicted, truth),
+                kendall: kendall_tau_b(&predicted, truth),
+                within10: within_fraction(&predicted, truth, 0.1),
+                evaluated: truth.len(),
+                init_from: prediction.init_from.clone(),
+                fit_seconds: prediction.fit_seconds,
+                predict_seconds: prediction.predict_seconds,
+            };
+            (label, outcome)
+        })
+        .collect()
 }
 
 fn summarise(

@@ -5,10 +5,12 @@
 //! own devices and task splits.
 
 mod devices;
+mod metad2a;
 mod numeric;
 mod tasks;
 
 pub use devices::DeviceInfo;
+pub use metad2a::{MetaD2aCandidate, parse_metad2a};
 pub use numeric::{NumericTable, ZcpSubset};
 pub use tasks::{Task, TaskSet};
 
@@ -17,7 +19,7 @@ pub use embedded::*;
 
 #[cfg(feature = "embedded-data")]
 mod embedded {
-    use super::{DeviceInfo, NumericTable, TaskSet, ZcpSubset};
+    use super::{DeviceInfo, MetaD2aCandidate, NumericTable, TaskSet, ZcpSubset, parse_metad2a};
     use crate::error::{Result, SpaceError};
     use crate::space::SearchSpace;
     use crate::vendored::tables;
@@ -47,6 +49,12 @@ mod embedded {
     pub fn nb201_accuracy() -> Result<NumericTable> {
         let file = tables::NB201_ACCURACY;
         NumericTable::parse(file.name, &file.text()?)
+    }
+
+    /// MetaD2A's 500 NB201 candidates in list order (the paper's NAS list).
+    pub fn metad2a_candidates() -> Result<Vec<MetaD2aCandidate>> {
+        let file = tables::NB201_METAD2A;
+        parse_metad2a(file.name, &file.text()?)
     }
 
     /// The 13 NAS-Bench-Suite-Zero proxies of the ~725-arch NB201 subset.
