@@ -617,3 +617,37 @@ async fn user_models_reach_agents_and_results_are_listed() {
     conforms(&doc, "get", "/v1/models", &models);
     assert_eq!(state.store.models().await.unwrap().len(), 1);
 }
+
+/// The router serves exactly the route table: each (method, path) of the
+/// table reaches its handler (neither the fallback's "no route" nor a 405),
+/// and a method the table does not list on one of its paths is a 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_serves_the_route_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let table = nasflat_host::service::api::routes(&state.config);
+    assert_eq!(table.len(), 23);
+    for r in &table {
+        let path = r.path.replace("{id}", "nope").replace("{key}", "nope");
+        let method = r.method.key().to_ascii_uppercase();
+        let req = Request::builder()
+            .method(method.as_str())
+            .uri(&path)
+            .body(Body::empty())
+            .unwrap();
+        let (status, bytes, _) = call(&app, req).await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(!text.contains("no route for"), "{method} {path}: {text}");
+    }
+    for (method, path) in [("GET", "/v1/agents/plan"), ("POST", "/v1/leases")] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, _) = call(&app, req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+    err(&app, get("/v1/nothing"), StatusCode::NOT_FOUND).await;
+}

@@ -1,7 +1,8 @@
 //! One error format for every endpoint: [`AppError`] renders as the
 //! protocol's [`ErrorBody`] JSON with the matching status code, and the
 //! [`Wire`] extractor turns malformed, oversize or wrongly typed bodies into
-//! it (instead of axum's plain-text rejections).
+//! it (instead of axum's plain-text rejections); [`OptionalBody`] does the
+//! same for bodies that may be left out.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -223,6 +224,27 @@ where
         let format = Format::of_content_type(req.headers())?;
         let bytes = read_body(req, state).await?;
         decode(format, &bytes).map(Wire)
+    }
+}
+
+/// A JSON/postcard body that may be empty (then `T::default()`).
+#[derive(Debug, Clone)]
+pub struct OptionalBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let format = Format::of_content_type(req.headers()).unwrap_or(Format::Json);
+        let bytes = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalBody(T::default()));
+        }
+        decode(format, &bytes).map(OptionalBody)
     }
 }
 

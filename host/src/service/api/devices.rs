@@ -14,9 +14,8 @@ use rand::seq::IndexedRandom;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::OptionalBody;
 use crate::service::auth::Admin;
-use crate::service::error::{AppError, Reply, Wire};
+use crate::service::error::{AppError, OptionalBody, Reply, Wire};
 use crate::service::knowledge::SpaceKnowledge;
 use crate::service::metrics::Metrics;
 use crate::service::state::AppState;

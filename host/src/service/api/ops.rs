@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::service::knowledge::ModelReport;
+use crate::service::openapi::ApiDocument;
 use crate::service::state::AppState;
 
 /// `GET /healthz` body.
@@ -109,7 +111,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// `GET /v1/openapi.json`.
-pub async fn openapi() -> axum::Json<serde_json::Value> {
-    axum::Json(crate::service::openapi::document())
+/// `GET /v1/openapi.json`: the document the router was built with.
+pub async fn openapi(Extension(document): Extension<ApiDocument>) -> axum::Json<serde_json::Value> {
+    axum::Json(document.value().clone())
 }
