@@ -18,11 +18,12 @@ use nasflat_shared::protocol::{
     ReleaseRequest, ResultAck, ResultBatch,
 };
 
+use super::config::ServiceConfig;
 use super::dashboard;
 use super::error::not_found;
 use super::metrics;
 use super::openapi::{self, ApiDocument, Auth, Body, Method, Route, fields, schema};
-use super::state::{AppState, ServiceConfig};
+use super::state::AppState;
 use super::store::models::ModelRow;
 use super::store::transfers::TransferRow;
 
@@ -292,7 +293,7 @@ pub fn router(state: AppState) -> Router {
         .fold(Router::new(), |app, r| app.route(r.path, r.handler));
     app.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

@@ -13,8 +13,8 @@ fn service_document() -> Value {
     document(&crate::service::api::routes(&config()))
 }
 
-fn config() -> crate::service::state::ServiceConfig {
-    crate::service::state::ServiceConfig::new("sqlite::memory:".into(), "unused".into())
+fn config() -> crate::service::config::ServiceConfig {
+    crate::service::config::ServiceConfig::new("sqlite::memory:".into(), "unused".into())
 }
 
 fn refs(v: &Value, out: &mut Vec<String>) {
