@@ -38,7 +38,11 @@ impl DeviceSamples {
             .iter()
             .map(|&a| {
                 data.latency(column, a).ok_or_else(|| {
-                    PredictorError::invalid("sample", format!("{name} has no latency for arch {a}"))
+                    PredictorError::input(
+                        "sample",
+                        format!("a latency of {name} for every sampled arch"),
+                        format!("none for arch {a}"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -279,13 +283,10 @@ pub fn transfer_measured(
     progress: Option<&ProgressBar>,
 ) -> Result<Transferred> {
     if archs.len() < 2 || archs.len() != latencies.len() {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "transfer",
-            format!(
-                "needs at least 2 target samples with one latency each ({} archs, {} latencies)",
-                archs.len(),
-                latencies.len()
-            ),
+            "at least 2 target samples with one latency each",
+            format!("{} archs, {} latencies", archs.len(), latencies.len()),
         ));
     }
     let mut model = pretrained.try_clone()?;

@@ -356,7 +356,7 @@ impl TransferRunner {
         };
         match outcome {
             Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(AppError::Internal(format!("transfer: {e}"))),
+            Ok(Err(e)) => Err(AppError::Predictor(e)),
             Err(join) => Err(AppError::Internal(format!("transfer crashed: {join}"))),
         }
     }

@@ -87,9 +87,10 @@ pub fn read_optional(dir: &Path, space: SearchSpace, name: &str) -> Result<Optio
 /// One cell that must be present.
 pub(crate) fn cell(table: &NumericTable, c: usize, r: usize, shown: &str) -> Result<f64> {
     table.get(c, r).ok_or_else(|| {
-        PredictorError::invalid(
+        PredictorError::input(
             "encoding file",
-            format!("{shown}: row {r} column `{}` is empty", table.names()[c]),
+            format!("{shown}: a value in every cell"),
+            format!("row {r} column `{}` empty", table.names()[c]),
         )
     })
 }
@@ -107,23 +108,20 @@ pub fn read_table_optional(
     let shown = path.display().to_string();
     let table = NumericTable::from_path(&path)?;
     if table.names().is_empty() {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "encoding file",
-            format!("{shown}: no columns after `index`"),
+            format!("{shown}: columns after `index`"),
+            "none",
         ));
     }
     let sidecar = dir.join(format!("{}_{name}.json", space.name()));
     let version = if sidecar.is_file() {
         let meta = read_meta(&sidecar)?;
         if meta.space != space || meta.name != name {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding file",
-                format!(
-                    "{}: describes `{}` of {}, expected `{name}` of {space}",
-                    sidecar.display(),
-                    meta.name,
-                    meta.space
-                ),
+                format!("{}: `{name}` of {space}", sidecar.display()),
+                format!("`{}` of {}", meta.name, meta.space),
             ));
         }
         meta.version
@@ -242,7 +240,7 @@ mod tests {
         let err = read_optional(dir.path(), SearchSpace::Nb201, "cate")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("row 1 column `e0` is empty"), "{err}");
+        assert!(err.contains("got row 1 column `e0` empty"), "{err}");
         std::fs::write(dir.path().join("nb201_cate.csv"), "index,e0\n0,1\n1,2\n").unwrap();
         std::fs::write(
             dir.path().join("nb201_cate.json"),
@@ -252,7 +250,7 @@ mod tests {
         let err = read_optional(dir.path(), SearchSpace::Nb201, "cate")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("expected `cate`"), "{err}");
+        assert!(err.contains("`cate` of nb201, got"), "{err}");
     }
 
     #[test]

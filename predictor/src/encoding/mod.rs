@@ -70,10 +70,7 @@ impl std::str::FromStr for EncodingKind {
             .into_iter()
             .find(|k| k.name() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                PredictorError::invalid(
-                    "encoding",
-                    format!("`{s}` (expected zcp, arch2vec, cate or caz)"),
-                )
+                PredictorError::input("encoding", "zcp, arch2vec, cate or caz", format!("`{s}`"))
             })
     }
 }
@@ -105,19 +102,18 @@ impl Encoding {
         let name = name.into();
         let dim = columns.len();
         if dim == 0 || !values.len().is_multiple_of(dim) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
-                format!(
-                    "`{name}`: {} values do not fill rows of {dim} columns",
-                    values.len()
-                ),
+                format!("`{name}`: whole rows of {dim} columns"),
+                format!("{} values", values.len()),
             ));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
+                format!("`{name}`: finite values"),
                 format!(
-                    "`{name}`: row {} column `{}` is not finite ({})",
+                    "row {} column `{}` = {}",
                     i / dim,
                     columns[i % dim],
                     values[i]
@@ -157,24 +153,25 @@ impl Encoding {
     /// Columns of `parts` side by side, named `<part>.<column>`; the version
     /// lists the parts' versions so a change in any part changes it.
     pub fn concat(name: &str, parts: &[&Encoding]) -> Result<Encoding> {
-        let first = parts
-            .first()
-            .ok_or_else(|| PredictorError::invalid("encoding", format!("`{name}`: no parts")))?;
+        let first = parts.first().ok_or_else(|| {
+            PredictorError::input("encoding", format!("`{name}`: at least one part"), "none")
+        })?;
         let rows = first.rows();
         if let Some(bad) = parts
             .iter()
             .find(|p| p.rows() != rows || p.space != first.space)
         {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
                 format!(
-                    "`{name}`: part `{}` has {} rows of {}, `{}` has {} of {}",
+                    "`{name}`: parts of {} rows of {} (as `{}`)",
+                    rows, first.space, first.name
+                ),
+                format!(
+                    "part `{}` with {} rows of {}",
                     bad.name,
                     bad.rows(),
-                    bad.space,
-                    first.name,
-                    rows,
-                    first.space
+                    bad.space
                 ),
             ));
         }
@@ -287,9 +284,10 @@ impl EncodingSet {
                 ),
                 other => self.expected_path(space, other.name()),
             };
-            PredictorError::invalid(
+            PredictorError::input(
                 "encoding",
-                format!("`{kind}` is not available for {space} (missing {wanted})"),
+                format!("one available for {space}"),
+                format!("`{kind}` (missing {wanted})"),
             )
         })
     }

@@ -125,7 +125,11 @@ fn raw_columns(table: &NumericTable, pick: &[(&str, &str)], shown: &str) -> Resu
     pick.iter()
         .map(|&(source, name)| {
             let c = table.position(source).ok_or_else(|| {
-                PredictorError::invalid("zcp", format!("{shown}: no column `{source}`"))
+                PredictorError::input(
+                    "zcp",
+                    format!("{shown}: a column `{source}`"),
+                    "no such column",
+                )
             })?;
             let values = (0..table.rows())
                 .map(|r| cache::cell(table, c, r, shown))
@@ -155,15 +159,17 @@ pub fn from_raw(
     columns.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.0.cmp(&b.0)));
     let rows = columns.first().map_or(0, |c| c.1.len());
     if let Some((name, v)) = columns.iter().find(|c| c.1.len() != rows) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "zcp",
-            format!("proxy `{name}` has {} rows, expected {rows}", v.len()),
+            format!("proxy `{name}` with {rows} rows"),
+            format!("{} rows", v.len()),
         ));
     }
     if let Some((name, _)) = columns.iter().find(|c| c.1.iter().any(|v| !v.is_finite())) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "zcp",
-            format!("proxy `{name}` has a non-finite raw value"),
+            format!("proxy `{name}` with finite raw values"),
+            "a non-finite value",
         ));
     }
     let normalised: Vec<Vec<f64>> = columns
@@ -197,15 +203,18 @@ impl ComputedProxies {
             return Ok(None);
         };
         let shown = path.display().to_string();
-        let rows = read_rows(&path)
-            .map_err(|e| PredictorError::invalid("computed zcp file", format!("{shown}: {e}")))?;
-        if let Some(bad) = rows.keys().find(|&&i| i >= nasflat_shared::NB201_SIZE) {
-            return Err(PredictorError::invalid(
+        let rows = read_rows(&path).map_err(|e| {
+            PredictorError::input(
                 "computed zcp file",
-                format!(
-                    "{shown}: index {bad} is outside 0..{}",
-                    nasflat_shared::NB201_SIZE
-                ),
+                format!("{shown}: a proxy table"),
+                e.to_string(),
+            )
+        })?;
+        if let Some(bad) = rows.keys().find(|&&i| i >= nasflat_shared::NB201_SIZE) {
+            return Err(PredictorError::input(
+                "computed zcp file",
+                format!("{shown}: indices in 0..{}", nasflat_shared::NB201_SIZE),
+                format!("index {bad}"),
             ));
         }
         // The sidecar records the run's settings; any change of them changes
@@ -540,6 +549,6 @@ mod tests {
         let err = build(SearchSpace::Nb201, Some(dir.path()))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("index 20000 is outside"), "{err}");
+        assert!(err.contains("got index 20000"), "{err}");
     }
 }

@@ -183,9 +183,10 @@ fn progress_style() -> ProgressStyle {
 pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> {
     opts.train.validate()?;
     if let Some(w) = opts.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "blend",
-            format!("weight {w} is outside [0, 1]"),
+            "a weight in [0, 1]",
+            w.to_string(),
         ));
     }
     let multi = MultiProgress::with_draw_target(if opts.quiet {
@@ -374,7 +375,7 @@ fn run_method(
             Method::Nasflat => {
                 let base = pretrained
                     .as_ref()
-                    .ok_or_else(|| PredictorError::invalid("eval", "no pretrained model"))?;
+                    .ok_or_else(|| PredictorError::internal("eval", "no pretrained model"))?;
                 let t = train::transfer(base, data, target, archs, &opts.train, target_seed)?;
                 fit_seconds = fit_start.elapsed().as_secs_f64();
                 init_from = t.init_from.clone();
@@ -428,7 +429,7 @@ fn run_method(
             Method::Help => {
                 let model = help
                     .as_ref()
-                    .ok_or_else(|| PredictorError::invalid("eval", "no HELP model"))?;
+                    .ok_or_else(|| PredictorError::internal("eval", "no HELP model"))?;
                 predict_start = Instant::now();
                 let fit_rows: Vec<usize> = archs.iter().chain(rest.iter()).copied().collect();
                 let scores =

@@ -107,7 +107,8 @@ fn plan_jobs(
         let n = config.samples.min(k.usable_rows.len());
         let rows = config
             .sampler
-            .pick(&k.data, device_id, &k.usable_rows, n, &mut rng)?;
+            .pick(&k.data, device_id, &k.usable_rows, n, &mut rng)
+            .map_err(AppError::Misconfigured)?;
         jobs.extend(rows.into_iter().map(|index| NewJob::Arch {
             space: space.to_string(),
             index,

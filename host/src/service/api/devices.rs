@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use nasflat_predictor::PredictorError;
 use nasflat_shared::{Arch, SearchSpace};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -398,8 +399,7 @@ fn resolve_rows(
     }
     let mut rows = Vec::with_capacity(archs.len() + indices.len());
     for a in archs {
-        let arch = Arch::parse(k.space, a)
-            .map_err(|e| AppError::BadRequest(format!("architecture `{a}`: {e}")))?;
+        let arch = Arch::parse(k.space, a).map_err(PredictorError::from)?;
         let row = arch.index().filter(|&i| i < n).ok_or_else(|| {
             AppError::NotFound(format!(
                 "architecture `{a}` is not in the {} table",
