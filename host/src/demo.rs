@@ -13,9 +13,9 @@ use anyhow::{Context, Result, bail};
 use nasflat_shared::SearchSpace;
 
 use nasflat_host::service::auth::new_token;
-use nasflat_host::service::state::{AppState, ServiceConfig};
 use nasflat_host::service::store::jobs::NewJob;
 use nasflat_host::service::transfer::{SampleSet, samples_of};
+use nasflat_host::service::{AppState, ServiceConfig};
 use nasflat_shared::stats::spearman;
 
 /// Options of the demo.
@@ -90,7 +90,7 @@ async fn wait_for_predictor(state: &AppState, device: &str, space: SearchSpace) 
     let started = Instant::now();
     let mut last = String::new();
     loop {
-        if let Some(p) = state.predictions.get(&state.store, device, space).await? {
+        if let Some(p) = state.predictions.get(device, space).await? {
             return Ok(p.version.clone());
         }
         let transfers = state.store.transfers(device).await?;
@@ -185,7 +185,8 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     eprintln!("demo: device {device} measured its samples; waiting for the transfer");
     let version = wait_for_predictor(&state, &device, space).await?;
     let k = state
-        .space(space)
+        .spaces
+        .served(space)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .clone();
     let measured = state.store.measurements_of_device(&device).await?;
@@ -229,7 +230,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     let measured = state.store.measurements_of_device(&device).await?;
     let pred = state
         .predictions
-        .get(&state.store, &device, space)
+        .get(&device, space)
         .await?
         .context("the predictor vanished")?;
     let (mut p, mut m) = (Vec::new(), Vec::new());

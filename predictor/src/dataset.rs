@@ -55,26 +55,23 @@ impl SpaceData {
         let params = column(params_col)?;
         let mut features = ArchFeatures::build(space, &zcp)?;
         if features.len != latency.rows() {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "data",
-                format!(
-                    "{space}: {} ZCP rows vs {} latency rows",
-                    features.len,
-                    latency.rows()
-                ),
+                format!("{space}: one ZCP row per latency row ({})", latency.rows()),
+                format!("{} ZCP rows", features.len),
             ));
         }
         let encodings = EncodingSet::load(space, encodings_dir)?;
         for kind in encodings.available() {
             let enc = encodings.get(kind)?;
             if enc.rows() != latency.rows() {
-                return Err(PredictorError::invalid(
+                return Err(PredictorError::input(
                     "encoding",
                     format!(
-                        "{space}: `{kind}` has {} rows vs {} latency rows",
-                        enc.rows(),
+                        "{space}: `{kind}` with one row per latency row ({})",
                         latency.rows()
                     ),
+                    format!("{} rows", enc.rows()),
                 ));
             }
             if kind != EncodingKind::Zcp {

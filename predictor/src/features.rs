@@ -150,9 +150,10 @@ impl std::str::FromStr for Supplementary {
             "arch2vec" => Ok(Supplementary::Arch2vec),
             "cate" => Ok(Supplementary::Cate),
             "caz" => Ok(Supplementary::Caz),
-            other => Err(PredictorError::invalid(
+            other => Err(PredictorError::input(
                 "supplementary encoding",
-                format!("`{other}` (expected none, zcp, cost, all, arch2vec, cate or caz)"),
+                "none, zcp, cost, all, arch2vec, cate or caz",
+                format!("`{other}`"),
             )),
         }
     }
@@ -224,9 +225,10 @@ impl ArchFeatures {
             let arch = nasflat_shared::Arch::from_index(space, row)?;
             let graph = arch.graph();
             if graph.len() != nodes {
-                return Err(PredictorError::invalid(
+                return Err(PredictorError::input(
                     "graph",
-                    format!("row {row} has {} nodes", graph.len()),
+                    "the space's node count",
+                    format!("row {row} with {} nodes", graph.len()),
                 ));
             }
             if row == 0 {

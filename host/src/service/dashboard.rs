@@ -4,6 +4,7 @@
 //! predicted-vs-measured scatter and a latency-accuracy Pareto plot per device.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Html;
@@ -11,7 +12,9 @@ use nasflat_shared::SearchSpace;
 
 use super::api::devices::quality;
 use super::error::AppError;
-use super::state::AppState;
+use super::knowledge::Spaces;
+use super::predictions::PredictionCache;
+use super::store::Store;
 use super::store::measurements::MeasurementRow;
 use super::store::transfers::PredictionRow;
 use super::transfer::{SampleSet, samples_of};
@@ -251,7 +254,7 @@ pub fn pareto_svg(id: &str, points: &[(f64, f64)], measured: &[(f64, f64)]) -> S
 
 /// The two plots of one device in one space.
 fn device_plots(
-    state: &AppState,
+    spaces: &Spaces,
     device_id: &str,
     space: SearchSpace,
     pred: &PredictionRow,
@@ -272,7 +275,7 @@ fn device_plots(
         "<div class=\"plots\">{}",
         scatter_svg(&format!("scatter-{safe}-{space}"), &points)
     );
-    if let Some(acc) = state.spaces.get(&space).and_then(|k| k.accuracy.as_ref()) {
+    if let Some(acc) = spaces.get(&space).and_then(|k| k.accuracy.as_ref()) {
         let all: Vec<(f64, f64)> = pred
             .latencies
             .iter()
@@ -294,10 +297,14 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// `GET /`: the fleet.
-pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppError> {
+pub async fn index(
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(predictions): State<Arc<PredictionCache>>,
+) -> Result<Html<String>, AppError> {
     let mut b = String::from("<h1>nasflat host</h1>");
     let _ = write!(b, "<p class=\"muted\">spaces: ");
-    for (s, k) in state.spaces.iter() {
+    for (s, k) in spaces.iter() {
         let r = k.report();
         let detail = match (r.state, r.progress) {
             ("pretraining", Some((d, t))) => format!("pretraining {d}/{t} epochs"),
@@ -306,12 +313,12 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         let _ = write!(b, "<b>{s}</b> {} &nbsp; ", esc(&detail));
     }
     b.push_str("</p><h2>Devices</h2><table id=\"devices\"><tr><th>device</th><th>name</th><th>samples</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
-    let devices = state.store.devices().await?;
-    let transfers = state.store.transfers("").await?;
+    let devices = store.devices().await?;
+    let transfers = store.transfers("").await?;
     let mut plots = String::new();
     for d in &devices {
-        let measured = state.store.measurements_of_device(&d.id).await?;
-        let q = state.store.queue_counts(Some(&d.id)).await?;
+        let measured = store.measurements_of_device(&d.id).await?;
+        let q = store.queue_counts(Some(&d.id)).await?;
         let t = transfers.iter().find(|t| t.device_id == d.id);
         let transfer = t.map_or_else(
             || "&#8211;".to_string(),
@@ -319,8 +326,8 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         );
         let mut version = "&#8211;".to_string();
         let mut held = None;
-        for space in state.spaces.keys() {
-            if let Some(p) = state.predictions.get(&state.store, &d.id, *space).await? {
+        for space in spaces.keys() {
+            if let Some(p) = predictions.get(&d.id, *space).await? {
                 version = esc(&p.version);
                 held = quality(&p, &measured, *space).heldout_spearman;
                 if plots.matches("class=\"device-plots\"").count() < 8 {
@@ -328,7 +335,7 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
                         plots,
                         "<div class=\"device-plots\"><h3>{} ({space})</h3>{}</div>",
                         esc(&d.name),
-                        device_plots(&state, &d.id, *space, &p, &measured)
+                        device_plots(&spaces, &d.id, *space, &p, &measured)
                     );
                 }
             }
@@ -354,8 +361,8 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         b.push_str("<h2>Predictors</h2>");
         b.push_str(&plots);
     }
-    let open = state.store.open_jobs(50).await?;
-    let counts = state.store.queue_counts(None).await?;
+    let open = store.open_jobs(50).await?;
+    let counts = store.queue_counts(None).await?;
     let _ = write!(
         b,
         "<h2>Lease queue</h2><p>{} queued, {} leased, {} expired (back in the queue), {} done, {} failed</p>\
@@ -384,8 +391,8 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         );
     }
     b.push_str("</table><h2>User models</h2><table id=\"models\"><tr><th>model</th><th>name</th><th>size</th><th>results</th></tr>");
-    for m in state.store.models().await? {
-        let n = state.store.measurements_of_model(&m.id).await?.len();
+    for m in store.models().await? {
+        let n = store.measurements_of_model(&m.id).await?.len();
         let _ = write!(
             b,
             "<tr><td><a href=\"/v1/models/{id}/results\">{id}</a></td><td>{}</td><td>{} B</td><td>{n}</td></tr>",
@@ -395,9 +402,9 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         );
     }
     b.push_str("</table><h2>Built-in devices (paper source devices)</h2><details><summary>");
-    let builtins: usize = state.spaces.values().map(|k| k.source_names().len()).sum();
+    let builtins: usize = spaces.values().map(|k| k.source_names().len()).sum();
     let _ = write!(b, "{builtins} devices</summary><p>");
-    for (s, k) in state.spaces.iter() {
+    for (s, k) in spaces.iter() {
         for n in k.source_names() {
             let _ = write!(b, "<code>{s}:{}</code> ", esc(n));
         }
@@ -408,15 +415,16 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
 
 /// `GET /dashboard/devices/{id}`: one device.
 pub async fn device_page(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(predictions): State<Arc<PredictionCache>>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let d = state
-        .store
+    let d = store
         .device(&id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no agent device `{id}`")))?;
-    let measured = state.store.measurements_of_device(&id).await?;
+    let measured = store.measurements_of_device(&id).await?;
     let mut b = format!(
         "<p><a href=\"/\">&larr; fleet</a></p><h1>{} <span class=\"muted\">{}</span></h1><h2>Fingerprint</h2><pre>{}</pre>",
         esc(&d.name),
@@ -427,8 +435,8 @@ pub async fn device_page(
                 .unwrap_or_default()
         )
     );
-    for space in state.spaces.keys() {
-        if let Some(p) = state.predictions.get(&state.store, &id, *space).await? {
+    for space in spaces.keys() {
+        if let Some(p) = predictions.get(&id, *space).await? {
             let q = quality(&p, &measured, *space);
             let _ = write!(
                 b,
@@ -441,12 +449,12 @@ pub async fn device_page(
                 opt(q.heldout_spearman),
                 q.heldout_mape
                     .map_or_else(|| "&#8211;".into(), |m| format!("{:.1}%", m * 100.0)),
-                device_plots(&state, &id, *space, &p, &measured)
+                device_plots(&spaces, &id, *space, &p, &measured)
             );
         }
     }
     b.push_str("<h2>Transfers</h2><table><tr><th>id</th><th>space</th><th>state</th><th>progress</th><th>samples</th><th>message</th></tr>");
-    for t in state.store.transfers(&id).await? {
+    for t in store.transfers(&id).await? {
         let _ = write!(
             b,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{}</td><td>{}</td></tr>",

@@ -8,6 +8,8 @@
 //! in the logs and in `/healthz`) and saved there. Agents can register and
 //! measure meanwhile; transfers wait for it.
 
+use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -27,6 +29,7 @@ use nasflat_predictor::model::{
 };
 use nasflat_predictor::train;
 
+use super::error::AppError;
 use super::store::hex;
 
 /// A pretrained predictor ready to transfer.
@@ -303,4 +306,41 @@ fn spawn_progress_logger(space: SearchSpace, bar: ProgressBar) -> ProgressLogger
         }
     });
     ProgressLogger { stop }
+}
+
+/// The served spaces and their knowledge, shared by handlers and the
+/// transfer runner (cheap to clone). Reads like the map it wraps.
+#[derive(Clone, Default)]
+pub struct Spaces(Arc<BTreeMap<SearchSpace, Arc<SpaceKnowledge>>>);
+
+impl Spaces {
+    /// Wraps the loaded spaces.
+    pub fn new(spaces: BTreeMap<SearchSpace, Arc<SpaceKnowledge>>) -> Spaces {
+        Spaces(Arc::new(spaces))
+    }
+
+    /// The knowledge of a served space, or a 400 naming the served ones.
+    pub fn served(
+        &self,
+        space: SearchSpace,
+    ) -> std::result::Result<&Arc<SpaceKnowledge>, AppError> {
+        self.0.get(&space).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "space `{space}` is not served by this host (served: {})",
+                self.0
+                    .keys()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+}
+
+impl Deref for Spaces {
+    type Target = BTreeMap<SearchSpace, Arc<SpaceKnowledge>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }

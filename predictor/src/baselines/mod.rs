@@ -89,10 +89,7 @@ impl std::str::FromStr for Method {
             .copied()
             .find(|m| m.name() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                PredictorError::invalid(
-                    "method",
-                    format!("`{s}` (expected nasflat, flops, params, nearest, ridge, ridgecost, additive, stacked, help, scratch or all)"),
-                )
+                PredictorError::input("method", "nasflat, flops, params, nearest, ridge, ridgecost, additive, stacked, help, scratch or all", format!("`{s}`"))
             })
     }
 }
@@ -168,8 +165,9 @@ pub fn nearest_predict(
     ms: &[f64],
     rows: &[usize],
 ) -> Result<Vec<f64>> {
-    let i = nearest_source(sources, archs, ms)
-        .ok_or_else(|| PredictorError::invalid("nearest", "no source device"))?;
+    let i = nearest_source(sources, archs, ms).ok_or_else(|| {
+        PredictorError::input("nearest baseline", "at least one source device", "none")
+    })?;
     let col = &sources.columns[i];
     Ok(calibrated(|r| col[r], archs, ms, rows))
 }
@@ -184,8 +182,9 @@ pub fn ridge_predict(
 ) -> Result<Vec<f64>> {
     let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
     let y: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-    let model =
-        Ridge::fit_loo(&x, &y).ok_or_else(|| PredictorError::invalid("ridge", "could not fit"))?;
+    let model = Ridge::fit_loo(&x, &y).ok_or_else(|| {
+        PredictorError::internal("ridge", "the leave-one-out fit found no solution")
+    })?;
     Ok(rows
         .iter()
         .map(|&r| model.predict(&sources.row(r)).exp())
@@ -216,8 +215,9 @@ pub fn ridge_cost_predict(
 ) -> Result<Vec<f64>> {
     let x: Vec<Vec<f64>> = archs.iter().map(|&a| cost_row(data, sources, a)).collect();
     let y: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-    let model =
-        Ridge::fit_loo(&x, &y).ok_or_else(|| PredictorError::invalid("ridge", "could not fit"))?;
+    let model = Ridge::fit_loo(&x, &y).ok_or_else(|| {
+        PredictorError::internal("ridge", "the leave-one-out fit found no solution")
+    })?;
     Ok(rows
         .iter()
         .map(|&r| model.predict(&cost_row(data, sources, r)).exp())
@@ -259,8 +259,9 @@ impl AdditiveModel {
     pub fn fit(data: &SpaceData, archs: &[usize], ms: &[f64]) -> Result<Self> {
         let f = &data.features;
         let x: Vec<Vec<f64>> = archs.iter().map(|&a| f.additive_row(a).to_vec()).collect();
-        let plain = Ridge::fit_loo(&x, ms)
-            .ok_or_else(|| PredictorError::invalid("additive", "could not fit"))?;
+        let plain = Ridge::fit_loo(&x, ms).ok_or_else(|| {
+            PredictorError::internal("additive", "the leave-one-out fit found no solution")
+        })?;
         let anchored_x: Vec<Vec<f64>> = archs
             .iter()
             .zip(&x)
@@ -355,8 +356,9 @@ impl Stack {
         let additive = AdditiveModel::fit(data, archs, ms)?;
         let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
         let log_ms: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-        let source_model = Ridge::fit_loo(&x, &log_ms)
-            .ok_or_else(|| PredictorError::invalid("ridge", "could not fit"))?;
+        let source_model = Ridge::fit_loo(&x, &log_ms).ok_or_else(|| {
+            PredictorError::internal("ridge", "the leave-one-out fit found no solution")
+        })?;
         let a: Vec<f64> = additive.loo_predictions.iter().map(|v| v.ln()).collect();
         let b = &source_model.loo_predictions;
         let mut best = (f64::INFINITY, 1.0);

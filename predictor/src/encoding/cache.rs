@@ -31,7 +31,7 @@ pub fn read_optional(
 
 /// An encodings file that could not be read or parsed.
 pub(crate) fn file_error(e: nasflat_encoders::EncodeError) -> PredictorError {
-    PredictorError::invalid("encoding file", e.to_string())
+    PredictorError::input("encoding file", "a readable encodings table", e.to_string())
 }
 
 #[cfg(test)]

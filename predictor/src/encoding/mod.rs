@@ -71,10 +71,7 @@ impl std::str::FromStr for EncodingKind {
             .into_iter()
             .find(|k| k.name() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                PredictorError::invalid(
-                    "encoding",
-                    format!("`{s}` (expected zcp, arch2vec, cate or caz)"),
-                )
+                PredictorError::input("encoding", "zcp, arch2vec, cate or caz", format!("`{s}`"))
             })
     }
 }
@@ -106,19 +103,18 @@ impl Encoding {
         let name = name.into();
         let dim = columns.len();
         if dim == 0 || !values.len().is_multiple_of(dim) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
-                format!(
-                    "`{name}`: {} values do not fill rows of {dim} columns",
-                    values.len()
-                ),
+                format!("`{name}`: whole rows of {dim} columns"),
+                format!("{} values", values.len()),
             ));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
+                format!("`{name}`: finite values"),
                 format!(
-                    "`{name}`: row {} column `{}` is not finite ({})",
+                    "row {} column `{}` = {}",
                     i / dim,
                     columns[i % dim],
                     values[i]
@@ -160,16 +156,17 @@ impl Encoding {
     pub fn concat(name: &str, parts: &[&Encoding]) -> Result<Encoding> {
         let first = parts
             .first()
-            .ok_or_else(|| PredictorError::invalid("encoding", format!("`{name}`: no parts")))?;
+            .ok_or_else(|| PredictorError::internal("encoding", format!("`{name}`: no parts")))?;
         let rows = first.rows();
         if let Some(bad) = parts
             .iter()
             .find(|p| p.rows() != rows || p.space != first.space)
         {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
+                format!("`{name}`: parts with the same rows and space"),
                 format!(
-                    "`{name}`: part `{}` has {} rows of {}, `{}` has {} of {}",
+                    "part `{}` has {} rows of {}, `{}` has {} of {}",
                     bad.name,
                     bad.rows(),
                     bad.space,
@@ -289,9 +286,10 @@ impl EncodingSet {
                 other => missing(other.name()),
             };
             let space = self.space.map_or("?", SearchSpace::name);
-            PredictorError::invalid(
+            PredictorError::input(
                 "encoding",
-                format!("`{kind}` is not available for {space} (missing {wanted})"),
+                format!("an encoding available for {space}"),
+                format!("`{kind}` (missing {wanted})"),
             )
         })
     }

@@ -125,7 +125,7 @@ fn raw_columns(table: &NumericTable, pick: &[(&str, &str)], shown: &str) -> Resu
     pick.iter()
         .map(|&(source, name)| {
             let c = table.position(source).ok_or_else(|| {
-                PredictorError::invalid("zcp", format!("{shown}: no column `{source}`"))
+                PredictorError::input("zcp", format!("{shown}: a column `{source}`"), "none")
             })?;
             let values = (0..table.rows())
                 .map(|r| cell(table, c, r, shown))
@@ -141,9 +141,10 @@ fn raw_columns(table: &NumericTable, pick: &[(&str, &str)], shown: &str) -> Resu
 /// One cell of a vendored proxy table that must be present.
 fn cell(table: &NumericTable, c: usize, r: usize, shown: &str) -> Result<f64> {
     table.get(c, r).ok_or_else(|| {
-        PredictorError::invalid(
+        PredictorError::input(
             "zcp",
-            format!("{shown}: row {r} column `{}` is empty", table.names()[c]),
+            format!("{shown}: a value in every cell"),
+            format!("row {r} column `{}` empty", table.names()[c]),
         )
     })
 }
@@ -165,15 +166,17 @@ pub fn from_raw(
     columns.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.0.cmp(&b.0)));
     let rows = columns.first().map_or(0, |c| c.1.len());
     if let Some((name, v)) = columns.iter().find(|c| c.1.len() != rows) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "zcp",
-            format!("proxy `{name}` has {} rows, expected {rows}", v.len()),
+            format!("proxy `{name}` with {rows} rows"),
+            format!("{} rows", v.len()),
         ));
     }
     if let Some((name, _)) = columns.iter().find(|c| c.1.iter().any(|v| !v.is_finite())) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "zcp",
-            format!("proxy `{name}` has a non-finite raw value"),
+            format!("finite raw values of proxy `{name}`"),
+            "a non-finite value",
         ));
     }
     let normalised: Vec<Vec<f64>> = columns
@@ -212,13 +215,14 @@ impl ComputedProxies {
         };
         let rows = parse_rows(&text.origin, &text.text).map_err(cache::file_error)?;
         if let Some(bad) = rows.keys().find(|&&i| i >= nasflat_shared::NB201_SIZE) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "computed zcp file",
                 format!(
-                    "{}: index {bad} is outside 0..{}",
+                    "{}: indices in 0..{}",
                     text.origin,
                     nasflat_shared::NB201_SIZE
                 ),
+                format!("index {bad}"),
             ));
         }
         // The sidecar records the run's settings; any change of them changes

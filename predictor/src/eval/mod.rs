@@ -186,9 +186,10 @@ fn progress_style() -> ProgressStyle {
 pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> {
     opts.train.validate()?;
     if let Some(w) = opts.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "blend",
-            format!("weight {w} is outside [0, 1]"),
+            "a weight in [0, 1]",
+            w.to_string(),
         ));
     }
     let multi = MultiProgress::with_draw_target(if opts.quiet {
@@ -423,7 +424,7 @@ fn predict_case(
         (Method::Nasflat, Pretrained::Nasflat(model)) => predict_nasflat(ctx, model, case),
         (Method::Help, Pretrained::Help(model)) => predict_help(ctx, model, case),
         (Method::Scratch, _) => predict_scratch(ctx, case),
-        (Method::Nasflat | Method::Help, _) => Err(PredictorError::invalid(
+        (Method::Nasflat | Method::Help, _) => Err(PredictorError::internal(
             "eval",
             format!("{method} was not pretrained"),
         )),
@@ -557,7 +558,7 @@ fn predict_closed_form(
         Method::Additive => baselines::additive_predict(data, &archs, &ms, rest)?,
         Method::Stacked => baselines::stacked_predict(data, sources, &archs, &ms, rest)?,
         Method::Nasflat | Method::Help | Method::Scratch => {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::internal(
                 "eval",
                 format!("{method} is not a closed-form baseline"),
             ));
