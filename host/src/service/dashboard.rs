@@ -11,7 +11,9 @@ use axum::response::Html;
 use nasflat_shared::SearchSpace;
 
 use super::api::devices::quality;
+use super::domain::Subject;
 use super::error::AppError;
+use super::knowledge::ModelState;
 use super::knowledge::Spaces;
 use super::predictions::PredictionCache;
 use super::store::Store;
@@ -23,6 +25,23 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#2
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;font-size:.9em}\
 th{background:#f0f0f0}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.5em}.plots{display:flex;flex-wrap:wrap;gap:1em}\
 svg{background:#fafafa;border:1px solid #ddd}.muted{color:#777}code{background:#f4f4f4;padding:0 .2em}";
+
+/// A value's name as the JSON API spells it (one spelling for states the
+/// store does not keep).
+fn wire_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A job's or measurement's subject, for a table cell.
+fn describe(subject: &Subject) -> String {
+    match subject {
+        Subject::Arch { space, arch_index } => format!("{space} #{arch_index}"),
+        Subject::Model { model_id } => format!("model {model_id}"),
+    }
+}
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
@@ -260,12 +279,15 @@ fn device_plots(
     pred: &PredictionRow,
     measured: &[MeasurementRow],
 ) -> String {
-    let (rows, ms) = samples_of(measured, space, SampleSet::All);
+    let samples = samples_of(measured, space, SampleSet::All);
+    let rows = samples.rows();
     let fit: std::collections::HashSet<usize> = pred.train_rows.iter().copied().collect();
-    let points: Vec<(f64, f64, bool)> = rows
+    let points: Vec<(f64, f64, bool)> = samples
         .iter()
-        .zip(&ms)
-        .filter_map(|(r, m)| pred.latencies.get(*r).map(|p| (*m, *p, fit.contains(r))))
+        .filter_map(|s| {
+            let p = pred.latencies.get(s.row)?;
+            Some((s.ms, *p, fit.contains(&s.row)))
+        })
         .collect();
     let safe: String = device_id
         .chars()
@@ -306,9 +328,10 @@ pub async fn index(
     let _ = write!(b, "<p class=\"muted\">spaces: ");
     for (s, k) in spaces.iter() {
         let r = k.report();
+        let state = wire_name(r.state);
         let detail = match (r.state, r.progress) {
-            ("pretraining", Some((d, t))) => format!("pretraining {d}/{t} epochs"),
-            (st, _) => st.to_string(),
+            (ModelState::Pretraining, Some((d, t))) => format!("{state} {d}/{t} epochs"),
+            _ => state,
         };
         let _ = write!(b, "<b>{s}</b> {} &nbsp; ", esc(&detail));
     }
@@ -322,7 +345,7 @@ pub async fn index(
         let t = transfers.iter().find(|t| t.device_id == d.id);
         let transfer = t.map_or_else(
             || "&#8211;".to_string(),
-            |t| format!("{} {:.0}%", esc(&t.state), t.progress * 100.0),
+            |t| format!("{} {:.0}%", t.state, t.progress * 100.0),
         );
         let mut version = "&#8211;".to_string();
         let mut held = None;
@@ -371,11 +394,7 @@ pub async fn index(
     );
     let now = super::store::now_ms();
     for j in &open {
-        let what = match (&j.space, j.arch_index, &j.model_id) {
-            (Some(s), Some(i), _) => format!("{s} #{i}"),
-            (_, _, Some(m)) => format!("model {m}"),
-            _ => String::new(),
-        };
+        let what = describe(&j.subject);
         let expires = j.lease_expires_ms.map_or_else(String::new, |e| {
             format!("{:.0} s", (e - now) as f64 / 1000.0)
         });
@@ -384,9 +403,9 @@ pub async fn index(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{expires}</td><td>{}</td></tr>",
             esc(&j.id),
             esc(&j.device_id),
-            esc(&j.purpose),
+            j.purpose,
             esc(&what),
-            esc(&j.state),
+            j.state,
             j.attempts
         );
     }
@@ -459,8 +478,8 @@ pub async fn device_page(
             b,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{}</td><td>{}</td></tr>",
             esc(&t.id),
-            esc(&t.space),
-            esc(&t.state),
+            t.space,
+            t.state,
             t.progress * 100.0,
             t.samples,
             esc(&t.message)
@@ -468,15 +487,11 @@ pub async fn device_page(
     }
     b.push_str("</table><h2>Samples</h2><table id=\"samples\"><tr><th>key</th><th>purpose</th><th>what</th><th>median ms</th><th>valid</th><th>received</th></tr>");
     for m in measured.iter().rev() {
-        let what = match (&m.space, m.arch_index, &m.model_id) {
-            (Some(s), Some(i), _) => format!("{s} #{i}"),
-            (_, _, Some(model)) => format!("model {model}"),
-            _ => String::new(),
-        };
+        let what = describe(&m.subject);
         let _ = write!(
             b,
             "<tr><td><a href=\"/v1/devices/{id}/samples/{k}\">{k}</a></td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
-            esc(&m.purpose),
+            m.purpose,
             esc(&what),
             m.median_ms,
             if m.valid {

@@ -54,11 +54,23 @@ pub enum ModelStatus {
     Failed(String),
 }
 
+/// Where a space's pretrained predictor stands, as `/healthz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelState {
+    /// Training.
+    Pretraining,
+    /// Ready to transfer.
+    Ready,
+    /// Pretraining failed.
+    Failed,
+}
+
 /// `/healthz` view of a [`ModelStatus`].
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ModelReport {
-    /// `pretraining`, `ready` or `failed`.
-    pub state: &'static str,
+    /// Where it stands.
+    pub state: ModelState,
     /// Epochs done / total while pretraining.
     pub progress: Option<(u64, u64)>,
     /// Version when ready.
@@ -138,21 +150,21 @@ impl SpaceKnowledge {
     pub fn report(&self) -> ModelReport {
         match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
             ModelStatus::Pretraining(bar) => ModelReport {
-                state: "pretraining",
+                state: ModelState::Pretraining,
                 progress: Some((bar.position(), bar.length().unwrap_or(0))),
                 version: None,
                 from_cache: None,
                 error: None,
             },
             ModelStatus::Ready(p) => ModelReport {
-                state: "ready",
+                state: ModelState::Ready,
                 progress: None,
                 version: Some(p.version.clone()),
                 from_cache: Some(p.from_cache),
                 error: None,
             },
             ModelStatus::Failed(e) => ModelReport {
-                state: "failed",
+                state: ModelState::Failed,
                 progress: None,
                 version: None,
                 from_cache: None,

@@ -9,6 +9,7 @@
 //! | [`auth`] | admin, enrolment and per-device bearer tokens (hashed) |
 //! | [`config`] | `ServiceConfig`: every flag of `serve` |
 //! | [`state`] | the router's state and its `FromRef` sub-states |
+//! | [`domain`] | typed purposes, states, subjects and samples (text only in `store`) |
 //! | [`error`] | `AppError` (one JSON error format) and the body extractor |
 //! | [`knowledge`] | vendored data + pretrained predictor per space (cached checkpoints) |
 //! | [`transfer`] | background transfer jobs with progress |
@@ -21,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
+pub mod domain;
 pub mod error;
 pub mod knowledge;
 pub mod metrics;

@@ -36,10 +36,7 @@ impl PredictionCache {
     ) -> Result<Option<Arc<PredictionRow>>, AppError> {
         let key = (device_id.to_string(), space);
         let store = &self.store;
-        let Some(version) = store
-            .prediction_version(device_id, &space.to_string())
-            .await?
-        else {
+        let Some(version) = store.prediction_version(device_id, space).await? else {
             return Ok(None);
         };
         if let Some(hit) = self
@@ -51,7 +48,7 @@ impl PredictionCache {
         {
             return Ok(Some(hit.clone()));
         }
-        let Some(row) = store.predictions(device_id, &space.to_string()).await? else {
+        let Some(row) = store.predictions(device_id, space).await? else {
             return Ok(None);
         };
         let row = Arc::new(row);

@@ -15,10 +15,12 @@ use nasflat_shared::SearchSpace;
 use sha2::{Digest, Sha256};
 
 use super::config::ServiceConfig;
+use super::domain::{Purpose, TransferState, Trigger};
 use super::error::AppError;
 use super::knowledge::{Pretrained, SpaceKnowledge, Spaces};
 use super::metrics::Metrics;
 use super::store::measurements::MeasurementRow;
+use super::store::transfers::NewPredictions;
 use super::store::{Store, new_id};
 use nasflat_predictor::error::Result as PredictorResult;
 use nasflat_predictor::fewshot::{self, FewShot};
@@ -49,34 +51,29 @@ pub struct TransferRunner {
     spaces: Spaces,
 }
 
-/// The (row, median ms) samples of a device in a space; repeated
-/// measurements of one arch are merged by their median.
-pub fn samples_of(
-    measurements: &[MeasurementRow],
-    space: SearchSpace,
-    set: SampleSet,
-) -> (Vec<usize>, Vec<f64>) {
+/// The samples of a device in a space; repeated measurements of one arch
+/// are merged by their median.
+pub fn samples_of(measurements: &[MeasurementRow], space: SearchSpace, set: SampleSet) -> Samples {
     let mut by_row: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let name = space.to_string();
     for m in measurements {
         let wanted = match set {
-            SampleSet::Plan => m.purpose == "sample",
+            SampleSet::Plan => m.purpose == Purpose::Sample,
             SampleSet::All => true,
         };
-        if !(wanted && m.valid && m.kind == "arch" && m.space.as_deref() == Some(name.as_str())) {
+        if !(wanted && m.valid) {
             continue;
         }
-        if let Some(row) = m.arch_index.and_then(|i| usize::try_from(i).ok()) {
+        if let Some(row) = m.subject.row_in(space) {
             by_row.entry(row).or_default().push(m.median_ms);
         }
     }
-    by_row
-        .into_iter()
-        .map(|(row, mut v)| {
-            v.sort_by(f64::total_cmp);
-            (row, v[v.len() / 2])
-        })
-        .unzip()
+    Samples::usable(by_row.into_iter().map(|(row, mut v)| {
+        v.sort_by(f64::total_cmp);
+        Sample {
+            row,
+            ms: v[v.len() / 2],
+        }
+    }))
 }
 
 /// Seed of a device's transfer (and plan): the service seed mixed with a
@@ -112,7 +109,7 @@ impl TransferRunner {
         device_id: &str,
         space: SearchSpace,
         set: SampleSet,
-        trigger: &str,
+        trigger: Trigger,
     ) -> Result<String, AppError> {
         let key = (device_id.to_string(), space);
         if !self
@@ -128,7 +125,7 @@ impl TransferRunner {
         let id = new_id("xfer");
         if let Err(e) = self
             .store
-            .insert_transfer(&id, device_id, &space.to_string(), trigger)
+            .insert_transfer(&id, device_id, space, trigger)
             .await
         {
             self.finish(&key);
@@ -149,18 +146,22 @@ impl TransferRunner {
         let (status, message, samples) = match outcome {
             Ok((message, samples)) => {
                 Metrics::inc(&self.metrics.transfers_done);
-                ("done", message, samples)
+                (TransferState::Done, message, samples)
             }
             Err((e, samples)) => {
                 Metrics::inc(&self.metrics.transfers_failed);
                 tracing::warn!(transfer = %transfer_id, "transfer failed: {e}");
-                ("failed", e.to_string(), samples)
+                (TransferState::Failed, e.to_string(), samples)
             }
         };
-        let progress = if status == "done" { 1.0 } else { 0.0 };
+        let progress = if status == TransferState::Done {
+            1.0
+        } else {
+            0.0
+        };
         if let Err(e) = self
             .store
-            .update_transfer(transfer_id, status, progress, &message, samples, true)
+            .update_transfer(transfer_id, status, progress, &message, samples)
             .await
         {
             tracing::error!(transfer = %transfer_id, "cannot record the transfer's end: {e}");
@@ -178,14 +179,13 @@ impl TransferRunner {
     /// transferred (nor is being) in `space`.
     async fn wants_auto(&self, device_id: &str, space: SearchSpace) -> Result<bool, AppError> {
         let measured = self.store.measurements_of_device(device_id).await?;
-        let (rows, _) = samples_of(&measured, space, SampleSet::Plan);
-        if rows.len() < self.config.samples {
+        if samples_of(&measured, space, SampleSet::Plan).len() < self.config.samples {
             return Ok(false);
         }
         let earlier = self.store.transfers(device_id).await?;
         Ok(!earlier
             .iter()
-            .any(|t| t.space == space.to_string() && t.state != "failed"))
+            .any(|t| t.space == space && t.state != TransferState::Failed))
     }
 
     /// Starts the automatic transfer of a device once it has k valid plan
@@ -195,7 +195,10 @@ impl TransferRunner {
             return;
         }
         match self.wants_auto(device_id, space).await {
-            Ok(true) => match self.start(device_id, space, SampleSet::Plan, "auto").await {
+            Ok(true) => match self
+                .start(device_id, space, SampleSet::Plan, Trigger::Auto)
+                .await
+            {
                 Ok(id) => {
                     tracing::info!(device = %device_id, transfer = %id, "automatic transfer started")
                 }
@@ -212,14 +215,14 @@ impl TransferRunner {
     async fn progress(
         &self,
         id: &str,
-        state: &'static str,
+        state: TransferState,
         progress: f64,
         message: String,
         n: usize,
     ) {
         let _ = self
             .store
-            .update_transfer(id, state, progress, &message, n, false)
+            .update_transfer(id, state, progress, &message, n)
             .await;
     }
 
@@ -241,7 +244,7 @@ impl TransferRunner {
             }
             self.progress(
                 id,
-                "queued",
+                TransferState::Queued,
                 0.0,
                 "waiting for the pretrained predictor".into(),
                 n,
@@ -265,8 +268,8 @@ impl TransferRunner {
             .measurements_of_device(device_id)
             .await
             .map_err(|e| (e.into(), 0))?;
-        let (rows, ms) = samples_of(&measured, space, set);
-        let n = rows.len();
+        let samples = samples_of(&measured, space, set);
+        let n = samples.len();
         if n < 2 {
             return Err((
                 AppError::Conflict(format!(
@@ -279,31 +282,30 @@ impl TransferRunner {
             .pretrained(id, &knowledge, n)
             .await
             .map_err(|e| (e, n))?;
-        self.progress(id, "running", 0.0, format!("fitting on {n} samples"), n)
-            .await;
-        let samples = Samples::new(
-            rows.iter()
-                .zip(&ms)
-                .map(|(&row, &ms)| Sample { row, ms })
-                .collect(),
+        self.progress(
+            id,
+            TransferState::Running,
+            0.0,
+            format!("fitting on {n} samples"),
+            n,
         )
-        .map_err(|e| (AppError::Conflict(format!("`{device_id}`: {e}")), n))?;
+        .await;
         let computed = self
-            .fit_and_predict(id, device_id, &knowledge, &pretrained, samples)
+            .fit_and_predict(id, device_id, &knowledge, &pretrained, &samples)
             .await
             .map_err(|e| (e, n))?;
         let version = format!("{}/{device_id}/{id}", pretrained.version);
         self.store
-            .put_predictions(
+            .put_predictions(&NewPredictions {
                 device_id,
-                &space.to_string(),
-                &version,
-                id,
-                &pretrained.version,
-                computed.init_from.as_deref(),
-                &rows,
-                &computed.latencies,
-            )
+                space,
+                version: &version,
+                transfer_id: id,
+                base_version: &pretrained.version,
+                init_from: computed.init_from.as_deref(),
+                train_rows: &samples.rows(),
+                latencies: &computed.latencies,
+            })
             .await
             .map_err(|e| (e.into(), n))?;
         let message = format!(
@@ -323,7 +325,7 @@ impl TransferRunner {
         device_id: &str,
         knowledge: &Arc<SpaceKnowledge>,
         pretrained: &Arc<Pretrained>,
-        samples: Samples,
+        samples: &Samples,
     ) -> Result<Computed, AppError> {
         let n = samples.len();
         let train = self.config.train_config(knowledge.space);
@@ -339,9 +341,10 @@ impl TransferRunner {
             blend: self.config.blend,
         };
         let job = {
-            let (k, p, predicted, device) = (
+            let (k, p, samples, predicted, device) = (
                 knowledge.clone(),
                 pretrained.clone(),
+                samples.clone(),
                 predicted.clone(),
                 device_id.to_string(),
             );
@@ -358,7 +361,7 @@ impl TransferRunner {
                     let fit = bar.position() as f64 / bar.length().unwrap_or(1).max(1) as f64;
                     let pred = predicted.load(Ordering::Relaxed) as f64 / total as f64;
                     let stage = if pred > 0.0 { "predicting the space" } else { "fine-tuning" };
-                    self.progress(id, "running", 0.7 * fit + 0.3 * pred, format!("{stage} ({n} samples)"), n).await;
+                    self.progress(id, TransferState::Running, 0.7 * fit + 0.3 * pred, format!("{stage} ({n} samples)"), n).await;
                 }
             }
         };

@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 
 use crate::service::auth::{self, DeviceAuth, bearer, expect_device, hash_token, same_secret};
 use crate::service::config::ServiceConfig;
+use crate::service::domain::{Purpose, Subject};
 use crate::service::error::{AppError, Reply, Wire};
 use crate::service::knowledge::Spaces;
 use crate::service::metrics::Metrics;
@@ -82,7 +83,9 @@ pub async fn register(
         .insert_device(&device_id, name, &hash_token(&device_token), &fingerprint)
         .await?;
     let plan = plan_jobs(&config, &spaces, &device_id)?;
-    store.insert_jobs(&device_id, "sample", &plan).await?;
+    store
+        .insert_jobs(&device_id, Purpose::Sample, &plan)
+        .await?;
     Metrics::inc(&metrics.registrations);
     tracing::info!(device = %device_id, name, jobs = plan.len(), "device registered");
     Ok(Reply::new(
@@ -110,7 +113,7 @@ fn plan_jobs(
             .pick(&k.data, device_id, &k.usable_rows, n, &mut rng)
             .map_err(AppError::Misconfigured)?;
         jobs.extend(rows.into_iter().map(|index| NewJob::Arch {
-            space: space.to_string(),
+            space: *space,
             index,
         }));
     }
@@ -119,14 +122,9 @@ fn plan_jobs(
 
 /// The wire job of a stored job row.
 pub fn job_spec(job: &JobRow) -> Result<JobSpec, AppError> {
-    match (&job.space, job.arch_index, &job.model_id) {
-        (Some(space), Some(index), None) => {
-            let space: SearchSpace = space
-                .parse()
-                .map_err(|e| AppError::Internal(format!("job {}: {e}", job.id)))?;
-            let index = usize::try_from(index)
-                .map_err(|_| AppError::Internal(format!("job {}: negative index", job.id)))?;
-            let arch = Arch::from_index(space, index)
+    match &job.subject {
+        Subject::Arch { space, arch_index } => {
+            let arch = Arch::from_index(*space, *arch_index)
                 .map_err(|e| AppError::Internal(format!("job {}: {e}", job.id)))?;
             Ok(JobSpec::Arch {
                 arch,
@@ -134,11 +132,10 @@ pub fn job_spec(job: &JobRow) -> Result<JobSpec, AppError> {
                 resolution: None,
             })
         }
-        (None, None, Some(model_id)) => Ok(JobSpec::Model {
+        Subject::Model { model_id } => Ok(JobSpec::Model {
             model_id: model_id.clone(),
             inputs: serde_json::from_str(&job.inputs_json).unwrap_or_default(),
         }),
-        _ => Err(AppError::Internal(format!("job {} is malformed", job.id))),
     }
 }
 
@@ -246,19 +243,20 @@ async fn validate(
             r.median_ms
         ));
     }
-    let base = NewMeasurement {
+    Ok(NewMeasurement {
         key: r.idempotency_key.clone(),
         lease_id: r.lease_id.clone(),
-        kind: "arch",
-        space: None,
-        arch_index: None,
-        model_id: None,
+        subject: subject_of(spaces, store, &r.job).await?,
         median_ms: r.median_ms,
         valid: r.valid,
         invalid_reasons: r.invalid_reasons.clone(),
         sample_json: r.sample_json.clone(),
-    };
-    match &r.job {
+    })
+}
+
+/// What a result measured, or why it names nothing this host knows.
+async fn subject_of(spaces: &Spaces, store: &Store, job: &JobSpec) -> Result<Subject, String> {
+    match job {
         JobSpec::Arch {
             arch,
             batch,
@@ -277,17 +275,14 @@ async fn validate(
                     "only batch 1 at the space's own resolution is modelled (got batch {batch}, resolution {resolution:?})"
                 ));
             }
-            Ok(NewMeasurement {
-                space: Some(space.to_string()),
-                arch_index: Some(crate::service::store::int(index)),
-                ..base
+            Ok(Subject::Arch {
+                space,
+                arch_index: index,
             })
         }
         JobSpec::Model { model_id, .. } => match store.model(model_id).await {
-            Ok(Some(_)) => Ok(NewMeasurement {
-                kind: "model",
-                model_id: Some(model_id.clone()),
-                ..base
+            Ok(Some(_)) => Ok(Subject::Model {
+                model_id: model_id.clone(),
             }),
             Ok(None) => Err(format!("unknown model `{model_id}`")),
             Err(e) => Err(format!("cannot check model `{model_id}`: {e}")),
@@ -367,9 +362,9 @@ async fn acknowledge(
         match outcome {
             StoreOutcome::New { purpose } => {
                 Metrics::inc(&metrics.results_stored);
-                if purpose == "sample"
+                if *purpose == Purpose::Sample
                     && m.valid
-                    && let Some(space) = m.space.as_deref().and_then(|s| s.parse().ok())
+                    && let Subject::Arch { space, .. } = m.subject
                     && !new_samples.contains(&space)
                 {
                     new_samples.push(space);

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::auth::Admin;
 use crate::service::config::ServiceConfig;
+use crate::service::domain::{Purpose, TransferState, Trigger};
 use crate::service::error::{AppError, OptionalBody, Reply, Wire};
 use crate::service::knowledge::SpaceKnowledge;
 use crate::service::knowledge::Spaces;
@@ -45,7 +46,7 @@ pub struct DeviceSummary {
     /// Served predictor versions.
     pub predictor_versions: Vec<String>,
     /// State of the latest transfer.
-    pub transfer_state: Option<String>,
+    pub transfer_state: Option<TransferState>,
     /// Last request (agents), epoch ms.
     pub last_seen_ms: Option<i64>,
 }
@@ -122,10 +123,11 @@ pub fn builtin<'a>(spaces: &'a Spaces, id: &str) -> Option<(&'a Arc<SpaceKnowled
 
 /// Quality of `pred` against a device's measurements in `space`.
 pub fn quality(pred: &PredictionRow, measured: &[MeasurementRow], space: SearchSpace) -> Quality {
-    let (rows, ms) = samples_of(measured, space, SampleSet::All);
+    let samples = samples_of(measured, space, SampleSet::All);
     let fit: HashSet<usize> = pred.train_rows.iter().copied().collect();
     let (mut fp, mut fm, mut hp, mut hm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (r, m) in rows.iter().zip(&ms) {
+    for s in samples.iter() {
+        let (r, m) = (&s.row, &s.ms);
         let Some(&p) = pred.latencies.get(*r) else {
             continue;
         };
@@ -175,7 +177,7 @@ pub async fn list(
             let mut served = Vec::new();
             let mut versions = Vec::new();
             for space in spaces.keys() {
-                if let Some(v) = store.prediction_version(&d.id, &space.to_string()).await? {
+                if let Some(v) = store.prediction_version(&d.id, *space).await? {
                     served.push(space.to_string());
                     versions.push(v);
                 }
@@ -184,7 +186,7 @@ pub async fn list(
                 transfer_state: transfers
                     .iter()
                     .find(|t| t.device_id == d.id)
-                    .map(|t| t.state.clone()),
+                    .map(|t| t.state),
                 id: d.id,
                 name: d.name,
                 kind: "agent".into(),
@@ -279,10 +281,7 @@ pub async fn detail(
         created_ms: Some(d.created_ms),
         last_seen_ms: Some(d.last_seen_ms),
         queue: store.queue_counts(Some(&id)).await?,
-        open_jobs: jobs
-            .into_iter()
-            .filter(|j| j.state == "queued" || j.state == "leased")
-            .collect(),
+        open_jobs: jobs.into_iter().filter(|j| j.state.is_open()).collect(),
         transfers: store.transfers(&id).await?,
         predictors,
         samples,
@@ -485,7 +484,7 @@ async fn predict_rows(
         }
         let Some(p) = lookup.predictions.get(id, space).await? else {
             let measured = lookup.store.measurements_of_device(id).await?;
-            let (have, _) = samples_of(&measured, space, SampleSet::Plan);
+            let have = samples_of(&measured, space, SampleSet::Plan);
             return Err(AppError::Conflict(format!(
                 "device `{id}` has no {space} predictor yet ({} of {} samples measured; the transfer starts at {})",
                 have.len(),
@@ -584,14 +583,13 @@ pub async fn start_transfer(
         SampleSet::Plan
     };
     let measured = store.measurements_of_device(&id).await?;
-    let (rows, _) = samples_of(&measured, space, set);
-    if rows.len() < 2 {
+    let n = samples_of(&measured, space, set).len();
+    if n < 2 {
         return Err(AppError::Conflict(format!(
-            "device `{id}` has {} valid {space} samples; a transfer needs at least 2",
-            rows.len()
+            "device `{id}` has {n} valid {space} samples; a transfer needs at least 2"
         )));
     }
-    let transfer_id = transfers.start(&id, space, set, "manual").await?;
+    let transfer_id = transfers.start(&id, space, set, Trigger::Manual).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(TransferStarted { transfer_id }),
@@ -664,9 +662,7 @@ pub async fn add_jobs(
     if let Some(n) = req.random {
         let mut taken: HashSet<usize> = rows.iter().copied().collect();
         for j in store.jobs_of_device(&id).await? {
-            if j.space.as_deref() == Some(space.name())
-                && let Some(i) = j.arch_index.and_then(|i| usize::try_from(i).ok())
-            {
+            if let Some(i) = j.subject.row_in(space) {
                 taken.insert(i);
             }
         }
@@ -692,12 +688,9 @@ pub async fn add_jobs(
     }
     let jobs: Vec<NewJob> = rows
         .iter()
-        .map(|&index| NewJob::Arch {
-            space: space.to_string(),
-            index,
-        })
+        .map(|&index| NewJob::Arch { space, index })
         .collect();
-    let job_ids = store.insert_jobs(&id, "extra", &jobs).await?;
+    let job_ids = store.insert_jobs(&id, Purpose::Extra, &jobs).await?;
     Ok(axum::Json(JobsQueued {
         job_ids,
         indices: rows,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::service::auth::Admin;
+use crate::service::domain::Purpose;
 use crate::service::error::{AppError, read_body};
 use crate::service::store::Store;
 use crate::service::store::jobs::NewJob;
@@ -106,7 +107,7 @@ pub async fn upload(
         let ids = store
             .insert_jobs(
                 d,
-                "model",
+                Purpose::Model,
                 &[NewJob::Model {
                     model_id: model_id.clone(),
                     inputs: inputs.clone(),

@@ -17,11 +17,21 @@ use crate::service::metrics::Metrics;
 use crate::service::openapi::ApiDocument;
 use crate::service::store::Store;
 
+/// Whether the service can do its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The database answers.
+    Ok,
+    /// The database does not answer.
+    Degraded,
+}
+
 /// `GET /healthz` body.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when the database does not answer.
-    pub status: &'static str,
+    /// Whether the database answers.
+    pub status: HealthStatus,
     /// `ok` or the error.
     pub database: String,
     /// `sqlite` or `postgres`.
@@ -40,15 +50,15 @@ pub async fn healthz(
     State(spaces): State<Spaces>,
 ) -> (StatusCode, axum::Json<Health>) {
     let (status, database) = match store.ping().await {
-        Ok(()) => ("ok", "ok".to_string()),
-        Err(e) => ("degraded", e.to_string()),
+        Ok(()) => (HealthStatus::Ok, "ok".to_string()),
+        Err(e) => (HealthStatus::Degraded, e.to_string()),
     };
     let journal_mode = store.journal_mode().await.ok().flatten();
     let spaces = spaces
         .iter()
         .map(|(s, k)| (s.to_string(), k.report()))
         .collect();
-    let code = if status == "ok" {
+    let code = if status == HealthStatus::Ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -308,11 +308,13 @@ fn protocol_bodies_validate() {
 #[test]
 fn service_bodies_validate() {
     use crate::service::api::devices::*;
-    use crate::service::api::ops::Health;
-    use crate::service::knowledge::ModelReport;
+    use crate::service::api::ops::{Health, HealthStatus};
+    use crate::service::domain::{JobState, Purpose, Subject, TransferState, Trigger};
+    use crate::service::knowledge::{ModelReport, ModelState};
     use crate::service::store::jobs::{JobRow, QueueCounts};
     use crate::service::store::measurements::MeasurementRow;
     use crate::service::store::transfers::TransferRow;
+    use nasflat_shared::SearchSpace;
 
     let doc = service_document();
     let at = |m, p| body_at(m, p, "requestBody");
@@ -320,24 +322,25 @@ fn service_bodies_validate() {
     let transfer = TransferRow {
         id: "tr-1".into(),
         device_id: "dev-1".into(),
-        space: "nb201".into(),
-        state: "running".into(),
+        space: SearchSpace::Nb201,
+        state: TransferState::Running,
         progress: 0.5,
         message: "fine-tuning".into(),
         samples: 20,
-        trigger: "auto".into(),
+        trigger: Trigger::Auto,
         created_ms: 1,
         finished_ms: None,
     };
     let job = JobRow {
         id: "job-1".into(),
         device_id: "dev-1".into(),
-        purpose: "sample".into(),
-        space: Some("nb201".into()),
-        arch_index: Some(12),
-        model_id: None,
+        purpose: Purpose::Sample,
+        subject: Subject::Arch {
+            space: SearchSpace::Nb201,
+            arch_index: 12,
+        },
         inputs_json: "[]".into(),
-        state: "leased".into(),
+        state: JobState::Leased,
         lease_id: Some("lease-1".into()),
         lease_expires_ms: Some(2),
         attempts: 1,
@@ -356,11 +359,11 @@ fn service_bodies_validate() {
             key: "k".into(),
             device_id: "dev-1".into(),
             job_id: Some("job-0".into()),
-            purpose: "sample".into(),
-            kind: "arch".into(),
-            space: Some("nb201".into()),
-            arch_index: Some(3),
-            model_id: None,
+            purpose: Purpose::Sample,
+            subject: Subject::Arch {
+                space: SearchSpace::Nb201,
+                arch_index: 3,
+            },
             median_ms: 4.5,
             valid: true,
             invalid_reasons: vec![],
@@ -384,6 +387,13 @@ fn service_bodies_validate() {
     };
     assert_valid(&doc, &ok("get", "/v1/devices/{id}"), &detail);
     assert_valid(&doc, &ok("get", "/v1/transfers/{id}"), &transfer);
+    // The subject flattens into the row: clients read `arch_index` there.
+    let json = serde_json::to_value(&detail.samples[0]).unwrap();
+    assert_eq!(
+        (&json["kind"], &json["arch_index"]),
+        (&json!("arch"), &json!(3))
+    );
+    assert_eq!(json["purpose"], "sample");
     assert_valid(
         &doc,
         &ok("get", "/v1/leases"),
@@ -421,14 +431,14 @@ fn service_bodies_validate() {
         &json!({"device_id": "d", "space": "nb201"}),
     );
     let health = Health {
-        status: "ok",
+        status: HealthStatus::Ok,
         database: "ok".into(),
         backend: "sqlite",
         journal_mode: Some("wal".into()),
         spaces: [(
             "nb201".to_string(),
             ModelReport {
-                state: "pretraining",
+                state: ModelState::Pretraining,
                 progress: Some((3, 60)),
                 version: None,
                 from_cache: None,
