@@ -571,6 +571,6 @@ mod tests {
         let err = build(SearchSpace::Nb201, &folder(dir.path()))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("index 20000 is outside"), "{err}");
+        assert!(err.contains("indices in 0..15625, got index 20000"), "{err}");
     }
 }
