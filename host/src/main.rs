@@ -150,9 +150,9 @@ struct EvalArgs {
     /// Batch size.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Epochs of the HELP-style baseline's pretraining.
+    /// Epochs of the HELP-style MLP baseline's pretraining (method `help`).
     #[arg(long, default_value_t = 40)]
-    help_epochs: usize,
+    help_mlp_epochs: usize,
     /// Weight in [0, 1] of the linear stack (additive cost model + source
     /// regression) blended into NASFLAT's GNN, in log-ms space; 0 = the
     /// paper's predictor alone. Comma-separated weights evaluate several blends from one pretraining
@@ -293,7 +293,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             methods: methods.clone(),
             predictor,
             train,
-            help_epochs: args.help_epochs,
+            help_epochs: args.help_mlp_epochs,
             blend: args.blend.clone(),
             quiet: args.quiet,
             jobs: args
