@@ -293,7 +293,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             methods: methods.clone(),
             predictor,
             train,
-            help_epochs: args.help_mlp_epochs,
+            help_mlp_epochs: args.help_mlp_epochs,
             blend: args.blend.clone(),
             quiet: args.quiet,
             jobs: args

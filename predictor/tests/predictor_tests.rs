@@ -183,7 +183,7 @@ fn eval_opts(task: &str, samples: usize) -> EvalOptions {
         methods: vec![Method::Ridge],
         predictor: PredictorConfig::default(),
         train,
-        help_epochs: 1,
+        help_mlp_epochs: 1,
         blend: vec![0.5],
         quiet: true,
         jobs: 1,

@@ -32,7 +32,7 @@ pub enum Method {
     /// Ridge regression of log target latency on log source latencies.
     Ridge,
     /// HELP-style MLP with a reference-latency hardware embedding.
-    Help,
+    HelpMlp,
     /// The GNN trained on the k target samples only.
     Scratch,
     /// Ridge on source log latencies plus analytic cost features.
@@ -51,7 +51,7 @@ impl Method {
         Method::Params,
         Method::Nearest,
         Method::Ridge,
-        Method::Help,
+        Method::HelpMlp,
         Method::Scratch,
         Method::RidgeCost,
         Method::Additive,
@@ -66,7 +66,7 @@ impl Method {
             Method::Params => "params",
             Method::Nearest => "nearest",
             Method::Ridge => "ridge",
-            Method::Help => "help",
+            Method::HelpMlp => "help",
             Method::Scratch => "scratch",
             Method::RidgeCost => "ridgecost",
             Method::Additive => "additive",

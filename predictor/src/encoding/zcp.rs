@@ -571,6 +571,9 @@ mod tests {
         let err = build(SearchSpace::Nb201, &folder(dir.path()))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("indices in 0..15625, got index 20000"), "{err}");
+        assert!(
+            err.contains("indices in 0..15625, got index 20000"),
+            "{err}"
+        );
     }
 }
