@@ -42,7 +42,7 @@ pub struct DeviceSummary {
     /// Measurements stored (agents) or architectures in the table (built-ins).
     pub samples: usize,
     /// Spaces with a served predictor (or the built-in's own space).
-    pub spaces: Vec<String>,
+    pub spaces: Vec<SearchSpace>,
     /// Served predictor versions.
     pub predictor_versions: Vec<String>,
     /// State of the latest transfer.
@@ -70,7 +70,7 @@ pub struct Quality {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PredictorView {
     /// Space.
-    pub space: String,
+    pub space: SearchSpace,
     /// Version served with predictions.
     pub version: String,
     /// Pretrained checkpoint.
@@ -177,7 +177,7 @@ pub async fn list(
             let mut versions = Vec::new();
             for space in spaces.keys() {
                 if let Some(v) = store.prediction_version(&d.id, *space).await? {
-                    served.push(space.to_string());
+                    served.push(*space);
                     versions.push(v);
                 }
             }
@@ -204,7 +204,7 @@ pub async fn list(
                     name: name.clone(),
                     kind: "builtin".into(),
                     samples: k.data.valid_rows(c).len(),
-                    spaces: vec![space.to_string()],
+                    spaces: vec![*space],
                     predictor_versions: vec![format!("{space}-table")],
                     transfer_state: None,
                     last_seen_ms: None,
@@ -264,7 +264,7 @@ pub async fn detail(
     for space in spaces.keys() {
         if let Some(p) = predictions.get(&id, *space).await? {
             predictors.push(PredictorView {
-                space: space.to_string(),
+                space: *space,
                 version: p.version.clone(),
                 base_version: p.base_version.clone(),
                 init_from: p.init_from.clone(),
@@ -323,7 +323,7 @@ pub struct PredictQuery {
 pub struct PredictRequest {
     /// Space (default: the first served).
     #[serde(default)]
-    pub space: Option<String>,
+    pub space: Option<SearchSpace>,
     /// Architecture strings.
     #[serde(default)]
     pub archs: Vec<String>,
@@ -352,7 +352,7 @@ pub struct PredictResponse {
     /// Device.
     pub device_id: String,
     /// Space.
-    pub space: String,
+    pub space: SearchSpace,
     /// Version of the predictor that answered.
     pub predictor_version: String,
     /// `transfer` (a fine-tuned predictor) or `table` (a built-in device's measurements).
@@ -363,12 +363,16 @@ pub struct PredictResponse {
     pub predictions: Vec<Prediction>,
 }
 
-fn space_of(spaces: &Spaces, name: Option<&str>) -> Result<SearchSpace, AppError> {
-    match name {
-        Some(n) => {
-            let s: SearchSpace = n
-                .parse()
-                .map_err(|e| AppError::BadRequest(format!("{e}")))?;
+/// A query's space name, parsed (a body's is typed by serde).
+fn parse_space(name: Option<&str>) -> Result<Option<SearchSpace>, AppError> {
+    name.map(|n| n.parse().map_err(|e| AppError::BadRequest(format!("{e}"))))
+        .transpose()
+}
+
+/// The asked space if served (400 otherwise), or the first served one.
+fn space_of(spaces: &Spaces, asked: Option<SearchSpace>) -> Result<SearchSpace, AppError> {
+    match asked {
+        Some(s) => {
             spaces.served(s)?;
             Ok(s)
         }
@@ -507,7 +511,7 @@ async fn predict_rows(
     Metrics::inc(&lookup.metrics.predictions_served);
     Ok(PredictResponse {
         device_id: id.to_string(),
-        space: space.to_string(),
+        space,
         predictor_version: version,
         source: source.into(),
         elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
@@ -521,7 +525,7 @@ pub async fn predict_one(
     Path(id): Path<String>,
     Query(q): Query<PredictQuery>,
 ) -> Result<axum::Json<PredictResponse>, AppError> {
-    let space = space_of(&lookup.spaces, q.space.as_deref())?;
+    let space = space_of(&lookup.spaces, parse_space(q.space.as_deref())?)?;
     let k = lookup.spaces.served(space)?.clone();
     let archs: Vec<String> = q.arch.into_iter().collect();
     let indices: Vec<usize> = q.index.into_iter().collect();
@@ -536,7 +540,7 @@ pub async fn predict_batch(
     headers: HeaderMap,
     Wire(req): Wire<PredictRequest>,
 ) -> Result<Reply<PredictResponse>, AppError> {
-    let space = space_of(&lookup.spaces, req.space.as_deref())?;
+    let space = space_of(&lookup.spaces, req.space)?;
     let k = lookup.spaces.served(space)?.clone();
     let rows = resolve_rows(&k, &req.archs, &req.indices, req.all)?;
     Ok(Reply::new(
@@ -550,7 +554,7 @@ pub async fn predict_batch(
 pub struct TransferRequest {
     /// Space (default: the first served).
     #[serde(default)]
-    pub space: Option<String>,
+    pub space: Option<SearchSpace>,
     /// Fit on every valid measurement instead of the plan samples only.
     #[serde(default)]
     pub all_samples: bool,
@@ -572,7 +576,7 @@ pub async fn start_transfer(
     Path(id): Path<String>,
     OptionalBody(req): OptionalBody<TransferRequest>,
 ) -> Result<(StatusCode, axum::Json<TransferStarted>), AppError> {
-    let space = space_of(&spaces, req.space.as_deref())?;
+    let space = space_of(&spaces, req.space)?;
     if store.device(&id).await?.is_none() {
         return Err(AppError::NotFound(format!("no agent device `{id}`")));
     }
@@ -612,7 +616,7 @@ pub async fn transfer_status(
 pub struct AddJobs {
     /// Space (default: the first served).
     #[serde(default)]
-    pub space: Option<String>,
+    pub space: Option<SearchSpace>,
     /// Table rows to measure.
     #[serde(default)]
     pub indices: Vec<usize>,
@@ -647,7 +651,7 @@ pub async fn add_jobs(
     Path(id): Path<String>,
     Wire(req): Wire<AddJobs>,
 ) -> Result<axum::Json<JobsQueued>, AppError> {
-    let space = space_of(&spaces, req.space.as_deref())?;
+    let space = space_of(&spaces, req.space)?;
     let k = spaces.served(space)?.clone();
     if store.device(&id).await?.is_none() {
         return Err(AppError::NotFound(format!("no agent device `{id}`")));
