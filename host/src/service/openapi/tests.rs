@@ -309,6 +309,7 @@ fn protocol_bodies_validate() {
 fn service_bodies_validate() {
     use crate::service::api::devices::*;
     use crate::service::api::ops::{Health, HealthStatus};
+    use crate::service::api::predict::*;
     use crate::service::domain::{JobState, Purpose, Subject, TransferState, Trigger};
     use crate::service::knowledge::{ModelReport, ModelState};
     use crate::service::store::jobs::{JobRow, QueueCounts};
