@@ -10,7 +10,7 @@
 //! | [`config`] | `ServiceConfig`: every flag of `serve` |
 //! | [`state`] | the router's state and its `FromRef` sub-states |
 //! | [`domain`] | typed purposes, states, subjects and samples (text only in `store`) |
-//! | [`error`] | `AppError` (one JSON error format) and the body extractor |
+//! | [`error`] | `AppError` (one JSON error format; every error kind's status in one place) and the body extractors |
 //! | [`knowledge`] | vendored data + pretrained predictor per space (cached checkpoints) |
 //! | [`transfer`] | background transfer jobs with progress |
 //! | [`predictions`] | served prediction vectors, cached by version |

@@ -1,12 +1,11 @@
-//! Devices (agents and the built-in paper devices), predictions, transfer
-//! jobs and extra measurement jobs.
+//! Devices (agents and the built-in paper devices), transfer jobs and extra
+//! measurement jobs; predictions are in [`super::predict`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{FromRef, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use nasflat_predictor::PredictorError;
 use nasflat_shared::{Arch, SearchSpace};
 use rand::SeedableRng;
@@ -16,12 +15,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::service::auth::Admin;
-use crate::service::config::ServiceConfig;
 use crate::service::domain::{Purpose, TransferState, Trigger};
-use crate::service::error::{AppError, OptionalBody, Reply, Wire};
+use crate::service::error::{AppError, OptionalBody, Wire};
 use crate::service::knowledge::SpaceKnowledge;
 use crate::service::knowledge::Spaces;
-use crate::service::metrics::Metrics;
 use crate::service::predictions::PredictionCache;
 use crate::service::store::Store;
 use crate::service::store::jobs::{JobRow, NewJob, QueueCounts};
@@ -42,7 +39,7 @@ pub struct DeviceSummary {
     /// Measurements stored (agents) or architectures in the table (built-ins).
     pub samples: usize,
     /// Spaces with a served predictor (or the built-in's own space).
-    pub spaces: Vec<String>,
+    pub spaces: Vec<SearchSpace>,
     /// Served predictor versions.
     pub predictor_versions: Vec<String>,
     /// State of the latest transfer.
@@ -70,7 +67,7 @@ pub struct Quality {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct PredictorView {
     /// Space.
-    pub space: String,
+    pub space: SearchSpace,
     /// Version served with predictions.
     pub version: String,
     /// Pretrained checkpoint.
@@ -178,7 +175,7 @@ pub async fn list(
             let mut versions = Vec::new();
             for space in spaces.keys() {
                 if let Some(v) = store.prediction_version(&d.id, *space).await? {
-                    served.push(space.to_string());
+                    served.push(*space);
                     versions.push(v);
                 }
             }
@@ -205,7 +202,7 @@ pub async fn list(
                     name: name.clone(),
                     kind: "builtin".into(),
                     samples: k.data.valid_rows(c).len(),
-                    spaces: vec![space.to_string()],
+                    spaces: vec![*space],
                     predictor_versions: vec![format!("{space}-table")],
                     transfer_state: None,
                     last_seen_ms: None,
@@ -265,7 +262,7 @@ pub async fn detail(
     for space in spaces.keys() {
         if let Some(p) = predictions.get(&id, *space).await? {
             predictors.push(PredictorView {
-                space: space.to_string(),
+                space: *space,
                 version: p.version.clone(),
                 base_version: p.base_version.clone(),
                 init_from: p.init_from.clone(),
@@ -308,68 +305,19 @@ pub async fn sample(
         .into_response())
 }
 
-/// `GET /v1/devices/{id}/predict` query.
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct PredictQuery {
-    /// Space (default: the first served).
-    pub space: Option<String>,
-    /// Architecture string (NB201) or key (FBNet).
-    pub arch: Option<String>,
-    /// Table row.
-    pub index: Option<usize>,
+/// A query's space name, parsed (a body's is typed by serde).
+pub(crate) fn parse_space(name: Option<&str>) -> Result<Option<SearchSpace>, AppError> {
+    name.map(|n| n.parse().map_err(|e| AppError::BadRequest(format!("{e}"))))
+        .transpose()
 }
 
-/// `POST /v1/devices/{id}/predict` body.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-pub struct PredictRequest {
-    /// Space (default: the first served).
-    #[serde(default)]
-    pub space: Option<String>,
-    /// Architecture strings.
-    #[serde(default)]
-    pub archs: Vec<String>,
-    /// Table rows.
-    #[serde(default)]
-    pub indices: Vec<usize>,
-    /// Every architecture of the space.
-    #[serde(default)]
-    pub all: bool,
-}
-
-/// One predicted latency.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Prediction {
-    /// Table row.
-    pub index: usize,
-    /// Architecture string.
-    pub arch: String,
-    /// Predicted latency, ms (`None`: a built-in device without this measurement).
-    pub latency_ms: Option<f64>,
-}
-
-/// Prediction response.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct PredictResponse {
-    /// Device.
-    pub device_id: String,
-    /// Space.
-    pub space: String,
-    /// Version of the predictor that answered.
-    pub predictor_version: String,
-    /// `transfer` (a fine-tuned predictor) or `table` (a built-in device's measurements).
-    pub source: String,
-    /// Server time spent, microseconds.
-    pub elapsed_us: u64,
-    /// Predictions, in request order.
-    pub predictions: Vec<Prediction>,
-}
-
-fn space_of(spaces: &Spaces, name: Option<&str>) -> Result<SearchSpace, AppError> {
-    match name {
-        Some(n) => {
-            let s: SearchSpace = n
-                .parse()
-                .map_err(|e| AppError::BadRequest(format!("{e}")))?;
+/// The asked space if served (400 otherwise), or the first served one.
+pub(crate) fn space_of(
+    spaces: &Spaces,
+    asked: Option<SearchSpace>,
+) -> Result<SearchSpace, AppError> {
+    match asked {
+        Some(s) => {
             spaces.served(s)?;
             Ok(s)
         }
@@ -381,7 +329,8 @@ fn space_of(spaces: &Spaces, name: Option<&str>) -> Result<SearchSpace, AppError
     }
 }
 
-fn resolve_rows(
+/// The table rows a request names (architectures, indices or `all`).
+pub(crate) fn resolve_rows(
     k: &SpaceKnowledge,
     archs: &[String],
     indices: &[usize],
@@ -424,134 +373,12 @@ fn resolve_rows(
     Ok(rows)
 }
 
-/// What answering a prediction reads: the served spaces (and the built-in
-/// devices' tables), the store and the served predictions, the plan size
-/// (for the "no predictor yet" answer) and the counters.
-pub struct PredictLookup {
-    spaces: Spaces,
-    store: Store,
-    predictions: Arc<PredictionCache>,
-    metrics: Arc<Metrics>,
-    plan_samples: usize,
-}
-
-impl<S> FromRef<S> for PredictLookup
-where
-    Spaces: FromRef<S>,
-    Store: FromRef<S>,
-    Arc<PredictionCache>: FromRef<S>,
-    Arc<Metrics>: FromRef<S>,
-    Arc<ServiceConfig>: FromRef<S>,
-{
-    fn from_ref(state: &S) -> PredictLookup {
-        PredictLookup {
-            spaces: Spaces::from_ref(state),
-            store: Store::from_ref(state),
-            predictions: Arc::<PredictionCache>::from_ref(state),
-            metrics: Arc::<Metrics>::from_ref(state),
-            plan_samples: Arc::<ServiceConfig>::from_ref(state).samples,
-        }
-    }
-}
-
-async fn predict_rows(
-    lookup: &PredictLookup,
-    id: &str,
-    space: SearchSpace,
-    rows: Vec<usize>,
-) -> Result<PredictResponse, AppError> {
-    let started = Instant::now();
-    let k = lookup.spaces.served(space)?.clone();
-    let arch_name = |r: usize| {
-        Arch::from_index(space, r)
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    };
-    let (version, source, values): (String, &str, Vec<Option<f64>>) = if let Some((bk, column)) =
-        builtin(&lookup.spaces, id)
-    {
-        if bk.space != space {
-            return Err(AppError::BadRequest(format!(
-                "built-in device `{id}` belongs to {}",
-                bk.space
-            )));
-        }
-        let v = rows.iter().map(|&r| bk.data.latency(column, r)).collect();
-        (format!("{space}-table"), "table", v)
-    } else {
-        if lookup.store.device(id).await?.is_none() {
-            return Err(AppError::NotFound(format!("no device `{id}`")));
-        }
-        let Some(p) = lookup.predictions.get(id, space).await? else {
-            let measured = lookup.store.measurements_of_device(id).await?;
-            let have = samples_of(&measured, space, SampleSet::Plan);
-            return Err(AppError::Conflict(format!(
-                "device `{id}` has no {space} predictor yet ({} of {} samples measured; the transfer starts at {})",
-                have.len(),
-                lookup.plan_samples,
-                lookup.plan_samples
-            )));
-        };
-        let v = rows.iter().map(|&r| p.latencies.get(r).copied()).collect();
-        (p.version.clone(), "transfer", v)
-    };
-    let predictions = rows
-        .iter()
-        .zip(values)
-        .map(|(&index, latency_ms)| Prediction {
-            index,
-            arch: arch_name(index),
-            latency_ms,
-        })
-        .collect();
-    drop(k);
-    Metrics::inc(&lookup.metrics.predictions_served);
-    Ok(PredictResponse {
-        device_id: id.to_string(),
-        space: space.to_string(),
-        predictor_version: version,
-        source: source.into(),
-        elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        predictions,
-    })
-}
-
-/// `GET /v1/devices/{id}/predict?space=&arch=|index=`.
-pub async fn predict_one(
-    State(lookup): State<PredictLookup>,
-    Path(id): Path<String>,
-    Query(q): Query<PredictQuery>,
-) -> Result<axum::Json<PredictResponse>, AppError> {
-    let space = space_of(&lookup.spaces, q.space.as_deref())?;
-    let k = lookup.spaces.served(space)?.clone();
-    let archs: Vec<String> = q.arch.into_iter().collect();
-    let indices: Vec<usize> = q.index.into_iter().collect();
-    let rows = resolve_rows(&k, &archs, &indices, false)?;
-    Ok(axum::Json(predict_rows(&lookup, &id, space, rows).await?))
-}
-
-/// `POST /v1/devices/{id}/predict`: a batch (up to the whole space).
-pub async fn predict_batch(
-    State(lookup): State<PredictLookup>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Wire(req): Wire<PredictRequest>,
-) -> Result<Reply<PredictResponse>, AppError> {
-    let space = space_of(&lookup.spaces, req.space.as_deref())?;
-    let k = lookup.spaces.served(space)?.clone();
-    let rows = resolve_rows(&k, &req.archs, &req.indices, req.all)?;
-    Ok(Reply::new(
-        &headers,
-        predict_rows(&lookup, &id, space, rows).await?,
-    ))
-}
-
 /// `POST /v1/devices/{id}/transfer` body (optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 pub struct TransferRequest {
     /// Space (default: the first served).
     #[serde(default)]
-    pub space: Option<String>,
+    pub space: Option<SearchSpace>,
     /// Fit on every valid measurement instead of the plan samples only.
     #[serde(default)]
     pub all_samples: bool,
@@ -573,7 +400,7 @@ pub async fn start_transfer(
     Path(id): Path<String>,
     OptionalBody(req): OptionalBody<TransferRequest>,
 ) -> Result<(StatusCode, axum::Json<TransferStarted>), AppError> {
-    let space = space_of(&spaces, req.space.as_deref())?;
+    let space = space_of(&spaces, req.space)?;
     if store.device(&id).await?.is_none() {
         return Err(AppError::NotFound(format!("no agent device `{id}`")));
     }
@@ -613,7 +440,7 @@ pub async fn transfer_status(
 pub struct AddJobs {
     /// Space (default: the first served).
     #[serde(default)]
-    pub space: Option<String>,
+    pub space: Option<SearchSpace>,
     /// Table rows to measure.
     #[serde(default)]
     pub indices: Vec<usize>,
@@ -648,7 +475,7 @@ pub async fn add_jobs(
     Path(id): Path<String>,
     Wire(req): Wire<AddJobs>,
 ) -> Result<axum::Json<JobsQueued>, AppError> {
-    let space = space_of(&spaces, req.space.as_deref())?;
+    let space = space_of(&spaces, req.space)?;
     let k = spaces.served(space)?.clone();
     if store.device(&id).await?.is_none() {
         return Err(AppError::NotFound(format!("no agent device `{id}`")));

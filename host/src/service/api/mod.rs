@@ -8,6 +8,7 @@ pub mod agents;
 pub mod devices;
 pub mod models;
 pub mod ops;
+pub mod predict;
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -191,19 +192,19 @@ fn device_routes() -> Vec<ServiceRoute> {
             "/v1/devices/{id}/predict",
             Auth::Public,
             "Predict one architecture",
-            devices::predict_one,
+            predict::predict_one,
         )
-        .query(fields::<devices::PredictQuery>)
-        .answers(200, Body::Json(schema::<devices::PredictResponse>)),
+        .query(fields::<predict::PredictQuery>)
+        .answers(200, Body::Json(schema::<predict::PredictResponse>)),
         route(
             Post,
             "/v1/devices/{id}/predict",
             Auth::Public,
             "Predict a batch (up to the whole space)",
-            devices::predict_batch,
+            predict::predict_batch,
         )
-        .takes(Body::Wire(schema::<devices::PredictRequest>))
-        .answers(200, Body::Wire(schema::<devices::PredictResponse>)),
+        .takes(Body::Wire(schema::<predict::PredictRequest>))
+        .answers(200, Body::Wire(schema::<predict::PredictResponse>)),
         route(
             Post,
             "/v1/devices/{id}/transfer",

@@ -309,6 +309,7 @@ fn protocol_bodies_validate() {
 fn service_bodies_validate() {
     use crate::service::api::devices::*;
     use crate::service::api::ops::{Health, HealthStatus};
+    use crate::service::api::predict::*;
     use crate::service::domain::{JobState, Purpose, Subject, TransferState, Trigger};
     use crate::service::knowledge::{ModelReport, ModelState};
     use crate::service::store::jobs::{JobRow, QueueCounts};
@@ -373,7 +374,7 @@ fn service_bodies_validate() {
         open_jobs: vec![job.clone()],
         transfers: vec![transfer.clone()],
         predictors: vec![PredictorView {
-            space: "nb201".into(),
+            space: SearchSpace::Nb201,
             version: "nb201-abc-dev-1".into(),
             base_version: "nb201-abc".into(),
             init_from: Some("pixel3".into()),
@@ -403,7 +404,7 @@ fn service_bodies_validate() {
         },
     );
     let predict = PredictRequest {
-        space: Some("nb201".into()),
+        space: Some(SearchSpace::Nb201),
         archs: vec![],
         indices: vec![1, 2],
         all: false,
@@ -413,7 +414,7 @@ fn service_bodies_validate() {
     assert_valid(&doc, &at("post", "/v1/devices/{id}/predict"), &json!({}));
     let answer = PredictResponse {
         device_id: "nb201:pixel3".into(),
-        space: "nb201".into(),
+        space: SearchSpace::Nb201,
         predictor_version: "nb201-table".into(),
         source: "table".into(),
         elapsed_us: 12,
