@@ -6,7 +6,7 @@ use nasflat_encoders::cache::EncodingTable;
 pub use nasflat_encoders::cache::{DIR_ENV, EncodingsSource};
 use nasflat_shared::SearchSpace;
 
-use super::Encoding;
+use super::table::Encoding;
 use crate::error::{PredictorError, Result};
 
 /// The encoding `<space>_<name>` of `source`, versioned by its sidecar

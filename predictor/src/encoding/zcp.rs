@@ -23,8 +23,8 @@ use nasflat_encoders::zcp::run::{ZcpRow, parse_rows};
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::{self, NumericTable};
 
-use super::Encoding;
 use super::cache::{self, EncodingsSource};
+use super::table::Encoding;
 use crate::error::{PredictorError, Result};
 
 /// Cache name of the NB201 proxies `nasflat-host encode --encoder zcp` writes
