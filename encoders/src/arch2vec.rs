@@ -39,8 +39,9 @@ pub struct Arch2VecConfig {
 impl Arch2VecConfig {
     /// Defaults sized for a few minutes on one core.
     pub fn for_space(graphs: &SpaceGraphs, seed: u64) -> Self {
-        // NB201 reaches 99% op reconstruction in 20 epochs (~45 s of CPU);
-        // FBNet has a third of the graphs, so twice the passes.
+        // NB201 reconstructs its ops almost perfectly within the shorter
+        // run (docs/experiments/encodings.md); FBNet has a third of the
+        // graphs, so twice the passes.
         let epochs = if graphs.len() > 10_000 { 20 } else { 40 };
         Arch2VecConfig {
             latent: 32,

@@ -58,7 +58,8 @@ pub struct EncodeArgs {
     pub batch: usize,
     /// zcp: also compute GraSP (two more passes per arch). Off by default:
     /// on the public subset it does not reproduce NAS-Bench-Suite-Zero's
-    /// values (docs/results.md), and the shipped file was run without it.
+    /// values (docs/experiments/encodings.md), and the shipped file was run
+    /// without it.
     #[arg(long)]
     pub grasp: bool,
     /// zcp: GraSP's finite-difference step relative to the weight norm.
@@ -127,14 +128,17 @@ fn learned(args: &EncodeArgs) -> Result<String> {
             }
         };
     let dim = embeddings.first().map_or(0, Vec::len);
+    let mut made_by = serde_json::Map::new();
+    made_by.insert("dim".into(), dim.into());
+    made_by.insert("seed".into(), args.seed.into());
+    let seconds = (report.seconds * 10.0).round() / 10.0;
+    made_by.insert("train_seconds".into(), seconds.into());
+    made_by.insert("command".into(), command_line(args, epochs).into());
     let meta = EncodingMeta {
         name: name.into(),
-        space: args.space.to_string(),
-        dim,
-        version: ENCODING_VERSION,
-        seed: args.seed,
-        train_seconds: (report.seconds * 10.0).round() / 10.0,
-        command: command_line(args, epochs),
+        space: args.space,
+        version: ENCODING_VERSION.to_string(),
+        made_by,
     };
     let path = write_embeddings(&args.out, &embeddings, &meta)?;
     let mut text = format!(

@@ -164,15 +164,6 @@ pub fn weighted_cross_entropy(
     Ok((picked * weights)?.sum_all()?.broadcast_div(&total)?)
 }
 
-/// Binary cross-entropy with logits, mean over all entries, in the stable
-/// form `max(x, 0) - x y + log(1 + exp(-|x|))`.
-pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let pos = logits.relu()?;
-    let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
-    let loss = ((pos - (logits * targets)?)? + softplus)?;
-    Ok(loss.mean_all()?)
-}
-
 /// Row-wise argmax of `logits [n, classes]`.
 pub fn argmax_rows(logits: &Tensor) -> Result<Vec<u32>> {
     Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)

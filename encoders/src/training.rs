@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
@@ -79,4 +80,51 @@ pub fn run_epochs(
     }
     bar.finish_and_clear();
     Ok((epoch_losses, start.elapsed().as_secs_f64()))
+}
+
+/// Names of the variables that get no gradient, or an all-zero one, from
+/// `loss` (sorted). candle's fused `softmax_last_dim` / `layer_norm` /
+/// `rms_norm` have no backward and raise no error: a parameter behind one
+/// silently stops learning, so every model's tests check this is empty.
+pub fn vars_without_gradient<'a>(
+    loss: &Tensor,
+    vars: impl IntoIterator<Item = (&'a str, &'a Var)>,
+) -> Result<Vec<String>> {
+    let grads = loss.backward()?;
+    let mut missing = Vec::new();
+    for (name, var) in vars {
+        let norm = match grads.get(var.as_tensor()) {
+            Some(g) => g
+                .abs()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?,
+            None => 0.0,
+        };
+        if norm <= 0.0 {
+            missing.push(name.to_string());
+        }
+    }
+    missing.sort();
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn a_variable_the_loss_does_not_reach_is_named() {
+        let used = Var::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let unused = Var::new(&[3.0f32], &Device::Cpu).unwrap();
+        let zero = Var::new(&[0.0f32], &Device::Cpu).unwrap();
+        // d/dzero of zero * zero is 0 at zero: present but all-zero.
+        let loss = (used.as_tensor().sqr().unwrap().sum_all().unwrap()
+            + zero.as_tensor().sqr().unwrap().sum_all().unwrap())
+        .unwrap();
+        let vars = [("used", &used), ("unused", &unused), ("zero", &zero)];
+        let missing = vars_without_gradient(&loss, vars).unwrap();
+        assert_eq!(missing, vec!["unused", "zero"]);
+    }
 }

@@ -1,18 +1,16 @@
 //! Behaviour of the learned encoders, the cached files and the NB201 proxies.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
 use candle_core::Tensor;
 use candle_nn::{Optimizer, VarMap};
 use nasflat_encoders::arch2vec::{Arch2Vec, Arch2VecConfig, train_arch2vec};
-use nasflat_encoders::cache::{read_embeddings, read_meta};
+use nasflat_encoders::cache::{EncodingTable, EncodingsSource};
 use nasflat_encoders::cate::{Cate, CateConfig, flops_buckets, train_cate};
 use nasflat_encoders::graphs::SpaceGraphs;
-use nasflat_encoders::training::adam;
+use nasflat_encoders::training::{adam, vars_without_gradient};
 use nasflat_encoders::zcp::network::{Nb201Weights, weight_shapes};
 use nasflat_encoders::zcp::proxies::l2_norm;
-use nasflat_encoders::zcp::run::{read_rows, run_zcp};
+use nasflat_encoders::zcp::run::{parse_rows, read_rows, run_zcp};
 use nasflat_encoders::zcp::{PROXY_NAMES, SyntheticBatch, ZcpConfig, score_arch};
 use nasflat_shared::{Nb201Arch, SearchSpace};
 use rand::SeedableRng;
@@ -53,24 +51,12 @@ fn tiny_cate(seed: u64) -> CateConfig {
     }
 }
 
-/// Every variable of `varmap` gets a non-zero gradient from `loss`
-/// (guards against candle's silent no-backward fused ops).
+/// Every variable of `varmap` gets a non-zero gradient from `loss`.
 fn assert_all_grads(varmap: &VarMap, loss: &Tensor) {
-    let grads = loss.backward().unwrap();
     let data = varmap.data().lock().unwrap();
-    for (name, var) in data.iter() {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no gradient"));
-        let norm = g
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0, "{name}: zero gradient");
-    }
+    let vars = data.iter().map(|(name, var)| (name.as_str(), var));
+    let missing = vars_without_gradient(loss, vars).unwrap();
+    assert!(missing.is_empty(), "no gradient: {missing:?}");
 }
 
 #[test]
@@ -171,15 +157,15 @@ fn cate_gradients_reach_every_weight_and_loss_falls() {
 
 #[test]
 fn shipped_embeddings_have_one_row_per_arch() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/encodings");
-    for (space, rows) in [("nb201", 15_625), ("fbnet", 5_000)] {
+    let shipped = EncodingsSource::Shipped;
+    for (space, rows) in [(SearchSpace::Nb201, 15_625), (SearchSpace::Fbnet, 5_000)] {
         for name in ["arch2vec", "cate"] {
-            let csv = dir.join(format!("{space}_{name}.csv.gz"));
-            let emb = read_embeddings(&csv).unwrap();
-            let meta = read_meta(&dir.join(format!("{space}_{name}.json"))).unwrap();
-            assert_eq!(emb.len(), rows, "{}", csv.display());
-            assert_eq!(meta.dim, 32);
-            assert_eq!((meta.name.as_str(), meta.space.as_str()), (name, space));
+            let text = shipped.table_text(space, name).unwrap().unwrap();
+            let emb = EncodingTable::parse(&text.origin, &text.text).unwrap().rows;
+            let meta = shipped.meta(space, name).unwrap().unwrap();
+            assert_eq!(emb.len(), rows, "{}", text.origin);
+            assert_eq!(meta.made_by.get("dim"), Some(&32.into()));
+            assert_eq!((meta.name.as_str(), meta.space), (name, space));
             assert!(
                 emb.iter()
                     .all(|r| r.len() == 32 && r.iter().all(|v| v.is_finite()))
@@ -189,7 +175,11 @@ fn shipped_embeddings_have_one_row_per_arch() {
         }
     }
     // The proxies ship for every NB201 arch (GraSP not computed).
-    let zcp = read_rows(&dir.join("nb201_zcp_computed.csv.gz")).unwrap();
+    let text = shipped
+        .table_text(SearchSpace::Nb201, "zcp_computed")
+        .unwrap()
+        .unwrap();
+    let zcp = parse_rows(&text.origin, &text.text).unwrap();
     assert_eq!(zcp.len(), nasflat_shared::NB201_SIZE);
     assert_eq!(zcp.keys().last(), Some(&(nasflat_shared::NB201_SIZE - 1)));
 }

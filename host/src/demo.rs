@@ -13,9 +13,10 @@ use anyhow::{Context, Result, bail};
 use nasflat_shared::SearchSpace;
 
 use nasflat_host::service::auth::new_token;
-use nasflat_host::service::state::{AppState, ServiceConfig};
+use nasflat_host::service::domain::{Purpose, TransferState};
 use nasflat_host::service::store::jobs::NewJob;
 use nasflat_host::service::transfer::{SampleSet, samples_of};
+use nasflat_host::service::{AppState, ServiceConfig};
 use nasflat_shared::stats::spearman;
 
 /// Options of the demo.
@@ -90,12 +91,12 @@ async fn wait_for_predictor(state: &AppState, device: &str, space: SearchSpace) 
     let started = Instant::now();
     let mut last = String::new();
     loop {
-        if let Some(p) = state.predictions.get(&state.store, device, space).await? {
+        if let Some(p) = state.predictions.get(device, space).await? {
             return Ok(p.version.clone());
         }
         let transfers = state.store.transfers(device).await?;
         if let Some(t) = transfers.first() {
-            if t.state == "failed" {
+            if t.state == TransferState::Failed {
                 bail!("transfer failed: {}", t.message);
             }
             let line = format!(
@@ -185,11 +186,12 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     eprintln!("demo: device {device} measured its samples; waiting for the transfer");
     let version = wait_for_predictor(&state, &device, space).await?;
     let k = state
-        .space(space)
+        .spaces
+        .served(space)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .clone();
     let measured = state.store.measurements_of_device(&device).await?;
-    let (done, _) = samples_of(&measured, space, SampleSet::All);
+    let done = samples_of(&measured, space, SampleSet::All).rows();
     let free: Vec<usize> = k
         .usable_rows
         .iter()
@@ -206,12 +208,12 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     };
     let jobs: Vec<NewJob> = fresh
         .iter()
-        .map(|&index| NewJob::Arch {
-            space: space.to_string(),
-            index,
-        })
+        .map(|&index| NewJob::Arch { space, index })
         .collect();
-    state.store.insert_jobs(&device, "extra", &jobs).await?;
+    state
+        .store
+        .insert_jobs(&device, Purpose::Extra, &jobs)
+        .await?;
     eprintln!(
         "demo: predictor {version} ready; the agent measures {} fresh random archs (seed {})",
         fresh.len(),
@@ -229,12 +231,15 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     let measured = state.store.measurements_of_device(&device).await?;
     let pred = state
         .predictions
-        .get(&state.store, &device, space)
+        .get(&device, space)
         .await?
         .context("the predictor vanished")?;
     let (mut p, mut m) = (Vec::new(), Vec::new());
-    for row in measured.iter().filter(|r| r.purpose == "extra" && r.valid) {
-        if let Some(i) = row.arch_index.and_then(|i| usize::try_from(i).ok())
+    for row in measured
+        .iter()
+        .filter(|r| r.purpose == Purpose::Extra && r.valid)
+    {
+        if let Some(i) = row.subject.row_in(space)
             && let Some(&v) = pred.latencies.get(i)
         {
             p.push(v);

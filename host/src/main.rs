@@ -113,8 +113,8 @@ struct EvalArgs {
     /// Supplementary encoding: none, zcp, cost, all, arch2vec, cate or caz.
     #[arg(long)]
     supplementary: Option<Supplementary>,
-    /// Folder of cached encodings (default: $NASFLAT_ENCODINGS_DIR, else
-    /// ./data/encodings, else the repository's data/encodings).
+    /// Folder of retrained encodings, read instead of the ones compiled
+    /// into this binary (default: $NASFLAT_ENCODINGS_DIR when set).
     #[arg(long)]
     encodings_dir: Option<PathBuf>,
     /// Disable the operation-wise hardware embedding.
@@ -153,9 +153,9 @@ struct EvalArgs {
     /// Batch size.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Epochs of the HELP-style baseline's pretraining.
+    /// Epochs of the HELP-style MLP baseline's pretraining (method `help`).
     #[arg(long, default_value_t = 40)]
-    help_epochs: usize,
+    help_mlp_epochs: usize,
     /// Weight in [0, 1] of the linear stack (additive cost model + source
     /// regression) blended into NASFLAT's GNN, in log-ms space; 0 = the
     /// paper's predictor alone. Comma-separated weights evaluate several blends from one pretraining
@@ -296,7 +296,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             methods: methods.clone(),
             predictor,
             train,
-            help_epochs: args.help_epochs,
+            help_mlp_epochs: args.help_mlp_epochs,
             blend: args.blend.clone(),
             quiet: args.quiet,
             jobs: args

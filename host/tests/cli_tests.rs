@@ -2,16 +2,33 @@
 //! output that `eval --tasks-file` can load.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::process::Command;
 
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::TaskSet;
 
 fn host(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_nasflat-host"))
-        .args(args)
-        .output()
-        .unwrap();
+    run(Command::new(env!("CARGO_BIN_EXE_nasflat-host")).args(args))
+}
+
+/// The host binary run from an empty working directory, with no encodings
+/// folder in the environment unless `encodings_env` names one: what an
+/// installed binary sees.
+fn host_elsewhere(args: &[&str], encodings_env: Option<&Path>) -> (i32, String, String) {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nasflat-host"));
+    cmd.args(args)
+        .current_dir(cwd.path())
+        .env_remove("NASFLAT_ENCODINGS_DIR");
+    if let Some(dir) = encodings_env {
+        cmd.env("NASFLAT_ENCODINGS_DIR", dir);
+    }
+    run(&mut cmd)
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -66,9 +83,9 @@ fn comma_separated_tasks_run_across_spaces_and_unknown_names_are_named() {
 }
 
 #[test]
-fn missing_cached_encoding_exits_2_naming_the_file() {
+fn missing_retrained_encoding_exits_2_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, err) = host(&[
+    let args = [
         "eval",
         "--space",
         "fbnet",
@@ -78,27 +95,28 @@ fn missing_cached_encoding_exits_2_naming_the_file() {
         "flops",
         "--sampler",
         "cate-kmeans",
-        "--encodings-dir",
-        dir.path().to_str().unwrap(),
         "--quiet",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("fbnet_cate.csv.gz"), "{err}");
-}
-
-/// The shipped encodings folder of this checkout.
-fn shipped_encodings() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../data/encodings").to_string()
+    ];
+    let flag = [
+        &args[..],
+        &["--encodings-dir", dir.path().to_str().unwrap()],
+    ]
+    .concat();
+    for (args, env) in [(&flag[..], None), (&args[..], Some(dir.path()))] {
+        let (code, _, err) = host_elsewhere(args, env);
+        assert_eq!(code, 2, "{err}");
+        let file = dir.path().join("fbnet_cate.csv.gz");
+        assert!(err.contains(&file.display().to_string()), "{err}");
+    }
 }
 
 #[test]
-fn learned_encoding_samplers_and_supplementary_run_on_the_shipped_files() {
-    let dir = shipped_encodings();
+fn learned_encoding_samplers_and_supplementary_run_on_the_compiled_in_files() {
     for (space, task, sampler, supplementary) in [
         ("nb201", "N1", "caz-kmeans", "caz"),
         ("fbnet", "F1", "cate-cosine-spread", "arch2vec"),
     ] {
-        let (code, out, err) = host(&[
+        let args = [
             "eval",
             "--space",
             space,
@@ -114,10 +132,9 @@ fn learned_encoding_samplers_and_supplementary_run_on_the_shipped_files() {
             sampler,
             "--supplementary",
             supplementary,
-            "--encodings-dir",
-            &dir,
             "--quiet",
-        ]);
+        ];
+        let (code, out, err) = host_elsewhere(&args, None);
         assert_eq!(code, 0, "{sampler}: {err}");
         assert!(err.contains(&format!("sampler {sampler}")), "{err}");
         let row = format!("| {space} | {task} | stacked | ");

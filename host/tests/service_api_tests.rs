@@ -23,6 +23,14 @@ const ADMIN: &str = "admin-token-for-tests";
 const ENROL: &str = "enrol-token-for-tests";
 
 async fn app(dir: &std::path::Path) -> (Router, AppState) {
+    app_configured(dir, |_| {}).await
+}
+
+/// The app with test settings, then `configure`'s.
+async fn app_configured(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut ServiceConfig),
+) -> (Router, AppState) {
     let mut c = ServiceConfig::new(
         nasflat_host::service::store::sqlite_url(&dir.join("api.db")),
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-api"),
@@ -33,20 +41,9 @@ async fn app(dir: &std::path::Path) -> (Router, AppState) {
     c.pretrain_epochs = Some(1);
     c.source_samples = Some(2);
     c.auto_transfer = false;
+    configure(&mut c);
     let state = build_state(c).await.unwrap();
     (router(state.clone()), state)
-}
-
-fn fingerprint() -> Fingerprint {
-    Fingerprint {
-        cpu_model: Some("test cpu".into()),
-        cores: 2,
-        target: "x86_64-unknown-linux-gnu".into(),
-        kernel: None,
-        mem_total_kb: None,
-        agent_version: "0".into(),
-        tract_version: "0".into(),
-    }
 }
 
 fn postcard_req<T: Serialize>(path: &str, token: Option<&str>, body: &T) -> Request<Body> {
@@ -115,7 +112,7 @@ async fn register(app: &Router) -> RegisterResponse {
         protocol_version: PROTOCOL_VERSION,
         name: "board".into(),
         device_id: None,
-        fingerprint: fingerprint(),
+        fingerprint: Fingerprint::simulated("test cpu", 2),
     };
     ok(app, postcard_req("/v1/agents/register", Some(ENROL), &req)).await
 }
@@ -229,7 +226,7 @@ async fn protocol_flow_leases_and_idempotent_results() {
         protocol_version: PROTOCOL_VERSION,
         name: "board".into(),
         device_id: Some(dev.clone()),
-        fingerprint: fingerprint(),
+        fingerprint: Fingerprint::simulated("test cpu", 2),
     };
     let r: RegisterResponse = ok(
         &app,
@@ -341,7 +338,7 @@ async fn bad_input_gets_json_errors_and_stores_nothing() {
         protocol_version: PROTOCOL_VERSION,
         name: "x".into(),
         device_id: None,
-        fingerprint: fingerprint(),
+        fingerprint: Fingerprint::simulated("test cpu", 2),
     };
     err(
         &app,
@@ -616,4 +613,107 @@ async fn user_models_reach_agents_and_results_are_listed() {
     assert_eq!(models.as_array().unwrap().len(), 1);
     conforms(&doc, "get", "/v1/models", &models);
     assert_eq!(state.store.models().await.unwrap().len(), 1);
+}
+
+/// The router serves exactly the route table: each (method, path) of the
+/// table reaches its handler (neither the fallback's "no route" nor a 405),
+/// and a method the table does not list on one of its paths is a 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_serves_the_route_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let table = nasflat_host::service::api::routes(&state.config);
+    assert_eq!(table.len(), 23);
+    for r in &table {
+        let path = r.path.replace("{id}", "nope").replace("{key}", "nope");
+        let method = r.method.key().to_ascii_uppercase();
+        let req = Request::builder()
+            .method(method.as_str())
+            .uri(&path)
+            .body(Body::empty())
+            .unwrap();
+        let (status, bytes, _) = call(&app, req).await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(!text.contains("no route for"), "{method} {path}: {text}");
+    }
+    for (method, path) in [("GET", "/v1/agents/plan"), ("POST", "/v1/leases")] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, _) = call(&app, req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+    err(&app, get("/v1/nothing"), StatusCode::NOT_FOUND).await;
+}
+
+/// Library errors reach the API with the status of their kind and our
+/// `{code, message}` body: an architecture the library cannot parse is a
+/// 400, a row outside the table a 404, a batch over the limit a 422, a
+/// device without a predictor a 409; a sampler the operator configured
+/// that cannot plan for a new device is the service's 500, not the
+/// client's 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_kinds_reach_the_api_with_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let dev = register(&app).await.device_id;
+    let predict = |q: &str| get(&format!("/v1/devices/{dev}/predict?{q}"));
+    let cases = [
+        (
+            predict("arch=%7Cconv_9x9~0%7C"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "conv_9x9",
+        ),
+        (
+            predict("space=nb999&index=1"),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "nb999",
+        ),
+        (
+            predict("index=20000"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "index 20000",
+        ),
+        (
+            predict("index=1"),
+            StatusCode::CONFLICT,
+            "conflict",
+            "no nb201 predictor yet",
+        ),
+        (
+            get("/v1/devices/dev-none/predict?index=1"),
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no device `dev-none`",
+        ),
+    ];
+    for (req, status, code, message) in cases {
+        let e = err(&app, req, status).await;
+        assert_eq!(e.code, code, "{}", e.message);
+        assert!(e.message.contains(message), "{}", e.message);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (oracle, _) = app_configured(dir.path(), |c| {
+        c.sampler = nasflat_predictor::sampler::Sampler::Oracle;
+    })
+    .await;
+    let req = postcard_req(
+        "/v1/agents/register",
+        Some(ENROL),
+        &RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: "board".into(),
+            device_id: None,
+            fingerprint: Fingerprint::simulated("test cpu", 2),
+        },
+    );
+    let e = err(&oracle, req, StatusCode::INTERNAL_SERVER_ERROR).await;
+    assert_eq!(e.code, "misconfigured", "{}", e.message);
+    assert!(e.message.contains("unknown device"), "{}", e.message);
 }

@@ -5,9 +5,12 @@
 
 use std::collections::HashSet;
 
+use nasflat_host::service::domain::{Purpose, Subject, TransferState, Trigger};
 use nasflat_host::service::store::jobs::NewJob;
 use nasflat_host::service::store::measurements::{NewMeasurement, StoreOutcome};
+use nasflat_host::service::store::transfers::NewPredictions;
 use nasflat_host::service::store::{Backend, Store, new_id, sqlite_url};
+use nasflat_shared::SearchSpace;
 
 /// A fresh store per backend; the temp dir keeps the SQLite file alive.
 async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
@@ -37,14 +40,14 @@ async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
     out
 }
 
-fn arch_result(key: &str, lease: Option<&str>, index: i64, ms: f64) -> NewMeasurement {
+fn arch_result(key: &str, lease: Option<&str>, index: usize, ms: f64) -> NewMeasurement {
     NewMeasurement {
         key: key.into(),
         lease_id: lease.map(str::to_string),
-        kind: "arch",
-        space: Some("nb201".into()),
-        arch_index: Some(index),
-        model_id: None,
+        subject: Subject::Arch {
+            space: SearchSpace::Nb201,
+            arch_index: index,
+        },
         median_ms: ms,
         valid: true,
         invalid_reasons: vec![],
@@ -99,11 +102,14 @@ async fn leases_are_exclusive_expire_renew_and_release() {
         let dev = device(&store).await;
         let jobs: Vec<NewJob> = (0..10)
             .map(|i| NewJob::Arch {
-                space: "nb201".into(),
+                space: SearchSpace::Nb201,
                 index: i,
             })
             .collect();
-        store.insert_jobs(&dev, "sample", &jobs).await.unwrap();
+        store
+            .insert_jobs(&dev, Purpose::Sample, &jobs)
+            .await
+            .unwrap();
         // Eight concurrent planners never get one job twice.
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -130,9 +136,9 @@ async fn leases_are_exclusive_expire_renew_and_release() {
         store
             .insert_jobs(
                 &dev2,
-                "extra",
+                Purpose::Extra,
                 &[NewJob::Arch {
-                    space: "nb201".into(),
+                    space: SearchSpace::Nb201,
                     index: 42,
                 }],
             )
@@ -193,9 +199,9 @@ async fn measurements_are_idempotent_and_close_their_job() {
         store
             .insert_jobs(
                 &dev,
-                "sample",
+                Purpose::Sample,
                 &[NewJob::Arch {
-                    space: "nb201".into(),
+                    space: SearchSpace::Nb201,
                     index: 7,
                 }],
             )
@@ -225,10 +231,10 @@ async fn measurements_are_idempotent_and_close_their_job() {
             out,
             vec![
                 StoreOutcome::New {
-                    purpose: "sample".into()
+                    purpose: Purpose::Sample
                 },
                 StoreOutcome::New {
-                    purpose: "adhoc".into()
+                    purpose: Purpose::Adhoc
                 }
             ]
         );
@@ -267,7 +273,7 @@ async fn models_transfers_and_predictions_round_trip() {
         store
             .insert_jobs(
                 &dev,
-                "model",
+                Purpose::Model,
                 &[NewJob::Model {
                     model_id: "m1".into(),
                     inputs: vec![],
@@ -276,8 +282,10 @@ async fn models_transfers_and_predictions_round_trip() {
             .await
             .unwrap();
         assert_eq!(
-            store.open_jobs(10).await.unwrap()[0].model_id.as_deref(),
-            Some("m1")
+            store.open_jobs(10).await.unwrap()[0].subject,
+            Subject::Model {
+                model_id: "m1".into()
+            }
         );
         let lease = store
             .claim_jobs(&dev, 1, 60_000)
@@ -286,48 +294,65 @@ async fn models_transfers_and_predictions_round_trip() {
             .remove(0)
             .lease_id;
         let mut m = arch_result("km", Some(&lease), 0, 4.0);
-        (m.kind, m.space, m.arch_index, m.model_id) = ("model", None, None, Some("m1".into()));
+        m.subject = Subject::Model {
+            model_id: "m1".into(),
+        };
         store.store_measurements(&dev, &[m]).await.unwrap();
         assert_eq!(store.measurements_of_model("m1").await.unwrap().len(), 1);
 
         store
-            .insert_transfer("x1", &dev, "nb201", "auto")
+            .insert_transfer("x1", &dev, SearchSpace::Nb201, Trigger::Auto)
             .await
             .unwrap();
         store
-            .update_transfer("x1", "running", 0.5, "fitting", 20, false)
+            .update_transfer("x1", TransferState::Running, 0.5, "fitting", 20)
             .await
             .unwrap();
         let t = store.transfer("x1").await.unwrap().unwrap();
         assert_eq!(
-            (t.state.as_str(), t.samples, t.finished_ms),
-            ("running", 20, None)
+            (t.state, t.samples, t.finished_ms),
+            (TransferState::Running, 20, None)
         );
         assert_eq!(store.fail_interrupted_transfers().await.unwrap(), 1);
-        assert_eq!(store.transfer("x1").await.unwrap().unwrap().state, "failed");
+        let t = store.transfer("x1").await.unwrap().unwrap();
+        assert_eq!(t.state, TransferState::Failed);
+        assert!(t.finished_ms.is_some());
         assert_eq!(store.transfers("").await.unwrap().len(), 1);
         assert_eq!(store.transfers(&dev).await.unwrap().len(), 1);
         assert!(store.transfers("dev-none").await.unwrap().is_empty());
 
         let lat: Vec<f64> = (0..15_625).map(|i| 1.0 + f64::from(i) * 1e-3).collect();
         store
-            .put_predictions(
-                &dev,
-                "nb201",
-                "v1",
-                "x1",
-                "base",
-                Some("pixel3"),
-                &[1, 2],
-                &lat,
-            )
+            .put_predictions(&NewPredictions {
+                device_id: &dev,
+                space: SearchSpace::Nb201,
+                version: "v1",
+                transfer_id: "x1",
+                base_version: "base",
+                init_from: Some("pixel3"),
+                train_rows: &[1, 2],
+                latencies: &lat,
+            })
             .await
             .unwrap();
         store
-            .put_predictions(&dev, "nb201", "v2", "x1", "base", None, &[3], &lat[..10])
+            .put_predictions(&NewPredictions {
+                device_id: &dev,
+                space: SearchSpace::Nb201,
+                version: "v2",
+                transfer_id: "x1",
+                base_version: "base",
+                init_from: None,
+                train_rows: &[3],
+                latencies: &lat[..10],
+            })
             .await
             .unwrap();
-        let p = store.predictions(&dev, "nb201").await.unwrap().unwrap();
+        let p = store
+            .predictions(&dev, SearchSpace::Nb201)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             (p.version.as_str(), p.train_rows.clone(), p.latencies.len()),
             ("v2", vec![3], 10)
@@ -335,12 +360,18 @@ async fn models_transfers_and_predictions_round_trip() {
         assert_eq!(p.init_from, None);
         assert_eq!(
             store
-                .prediction_version(&dev, "nb201")
+                .prediction_version(&dev, SearchSpace::Nb201)
                 .await
                 .unwrap()
                 .as_deref(),
             Some("v2")
         );
-        assert!(store.predictions(&dev, "fbnet").await.unwrap().is_none());
+        assert!(
+            store
+                .predictions(&dev, SearchSpace::Fbnet)
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! side) against the batched training forward in chunks of 256 graphs
 //! (what `predict` did before), in one run so the ratio is comparable.
 //!
-//! `RAYON_NUM_THREADS=1 cargo run --release -p nasflat-host --example predict_all -- nb201`
+//! `RAYON_NUM_THREADS=1 cargo run --release -p nasflat-predictor --example predict_all -- nb201`
 //! (`nasflat-host` itself always runs with `RAYON_NUM_THREADS=1`).
 
 use std::time::Instant;

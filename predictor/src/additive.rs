@@ -18,7 +18,7 @@
 //!   of convolutions (kernel launches).
 //!
 //! Fitting these with leave-one-out ridge beats the paper's predictor on
-//! several tasks by itself (docs/results.md); the served predictor blends it
+//! several tasks by itself (docs/experiments/table7.md); the served predictor blends it
 //! with the GNN and the source-device regression.
 
 use nasflat_shared::{

@@ -33,12 +33,14 @@ pub struct SpaceData {
 
 impl SpaceData {
     /// Loads the vendored tables of a space and builds all features; cached
-    /// encodings come from the default encodings folder.
+    /// encodings are the shipped ones unless `$NASFLAT_ENCODINGS_DIR` names
+    /// a folder of retrained files.
     pub fn load(space: SearchSpace) -> Result<Self> {
         Self::load_with(space, None)
     }
 
-    /// [`SpaceData::load`] with cached encodings read from `encodings_dir`.
+    /// [`SpaceData::load`] with cached encodings read from `encodings_dir`
+    /// (retrained files) when given.
     pub fn load_with(space: SearchSpace, encodings_dir: Option<&Path>) -> Result<Self> {
         let latency = data::latency_table(space)?;
         let zcp = data::zcp_table(space)?;
@@ -53,26 +55,23 @@ impl SpaceData {
         let params = column(params_col)?;
         let mut features = ArchFeatures::build(space, &zcp)?;
         if features.len != latency.rows() {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "data",
-                format!(
-                    "{space}: {} ZCP rows vs {} latency rows",
-                    features.len,
-                    latency.rows()
-                ),
+                format!("{space}: one ZCP row per latency row ({})", latency.rows()),
+                format!("{} ZCP rows", features.len),
             ));
         }
         let encodings = EncodingSet::load(space, encodings_dir)?;
         for kind in encodings.available() {
             let enc = encodings.get(kind)?;
             if enc.rows() != latency.rows() {
-                return Err(PredictorError::invalid(
+                return Err(PredictorError::input(
                     "encoding",
                     format!(
-                        "{space}: `{kind}` has {} rows vs {} latency rows",
-                        enc.rows(),
+                        "{space}: `{kind}` with one row per latency row ({})",
                         latency.rows()
                     ),
+                    format!("{} rows", enc.rows()),
                 ));
             }
             if kind != EncodingKind::Zcp {

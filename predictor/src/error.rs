@@ -52,9 +52,21 @@ pub enum PredictorError {
         objective: String,
         expected: String,
     },
-    /// A configuration value out of range or an unknown option name.
-    #[error("invalid {what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
+    /// A value the caller chose (an option name, a configuration field, a
+    /// requested count or row, the contents of a file it named) that is
+    /// unknown, out of range or does not fit the rest: the caller can fix
+    /// it, so a service reports it as bad input.
+    #[error("invalid {what}: expected {expected}, got {got}")]
+    InvalidInput {
+        what: &'static str,
+        expected: String,
+        got: String,
+    },
+    /// A broken internal invariant (a bug here, or a numerical fit that
+    /// found nothing): never the caller's input, so a service reports it as
+    /// its own failure.
+    #[error("internal error in {what}: {reason}")]
+    Internal { what: &'static str, reason: String },
     /// Checkpoint metadata that does not match this build.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: String, reason: String },
@@ -81,9 +93,18 @@ pub enum PredictorError {
 pub type Result<T> = std::result::Result<T, PredictorError>;
 
 impl PredictorError {
-    /// Shorthand for [`PredictorError::Invalid`].
-    pub fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
-        PredictorError::Invalid {
+    /// Shorthand for [`PredictorError::InvalidInput`].
+    pub fn input(what: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        PredictorError::InvalidInput {
+            what,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+
+    /// Shorthand for [`PredictorError::Internal`].
+    pub fn internal(what: &'static str, reason: impl Into<String>) -> Self {
+        PredictorError::Internal {
             what,
             reason: reason.into(),
         }

@@ -8,8 +8,8 @@
 //! over the whole space (unsupervised: no latency is used).
 
 use nasflat_shared::{
-    ArchGraph, FBNET_LAYERS, FbnetArch, FbnetBlock, FbnetMacro, FbnetVariant, NB201_EDGE_NODES,
-    Nb201Arch, Nb201Op, SearchSpace, data::NumericTable,
+    ArchGraph, FbnetArch, FbnetBlock, FbnetMacro, FbnetVariant, NB201_EDGE_NODES, Nb201Arch,
+    Nb201Op, SearchSpace, data::NumericTable,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,9 +150,10 @@ impl std::str::FromStr for Supplementary {
             "arch2vec" => Ok(Supplementary::Arch2vec),
             "cate" => Ok(Supplementary::Cate),
             "caz" => Ok(Supplementary::Caz),
-            other => Err(PredictorError::invalid(
+            other => Err(PredictorError::input(
                 "supplementary encoding",
-                format!("`{other}` (expected none, zcp, cost, all, arch2vec, cate or caz)"),
+                "none, zcp, cost, all, arch2vec, cate or caz",
+                format!("`{other}`"),
             )),
         }
     }
@@ -224,9 +225,10 @@ impl ArchFeatures {
             let arch = nasflat_shared::Arch::from_index(space, row)?;
             let graph = arch.graph();
             if graph.len() != nodes {
-                return Err(PredictorError::invalid(
+                return Err(PredictorError::input(
                     "graph",
-                    format!("row {row} has {} nodes", graph.len()),
+                    "the space's node count",
+                    format!("row {row} with {} nodes", graph.len()),
                 ));
             }
             if row == 0 {
@@ -360,14 +362,6 @@ impl ArchFeatures {
                 out.push(if v == o as usize { 1.0 } else { 0.0 });
             }
         }
-    }
-}
-
-/// Number of searchable layers of a space's graph (between input and output).
-pub fn searchable_nodes(space: SearchSpace) -> usize {
-    match space {
-        SearchSpace::Nb201 => NB201_EDGE_NODES.len(),
-        SearchSpace::Fbnet => FBNET_LAYERS,
     }
 }
 

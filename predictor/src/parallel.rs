@@ -42,7 +42,7 @@ where
             .into_iter()
             .map(|h| {
                 h.join().unwrap_or_else(|_| {
-                    Err(PredictorError::invalid(what, "a worker thread panicked"))
+                    Err(PredictorError::internal(what, "a worker thread panicked"))
                 })
             })
             .collect()
@@ -75,7 +75,7 @@ mod tests {
         );
         let failing = |&i: &usize| {
             if i == 7 {
-                Err(PredictorError::invalid("item", "seven"))
+                Err(PredictorError::internal("item", "seven"))
             } else {
                 Ok(vec![i])
             }

@@ -102,9 +102,10 @@ pub fn kernighan_lin(
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     let n = weights.len();
     if size_a > n || weights.iter().any(|r| r.len() != n) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "kernighan-lin",
-            format!("a side of {size_a} in a graph of {n} nodes, or a non-square matrix"),
+            format!("a side of at most {n} nodes of a square matrix"),
+            format!("a side of {size_a}"),
         ));
     }
     let mut order: Vec<usize> = (0..n).collect();
@@ -227,12 +228,10 @@ pub struct Split {
 
 fn check_sizes(devices: usize, m: usize, n: usize) -> Result<()> {
     if m == 0 || n == 0 || m + n > devices {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "task sizes",
-            format!(
-                "--train {m} --test {n}: need at least one of each and at most {devices} \
-                 devices in all (the space has {devices})"
-            ),
+            format!("at least one train and one test device, at most {devices} devices in all"),
+            format!("--train {m} --test {n}"),
         ));
     }
     Ok(())
@@ -257,9 +256,10 @@ impl std::str::FromStr for EdgeWeight {
         match s.to_ascii_lowercase().as_str() {
             "negative" | "paper" => Ok(EdgeWeight::NegativeCorrelation),
             "positive" | "correlation" => Ok(EdgeWeight::Correlation),
-            other => Err(PredictorError::invalid(
+            other => Err(PredictorError::input(
                 "edge weight",
-                format!("`{other}` (expected negative or positive)"),
+                "negative or positive",
+                format!("`{other}`"),
             )),
         }
     }
@@ -312,7 +312,9 @@ pub fn generate(
             });
         }
     }
-    best.ok_or_else(|| PredictorError::invalid("task sizes", "no orientation fits"))
+    best.ok_or_else(|| {
+        PredictorError::input("task sizes", "sizes some orientation fits", "none fits")
+    })
 }
 
 /// Mean and std of the mean train-test correlation over `count` uniformly

@@ -54,7 +54,7 @@ pub enum StaticSampler {
 }
 
 /// Default first batch of `uncertainty`: the best static sampler of our
-/// k = 5 NB201 runs (docs/results.md, "Samplers (issue 5)").
+/// k = 5 NB201 runs (docs/experiments/samplers.md, "Uncertainty sampler").
 pub const DEFAULT_UNCERTAINTY_BASE: StaticSampler =
     StaticSampler::Encoded(EncodingKind::Zcp, Selection::Kmeans);
 
@@ -92,7 +92,7 @@ impl std::str::FromStr for Sampler {
     type Err = PredictorError;
     fn from_str(s: &str) -> Result<Self> {
         let lower = s.to_ascii_lowercase();
-        let unknown = || PredictorError::invalid("sampler", format!("`{s}` (expected {EXPECTED})"));
+        let unknown = || PredictorError::input("sampler", EXPECTED, format!("`{s}`"));
         match lower.as_str() {
             "random" => return Ok(Sampler::Random),
             "params" => return Ok(Sampler::Params),
@@ -107,9 +107,10 @@ impl std::str::FromStr for Sampler {
                 Sampler::Encoded(e, sel) => {
                     Ok(Sampler::Uncertainty(StaticSampler::Encoded(e, sel)))
                 }
-                _ => Err(PredictorError::invalid(
+                _ => Err(PredictorError::input(
                     "sampler",
-                    format!("`{s}`: the first batch needs a sampler that uses no latencies"),
+                    "one that uses no latencies for the first batch",
+                    format!("`{s}`"),
                 )),
             };
         }
@@ -215,14 +216,10 @@ impl Sampler {
             Sampler::Encoded(kind, selection) => {
                 let enc = data.encodings.get(kind)?;
                 if enc.rows() != data.rows() {
-                    return Err(PredictorError::invalid(
+                    return Err(PredictorError::input(
                         "encoding",
-                        format!(
-                            "`{kind}` has {} rows, {} has {}",
-                            enc.rows(),
-                            data.space,
-                            data.rows()
-                        ),
+                        format!("`{kind}` with {} rows (as {})", data.rows(), data.space),
+                        format!("{} rows", enc.rows()),
                     ));
                 }
                 match selection {
@@ -240,9 +237,10 @@ impl Sampler {
             }
             Sampler::Uncertainty(base) => {
                 let sources = sources.ok_or_else(|| {
-                    PredictorError::invalid(
+                    PredictorError::input(
                         "sampler",
-                        "uncertainty needs the task's source devices (an eval task)",
+                        "the task's source devices (uncertainty runs in an eval task)",
+                        "none",
                     )
                 })?;
                 let first = Sampler::from(base).pick_for_task(

@@ -34,6 +34,18 @@ impl Samples {
         Ok(Samples { items })
     }
 
+    /// The usable samples among `items`, dropping any whose latency is not
+    /// finite and positive: for callers that hold measurements validated on
+    /// arrival (the service) and must not fail on one that slipped through.
+    pub fn usable(items: impl IntoIterator<Item = Sample>) -> Self {
+        Samples {
+            items: items
+                .into_iter()
+                .filter(|s| s.ms.is_finite() && s.ms > 0.0)
+                .collect(),
+        }
+    }
+
     /// The latencies of `rows` on `device` read from the space's table (the
     /// evaluation protocol, where the table plays the measuring board).
     pub fn from_table(data: &SpaceData, device: &str, rows: &[usize]) -> Result<Self> {

@@ -39,7 +39,11 @@ impl DeviceSamples {
             .iter()
             .map(|&a| {
                 data.latency(column, a).ok_or_else(|| {
-                    PredictorError::invalid("sample", format!("{name} has no latency for arch {a}"))
+                    PredictorError::input(
+                        "sample",
+                        format!("an arch {name} has a latency for"),
+                        format!("arch {a}"),
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -2,9 +2,13 @@
 //! checkpoints round-trip, runs are deterministic, bad input is an error.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::OnceLock;
+mod common;
+
+use common::nb201;
+
 use std::time::Instant;
 
+use nasflat_encoders::training::vars_without_gradient;
 use nasflat_predictor::PredictorError;
 use nasflat_predictor::baselines::Method;
 use nasflat_predictor::correlation::spearman;
@@ -19,11 +23,6 @@ use nasflat_predictor::sampler::Sampler;
 use nasflat_predictor::train::{self, mse};
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::paper_tasks;
-
-fn nb201() -> &'static SpaceData {
-    static DATA: OnceLock<SpaceData> = OnceLock::new();
-    DATA.get_or_init(|| SpaceData::load(SearchSpace::Nb201).unwrap())
-}
 
 fn quick_train(space: SearchSpace) -> TrainConfig {
     let mut t = TrainConfig::for_space(space);
@@ -47,20 +46,10 @@ fn assert_all_grads(config: &PredictorConfig) {
         .collect();
     let batch = GraphBatch::build(&data.features, config, &rows, 1).unwrap();
     let loss = mse(&model.forward(&batch).unwrap(), &y).unwrap();
-    let grads = loss.backward().unwrap();
-    for (name, var) in model.named_vars().unwrap() {
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no gradient"));
-        let norm = g
-            .abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(norm > 0.0, "{name}: zero gradient");
-    }
+    let vars = model.named_vars().unwrap();
+    let named = vars.iter().map(|(name, var)| (name.as_str(), var));
+    let missing = vars_without_gradient(&loss, named).unwrap();
+    assert!(missing.is_empty(), "no gradient: {missing:?}");
 }
 
 #[test]
@@ -194,7 +183,7 @@ fn eval_opts(task: &str, samples: usize) -> EvalOptions {
         methods: vec![Method::Ridge],
         predictor: PredictorConfig::default(),
         train,
-        help_epochs: 1,
+        help_mlp_epochs: 1,
         blend: vec![0.5],
         quiet: true,
         jobs: 1,

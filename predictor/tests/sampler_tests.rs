@@ -2,20 +2,16 @@
 //! the uncertainty sampler extends its static first batch.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::nb201;
+
 use std::collections::HashSet;
-use std::sync::OnceLock;
 
 use nasflat_predictor::baselines::SourceMatrix;
-use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::sampler::Sampler;
-use nasflat_shared::SearchSpace;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-fn nb201() -> &'static SpaceData {
-    static DATA: OnceLock<SpaceData> = OnceLock::new();
-    DATA.get_or_init(|| SpaceData::load(SearchSpace::Nb201).unwrap())
-}
 
 /// An EAGLE device: some NB201 rows have no latency.
 const PARTIAL_DEVICE: &str = "embedded_gpu_jetson_nano_fp16";

@@ -54,14 +54,6 @@ impl Arch {
         }
     }
 
-    /// Number of architectures in the space's latency table.
-    pub fn table_len(space: SearchSpace) -> usize {
-        match space {
-            SearchSpace::Nb201 => Nb201Arch::all().len(),
-            SearchSpace::Fbnet => FbnetArch::table().len(),
-        }
-    }
-
     /// The predictor's graph encoding.
     pub fn graph(&self) -> ArchGraph {
         match self {

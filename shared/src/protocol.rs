@@ -66,6 +66,23 @@ pub struct Fingerprint {
     pub tract_version: String,
 }
 
+impl Fingerprint {
+    /// A machine that exists only in a simulation (the service's tests, the
+    /// end-to-end load test's simulated agents): its CPU named `cpu_model`,
+    /// nothing read from the machine running it.
+    pub fn simulated(cpu_model: &str, cores: u32) -> Self {
+        Fingerprint {
+            cpu_model: Some(cpu_model.to_string()),
+            cores,
+            target: "x86_64-unknown-linux-gnu".into(),
+            kernel: None,
+            mem_total_kb: None,
+            agent_version: "simulated".into(),
+            tract_version: "simulated".into(),
+        }
+    }
+}
+
 /// Host -> agent: the device's identity and its own bearer token.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,7 +85,7 @@ impl TestHost {
     /// Starts a server on `127.0.0.1:port` (0 = any free port) with an
     /// existing state (to simulate a restart keeping its database).
     pub async fn start(state: Shared, port: u16) -> std::io::Result<TestHost> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let listener = bind(port).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(state.clone());
@@ -116,6 +116,23 @@ impl TestHost {
         }
         self.task.abort();
         let _ = self.task.await;
+    }
+}
+
+/// Binds loopback `port` (0: any). A restart on the port it had retries for
+/// a while: until the old listener's socket is gone, or while a client socket
+/// of a concurrent test holds the same number, the bind fails with
+/// `AddrInUse`, which on a busy machine is a matter of milliseconds.
+async fn bind(port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    let mut tries = 0;
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }
 

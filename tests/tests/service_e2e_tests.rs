@@ -214,18 +214,6 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-fn fingerprint(i: usize) -> Fingerprint {
-    Fingerprint {
-        cpu_model: Some(format!("sim-{i}")),
-        cores: 4,
-        target: "x86_64-unknown-linux-gnu".into(),
-        kernel: None,
-        mem_total_kb: None,
-        agent_version: "sim".into(),
-        tract_version: "sim".into(),
-    }
-}
-
 /// One simulated agent: register, then plan / heartbeat / upload until idle.
 /// Returns the latency of every call.
 async fn simulated_agent(url: String, i: usize) -> (Vec<f64>, usize) {
@@ -237,7 +225,7 @@ async fn simulated_agent(url: String, i: usize) -> (Vec<f64>, usize) {
             protocol_version: PROTOCOL_VERSION,
             name: format!("sim-{i}"),
             device_id: None,
-            fingerprint: fingerprint(i),
+            fingerprint: Fingerprint::simulated(&format!("sim-{i}"), 4),
         })
         .await
         .unwrap();
@@ -364,7 +352,7 @@ async fn dashboard_renders_in_headless_chromium() {
             protocol_version: PROTOCOL_VERSION,
             name: "dashboard-board".into(),
             device_id: None,
-            fingerprint: fingerprint(0),
+            fingerprint: Fingerprint::simulated("sim-0", 4),
         })
         .await
         .unwrap();

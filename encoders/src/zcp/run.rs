@@ -103,11 +103,19 @@ fn number(v: f64) -> String {
 /// Reads the rows of a run CSV (plain or `.gz`). A torn last line (no
 /// newline: the run was killed mid-write) is ignored.
 pub fn read_rows(path: &Path) -> Result<BTreeMap<usize, ZcpRow>> {
-    let mut rows = BTreeMap::new();
     if !path.exists() {
-        return Ok(rows);
+        return Ok(BTreeMap::new());
     }
-    let text = read_text(path)?;
+    parse_rows(&path.display().to_string(), &read_text(path)?)
+}
+
+/// Parses the text of a run CSV (`origin` names it in errors); see [`read_rows`].
+pub fn parse_rows(origin: &str, text: &str) -> Result<BTreeMap<usize, ZcpRow>> {
+    let mut rows = BTreeMap::new();
+    let malformed = |reason: String| EncodeError::Format {
+        path: origin.to_string(),
+        reason,
+    };
     let complete = match text.rfind('\n') {
         Some(end) => &text[..=end],
         None => "",
@@ -117,14 +125,11 @@ pub fn read_rows(path: &Path) -> Result<BTreeMap<usize, ZcpRow>> {
         None => return Ok(rows),
         Some(h) if h == header() => {}
         Some(h) => {
-            return Err(EncodeError::format(
-                path,
-                format!("header `{h}` is not `{}`", header()),
-            ));
+            return Err(malformed(format!("header `{h}` is not `{}`", header())));
         }
     }
     for (n, line) in lines.enumerate() {
-        let bad = |what: &str| EncodeError::format(path, format!("line {}: {what}", n + 2));
+        let bad = |what: &str| malformed(format!("line {}: {what}", n + 2));
         let cells: Vec<&str> = line.split(',').collect();
         if cells.len() != PROXY_NAMES.len() + 2 {
             return Err(bad("wrong number of cells"));

@@ -2,14 +2,16 @@
 //! registering new devices, and one token per device (stored hashed, so a
 //! leaked database does not leak credentials).
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
+use super::config::ServiceConfig;
 use super::error::AppError;
-use super::state::AppState;
-use super::store::hex;
+use super::store::{Store, hex};
 
 /// A fresh random token (256 bits, hex).
 pub fn new_token() -> String {
@@ -47,15 +49,20 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
-impl FromRequestParts<AppState> for Admin {
+impl<S> FromRequestParts<S> for Admin
+where
+    S: Send + Sync,
+    Arc<ServiceConfig>: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let config = Arc::<ServiceConfig>::from_ref(state);
         match bearer(&parts.headers) {
             None => Err(AppError::Unauthorized(
                 "missing bearer token (Authorization: Bearer ADMIN_TOKEN)".into(),
             )),
-            Some(t) if same_secret(t, &state.config.admin_token) => Ok(Admin),
+            Some(t) if same_secret(t, &config.admin_token) => Ok(Admin),
             Some(_) => Err(AppError::Unauthorized("wrong admin token".into())),
         }
     }
@@ -68,13 +75,20 @@ pub struct DeviceAuth {
     pub device_id: String,
 }
 
-impl FromRequestParts<AppState> for DeviceAuth {
+impl<S> FromRequestParts<S> for DeviceAuth
+where
+    S: Send + Sync,
+    Store: FromRef<S>,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let token = bearer(&parts.headers)
             .ok_or_else(|| AppError::Unauthorized("missing device bearer token".into()))?;
-        match state.store.device_by_token(&hash_token(token)).await? {
+        match Store::from_ref(state)
+            .device_by_token(&hash_token(token))
+            .await?
+        {
             Some(device_id) => Ok(DeviceAuth { device_id }),
             None => Err(AppError::Unauthorized("unknown device token".into())),
         }

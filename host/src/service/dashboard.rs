@@ -4,14 +4,19 @@
 //! predicted-vs-measured scatter and a latency-accuracy Pareto plot per device.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Html;
 use nasflat_shared::SearchSpace;
 
 use super::api::devices::quality;
+use super::domain::Subject;
 use super::error::AppError;
-use super::state::AppState;
+use super::knowledge::ModelState;
+use super::knowledge::Spaces;
+use super::predictions::PredictionCache;
+use super::store::Store;
 use super::store::measurements::MeasurementRow;
 use super::store::transfers::PredictionRow;
 use super::transfer::{SampleSet, samples_of};
@@ -20,6 +25,23 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#2
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;font-size:.9em}\
 th{background:#f0f0f0}h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.5em}.plots{display:flex;flex-wrap:wrap;gap:1em}\
 svg{background:#fafafa;border:1px solid #ddd}.muted{color:#777}code{background:#f4f4f4;padding:0 .2em}";
+
+/// A value's name as the JSON API spells it (one spelling for states the
+/// store does not keep).
+fn wire_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// A job's or measurement's subject, for a table cell.
+fn describe(subject: &Subject) -> String {
+    match subject {
+        Subject::Arch { space, arch_index } => format!("{space} #{arch_index}"),
+        Subject::Model { model_id } => format!("model {model_id}"),
+    }
+}
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
@@ -251,18 +273,21 @@ pub fn pareto_svg(id: &str, points: &[(f64, f64)], measured: &[(f64, f64)]) -> S
 
 /// The two plots of one device in one space.
 fn device_plots(
-    state: &AppState,
+    spaces: &Spaces,
     device_id: &str,
     space: SearchSpace,
     pred: &PredictionRow,
     measured: &[MeasurementRow],
 ) -> String {
-    let (rows, ms) = samples_of(measured, space, SampleSet::All);
+    let samples = samples_of(measured, space, SampleSet::All);
+    let rows = samples.rows();
     let fit: std::collections::HashSet<usize> = pred.train_rows.iter().copied().collect();
-    let points: Vec<(f64, f64, bool)> = rows
+    let points: Vec<(f64, f64, bool)> = samples
         .iter()
-        .zip(&ms)
-        .filter_map(|(r, m)| pred.latencies.get(*r).map(|p| (*m, *p, fit.contains(r))))
+        .filter_map(|s| {
+            let p = pred.latencies.get(s.row)?;
+            Some((s.ms, *p, fit.contains(&s.row)))
+        })
         .collect();
     let safe: String = device_id
         .chars()
@@ -272,7 +297,7 @@ fn device_plots(
         "<div class=\"plots\">{}",
         scatter_svg(&format!("scatter-{safe}-{space}"), &points)
     );
-    if let Some(acc) = state.spaces.get(&space).and_then(|k| k.accuracy.as_ref()) {
+    if let Some(acc) = spaces.get(&space).and_then(|k| k.accuracy.as_ref()) {
         let all: Vec<(f64, f64)> = pred
             .latencies
             .iter()
@@ -294,33 +319,38 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// `GET /`: the fleet.
-pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppError> {
+pub async fn index(
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(predictions): State<Arc<PredictionCache>>,
+) -> Result<Html<String>, AppError> {
     let mut b = String::from("<h1>nasflat host</h1>");
     let _ = write!(b, "<p class=\"muted\">spaces: ");
-    for (s, k) in state.spaces.iter() {
+    for (s, k) in spaces.iter() {
         let r = k.report();
+        let state = wire_name(r.state);
         let detail = match (r.state, r.progress) {
-            ("pretraining", Some((d, t))) => format!("pretraining {d}/{t} epochs"),
-            (st, _) => st.to_string(),
+            (ModelState::Pretraining, Some((d, t))) => format!("{state} {d}/{t} epochs"),
+            _ => state,
         };
         let _ = write!(b, "<b>{s}</b> {} &nbsp; ", esc(&detail));
     }
     b.push_str("</p><h2>Devices</h2><table id=\"devices\"><tr><th>device</th><th>name</th><th>samples</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
-    let devices = state.store.devices().await?;
-    let transfers = state.store.transfers("").await?;
+    let devices = store.devices().await?;
+    let transfers = store.transfers("").await?;
     let mut plots = String::new();
     for d in &devices {
-        let measured = state.store.measurements_of_device(&d.id).await?;
-        let q = state.store.queue_counts(Some(&d.id)).await?;
+        let measured = store.measurements_of_device(&d.id).await?;
+        let q = store.queue_counts(Some(&d.id)).await?;
         let t = transfers.iter().find(|t| t.device_id == d.id);
         let transfer = t.map_or_else(
             || "&#8211;".to_string(),
-            |t| format!("{} {:.0}%", esc(&t.state), t.progress * 100.0),
+            |t| format!("{} {:.0}%", t.state, t.progress * 100.0),
         );
         let mut version = "&#8211;".to_string();
         let mut held = None;
-        for space in state.spaces.keys() {
-            if let Some(p) = state.predictions.get(&state.store, &d.id, *space).await? {
+        for space in spaces.keys() {
+            if let Some(p) = predictions.get(&d.id, *space).await? {
                 version = esc(&p.version);
                 held = quality(&p, &measured, *space).heldout_spearman;
                 if plots.matches("class=\"device-plots\"").count() < 8 {
@@ -328,7 +358,7 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
                         plots,
                         "<div class=\"device-plots\"><h3>{} ({space})</h3>{}</div>",
                         esc(&d.name),
-                        device_plots(&state, &d.id, *space, &p, &measured)
+                        device_plots(&spaces, &d.id, *space, &p, &measured)
                     );
                 }
             }
@@ -354,8 +384,8 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         b.push_str("<h2>Predictors</h2>");
         b.push_str(&plots);
     }
-    let open = state.store.open_jobs(50).await?;
-    let counts = state.store.queue_counts(None).await?;
+    let open = store.open_jobs(50).await?;
+    let counts = store.queue_counts(None).await?;
     let _ = write!(
         b,
         "<h2>Lease queue</h2><p>{} queued, {} leased, {} expired (back in the queue), {} done, {} failed</p>\
@@ -364,11 +394,7 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
     );
     let now = super::store::now_ms();
     for j in &open {
-        let what = match (&j.space, j.arch_index, &j.model_id) {
-            (Some(s), Some(i), _) => format!("{s} #{i}"),
-            (_, _, Some(m)) => format!("model {m}"),
-            _ => String::new(),
-        };
+        let what = describe(&j.subject);
         let expires = j.lease_expires_ms.map_or_else(String::new, |e| {
             format!("{:.0} s", (e - now) as f64 / 1000.0)
         });
@@ -377,15 +403,15 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{expires}</td><td>{}</td></tr>",
             esc(&j.id),
             esc(&j.device_id),
-            esc(&j.purpose),
+            j.purpose,
             esc(&what),
-            esc(&j.state),
+            j.state,
             j.attempts
         );
     }
     b.push_str("</table><h2>User models</h2><table id=\"models\"><tr><th>model</th><th>name</th><th>size</th><th>results</th></tr>");
-    for m in state.store.models().await? {
-        let n = state.store.measurements_of_model(&m.id).await?.len();
+    for m in store.models().await? {
+        let n = store.measurements_of_model(&m.id).await?.len();
         let _ = write!(
             b,
             "<tr><td><a href=\"/v1/models/{id}/results\">{id}</a></td><td>{}</td><td>{} B</td><td>{n}</td></tr>",
@@ -395,9 +421,9 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
         );
     }
     b.push_str("</table><h2>Built-in devices (paper source devices)</h2><details><summary>");
-    let builtins: usize = state.spaces.values().map(|k| k.source_names().len()).sum();
+    let builtins: usize = spaces.values().map(|k| k.source_names().len()).sum();
     let _ = write!(b, "{builtins} devices</summary><p>");
-    for (s, k) in state.spaces.iter() {
+    for (s, k) in spaces.iter() {
         for n in k.source_names() {
             let _ = write!(b, "<code>{s}:{}</code> ", esc(n));
         }
@@ -408,15 +434,16 @@ pub async fn index(State(state): State<AppState>) -> Result<Html<String>, AppErr
 
 /// `GET /dashboard/devices/{id}`: one device.
 pub async fn device_page(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(predictions): State<Arc<PredictionCache>>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, AppError> {
-    let d = state
-        .store
+    let d = store
         .device(&id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no agent device `{id}`")))?;
-    let measured = state.store.measurements_of_device(&id).await?;
+    let measured = store.measurements_of_device(&id).await?;
     let mut b = format!(
         "<p><a href=\"/\">&larr; fleet</a></p><h1>{} <span class=\"muted\">{}</span></h1><h2>Fingerprint</h2><pre>{}</pre>",
         esc(&d.name),
@@ -427,8 +454,8 @@ pub async fn device_page(
                 .unwrap_or_default()
         )
     );
-    for space in state.spaces.keys() {
-        if let Some(p) = state.predictions.get(&state.store, &id, *space).await? {
+    for space in spaces.keys() {
+        if let Some(p) = predictions.get(&id, *space).await? {
             let q = quality(&p, &measured, *space);
             let _ = write!(
                 b,
@@ -441,18 +468,18 @@ pub async fn device_page(
                 opt(q.heldout_spearman),
                 q.heldout_mape
                     .map_or_else(|| "&#8211;".into(), |m| format!("{:.1}%", m * 100.0)),
-                device_plots(&state, &id, *space, &p, &measured)
+                device_plots(&spaces, &id, *space, &p, &measured)
             );
         }
     }
     b.push_str("<h2>Transfers</h2><table><tr><th>id</th><th>space</th><th>state</th><th>progress</th><th>samples</th><th>message</th></tr>");
-    for t in state.store.transfers(&id).await? {
+    for t in store.transfers(&id).await? {
         let _ = write!(
             b,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}%</td><td>{}</td><td>{}</td></tr>",
             esc(&t.id),
-            esc(&t.space),
-            esc(&t.state),
+            t.space,
+            t.state,
             t.progress * 100.0,
             t.samples,
             esc(&t.message)
@@ -460,15 +487,11 @@ pub async fn device_page(
     }
     b.push_str("</table><h2>Samples</h2><table id=\"samples\"><tr><th>key</th><th>purpose</th><th>what</th><th>median ms</th><th>valid</th><th>received</th></tr>");
     for m in measured.iter().rev() {
-        let what = match (&m.space, m.arch_index, &m.model_id) {
-            (Some(s), Some(i), _) => format!("{s} #{i}"),
-            (_, _, Some(model)) => format!("model {model}"),
-            _ => String::new(),
-        };
+        let what = describe(&m.subject);
         let _ = write!(
             b,
             "<tr><td><a href=\"/v1/devices/{id}/samples/{k}\">{k}</a></td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
-            esc(&m.purpose),
+            m.purpose,
             esc(&what),
             m.median_ms,
             if m.valid {

@@ -1,7 +1,8 @@
 //! One error format for every endpoint: [`AppError`] renders as the
 //! protocol's [`ErrorBody`] JSON with the matching status code, and the
 //! [`Wire`] extractor turns malformed, oversize or wrongly typed bodies into
-//! it (instead of axum's plain-text rejections).
+//! it (instead of axum's plain-text rejections); [`OptionalBody`] does the
+//! same for bodies that may be left out.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -11,6 +12,9 @@ use nasflat_shared::protocol::{ErrorBody, POSTCARD_MIME};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
+
+use nasflat_predictor::PredictorError;
+use nasflat_shared::SpaceError;
 
 use super::store::StoreError;
 
@@ -59,6 +63,18 @@ pub enum AppError {
     /// 500: a bug or an unexpected failure (logged).
     #[error("{0}")]
     Internal(String),
+    /// A predictor-library failure on values the request brought; its kind
+    /// decides the status (see [`predictor_status`]).
+    #[error("{0}")]
+    Predictor(#[from] PredictorError),
+    /// 500: the service's own configuration cannot serve this (e.g. a
+    /// sampler that needs latencies a new device does not have): the
+    /// library's complaint is about the operator's input, not the client's.
+    #[error("the service's configuration cannot do this: {0}")]
+    Misconfigured(#[source] PredictorError),
+    /// A database failure: 503 while the database is unreachable, else 500.
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 impl AppError {
@@ -81,7 +97,66 @@ impl AppError {
             }
             AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            AppError::Predictor(e) => predictor_status(e),
+            AppError::Misconfigured(_) => (StatusCode::INTERNAL_SERVER_ERROR, "misconfigured"),
+            AppError::Store(e) => store_status(e),
         }
+    }
+}
+
+/// The status of a library error on request values: the caller's bad
+/// input is a 4xx, the library's own failure a 500.
+fn predictor_status(e: &PredictorError) -> (StatusCode, &'static str) {
+    match e {
+        PredictorError::InvalidInput { .. }
+        | PredictorError::NotEnoughSamples { .. }
+        | PredictorError::InvalidSample { .. }
+        | PredictorError::TooFewSamples { .. }
+        | PredictorError::BadConstraint { .. }
+        | PredictorError::BadRisk { .. }
+        | PredictorError::ObjectiveNotInSpace { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+        }
+        PredictorError::NoFeasibleArchitecture { .. } => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "infeasible")
+        }
+        PredictorError::MissingLatency { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        PredictorError::UnknownDevice { .. } | PredictorError::DeviceNotInModel { .. } => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        PredictorError::Space(s) => space_status(s),
+        PredictorError::Tensor(_)
+        | PredictorError::Internal { .. }
+        | PredictorError::Checkpoint { .. }
+        | PredictorError::Io { .. }
+        | PredictorError::Json { .. }
+        | PredictorError::Poisoned(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// Architectures, spaces, devices and tasks the request named; the
+/// vendored tables' own failures are a 500.
+fn space_status(e: &SpaceError) -> (StatusCode, &'static str) {
+    match e {
+        SpaceError::UnknownToken { .. }
+        | SpaceError::Malformed { .. }
+        | SpaceError::UnknownSpace(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        SpaceError::IndexOutOfRange { .. }
+        | SpaceError::UnknownDevice { .. }
+        | SpaceError::UnknownTask { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        SpaceError::Table { .. } | SpaceError::Io { .. } | SpaceError::Json { .. } => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    }
+}
+
+/// An unreachable database is a 503 (retry later); anything else a 500.
+fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
+    match e {
+        StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }
 
@@ -99,23 +174,6 @@ impl AppError {
             None => "results refused; nothing of the batch was stored".to_string(),
         };
         AppError::RejectedResults { message, rejected }
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                AppError::Unavailable(format!("database unavailable: {e}"))
-            }
-            _ => AppError::Internal(e.to_string()),
-        }
-    }
-}
-
-impl From<nasflat_predictor::PredictorError> for AppError {
-    fn from(e: nasflat_predictor::PredictorError) -> Self {
-        AppError::Internal(e.to_string())
     }
 }
 
@@ -226,6 +284,27 @@ where
     }
 }
 
+/// A JSON/postcard body that may be empty (then `T::default()`).
+#[derive(Debug, Clone)]
+pub struct OptionalBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let format = Format::of_content_type(req.headers()).unwrap_or(Format::Json);
+        let bytes = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalBody(T::default()));
+        }
+        decode(format, &bytes).map(OptionalBody)
+    }
+}
+
 /// A response body in the format the client accepts.
 #[derive(Debug)]
 pub struct Reply<T> {
@@ -260,4 +339,112 @@ impl<T: Serialize> IntoResponse for Reply<T> {
 /// 404 for unknown paths, in our format.
 pub async fn not_found(uri: axum::http::Uri) -> AppError {
     AppError::NotFound(format!("no route for {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// The status, code and message of an error's response.
+    async fn answer(e: AppError) -> (StatusCode, ErrorBody) {
+        let response = e.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or(ErrorBody {
+            code: "not an ErrorBody".into(),
+            message: String::new(),
+            rejected: Vec::new(),
+        });
+        (status, body)
+    }
+
+    /// Every kind of library and store error gets its status and code, and
+    /// the `{code, message}` body carries the library's message; the
+    /// library error stays reachable as the source.
+    #[tokio::test]
+    async fn each_library_error_kind_maps_to_its_status() {
+        let cases: Vec<(AppError, u16, &str, &str)> = vec![
+            (
+                PredictorError::input("sampler", "random or params", "`x`").into(),
+                422,
+                "invalid",
+                "invalid sampler: expected random or params, got `x`",
+            ),
+            (
+                PredictorError::NotEnoughSamples {
+                    device: "d".into(),
+                    requested: 5,
+                    available: 2,
+                }
+                .into(),
+                422,
+                "invalid",
+                "asked for 5",
+            ),
+            (
+                PredictorError::UnknownDevice {
+                    space: "nb201".into(),
+                    device: "nope".into(),
+                }
+                .into(),
+                404,
+                "not_found",
+                "unknown device `nope`",
+            ),
+            (
+                PredictorError::from(SpaceError::UnknownSpace("nb999".into())).into(),
+                400,
+                "bad_request",
+                "nb999",
+            ),
+            (
+                PredictorError::from(SpaceError::IndexOutOfRange {
+                    space: "nb201",
+                    index: 20_000,
+                    len: 15_625,
+                })
+                .into(),
+                404,
+                "not_found",
+                "index 20000",
+            ),
+            (
+                PredictorError::internal("sampler", "ran out of candidates").into(),
+                500,
+                "internal",
+                "internal error in sampler: ran out of candidates",
+            ),
+            (
+                AppError::Misconfigured(PredictorError::input("sampler", "a", "b")),
+                500,
+                "misconfigured",
+                "configuration cannot do this: invalid sampler",
+            ),
+            (
+                StoreError::Db(sqlx::Error::PoolTimedOut).into(),
+                503,
+                "unavailable",
+                "database",
+            ),
+            (
+                StoreError::Corrupt("row 3".into()).into(),
+                500,
+                "internal",
+                "corrupt row: row 3",
+            ),
+        ];
+        for (e, status, code, message) in cases {
+            let has_source = e.source().is_some();
+            let shown = e.to_string();
+            let (got, body) = answer(e).await;
+            assert_eq!(got.as_u16(), status, "{shown}");
+            assert_eq!(body.code, code, "{shown}");
+            assert!(body.message.contains(message), "{shown}: {}", body.message);
+            assert!(has_source, "{shown}: the library error is not the source");
+        }
+    }
 }

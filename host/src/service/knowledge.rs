@@ -8,6 +8,8 @@
 //! in the logs and in `/healthz`) and saved there. Agents can register and
 //! measure meanwhile; transfers wait for it.
 
+use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -27,6 +29,7 @@ use nasflat_predictor::model::{
 };
 use nasflat_predictor::train;
 
+use super::error::AppError;
 use super::store::hex;
 
 /// A pretrained predictor ready to transfer.
@@ -51,11 +54,23 @@ pub enum ModelStatus {
     Failed(String),
 }
 
+/// Where a space's pretrained predictor stands, as `/healthz` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelState {
+    /// Training.
+    Pretraining,
+    /// Ready to transfer.
+    Ready,
+    /// Pretraining failed.
+    Failed,
+}
+
 /// `/healthz` view of a [`ModelStatus`].
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ModelReport {
-    /// `pretraining`, `ready` or `failed`.
-    pub state: &'static str,
+    /// Where it stands.
+    pub state: ModelState,
     /// Epochs done / total while pretraining.
     pub progress: Option<(u64, u64)>,
     /// Version when ready.
@@ -135,21 +150,21 @@ impl SpaceKnowledge {
     pub fn report(&self) -> ModelReport {
         match &*self.model.read().unwrap_or_else(|p| p.into_inner()) {
             ModelStatus::Pretraining(bar) => ModelReport {
-                state: "pretraining",
+                state: ModelState::Pretraining,
                 progress: Some((bar.position(), bar.length().unwrap_or(0))),
                 version: None,
                 from_cache: None,
                 error: None,
             },
             ModelStatus::Ready(p) => ModelReport {
-                state: "ready",
+                state: ModelState::Ready,
                 progress: None,
                 version: Some(p.version.clone()),
                 from_cache: Some(p.from_cache),
                 error: None,
             },
             ModelStatus::Failed(e) => ModelReport {
-                state: "failed",
+                state: ModelState::Failed,
                 progress: None,
                 version: None,
                 from_cache: None,
@@ -303,4 +318,41 @@ fn spawn_progress_logger(space: SearchSpace, bar: ProgressBar) -> ProgressLogger
         }
     });
     ProgressLogger { stop }
+}
+
+/// The served spaces and their knowledge, shared by handlers and the
+/// transfer runner (cheap to clone). Reads like the map it wraps.
+#[derive(Clone, Default)]
+pub struct Spaces(Arc<BTreeMap<SearchSpace, Arc<SpaceKnowledge>>>);
+
+impl Spaces {
+    /// Wraps the loaded spaces.
+    pub fn new(spaces: BTreeMap<SearchSpace, Arc<SpaceKnowledge>>) -> Spaces {
+        Spaces(Arc::new(spaces))
+    }
+
+    /// The knowledge of a served space, or a 400 naming the served ones.
+    pub fn served(
+        &self,
+        space: SearchSpace,
+    ) -> std::result::Result<&Arc<SpaceKnowledge>, AppError> {
+        self.0.get(&space).ok_or_else(|| {
+            AppError::BadRequest(format!(
+                "space `{space}` is not served by this host (served: {})",
+                self.0
+                    .keys()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+}
+
+impl Deref for Spaces {
+    type Target = BTreeMap<SearchSpace, Arc<SpaceKnowledge>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }

@@ -7,6 +7,9 @@
 //! | [`store`] | SQLite/PostgreSQL persistence (sqlx `Any`, embedded migrations) |
 //! | [`api`] | routes: agent protocol, devices, predictions, models, ops |
 //! | [`auth`] | admin, enrolment and per-device bearer tokens (hashed) |
+//! | [`config`] | `ServiceConfig`: every flag of `serve` |
+//! | [`state`] | the router's state and its `FromRef` sub-states |
+//! | [`domain`] | typed purposes, states, subjects and samples (text only in `store`) |
 //! | [`error`] | `AppError` (one JSON error format) and the body extractor |
 //! | [`knowledge`] | vendored data + pretrained predictor per space (cached checkpoints) |
 //! | [`transfer`] | background transfer jobs with progress |
@@ -17,7 +20,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod config;
 pub mod dashboard;
+pub mod domain;
 pub mod error;
 pub mod knowledge;
 pub mod metrics;
@@ -31,11 +36,15 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use config::ServiceConfig;
 pub use error::AppError;
-pub use state::{AppState, ServiceConfig};
+pub use state::AppState;
 
-use knowledge::SpaceKnowledge;
+use knowledge::{SpaceKnowledge, Spaces};
+use metrics::Metrics;
+use predictions::PredictionCache;
 use store::Store;
+use transfer::TransferRunner;
 
 /// Connects the store, loads the vendored data of every served space, and
 /// starts loading or pretraining the predictors in the background.
@@ -62,17 +71,25 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
             .with_context(|| format!("loading the vendored {space} data"))?;
         spaces.insert(space, Arc::new(k));
     }
+    let config = Arc::new(config);
+    let spaces = Spaces::new(spaces);
+    let metrics = Arc::new(Metrics::default());
     let state = AppState {
-        config: Arc::new(config),
+        transfers: TransferRunner::new(
+            store.clone(),
+            metrics.clone(),
+            config.clone(),
+            spaces.clone(),
+        ),
+        predictions: Arc::new(PredictionCache::new(store.clone())),
+        config,
         store,
-        spaces: Arc::new(spaces),
-        metrics: Arc::default(),
-        transfers: Arc::default(),
-        predictions: Arc::default(),
+        spaces,
+        metrics,
     };
     for (space, k) in state.spaces.iter() {
         let (k, space, config) = (k.clone(), *space, state.config.clone());
-        let after = state.clone();
+        let (store, transfers) = (state.store.clone(), state.transfers.clone());
         tokio::spawn(async move {
             let train = config.train_config(space);
             let result = tokio::task::spawn_blocking(move || {
@@ -85,7 +102,7 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
             })
             .await;
             match result {
-                Ok(Ok(())) => resume_transfers(&after, space).await,
+                Ok(Ok(())) => resume_transfers(&store, &transfers, space).await,
                 Ok(Err(e)) => tracing::error!(%space, "pretraining failed: {e}"),
                 Err(e) => tracing::error!(%space, "pretraining crashed: {e}"),
             }
@@ -96,12 +113,16 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
 
 /// After a restart: devices that reached k samples but have no transfer
 /// (it was interrupted) get their automatic transfer now.
-async fn resume_transfers(state: &AppState, space: nasflat_shared::SearchSpace) {
-    let Ok(devices) = state.store.devices().await else {
+async fn resume_transfers(
+    store: &Store,
+    transfers: &TransferRunner,
+    space: nasflat_shared::SearchSpace,
+) {
+    let Ok(devices) = store.devices().await else {
         return;
     };
     for d in devices {
-        state.transfers.maybe_auto(state, &d.id, space).await;
+        transfers.maybe_auto(&d.id, space).await;
     }
 }
 

@@ -1,21 +1,23 @@
 //! The OpenAPI 3.1 document at `/v1/openapi.json`, generated from the route
-//! table ([`super::api::ROUTES`]): each [`Route`] names the Rust types of its
-//! query, request body and success response, and their JSON Schemas
-//! (`schemars`, derived on the wire types of `nasflat_shared::protocol` and
-//! on the service's own in `nasflat_host::service`) land in
-//! `components.schemas`, so a client can be generated from the document.
+//! table the router is built from (`api::routes`): each [`Route`]
+//! names its handler and the Rust types of its query, request body and
+//! success response, and their JSON Schemas (`schemars`, derived on the wire
+//! types of `nasflat_shared::protocol` and on the service's own in
+//! `nasflat_host::service`) land in `components.schemas`, so a client can be
+//! generated from the document. This module describes routes and knows
+//! nothing of the handlers: a route carries its handler as an opaque `H`.
 //!
 //! The schemas describe the JSON encoding. Postcard bodies
 //! (`application/x-postcard`) carry the same Rust types in serde's postcard
 //! encoding: fields in schema order, no names; architectures as op ids.
+
+use std::sync::Arc;
 
 use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use nasflat_shared::protocol::{ErrorBody, POSTCARD_MIME};
-
-use super::api::ROUTES;
 
 /// Writes the schema of one body or query type into a generator.
 pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -30,6 +32,53 @@ pub fn schema<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
 /// query parameters.
 pub fn fields<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     T::json_schema(g)
+}
+
+/// The HTTP methods the service routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+}
+
+impl Method {
+    /// The lower-case key OpenAPI gives an operation.
+    pub fn key(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+        }
+    }
+}
+
+/// Who may call a route: which bearer token it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No token.
+    Public,
+    /// The admin token.
+    Admin,
+    /// A device's own token.
+    Device,
+    /// A device's own token or the admin token.
+    DeviceOrAdmin,
+    /// The enrolment token (a new device) or a device's own token (re-attach).
+    EnrolmentOrDevice,
+}
+
+impl Auth {
+    /// How the document words it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Auth::Public => "public",
+            Auth::Admin => "admin token",
+            Auth::Device => "device token",
+            Auth::DeviceOrAdmin => "device or admin token",
+            Auth::EnrolmentOrDevice => "enrolment or device token",
+        }
+    }
 }
 
 /// What a request or response body holds.
@@ -49,17 +98,20 @@ pub enum Body {
     Raw(&'static str),
 }
 
-/// One route of the router, as documented.
-#[derive(Debug, Clone, Copy)]
-pub struct Route {
-    /// `get` or `post` (lower case, as OpenAPI keys operations).
-    pub method: &'static str,
+/// One route: what the router serves (`handler`) and what the document
+/// says of it, in one value so the two cannot drift apart.
+#[derive(Debug, Clone)]
+pub struct Route<H> {
+    /// The method the handler is routed under.
+    pub method: Method,
     /// Path with `{param}` segments, as given to `Router::route`.
     pub path: &'static str,
-    /// Who may call it; `public` needs no bearer token.
-    pub auth: &'static str,
+    /// Who may call it.
+    pub auth: Auth,
     /// One line.
     pub summary: &'static str,
+    /// The handler (for the router; the document ignores it).
+    pub handler: H,
     /// The handler's `Query<T>`, if any.
     pub query: Option<SchemaFn>,
     /// The request body.
@@ -72,18 +124,22 @@ pub struct Route {
     pub also: Option<(u16, Body)>,
 }
 
-impl Route {
-    const fn new(
-        method: &'static str,
+impl<H> Route<H> {
+    /// A route without query or body answering 200 with no body until
+    /// [`Route::query`], [`Route::takes`] and [`Route::answers`] say otherwise.
+    pub fn new(
+        method: Method,
         path: &'static str,
-        auth: &'static str,
+        auth: Auth,
         summary: &'static str,
-    ) -> Route {
+        handler: H,
+    ) -> Route<H> {
         Route {
             method,
             path,
             auth,
             summary,
+            handler,
             query: None,
             request: Body::Empty,
             status: 200,
@@ -92,18 +148,8 @@ impl Route {
         }
     }
 
-    /// A GET route answering 200 with no body until [`Route::answers`].
-    pub const fn get(path: &'static str, auth: &'static str, summary: &'static str) -> Route {
-        Route::new("get", path, auth, summary)
-    }
-
-    /// A POST route without body until [`Route::takes`].
-    pub const fn post(path: &'static str, auth: &'static str, summary: &'static str) -> Route {
-        Route::new("post", path, auth, summary)
-    }
-
     /// Sets the query parameters (see [`fields`]).
-    pub const fn query(self, query: SchemaFn) -> Route {
+    pub fn query(self, query: SchemaFn) -> Route<H> {
         Route {
             query: Some(query),
             ..self
@@ -111,12 +157,12 @@ impl Route {
     }
 
     /// Sets the request body.
-    pub const fn takes(self, request: Body) -> Route {
+    pub fn takes(self, request: Body) -> Route<H> {
         Route { request, ..self }
     }
 
     /// Sets the success status and its body.
-    pub const fn answers(self, status: u16, response: Body) -> Route {
+    pub fn answers(self, status: u16, response: Body) -> Route<H> {
         Route {
             status,
             response,
@@ -125,11 +171,28 @@ impl Route {
     }
 
     /// Adds another non-error answer.
-    pub const fn also(self, status: u16, response: Body) -> Route {
+    pub fn also(self, status: u16, response: Body) -> Route<H> {
         Route {
             also: Some((status, response)),
             ..self
         }
+    }
+}
+
+/// The generated document, built once with the router and shared by the
+/// handler of `/v1/openapi.json`.
+#[derive(Debug, Clone)]
+pub struct ApiDocument(Arc<Value>);
+
+impl ApiDocument {
+    /// Wraps a document made by [`document`].
+    pub fn new(document: Value) -> ApiDocument {
+        ApiDocument(Arc::new(document))
+    }
+
+    /// The JSON document.
+    pub fn value(&self) -> &Value {
+        &self.0
     }
 }
 
@@ -225,8 +288,52 @@ fn operation_id(method: &str, path: &str) -> String {
     }
 }
 
-/// The document.
-pub fn document() -> Value {
+/// The operation object of one route.
+fn operation<H>(route: &Route<H>, error: &Value, g: &mut SchemaGenerator) -> Value {
+    let mut params: Vec<Value> = route
+        .path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    if let Some(q) = route.query {
+        params.extend(query_parameters(q, g));
+    }
+    let security = match route.auth {
+        Auth::Public => json!([]),
+        _ => json!([{"bearer": []}]),
+    };
+    let mut responses = Map::new();
+    responses.insert(
+        route.status.to_string(),
+        response(route.status, route.response, g),
+    );
+    if let Some((status, body)) = route.also {
+        responses.insert(status.to_string(), response(status, body, g));
+    }
+    for range in ["4XX", "5XX"] {
+        responses.insert(
+            range.to_string(),
+            json!({"description": "ErrorBody", "content": {"application/json": {"schema": error}}}),
+        );
+    }
+    let mut op = json!({
+        "operationId": operation_id(route.method.key(), route.path),
+        "summary": route.summary,
+        "description": format!("Auth: {}.", route.auth.describe()),
+        "parameters": params,
+        "security": security,
+        "responses": responses,
+    });
+    if let Some(c) = content(route.request, g) {
+        let required = !matches!(route.request, Body::OptionalWire(_));
+        op["requestBody"] = json!({"required": required, "content": c});
+    }
+    op
+}
+
+/// The document of `routes`.
+pub fn document<H>(routes: &[Route<H>]) -> Value {
     let mut g = SchemaSettings::draft2020_12()
         .with(|s| {
             s.definitions_path = "/components/schemas".into();
@@ -235,52 +342,13 @@ pub fn document() -> Value {
         .into_generator();
     let error = schema_value(g.subschema_for::<ErrorBody>());
     let mut paths = Map::new();
-    for route in ROUTES {
-        let mut params: Vec<Value> = route
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if let Some(q) = route.query {
-            params.extend(query_parameters(q, &mut g));
-        }
-        let security = if route.auth == "public" {
-            json!([])
-        } else {
-            json!([{"bearer": []}])
-        };
-        let mut responses = Map::new();
-        responses.insert(
-            route.status.to_string(),
-            response(route.status, route.response, &mut g),
-        );
-        if let Some((status, body)) = route.also {
-            responses.insert(status.to_string(), response(status, body, &mut g));
-        }
-        for range in ["4XX", "5XX"] {
-            responses.insert(
-                range.to_string(),
-                json!({"description": "ErrorBody", "content": {"application/json": {"schema": error}}}),
-            );
-        }
-        let mut op = json!({
-            "operationId": operation_id(route.method, route.path),
-            "summary": route.summary,
-            "description": format!("Auth: {}.", route.auth),
-            "parameters": params,
-            "security": security,
-            "responses": responses,
-        });
-        if let Some(c) = content(route.request, &mut g) {
-            let required = !matches!(route.request, Body::OptionalWire(_));
-            op["requestBody"] = json!({"required": required, "content": c});
-        }
+    for route in routes {
+        let op = operation(route, &error, &mut g);
         let entry = paths
             .entry(route.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(m) = entry {
-            m.insert(route.method.to_string(), op);
+            m.insert(route.method.key().to_string(), op);
         }
     }
     json!({

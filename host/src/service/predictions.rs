@@ -13,25 +13,30 @@ use super::error::AppError;
 use super::store::Store;
 use super::store::transfers::PredictionRow;
 
-/// Decoded predictions by (device, space).
-#[derive(Default)]
+/// Decoded predictions by (device, space), read through from the store.
 pub struct PredictionCache {
+    store: Store,
     map: Mutex<HashMap<(String, SearchSpace), Arc<PredictionRow>>>,
 }
 
 impl PredictionCache {
+    /// An empty cache over `store`.
+    pub fn new(store: Store) -> PredictionCache {
+        PredictionCache {
+            store,
+            map: Mutex::default(),
+        }
+    }
+
     /// The current predictions of a device, or `None` before its first transfer.
     pub async fn get(
         &self,
-        store: &Store,
         device_id: &str,
         space: SearchSpace,
     ) -> Result<Option<Arc<PredictionRow>>, AppError> {
         let key = (device_id.to_string(), space);
-        let Some(version) = store
-            .prediction_version(device_id, &space.to_string())
-            .await?
-        else {
+        let store = &self.store;
+        let Some(version) = store.prediction_version(device_id, space).await? else {
             return Ok(None);
         };
         if let Some(hit) = self
@@ -43,7 +48,7 @@ impl PredictionCache {
         {
             return Ok(Some(hit.clone()));
         }
-        let Some(row) = store.predictions(device_id, &space.to_string()).await? else {
+        let Some(row) = store.predictions(device_id, space).await? else {
             return Ok(None);
         };
         let row = Arc::new(row);

@@ -1,111 +1,18 @@
-//! Configuration and the state every handler shares.
+//! The state the router holds, and the sub-states handlers take from it
+//! (axum `FromRef`): a handler names only the parts it reads (`State<Store>`,
+//! `State<Spaces>`, ...), so no module below the router depends on the
+//! whole.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use nasflat_shared::SearchSpace;
-use nasflat_shared::protocol::JobLimits;
+use axum::extract::FromRef;
 
-use super::knowledge::SpaceKnowledge;
+use super::config::ServiceConfig;
+use super::knowledge::Spaces;
 use super::metrics::Metrics;
 use super::predictions::PredictionCache;
 use super::store::Store;
 use super::transfer::TransferRunner;
-use nasflat_predictor::model::{PredictorConfig, TrainConfig};
-use nasflat_predictor::sampler::Sampler;
-
-/// Everything `nasflat-host serve` can be told.
-#[derive(Debug, Clone)]
-pub struct ServiceConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// `sqlite://PATH` or `postgres://...`.
-    pub db_url: String,
-    /// Pretrained checkpoints are looked up and cached here.
-    pub checkpoint_dir: PathBuf,
-    /// Token of management endpoints.
-    pub admin_token: String,
-    /// Token a new device presents to register.
-    pub enrol_token: String,
-    /// Spaces served (each is pretrained and sampled for new devices).
-    pub spaces: Vec<SearchSpace>,
-    /// k: sampler-chosen archs a new device measures before transfer.
-    pub samples: usize,
-    /// How the k archs are chosen (seeded by the device id).
-    pub sampler: Sampler,
-    /// Lease length; a lease not renewed by a heartbeat within it returns to the queue.
-    pub lease_secs: u32,
-    /// Poll interval told to idle agents.
-    pub poll_secs: u32,
-    /// Timing bounds sent with every lease.
-    pub limits: JobLimits,
-    /// Largest request body of JSON/postcard endpoints.
-    pub max_body_bytes: usize,
-    /// Largest ONNX upload.
-    pub max_model_bytes: usize,
-    /// Leases of one job before it is given up.
-    pub max_attempts: i64,
-    /// Network shape of the predictor.
-    pub predictor: PredictorConfig,
-    /// Pretraining epochs override.
-    pub pretrain_epochs: Option<usize>,
-    /// Source samples per device override.
-    pub source_samples: Option<usize>,
-    /// Transfer epochs override.
-    pub transfer_epochs: Option<usize>,
-    /// Weight of the linear stack in the served blend (0 = GNN alone).
-    pub blend: f64,
-    /// Seed of pretraining (and, mixed with the device id, of transfer).
-    pub seed: u64,
-    /// Start a transfer by itself once a device has k valid plan samples.
-    pub auto_transfer: bool,
-}
-
-impl ServiceConfig {
-    /// Defaults for a database URL and a checkpoint directory; tokens must be set.
-    pub fn new(db_url: String, checkpoint_dir: PathBuf) -> ServiceConfig {
-        ServiceConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            db_url,
-            checkpoint_dir,
-            admin_token: String::new(),
-            enrol_token: String::new(),
-            spaces: vec![SearchSpace::Nb201],
-            samples: 20,
-            sampler: Sampler::Random,
-            lease_secs: 120,
-            poll_secs: 5,
-            limits: JobLimits::default(),
-            max_body_bytes: 16 << 20,
-            max_model_bytes: 256 << 20,
-            max_attempts: 5,
-            predictor: PredictorConfig::default(),
-            pretrain_epochs: None,
-            source_samples: None,
-            transfer_epochs: None,
-            blend: nasflat_predictor::fewshot::DEFAULT_BLEND,
-            seed: 0,
-            auto_transfer: true,
-        }
-    }
-
-    /// Training settings of a space with the overrides applied.
-    pub fn train_config(&self, space: SearchSpace) -> TrainConfig {
-        let mut t = TrainConfig::for_space(space);
-        if let Some(v) = self.pretrain_epochs {
-            t.epochs = v;
-        }
-        if let Some(v) = self.source_samples {
-            t.source_samples = v;
-        }
-        if let Some(v) = self.transfer_epochs {
-            t.transfer_epochs = v;
-        }
-        t
-    }
-}
 
 /// Shared by all handlers (cheap to clone).
 #[derive(Clone)]
@@ -115,27 +22,31 @@ pub struct AppState {
     /// Database.
     pub store: Store,
     /// Data and pretrained predictor per served space.
-    pub spaces: Arc<BTreeMap<SearchSpace, Arc<SpaceKnowledge>>>,
+    pub spaces: Spaces,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Background transfer jobs.
-    pub transfers: Arc<TransferRunner>,
+    pub transfers: TransferRunner,
     /// Served predictions, cached by version.
     pub predictions: Arc<PredictionCache>,
 }
 
-impl AppState {
-    /// The knowledge of a served space, or a 400 naming the served ones.
-    pub fn space(&self, space: SearchSpace) -> Result<&Arc<SpaceKnowledge>, super::AppError> {
-        self.spaces.get(&space).ok_or_else(|| {
-            super::AppError::BadRequest(format!(
-                "space `{space}` is not served by this host (served: {})",
-                self.spaces
-                    .keys()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        })
-    }
+/// `FromRef<AppState>` for each field type: `State<T>` then extracts it.
+macro_rules! substate {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        $(impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> $ty {
+                state.$field.clone()
+            }
+        })*
+    };
 }
+
+substate!(
+    config: Arc<ServiceConfig>,
+    store: Store,
+    spaces: Spaces,
+    metrics: Arc<Metrics>,
+    transfers: TransferRunner,
+    predictions: Arc<PredictionCache>,
+);

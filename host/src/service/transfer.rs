@@ -14,12 +14,14 @@ use indicatif::ProgressBar;
 use nasflat_shared::SearchSpace;
 use sha2::{Digest, Sha256};
 
+use super::config::ServiceConfig;
+use super::domain::{Purpose, TransferState, Trigger};
 use super::error::AppError;
-use super::knowledge::{Pretrained, SpaceKnowledge};
+use super::knowledge::{Pretrained, SpaceKnowledge, Spaces};
 use super::metrics::Metrics;
-use super::state::AppState;
 use super::store::measurements::MeasurementRow;
-use super::store::new_id;
+use super::store::transfers::NewPredictions;
+use super::store::{Store, new_id};
 use nasflat_predictor::error::Result as PredictorResult;
 use nasflat_predictor::fewshot::{self, FewShot};
 use nasflat_predictor::train::TransferOptions;
@@ -36,40 +38,42 @@ pub enum SampleSet {
     All,
 }
 
-/// Transfers in flight in this process (one per device and space).
-#[derive(Default)]
+/// Starts and runs transfer jobs. It owns what a transfer touches (the
+/// store, the counters, the configuration, the served spaces), so a
+/// transfer needs nothing of the router's state; cheap to clone.
+#[derive(Clone)]
 pub struct TransferRunner {
-    active: Mutex<HashSet<(String, SearchSpace)>>,
+    /// Transfers in flight in this process (one per device and space).
+    active: Arc<Mutex<HashSet<(String, SearchSpace)>>>,
+    store: Store,
+    metrics: Arc<Metrics>,
+    config: Arc<ServiceConfig>,
+    spaces: Spaces,
 }
 
-/// The (row, median ms) samples of a device in a space; repeated
-/// measurements of one arch are merged by their median.
-pub fn samples_of(
-    measurements: &[MeasurementRow],
-    space: SearchSpace,
-    set: SampleSet,
-) -> (Vec<usize>, Vec<f64>) {
+/// The samples of a device in a space; repeated measurements of one arch
+/// are merged by their median.
+pub fn samples_of(measurements: &[MeasurementRow], space: SearchSpace, set: SampleSet) -> Samples {
     let mut by_row: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
-    let name = space.to_string();
     for m in measurements {
         let wanted = match set {
-            SampleSet::Plan => m.purpose == "sample",
+            SampleSet::Plan => m.purpose == Purpose::Sample,
             SampleSet::All => true,
         };
-        if !(wanted && m.valid && m.kind == "arch" && m.space.as_deref() == Some(name.as_str())) {
+        if !(wanted && m.valid) {
             continue;
         }
-        if let Some(row) = m.arch_index.and_then(|i| usize::try_from(i).ok()) {
+        if let Some(row) = m.subject.row_in(space) {
             by_row.entry(row).or_default().push(m.median_ms);
         }
     }
-    by_row
-        .into_iter()
-        .map(|(row, mut v)| {
-            v.sort_by(f64::total_cmp);
-            (row, v[v.len() / 2])
-        })
-        .unzip()
+    Samples::usable(by_row.into_iter().map(|(row, mut v)| {
+        v.sort_by(f64::total_cmp);
+        Sample {
+            row,
+            ms: v[v.len() / 2],
+        }
+    }))
 }
 
 /// Seed of a device's transfer (and plan): the service seed mixed with a
@@ -82,15 +86,30 @@ pub fn device_seed(base: u64, device_id: &str) -> u64 {
 }
 
 impl TransferRunner {
+    /// A runner with no transfer in flight.
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        config: Arc<ServiceConfig>,
+        spaces: Spaces,
+    ) -> TransferRunner {
+        TransferRunner {
+            active: Arc::default(),
+            store,
+            metrics,
+            config,
+            spaces,
+        }
+    }
+
     /// Starts a transfer unless one is running for this device and space.
     /// Returns the transfer id.
     pub async fn start(
         &self,
-        state: &AppState,
         device_id: &str,
         space: SearchSpace,
         set: SampleSet,
-        trigger: &str,
+        trigger: Trigger,
     ) -> Result<String, AppError> {
         let key = (device_id.to_string(), space);
         if !self
@@ -104,40 +123,49 @@ impl TransferRunner {
             )));
         }
         let id = new_id("xfer");
-        if let Err(e) = state
+        if let Err(e) = self
             .store
-            .insert_transfer(&id, device_id, &space.to_string(), trigger)
+            .insert_transfer(&id, device_id, space, trigger)
             .await
         {
             self.finish(&key);
             return Err(e.into());
         }
-        let state = state.clone();
+        let runner = self.clone();
         let transfer_id = id.clone();
         tokio::spawn(async move {
-            let outcome = run(&state, &transfer_id, &key.0, space, set).await;
-            let (status, message, samples) = match outcome {
-                Ok((message, samples)) => {
-                    Metrics::inc(&state.metrics.transfers_done);
-                    ("done", message, samples)
-                }
-                Err((e, samples)) => {
-                    Metrics::inc(&state.metrics.transfers_failed);
-                    tracing::warn!(transfer = %transfer_id, "transfer failed: {e}");
-                    ("failed", e.to_string(), samples)
-                }
-            };
-            let progress = if status == "done" { 1.0 } else { 0.0 };
-            if let Err(e) = state
-                .store
-                .update_transfer(&transfer_id, status, progress, &message, samples, true)
-                .await
-            {
-                tracing::error!(transfer = %transfer_id, "cannot record the transfer's end: {e}");
-            }
-            state.transfers.finish(&key);
+            let outcome = runner.run(&transfer_id, &key.0, space, set).await;
+            runner.record_end(&transfer_id, outcome).await;
+            runner.finish(&key);
         });
         Ok(id)
+    }
+
+    /// Counts a finished transfer and stores how it ended.
+    async fn record_end(&self, transfer_id: &str, outcome: Result<(String, usize), RunError>) {
+        let (status, message, samples) = match outcome {
+            Ok((message, samples)) => {
+                Metrics::inc(&self.metrics.transfers_done);
+                (TransferState::Done, message, samples)
+            }
+            Err((e, samples)) => {
+                Metrics::inc(&self.metrics.transfers_failed);
+                tracing::warn!(transfer = %transfer_id, "transfer failed: {e}");
+                (TransferState::Failed, e.to_string(), samples)
+            }
+        };
+        let progress = if status == TransferState::Done {
+            1.0
+        } else {
+            0.0
+        };
+        if let Err(e) = self
+            .store
+            .update_transfer(transfer_id, status, progress, &message, samples)
+            .await
+        {
+            tracing::error!(transfer = %transfer_id, "cannot record the transfer's end: {e}");
+        }
     }
 
     fn finish(&self, key: &(String, SearchSpace)) {
@@ -147,163 +175,205 @@ impl TransferRunner {
             .remove(key);
     }
 
+    /// Whether a device has k valid plan samples and has never been
+    /// transferred (nor is being) in `space`.
+    async fn wants_auto(&self, device_id: &str, space: SearchSpace) -> Result<bool, AppError> {
+        let measured = self.store.measurements_of_device(device_id).await?;
+        if samples_of(&measured, space, SampleSet::Plan).len() < self.config.samples {
+            return Ok(false);
+        }
+        let earlier = self.store.transfers(device_id).await?;
+        Ok(!earlier
+            .iter()
+            .any(|t| t.space == space && t.state != TransferState::Failed))
+    }
+
     /// Starts the automatic transfer of a device once it has k valid plan
     /// samples and has never been transferred (nor is being).
-    pub async fn maybe_auto(&self, state: &AppState, device_id: &str, space: SearchSpace) {
-        if !state.config.auto_transfer {
+    pub async fn maybe_auto(&self, device_id: &str, space: SearchSpace) {
+        if !self.config.auto_transfer {
             return;
         }
-        let check = async {
-            let measured = state.store.measurements_of_device(device_id).await?;
-            let (rows, _) = samples_of(&measured, space, SampleSet::Plan);
-            if rows.len() < state.config.samples {
-                return Ok::<bool, AppError>(false);
-            }
-            let earlier = state.store.transfers(device_id).await?;
-            Ok(!earlier
-                .iter()
-                .any(|t| t.space == space.to_string() && t.state != "failed"))
-        };
-        match check.await {
-            Ok(true) => {
-                match self
-                    .start(state, device_id, space, SampleSet::Plan, "auto")
-                    .await
-                {
-                    Ok(id) => {
-                        tracing::info!(device = %device_id, transfer = %id, "automatic transfer started")
-                    }
-                    Err(AppError::Conflict(_)) => {}
-                    Err(e) => tracing::warn!(device = %device_id, "cannot start transfer: {e}"),
+        match self.wants_auto(device_id, space).await {
+            Ok(true) => match self
+                .start(device_id, space, SampleSet::Plan, Trigger::Auto)
+                .await
+            {
+                Ok(id) => {
+                    tracing::info!(device = %device_id, transfer = %id, "automatic transfer started")
                 }
-            }
+                Err(AppError::Conflict(_)) => {}
+                Err(e) => tracing::warn!(device = %device_id, "cannot start transfer: {e}"),
+            },
             Ok(false) => {}
             Err(e) => tracing::warn!(device = %device_id, "transfer check failed: {e}"),
+        }
+    }
+
+    /// Records a transfer's progress (best effort: a lost update only
+    /// delays what the status shows).
+    async fn progress(
+        &self,
+        id: &str,
+        state: TransferState,
+        progress: f64,
+        message: String,
+        n: usize,
+    ) {
+        let _ = self
+            .store
+            .update_transfer(id, state, progress, &message, n)
+            .await;
+    }
+
+    /// Waits for the pretrained predictor of a space (first start).
+    async fn pretrained(
+        &self,
+        id: &str,
+        knowledge: &SpaceKnowledge,
+        n: usize,
+    ) -> Result<Arc<Pretrained>, AppError> {
+        loop {
+            if let Some(p) = knowledge.pretrained() {
+                return Ok(p);
+            }
+            if let Some(e) = knowledge.failure() {
+                return Err(AppError::Unavailable(format!(
+                    "no pretrained predictor: {e}"
+                )));
+            }
+            self.progress(
+                id,
+                TransferState::Queued,
+                0.0,
+                "waiting for the pretrained predictor".into(),
+                n,
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// One transfer: fit on the device's samples, predict the space, store it.
+    async fn run(
+        &self,
+        id: &str,
+        device_id: &str,
+        space: SearchSpace,
+        set: SampleSet,
+    ) -> Result<(String, usize), RunError> {
+        let knowledge = self.spaces.served(space).map_err(|e| (e, 0))?.clone();
+        let measured = self
+            .store
+            .measurements_of_device(device_id)
+            .await
+            .map_err(|e| (e.into(), 0))?;
+        let samples = samples_of(&measured, space, set);
+        let n = samples.len();
+        if n < 2 {
+            return Err((
+                AppError::Conflict(format!(
+                    "`{device_id}` has {n} valid {space} samples; a transfer needs at least 2"
+                )),
+                n,
+            ));
+        }
+        let pretrained = self
+            .pretrained(id, &knowledge, n)
+            .await
+            .map_err(|e| (e, n))?;
+        self.progress(
+            id,
+            TransferState::Running,
+            0.0,
+            format!("fitting on {n} samples"),
+            n,
+        )
+        .await;
+        let computed = self
+            .fit_and_predict(id, device_id, &knowledge, &pretrained, &samples)
+            .await
+            .map_err(|e| (e, n))?;
+        let version = format!("{}/{device_id}/{id}", pretrained.version);
+        self.store
+            .put_predictions(&NewPredictions {
+                device_id,
+                space,
+                version: &version,
+                transfer_id: id,
+                base_version: &pretrained.version,
+                init_from: computed.init_from.as_deref(),
+                train_rows: &samples.rows(),
+                latencies: &computed.latencies,
+            })
+            .await
+            .map_err(|e| (e.into(), n))?;
+        let message = format!(
+            "fitted on {n} samples in {:.1} s; hardware embedding initialised from {}; Spearman on the fit samples {:.3}",
+            computed.seconds,
+            computed.init_from.as_deref().unwrap_or("the mean row"),
+            computed.fit_spearman
+        );
+        tracing::info!(device = %device_id, %version, "{message}");
+        Ok((message, n))
+    }
+
+    /// Runs [`compute`] on a blocking thread, reporting its progress.
+    async fn fit_and_predict(
+        &self,
+        id: &str,
+        device_id: &str,
+        knowledge: &Arc<SpaceKnowledge>,
+        pretrained: &Arc<Pretrained>,
+        samples: &Samples,
+    ) -> Result<Computed, AppError> {
+        let n = samples.len();
+        let train = self.config.train_config(knowledge.space);
+        let bar = ProgressBar::hidden();
+        bar.set_length(train.transfer_epochs.max(1) as u64);
+        let predicted = Arc::new(AtomicUsize::new(0));
+        let opts = fewshot::Options {
+            transfer: TransferOptions {
+                train,
+                seed: device_seed(self.config.seed, device_id),
+                progress: Some(bar.clone()),
+            },
+            blend: self.config.blend,
+        };
+        let job = {
+            let (k, p, samples, predicted, device) = (
+                knowledge.clone(),
+                pretrained.clone(),
+                samples.clone(),
+                predicted.clone(),
+                device_id.to_string(),
+            );
+            tokio::task::spawn_blocking(move || {
+                compute(&k, &p, &device, &samples, &opts, &predicted)
+            })
+        };
+        tokio::pin!(job);
+        let total = knowledge.data.rows().max(1);
+        let outcome = loop {
+            tokio::select! {
+                r = &mut job => break r,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                    let fit = bar.position() as f64 / bar.length().unwrap_or(1).max(1) as f64;
+                    let pred = predicted.load(Ordering::Relaxed) as f64 / total as f64;
+                    let stage = if pred > 0.0 { "predicting the space" } else { "fine-tuning" };
+                    self.progress(id, TransferState::Running, 0.7 * fit + 0.3 * pred, format!("{stage} ({n} samples)"), n).await;
+                }
+            }
+        };
+        match outcome {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(AppError::Predictor(e)),
+            Err(join) => Err(AppError::Internal(format!("transfer crashed: {join}"))),
         }
     }
 }
 
 type RunError = (AppError, usize);
-
-async fn run(
-    state: &AppState,
-    id: &str,
-    device_id: &str,
-    space: SearchSpace,
-    set: SampleSet,
-) -> Result<(String, usize), RunError> {
-    let knowledge = state.space(space).map_err(|e| (e, 0))?.clone();
-    let measured = state
-        .store
-        .measurements_of_device(device_id)
-        .await
-        .map_err(|e| (e.into(), 0))?;
-    let (rows, ms) = samples_of(&measured, space, set);
-    let n = rows.len();
-    if n < 2 {
-        return Err((
-            AppError::Conflict(format!(
-                "`{device_id}` has {n} valid {space} samples; a transfer needs at least 2"
-            )),
-            n,
-        ));
-    }
-    let update = |state_name: &'static str, progress: f64, message: String| {
-        let store = state.store.clone();
-        let id = id.to_string();
-        async move {
-            let _ = store
-                .update_transfer(&id, state_name, progress, &message, n, false)
-                .await;
-        }
-    };
-    // Wait for the pretrained predictor (first start).
-    let pretrained = loop {
-        if let Some(p) = knowledge.pretrained() {
-            break p;
-        }
-        if let Some(e) = knowledge.failure() {
-            return Err((
-                AppError::Unavailable(format!("no pretrained predictor: {e}")),
-                n,
-            ));
-        }
-        update("queued", 0.0, "waiting for the pretrained predictor".into()).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    update("running", 0.0, format!("fitting on {n} samples")).await;
-    let samples = match Samples::new(
-        rows.iter()
-            .zip(&ms)
-            .map(|(&row, &ms)| Sample { row, ms })
-            .collect(),
-    ) {
-        Ok(s) => s,
-        Err(e) => return Err((AppError::Conflict(format!("`{device_id}`: {e}")), n)),
-    };
-    let train = state.config.train_config(space);
-    let bar = ProgressBar::hidden();
-    bar.set_length(train.transfer_epochs.max(1) as u64);
-    let predicted = Arc::new(AtomicUsize::new(0));
-    let opts = fewshot::Options {
-        transfer: TransferOptions {
-            train,
-            seed: device_seed(state.config.seed, device_id),
-            progress: Some(bar.clone()),
-        },
-        blend: state.config.blend,
-    };
-    let job = {
-        let (k, p, device, counter) = (
-            knowledge.clone(),
-            pretrained.clone(),
-            device_id.to_string(),
-            predicted.clone(),
-        );
-        tokio::task::spawn_blocking(move || compute(&k, &p, &device, &samples, &opts, &counter))
-    };
-    tokio::pin!(job);
-    let total = knowledge.data.rows().max(1);
-    let outcome = loop {
-        tokio::select! {
-            r = &mut job => break r,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                let fit = bar.position() as f64 / bar.length().unwrap_or(1).max(1) as f64;
-                let pred = predicted.load(Ordering::Relaxed) as f64 / total as f64;
-                let stage = if pred > 0.0 { "predicting the space" } else { "fine-tuning" };
-                update("running", 0.7 * fit + 0.3 * pred, format!("{stage} ({n} samples)")).await;
-            }
-        }
-    };
-    let computed = match outcome {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return Err((AppError::Internal(format!("transfer: {e}")), n)),
-        Err(join) => return Err((AppError::Internal(format!("transfer crashed: {join}")), n)),
-    };
-    let version = format!("{}/{device_id}/{id}", pretrained.version);
-    state
-        .store
-        .put_predictions(
-            device_id,
-            &space.to_string(),
-            &version,
-            id,
-            &pretrained.version,
-            computed.init_from.as_deref(),
-            &rows,
-            &computed.latencies,
-        )
-        .await
-        .map_err(|e| (e.into(), n))?;
-    let message = format!(
-        "fitted on {n} samples in {:.1} s; hardware embedding initialised from {}; Spearman on the fit samples {:.3}",
-        computed.seconds,
-        computed.init_from.as_deref().unwrap_or("the mean row"),
-        computed.fit_spearman
-    );
-    tracing::info!(device = %device_id, %version, "{message}");
-    Ok((message, n))
-}
 
 struct Computed {
     latencies: Vec<f64>,

@@ -42,7 +42,11 @@ impl HelpMlp {
                     .filter(|v| *v > 0.0)
                     .map(f64::ln)
                     .ok_or_else(|| {
-                        PredictorError::invalid("help", format!("reference arch {a} not measured"))
+                        PredictorError::input(
+                            "HELP reference architecture",
+                            "measured on the target",
+                            format!("arch {a} not measured"),
+                        )
                     })
             })
             .collect()

@@ -32,7 +32,7 @@ pub enum Method {
     /// Ridge regression of log target latency on log source latencies.
     Ridge,
     /// HELP-style MLP with a reference-latency hardware embedding.
-    Help,
+    HelpMlp,
     /// The GNN trained on the k target samples only.
     Scratch,
     /// Ridge on source log latencies plus analytic cost features.
@@ -51,7 +51,7 @@ impl Method {
         Method::Params,
         Method::Nearest,
         Method::Ridge,
-        Method::Help,
+        Method::HelpMlp,
         Method::Scratch,
         Method::RidgeCost,
         Method::Additive,
@@ -66,7 +66,7 @@ impl Method {
             Method::Params => "params",
             Method::Nearest => "nearest",
             Method::Ridge => "ridge",
-            Method::Help => "help",
+            Method::HelpMlp => "help",
             Method::Scratch => "scratch",
             Method::RidgeCost => "ridgecost",
             Method::Additive => "additive",
@@ -89,10 +89,7 @@ impl std::str::FromStr for Method {
             .copied()
             .find(|m| m.name() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                PredictorError::invalid(
-                    "method",
-                    format!("`{s}` (expected nasflat, flops, params, nearest, ridge, ridgecost, additive, stacked, help, scratch or all)"),
-                )
+                PredictorError::input("method", "nasflat, flops, params, nearest, ridge, ridgecost, additive, stacked, help, scratch or all", format!("`{s}`"))
             })
     }
 }
@@ -168,8 +165,9 @@ pub fn nearest_predict(
     ms: &[f64],
     rows: &[usize],
 ) -> Result<Vec<f64>> {
-    let i = nearest_source(sources, archs, ms)
-        .ok_or_else(|| PredictorError::invalid("nearest", "no source device"))?;
+    let i = nearest_source(sources, archs, ms).ok_or_else(|| {
+        PredictorError::input("nearest baseline", "at least one source device", "none")
+    })?;
     let col = &sources.columns[i];
     Ok(calibrated(|r| col[r], archs, ms, rows))
 }
@@ -184,8 +182,9 @@ pub fn ridge_predict(
 ) -> Result<Vec<f64>> {
     let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
     let y: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-    let model =
-        Ridge::fit_loo(&x, &y).ok_or_else(|| PredictorError::invalid("ridge", "could not fit"))?;
+    let model = Ridge::fit_loo(&x, &y).ok_or_else(|| {
+        PredictorError::internal("ridge", "the leave-one-out fit found no solution")
+    })?;
     Ok(rows
         .iter()
         .map(|&r| model.predict(&sources.row(r)).exp())
@@ -216,8 +215,9 @@ pub fn ridge_cost_predict(
 ) -> Result<Vec<f64>> {
     let x: Vec<Vec<f64>> = archs.iter().map(|&a| cost_row(data, sources, a)).collect();
     let y: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-    let model =
-        Ridge::fit_loo(&x, &y).ok_or_else(|| PredictorError::invalid("ridge", "could not fit"))?;
+    let model = Ridge::fit_loo(&x, &y).ok_or_else(|| {
+        PredictorError::internal("ridge", "the leave-one-out fit found no solution")
+    })?;
     Ok(rows
         .iter()
         .map(|&r| model.predict(&cost_row(data, sources, r)).exp())
@@ -236,13 +236,13 @@ const FLOOR_SHARE: f64 = 0.05;
 /// - *anchored*: total FLOPs joins as an unpenalised column, so it shrinks
 ///   towards "latency proportional to FLOPs" instead.
 ///
-/// Why both: on devices whose latency table is coarse and noisy (phones with
-/// 45-108 distinct integer-ms values), 20 samples cannot pin six or eight
-/// coefficients and shrinking towards FLOPs is the better prior (FBNet
-/// samsung_a50 0.863 -> 0.877, samsung_s7 0.658 -> 0.688 in the prototype,
-/// 8 trials); on GPUs FLOPs is a poor direction and the plain fit does
-/// better. Their average kept every gain and lost at most 0.003 on any of the
-/// 34 target devices (docs/results.md).
+/// Why both: on devices whose latency table is coarse and noisy (phones
+/// whose tables hold few distinct integer-ms values), 20 samples cannot pin
+/// six or eight coefficients and shrinking towards FLOPs is the better
+/// prior; on GPUs FLOPs is a poor direction and the plain fit does better.
+/// Their average keeps the anchored fit's gains on the phones at almost no
+/// cost elsewhere (figures: docs/experiments/table7.md, "FLOPs-anchored
+/// additive model").
 #[derive(Debug, Clone)]
 pub struct AdditiveModel {
     plain: Ridge,
@@ -259,8 +259,9 @@ impl AdditiveModel {
     pub fn fit(data: &SpaceData, archs: &[usize], ms: &[f64]) -> Result<Self> {
         let f = &data.features;
         let x: Vec<Vec<f64>> = archs.iter().map(|&a| f.additive_row(a).to_vec()).collect();
-        let plain = Ridge::fit_loo(&x, ms)
-            .ok_or_else(|| PredictorError::invalid("additive", "could not fit"))?;
+        let plain = Ridge::fit_loo(&x, ms).ok_or_else(|| {
+            PredictorError::internal("additive", "the leave-one-out fit found no solution")
+        })?;
         let anchored_x: Vec<Vec<f64>> = archs
             .iter()
             .zip(&x)
@@ -320,14 +321,13 @@ pub fn additive_predict(
 
 /// The additive model keeps at least half the weight (grid 0.5..=1.0): it is
 /// the physical prior, and with 20 leave-one-out errors a free weight
-/// overfits (all 12 tasks, 5 trials: F1 0.867 free vs 0.886 floored, the
-/// other tasks within 0.003; docs/results.md).
+/// overfits (docs/experiments/table7.md, "Stacking rules").
 const MIN_ADDITIVE_STEP: u32 = 5;
 
 /// The sources join only if they cut the additive model's leave-one-out
 /// error by at least 10%: 20 LOO residuals are noisy, and a small apparent
-/// gain is more often chance than signal (5 trials: F1 0.886 -> 0.894, NA
-/// 0.945 -> 0.954, the rest within 0.005).
+/// gain is more often chance than signal (docs/experiments/table7.md,
+/// "Stacking rules").
 const SOURCE_GAIN: f64 = 0.9;
 
 /// Weight of the additive model when stacked with the source regression,
@@ -356,8 +356,9 @@ impl Stack {
         let additive = AdditiveModel::fit(data, archs, ms)?;
         let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
         let log_ms: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-        let source_model = Ridge::fit_loo(&x, &log_ms)
-            .ok_or_else(|| PredictorError::invalid("ridge", "could not fit"))?;
+        let source_model = Ridge::fit_loo(&x, &log_ms).ok_or_else(|| {
+            PredictorError::internal("ridge", "the leave-one-out fit found no solution")
+        })?;
         let a: Vec<f64> = additive.loo_predictions.iter().map(|v| v.ln()).collect();
         let b = &source_model.loo_predictions;
         let mut best = (f64::INFINITY, 1.0);

@@ -11,12 +11,13 @@ pub mod cache;
 pub mod zcp;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nasflat_shared::SearchSpace;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PredictorError, Result};
+use cache::EncodingsSource;
 
 /// The encodings the samplers and `--supplementary` know by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -70,10 +71,7 @@ impl std::str::FromStr for EncodingKind {
             .into_iter()
             .find(|k| k.name() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                PredictorError::invalid(
-                    "encoding",
-                    format!("`{s}` (expected zcp, arch2vec, cate or caz)"),
-                )
+                PredictorError::input("encoding", "zcp, arch2vec, cate or caz", format!("`{s}`"))
             })
     }
 }
@@ -105,19 +103,18 @@ impl Encoding {
         let name = name.into();
         let dim = columns.len();
         if dim == 0 || !values.len().is_multiple_of(dim) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
-                format!(
-                    "`{name}`: {} values do not fill rows of {dim} columns",
-                    values.len()
-                ),
+                format!("`{name}`: whole rows of {dim} columns"),
+                format!("{} values", values.len()),
             ));
         }
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
+                format!("`{name}`: finite values"),
                 format!(
-                    "`{name}`: row {} column `{}` is not finite ({})",
+                    "row {} column `{}` = {}",
                     i / dim,
                     columns[i % dim],
                     values[i]
@@ -159,16 +156,17 @@ impl Encoding {
     pub fn concat(name: &str, parts: &[&Encoding]) -> Result<Encoding> {
         let first = parts
             .first()
-            .ok_or_else(|| PredictorError::invalid("encoding", format!("`{name}`: no parts")))?;
+            .ok_or_else(|| PredictorError::internal("encoding", format!("`{name}`: no parts")))?;
         let rows = first.rows();
         if let Some(bad) = parts
             .iter()
             .find(|p| p.rows() != rows || p.space != first.space)
         {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "encoding",
+                format!("`{name}`: parts with the same rows and space"),
                 format!(
-                    "`{name}`: part `{}` has {} rows of {}, `{}` has {} of {}",
+                    "part `{}` has {} rows of {}, `{}` has {} of {}",
                     bad.name,
                     bad.rows(),
                     bad.space,
@@ -221,27 +219,27 @@ impl Encoding {
 
 /// The encodings of one space that could be built or found, and where the
 /// cached ones were looked for (for error messages).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EncodingSet {
     map: BTreeMap<EncodingKind, Encoding>,
-    dir: Option<PathBuf>,
+    source: EncodingsSource,
     space: Option<SearchSpace>,
     notes: Vec<String>,
 }
 
 impl EncodingSet {
-    /// Builds `zcp` and reads every cached encoding of `space` that exists in
-    /// `dir` (default: [`cache::default_dir`]); `caz` when its three parts exist.
+    /// Builds `zcp` and reads every cached encoding of `space`: from `dir`
+    /// when given (retrained files), else from [`EncodingsSource::resolve`]'s
+    /// choice (`$NASFLAT_ENCODINGS_DIR`, else the shipped files); `caz` when
+    /// its three parts exist.
     pub fn load(space: SearchSpace, dir: Option<&Path>) -> Result<Self> {
-        let dir = dir.map(Path::to_path_buf).or_else(cache::default_dir);
+        let source = EncodingsSource::resolve(dir);
         let mut map = BTreeMap::new();
-        let (zcp, notes) = zcp::build(space, dir.as_deref())?;
+        let (zcp, notes) = zcp::build(space, &source)?;
         map.insert(EncodingKind::Zcp, zcp);
-        if let Some(d) = &dir {
-            for kind in EncodingKind::ALL.into_iter().filter(|k| k.is_cached()) {
-                if let Some(enc) = cache::read_optional(d, space, kind.name())? {
-                    map.insert(kind, enc);
-                }
+        for kind in EncodingKind::ALL.into_iter().filter(|k| k.is_cached()) {
+            if let Some(enc) = cache::read_optional(&source, space, kind.name())? {
+                map.insert(kind, enc);
             }
         }
         if let (Some(c), Some(a), Some(z)) = (
@@ -254,7 +252,7 @@ impl EncodingSet {
         }
         Ok(EncodingSet {
             map,
-            dir,
+            source,
             space: Some(space),
             notes,
         })
@@ -266,7 +264,7 @@ impl EncodingSet {
         let space = map.values().next().map(|e| e.space);
         EncodingSet {
             map,
-            dir: None,
+            source: EncodingsSource::Shipped,
             space,
             notes: Vec::new(),
         }
@@ -275,21 +273,23 @@ impl EncodingSet {
     /// One encoding, or an error saying which file would provide it.
     pub fn get(&self, kind: EncodingKind) -> Result<&Encoding> {
         self.map.get(&kind).ok_or_else(|| {
-            let space = self.space.map_or("?", SearchSpace::name);
+            let missing = |name: &str| match self.space {
+                Some(space) => self.source.location(space, name),
+                None => format!("<space>_{name}.csv.gz"),
+            };
             let wanted = match kind {
                 EncodingKind::Caz => format!(
-                    "caz needs cate and arch2vec: {}",
-                    ["cate", "arch2vec"]
-                        .iter()
-                        .map(|n| self.expected_path(space, n))
-                        .collect::<Vec<_>>()
-                        .join(" and ")
+                    "caz needs cate and arch2vec: {} and {}",
+                    missing("cate"),
+                    missing("arch2vec")
                 ),
-                other => self.expected_path(space, other.name()),
+                other => missing(other.name()),
             };
-            PredictorError::invalid(
+            let space = self.space.map_or("?", SearchSpace::name);
+            PredictorError::input(
                 "encoding",
-                format!("`{kind}` is not available for {space} (missing {wanted})"),
+                format!("an encoding available for {space}"),
+                format!("`{kind}` (missing {wanted})"),
             )
         })
     }
@@ -303,14 +303,6 @@ impl EncodingSet {
     /// Kinds present.
     pub fn available(&self) -> Vec<EncodingKind> {
         self.map.keys().copied().collect()
-    }
-
-    fn expected_path(&self, space: &str, name: &str) -> String {
-        let file = cache::file_name(space, name);
-        match &self.dir {
-            Some(d) => d.join(file).display().to_string(),
-            None => format!("data/encodings/{file} (no encodings folder found)"),
-        }
     }
 }
 

@@ -5,26 +5,26 @@
 //! min-max for the rest.
 //!
 //! FBNet: the 13 proxies of `fbnet/zcp.csv`. NB201: the public data has only
-//! FLOPs, params and Zen for all 15,625 archs (CIFAR-10 columns, the dataset
-//! of the paper's encoding). The other ten proxies are computed by
+//! FLOPs, params and Zen for every architecture (CIFAR-10 columns, the
+//! dataset of the paper's encoding). The other proxies are computed by
 //! `nasflat-host encode --encoder zcp` into `nb201_zcp_computed.csv.gz`
-//! ([`ComputedProxies`]). They join the encoding only when that file covers
-//! **every** architecture: the shipped file holds 725 (the public
-//! NAS-Bench-Suite-Zero subset), and a proxy known for 5% of the rows cannot
-//! encode the other 95%, so with a partial file the encoding stays
+//! ([`ComputedProxies`]; which ones the shipped file holds is in
+//! `data/encodings/README.md`). They join the encoding only when that file
+//! covers **every** architecture: a proxy known for a few rows cannot
+//! encode the others, so with a partial file the encoding stays
 //! flops/params/zen and [`build`] returns a note saying so (the CLI prints
 //! it) instead of guessing the missing values.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use nasflat_encoders::zcp::PROXY_NAMES;
-use nasflat_encoders::zcp::run::{ZcpRow, read_rows};
+use nasflat_encoders::zcp::run::{ZcpRow, parse_rows};
 
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::{self, NumericTable};
 
-use super::{Encoding, cache};
+use super::Encoding;
+use super::cache::{self, EncodingsSource};
 use crate::error::{PredictorError, Result};
 
 /// Cache name of the NB201 proxies `nasflat-host encode --encoder zcp` writes
@@ -125,10 +125,10 @@ fn raw_columns(table: &NumericTable, pick: &[(&str, &str)], shown: &str) -> Resu
     pick.iter()
         .map(|&(source, name)| {
             let c = table.position(source).ok_or_else(|| {
-                PredictorError::invalid("zcp", format!("{shown}: no column `{source}`"))
+                PredictorError::input("zcp", format!("{shown}: a column `{source}`"), "none")
             })?;
             let values = (0..table.rows())
-                .map(|r| cache::cell(table, c, r, shown))
+                .map(|r| cell(table, c, r, shown))
                 .collect::<Result<Vec<_>>>()?;
             Ok(RawColumn {
                 name: name.to_string(),
@@ -136,6 +136,17 @@ fn raw_columns(table: &NumericTable, pick: &[(&str, &str)], shown: &str) -> Resu
             })
         })
         .collect()
+}
+
+/// One cell of a vendored proxy table that must be present.
+fn cell(table: &NumericTable, c: usize, r: usize, shown: &str) -> Result<f64> {
+    table.get(c, r).ok_or_else(|| {
+        PredictorError::input(
+            "zcp",
+            format!("{shown}: a value in every cell"),
+            format!("row {r} column `{}` empty", table.names()[c]),
+        )
+    })
 }
 
 /// Normalises named raw columns into an encoding, ordered as
@@ -155,15 +166,17 @@ pub fn from_raw(
     columns.sort_by(|a, b| order(&a.0).cmp(&order(&b.0)).then(a.0.cmp(&b.0)));
     let rows = columns.first().map_or(0, |c| c.1.len());
     if let Some((name, v)) = columns.iter().find(|c| c.1.len() != rows) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "zcp",
-            format!("proxy `{name}` has {} rows, expected {rows}", v.len()),
+            format!("proxy `{name}` with {rows} rows"),
+            format!("{} rows", v.len()),
         ));
     }
     if let Some((name, _)) = columns.iter().find(|c| c.1.iter().any(|v| !v.is_finite())) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "zcp",
-            format!("proxy `{name}` has a non-finite raw value"),
+            format!("finite raw values of proxy `{name}`"),
+            "a non-finite value",
         ));
     }
     let normalised: Vec<Vec<f64>> = columns
@@ -179,11 +192,11 @@ pub fn from_raw(
 }
 
 /// The proxies the encoder computed for some (or all) NB201 architectures,
-/// as read from `nb201_zcp_computed.csv.gz` (or `.csv`) of an encodings folder.
+/// as read from `nb201_zcp_computed.csv.gz` (or `.csv`) of an encodings source.
 #[derive(Debug, Clone)]
 pub struct ComputedProxies {
     /// File read, for messages.
-    pub path: PathBuf,
+    pub origin: String,
     /// Version derived from the run's sidecar settings (seed, batch, ...).
     pub version: String,
     /// Raw scores by architecture index (NaN where a proxy is undefined).
@@ -191,35 +204,38 @@ pub struct ComputedProxies {
 }
 
 impl ComputedProxies {
-    /// Reads the computed proxies of `dir`; `None` when the file is absent.
-    pub fn read_optional(dir: &Path) -> Result<Option<Self>> {
-        let Some(path) = super::cache::find_table(dir, SearchSpace::Nb201, COMPUTED_PROXIES) else {
+    /// Reads the computed proxies of `source`; `None` when it has none.
+    pub fn read_optional(source: &EncodingsSource) -> Result<Option<Self>> {
+        let space = SearchSpace::Nb201;
+        let Some(text) = source
+            .table_text(space, COMPUTED_PROXIES)
+            .map_err(cache::file_error)?
+        else {
             return Ok(None);
         };
-        let shown = path.display().to_string();
-        let rows = read_rows(&path)
-            .map_err(|e| PredictorError::invalid("computed zcp file", format!("{shown}: {e}")))?;
+        let rows = parse_rows(&text.origin, &text.text).map_err(cache::file_error)?;
         if let Some(bad) = rows.keys().find(|&&i| i >= nasflat_shared::NB201_SIZE) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "computed zcp file",
                 format!(
-                    "{shown}: index {bad} is outside 0..{}",
+                    "{}: indices in 0..{}",
+                    text.origin,
                     nasflat_shared::NB201_SIZE
                 ),
+                format!("index {bad}"),
             ));
         }
         // The sidecar records the run's settings; any change of them changes
         // the values, so the version is a digest of its text.
-        let sidecar = dir.join(format!(
-            "{}_{COMPUTED_PROXIES}.json",
-            SearchSpace::Nb201.name()
-        ));
-        let version = match std::fs::read(&sidecar) {
-            Ok(bytes) => format!("computed-{:016x}", fnv1a(&bytes)),
-            Err(_) => "computed-unversioned".to_string(),
+        let version = match source
+            .sidecar_bytes(space, COMPUTED_PROXIES)
+            .map_err(cache::file_error)?
+        {
+            Some(bytes) => format!("computed-{:016x}", fnv1a(&bytes)),
+            None => "computed-unversioned".to_string(),
         };
         Ok(Some(ComputedProxies {
-            path,
+            origin: text.origin,
             version,
             rows,
         }))
@@ -296,11 +312,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// The ZCP encoding of a space from the vendored tables, extended (NB201) by
-/// the computed proxies of the encodings folder when they cover every
-/// architecture; also returns notes on what was left out and why.
-pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<(Encoding, Vec<String>)> {
+/// the computed proxies of `source` when they cover every architecture;
+/// also returns notes on what was left out and why.
+pub fn build(space: SearchSpace, source: &EncodingsSource) -> Result<(Encoding, Vec<String>)> {
     let table = data::zcp_table(space)?;
-    let (pick, source): (Vec<(&str, &str)>, &str) = match space {
+    let (pick, vendored): (Vec<(&str, &str)>, &str) = match space {
         SearchSpace::Fbnet => (
             PAPER_PROXIES.iter().map(|p| (*p, *p)).collect(),
             "fbnet/zcp.csv",
@@ -314,18 +330,24 @@ pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<(Encoding, Vec<St
             "nb201/zcp.csv",
         ),
     };
-    let mut columns: Vec<(String, Vec<f64>)> = raw_columns(&table, &pick, source)?
+    let mut columns: Vec<(String, Vec<f64>)> = raw_columns(&table, &pick, vendored)?
         .into_iter()
         .map(|c| (c.name, c.values))
         .collect();
-    let mut version = format!("{NORMALISATION_VERSION}:{source}");
+    let mut version = format!("{NORMALISATION_VERSION}:{vendored}");
     let mut notes = Vec::new();
-    let computed = match (space, dir) {
-        (SearchSpace::Nb201, Some(d)) => ComputedProxies::read_optional(d)?,
-        _ => None,
+    let computed = match space {
+        SearchSpace::Nb201 => ComputedProxies::read_optional(source)?,
+        SearchSpace::Fbnet => None,
     };
+    if computed.is_none() && space == SearchSpace::Nb201 {
+        notes.push(format!(
+            "zcp nb201: no {}, so the zcp encoding uses only the public flops/params/zen",
+            source.location(space, COMPUTED_PROXIES)
+        ));
+    }
     if let Some(computed) = computed {
-        let shown = computed.path.display();
+        let shown = &computed.origin;
         if computed.covers_space() {
             let (extra, column_notes) = computed.complete_columns();
             // Vendored columns win over recomputed ones of the same name.
@@ -355,6 +377,7 @@ pub fn build(space: SearchSpace, dir: Option<&Path>) -> Result<(Encoding, Vec<St
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn close(a: &[f64], b: &[f64]) {
         assert_eq!(a.len(), b.len());
@@ -423,7 +446,7 @@ mod tests {
 
     #[test]
     fn fbnet_has_the_13_paper_proxies_in_unit_range() {
-        let (enc, notes) = build(SearchSpace::Fbnet, None).unwrap();
+        let (enc, notes) = build(SearchSpace::Fbnet, &EncodingsSource::Shipped).unwrap();
         assert!(notes.is_empty());
         assert_eq!(enc.rows(), 5000);
         assert_eq!(enc.columns, PAPER_PROXIES.to_vec());
@@ -435,6 +458,10 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn folder(dir: &Path) -> EncodingsSource {
+        EncodingsSource::Dir(dir.to_path_buf())
     }
 
     /// A computed-proxy file in the encoder's format with `rows` indices.
@@ -463,11 +490,13 @@ mod tests {
     #[test]
     fn a_partial_computed_file_leaves_nb201_zcp_public_with_a_note() {
         let dir = tempfile::tempdir().unwrap();
-        let (base, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        let (base, notes) = build(SearchSpace::Nb201, &folder(dir.path())).unwrap();
         assert_eq!(base.columns, vec!["flops", "params", "zen"]);
-        assert!(notes.is_empty());
+        // A folder without the file: said, not silent.
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("no ") && notes[0].contains("nb201_zcp_computed.csv.gz"));
         write_computed(dir.path(), [3, 117, 180].into_iter());
-        let (enc, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        let (enc, notes) = build(SearchSpace::Nb201, &folder(dir.path())).unwrap();
         assert_eq!(
             enc, base,
             "3 scored archs must not change the 15,625-row encoding"
@@ -477,7 +506,9 @@ mod tests {
             notes[0].contains("covers 3 of 15625") && notes[0].contains("--archs all"),
             "{notes:?}"
         );
-        let computed = ComputedProxies::read_optional(dir.path()).unwrap().unwrap();
+        let computed = ComputedProxies::read_optional(&folder(dir.path()))
+            .unwrap()
+            .unwrap();
         assert!(!computed.covers_space());
         assert_eq!(
             computed.proxy("nwot").unwrap(),
@@ -489,9 +520,9 @@ mod tests {
     #[test]
     fn a_full_computed_file_extends_nb201_zcp() {
         let dir = tempfile::tempdir().unwrap();
-        let (base, _) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        let (base, _) = build(SearchSpace::Nb201, &folder(dir.path())).unwrap();
         write_computed(dir.path(), 0..nasflat_shared::NB201_SIZE);
-        let (ext, notes) = build(SearchSpace::Nb201, Some(dir.path())).unwrap();
+        let (ext, notes) = build(SearchSpace::Nb201, &folder(dir.path())).unwrap();
         // epe_nas is undefined on one row: ranked last; grasp on every row:
         // left out. A note for each.
         assert_eq!(notes.len(), 2, "{notes:?}");
@@ -537,9 +568,12 @@ mod tests {
     fn computed_index_outside_the_space_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         write_computed(dir.path(), [0, 20_000].into_iter());
-        let err = build(SearchSpace::Nb201, Some(dir.path()))
+        let err = build(SearchSpace::Nb201, &folder(dir.path()))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("index 20000 is outside"), "{err}");
+        assert!(
+            err.contains("indices in 0..15625, got index 20000"),
+            "{err}"
+        );
     }
 }

@@ -52,7 +52,7 @@ pub struct EvalOptions {
     /// Optimisation settings.
     pub train: TrainConfig,
     /// Epochs of the HELP-style MLP pretraining.
-    pub help_epochs: usize,
+    pub help_mlp_epochs: usize,
     /// Weights of the linear stack (additive + source regression, see
     /// [`baselines::Stack`]) blended into NASFLAT's GNN in log-ms space;
     /// 0 = the paper's predictor alone. Several weights are evaluated from
@@ -186,9 +186,10 @@ fn progress_style() -> ProgressStyle {
 pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> {
     opts.train.validate()?;
     if let Some(w) = opts.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "blend",
-            format!("weight {w} is outside [0, 1]"),
+            "a weight in [0, 1]",
+            w.to_string(),
         ));
     }
     let multi = MultiProgress::with_draw_target(if opts.quiet {
@@ -291,7 +292,7 @@ struct TargetCase {
 enum Pretrained {
     Nothing,
     Nasflat(Box<Predictor>),
-    Help(HelpMlp),
+    HelpMlp(HelpMlp),
 }
 
 /// One method's predictions for one target, under the labels they are
@@ -400,11 +401,11 @@ fn pretrain_for(
             bar.finish_and_clear();
             Pretrained::Nasflat(Box::new(model))
         }
-        Method::Help => Pretrained::Help(HelpMlp::pretrain(
+        Method::HelpMlp => Pretrained::HelpMlp(HelpMlp::pretrain(
             ctx.data,
             &ctx.task.train,
             opts.train.source_samples,
-            opts.help_epochs,
+            opts.help_mlp_epochs,
             ctx.seed,
         )?),
         _ => return Ok((Pretrained::Nothing, Vec::new())),
@@ -421,9 +422,9 @@ fn predict_case(
 ) -> Result<Prediction> {
     match (method, pretrained) {
         (Method::Nasflat, Pretrained::Nasflat(model)) => predict_nasflat(ctx, model, case),
-        (Method::Help, Pretrained::Help(model)) => predict_help(ctx, model, case),
+        (Method::HelpMlp, Pretrained::HelpMlp(model)) => predict_help(ctx, model, case),
         (Method::Scratch, _) => predict_scratch(ctx, case),
-        (Method::Nasflat | Method::Help, _) => Err(PredictorError::invalid(
+        (Method::Nasflat | Method::HelpMlp, _) => Err(PredictorError::internal(
             "eval",
             format!("{method} was not pretrained"),
         )),
@@ -488,7 +489,7 @@ fn predict_help(ctx: &TrialContext<'_>, model: &HelpMlp, case: &TargetCase) -> R
     let k = archs.len();
     let cal = LogLinearCalibration::fit(&scores[..k], &ms);
     Ok(Prediction::closed_form(
-        Method::Help,
+        Method::HelpMlp,
         started,
         cal.apply_all(&scores[k..]),
     ))
@@ -556,8 +557,8 @@ fn predict_closed_form(
         Method::RidgeCost => baselines::ridge_cost_predict(data, sources, &archs, &ms, rest)?,
         Method::Additive => baselines::additive_predict(data, &archs, &ms, rest)?,
         Method::Stacked => baselines::stacked_predict(data, sources, &archs, &ms, rest)?,
-        Method::Nasflat | Method::Help | Method::Scratch => {
-            return Err(PredictorError::invalid(
+        Method::Nasflat | Method::HelpMlp | Method::Scratch => {
+            return Err(PredictorError::internal(
                 "eval",
                 format!("{method} is not a closed-form baseline"),
             ));

@@ -26,9 +26,10 @@ impl std::str::FromStr for GnnKind {
             "dgf" | "gcn" => Ok(GnnKind::Dgf),
             "gat" => Ok(GnnKind::Gat),
             "ensemble" | "dgf+gat" => Ok(GnnKind::Ensemble),
-            other => Err(PredictorError::invalid(
+            other => Err(PredictorError::input(
                 "gnn",
-                format!("`{other}` (expected dgf, gat or ensemble)"),
+                "dgf, gat or ensemble",
+                format!("`{other}`"),
             )),
         }
     }
@@ -50,9 +51,10 @@ impl std::str::FromStr for LossKind {
         match s.to_ascii_lowercase().as_str() {
             "hinge" => Ok(LossKind::Hinge),
             "mse" => Ok(LossKind::Mse),
-            other => Err(PredictorError::invalid(
+            other => Err(PredictorError::input(
                 "loss",
-                format!("`{other}` (expected hinge or mse)"),
+                "hinge or mse",
+                format!("`{other}`"),
             )),
         }
     }
@@ -133,8 +135,9 @@ impl TrainConfig {
     /// Table 20 settings of a space, except pretraining length: the paper's
     /// 150 epochs over 25 (NB201) / 800 (FBNet) samples per source device
     /// take hours on 2 CPU cores, so the defaults are 60 epochs x 25 samples
-    /// (NB201) and 20 epochs x 100 samples (FBNet). Single-task checks showed
-    /// no gain from 100 NB201 source samples (N2: 0.795 vs 0.798).
+    /// (NB201) and 20 epochs x 100 samples (FBNet): more NB201 source samples
+    /// do not help, and on FBNet more help the GNN alone but not the served
+    /// blend (docs/experiments/table7.md, "Source samples per device").
     pub fn for_space(space: SearchSpace) -> Self {
         let (transfer_epochs, transfer_lr, source_samples, epochs) = match space {
             SearchSpace::Nb201 => (40, 3e-3, 25, 60),
@@ -157,18 +160,24 @@ impl TrainConfig {
     /// Rejects values that cannot train.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size < 2 {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "batch size",
-                "must be at least 2 for a pairwise loss",
+                "at least 2 (a pairwise loss)",
+                self.batch_size.to_string(),
             ));
         }
         if !(self.lr > 0.0 && self.transfer_lr > 0.0) {
-            return Err(PredictorError::invalid("learning rate", "must be positive"));
+            return Err(PredictorError::input(
+                "learning rate",
+                "positive rates",
+                format!("lr {}, transfer lr {}", self.lr, self.transfer_lr),
+            ));
         }
         if self.source_samples == 0 {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "source samples",
-                "must be positive",
+                "a positive count",
+                "0",
             ));
         }
         Ok(())

@@ -229,7 +229,7 @@ pub fn needed_positions(preds: &[Vec<usize>], readout: usize, layers: usize) -> 
 
 fn present(id: u32, what: &str) -> Result<u32> {
     if id == ABSENT {
-        return Err(crate::error::PredictorError::invalid(
+        return Err(crate::error::PredictorError::internal(
             "memoised inference",
             format!("{what} was not computed by the previous level"),
         ));

@@ -55,9 +55,10 @@ impl GraphBatch {
         let mut supp = Vec::new();
         for (bi, &r) in rows.iter().enumerate() {
             if r >= features.len {
-                return Err(PredictorError::invalid(
+                return Err(PredictorError::input(
                     "row",
-                    format!("{r} >= {}", features.len),
+                    format!("< {}", features.len),
+                    r.to_string(),
                 ));
             }
             for node in 0..n {
@@ -139,13 +140,14 @@ impl Predictor {
         seed: u64,
     ) -> Result<Self> {
         if devices.is_empty() {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "devices",
-                "a predictor needs at least one device",
+                "at least one device",
+                "none",
             ));
         }
         if config.gnn.is_empty() {
-            return Err(PredictorError::invalid("gnn", "needs at least one layer"));
+            return Err(PredictorError::input("gnn", "at least one layer", "none"));
         }
         let varmap = VarMap::new();
         let mut f = ParamFactory::new(&varmap, seed);
@@ -325,25 +327,24 @@ impl Predictor {
         device: usize,
     ) -> Result<Vec<f64>> {
         if let Some(&r) = rows.iter().find(|&&r| r >= features.len) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "row",
-                format!("{r} >= {}", features.len),
+                format!("< {}", features.len),
+                r.to_string(),
             ));
         }
         if device >= self.devices.len() {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "device row",
-                format!("{device} >= {}", self.devices.len()),
+                format!("< {}", self.devices.len()),
+                device.to_string(),
             ));
         }
         if features.nodes != self.preds.len() {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "features",
-                format!(
-                    "graphs of {} nodes, the model's space has {}",
-                    features.nodes,
-                    self.preds.len()
-                ),
+                format!("graphs of {} nodes (the model's space)", self.preds.len()),
+                format!("{} nodes", features.nodes),
             ));
         }
         let net = self.net.detached();
@@ -460,11 +461,11 @@ impl Predictor {
         );
         let last = steps
             .last()
-            .ok_or_else(|| PredictorError::invalid("gnn", "needs at least one layer"))?;
+            .ok_or_else(|| PredictorError::internal("gnn", "a network without layers"))?;
         let mut readout_rows = Vec::with_capacity(b);
         for g in 0..b {
             let id = last.level.id(g, n - 1).ok_or_else(|| {
-                PredictorError::invalid("memoised inference", "readout not computed")
+                PredictorError::internal("memoised inference", "readout not computed")
             })?;
             readout_rows.push(id as u32);
         }
@@ -507,18 +508,20 @@ impl Predictor {
     /// Returns the new row's index.
     pub fn add_device(&mut self, name: &str, init_from: Option<usize>) -> Result<usize> {
         if self.devices.iter().any(|d| d == name) {
-            return Err(PredictorError::invalid(
+            return Err(PredictorError::input(
                 "device",
-                format!("`{name}` is already in the predictor"),
+                "a name not yet in the predictor",
+                format!("`{name}`"),
             ));
         }
         let current = self.net.hw_emb.detach();
         let row = match init_from {
             Some(i) if i < self.devices.len() => current.i(i..i + 1)?,
             Some(i) => {
-                return Err(PredictorError::invalid(
+                return Err(PredictorError::input(
                     "hw init",
-                    format!("row {i} >= {}", self.devices.len()),
+                    format!("a row < {}", self.devices.len()),
+                    i.to_string(),
                 ));
             }
             None => current.mean_keepdim(0)?,
@@ -562,7 +565,7 @@ impl Predictor {
             .map_err(|e| PredictorError::Poisoned(e.to_string()))?;
         for (name, var) in dst.iter_mut() {
             let value = src.get(name).ok_or_else(|| {
-                PredictorError::invalid("clone", format!("missing variable {name}"))
+                PredictorError::internal("clone", format!("missing variable {name}"))
             })?;
             if name == HW_EMB {
                 let fresh = Var::from_tensor(&value.as_tensor().copy()?)?;

@@ -100,9 +100,10 @@ impl<'a> TrivialFit<'a> {
             .map(|s| (trivial_row(data, s.row), s.ms))
             .collect();
         let coef = least_squares(&points).ok_or_else(|| {
-            PredictorError::invalid(
-                "trivial fit",
-                "FLOPs and params of the samples are collinear",
+            PredictorError::input(
+                "trivial fit samples",
+                "FLOPs and params that are not collinear",
+                "collinear FLOPs and params",
             )
         })?;
         let fastest = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);

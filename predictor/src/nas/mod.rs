@@ -59,9 +59,10 @@ impl FromStr for Mode {
         match s.to_ascii_lowercase().as_str() {
             "metad2a500" => Ok(Mode::Metad2a500),
             "exhaustive" => Ok(Mode::Exhaustive),
-            _ => Err(PredictorError::invalid(
+            _ => Err(PredictorError::input(
                 "mode",
-                format!("`{s}` (expected metad2a500 or exhaustive)"),
+                "metad2a500 or exhaustive",
+                format!("`{s}`"),
             )),
         }
     }

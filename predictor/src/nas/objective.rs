@@ -113,9 +113,10 @@ impl FromStr for Objective {
             .copied()
             .find(|o| o.name() == lower)
             .ok_or_else(|| {
-                PredictorError::invalid(
+                PredictorError::input(
                     "objective",
-                    format!("`{s}` (expected cifar10, cifar100, imagenet16_120, flops, params or synflow)"),
+                    "cifar10, cifar100, imagenet16_120, flops, params or synflow",
+                    format!("`{s}`"),
                 )
             })
     }

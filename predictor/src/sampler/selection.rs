@@ -12,22 +12,17 @@ const MAX_LLOYD_ITERATIONS: usize = 100;
 
 fn check(rows: &[usize], k: usize, enc: &Encoding) -> Result<()> {
     if k > rows.len() {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "sampler",
-            format!(
-                "asked for {k} architectures but only {} candidates exist",
-                rows.len()
-            ),
+            format!("at most {} architectures", rows.len()),
+            k.to_string(),
         ));
     }
     if let Some(r) = rows.iter().find(|&&r| r >= enc.rows()) {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "sampler",
-            format!(
-                "row {r} is outside encoding `{}` ({} rows)",
-                enc.name,
-                enc.rows()
-            ),
+            format!("rows of encoding `{}` (< {})", enc.name, enc.rows()),
+            format!("row {r}"),
         ));
     }
     Ok(())
@@ -73,7 +68,7 @@ pub fn cosine(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
         next = (0..rows.len())
             .filter(|&i| !chosen[i])
             .min_by(|&a, &b| similarity_sum[a].total_cmp(&similarity_sum[b]))
-            .ok_or_else(|| PredictorError::invalid("sampler", "ran out of candidates"))?;
+            .ok_or_else(|| PredictorError::internal("sampler", "ran out of candidates"))?;
     }
 }
 
@@ -168,7 +163,7 @@ pub fn kmeans(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
             let unused: Vec<usize> = (0..n).filter(|&i| !is_centre[i]).collect();
             (!unused.is_empty()).then(|| unused[rng.random_range(0..unused.len())])
         }
-        .ok_or_else(|| PredictorError::invalid("sampler", "k-means++ found no next centre"))?;
+        .ok_or_else(|| PredictorError::internal("sampler", "k-means++ found no next centre"))?;
         is_centre[next] = true;
         centres.extend_from_slice(point(next));
         for (i, d) in d2.iter_mut().enumerate() {
@@ -253,7 +248,7 @@ pub fn kmeans(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
                     .total_cmp(&dist2(point(b), centre))
                     .then(a.cmp(&b))
             })
-            .ok_or_else(|| PredictorError::invalid("sampler", "ran out of candidates"))?;
+            .ok_or_else(|| PredictorError::internal("sampler", "ran out of candidates"))?;
         taken[best] = true;
         picked.push(rows[best]);
     }
@@ -265,12 +260,10 @@ pub fn kmeans(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
 /// paper's quantile-spread samplers (params, latency oracle).
 pub fn bucket_spread(order: &[usize], k: usize, rng: &mut impl Rng) -> Result<Vec<usize>> {
     if k > order.len() {
-        return Err(PredictorError::invalid(
+        return Err(PredictorError::input(
             "sampler",
-            format!(
-                "asked for {k} architectures but only {} candidates exist",
-                order.len()
-            ),
+            format!("at most {} architectures", order.len()),
+            k.to_string(),
         ));
     }
     let mut picked = Vec::with_capacity(k);
@@ -411,7 +404,7 @@ mod tests {
         let e = clusters();
         let mut rng = StdRng::seed_from_u64(0);
         let err = kmeans(&e, &[0, 1], 3, &mut rng).unwrap_err().to_string();
-        assert!(err.contains("only 2 candidates"), "{err}");
+        assert!(err.contains("at most 2 architectures, got 3"), "{err}");
         assert!(cosine(&e, &[0, 1], 3, &mut rng).is_err());
         assert!(bucket_spread(&[0, 1], 3, &mut rng).is_err());
         assert!(cosine(&e, &[99], 1, &mut rng).is_err());

@@ -39,7 +39,11 @@ pub fn extend(
     let mut chosen: Vec<usize> = Vec::with_capacity(k);
     for r in initial {
         let i = *position.get(&r).ok_or_else(|| {
-            PredictorError::invalid("uncertainty sampler", format!("row {r} is not measured"))
+            PredictorError::input(
+                "uncertainty sampler",
+                "measured rows",
+                format!("row {r} not measured"),
+            )
         })?;
         if !chosen.contains(&i) {
             chosen.push(i);
@@ -58,7 +62,7 @@ pub fn extend(
         } else {
             most_disputed(&features, &chosen, &members)
         }
-        .ok_or_else(|| PredictorError::invalid("uncertainty sampler", "ran out of candidates"))?;
+        .ok_or_else(|| PredictorError::internal("uncertainty sampler", "ran out of candidates"))?;
         log_ms.push(measured(data, column, valid[next])?);
         chosen.push(next);
     }
@@ -70,7 +74,11 @@ fn measured(data: &SpaceData, column: usize, row: usize) -> Result<f64> {
         .filter(|v| *v > 0.0)
         .map(f64::ln)
         .ok_or_else(|| {
-            PredictorError::invalid("uncertainty sampler", format!("row {row} has no latency"))
+            PredictorError::input(
+                "uncertainty sampler",
+                "rows with a latency",
+                format!("row {row} without one"),
+            )
         })
 }
 

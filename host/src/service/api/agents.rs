@@ -2,6 +2,8 @@
 //! results, release, model download. Postcard by default, JSON accepted; the
 //! agent binary talks to these routes unchanged.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,13 +16,15 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::service::auth::{self, DeviceAuth, bearer, expect_device, hash_token, same_secret};
+use crate::service::config::ServiceConfig;
+use crate::service::domain::{Purpose, Subject};
 use crate::service::error::{AppError, Reply, Wire};
+use crate::service::knowledge::Spaces;
 use crate::service::metrics::Metrics;
-use crate::service::state::AppState;
 use crate::service::store::jobs::{JobRow, NewJob};
 use crate::service::store::measurements::{NewMeasurement, StoreOutcome};
-use crate::service::store::new_id;
-use crate::service::transfer::device_seed;
+use crate::service::store::{Store, new_id};
+use crate::service::transfer::{TransferRunner, device_seed};
 
 /// Most results accepted in one batch (the agent sends 32).
 pub const MAX_BATCH: usize = 256;
@@ -30,7 +34,10 @@ pub const MAX_LEASES: usize = 16;
 /// `POST /v1/agents/register`: a new device (enrolment token) or a
 /// re-attach (the device's own token and its id).
 pub async fn register(
-    State(state): State<AppState>,
+    State(config): State<Arc<ServiceConfig>>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(metrics): State<Arc<Metrics>>,
     headers: HeaderMap,
     Wire(req): Wire<RegisterRequest>,
 ) -> Result<Reply<RegisterResponse>, AppError> {
@@ -50,19 +57,11 @@ pub async fn register(
         .map_err(|e| AppError::Internal(format!("cannot encode fingerprint: {e}")))?;
     let token =
         bearer(&headers).ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
-    let heartbeat_secs = (state.config.lease_secs / 4).max(1);
+    let heartbeat_secs = (config.lease_secs / 4).max(1);
     if let Some(asked) = &req.device_id
-        && state
-            .store
-            .device_by_token(&hash_token(token))
-            .await?
-            .as_deref()
-            == Some(asked)
+        && store.device_by_token(&hash_token(token)).await?.as_deref() == Some(asked)
     {
-        state
-            .store
-            .reattach_device(asked, name, &fingerprint)
-            .await?;
+        store.reattach_device(asked, name, &fingerprint).await?;
         tracing::info!(device = %asked, "device re-attached");
         return Ok(Reply::new(
             &headers,
@@ -73,20 +72,21 @@ pub async fn register(
             },
         ));
     }
-    if !same_secret(token, &state.config.enrol_token) {
+    if !same_secret(token, &config.enrol_token) {
         return Err(AppError::Unauthorized(
             "bad enrolment token (or a device token that does not match device_id)".into(),
         ));
     }
     let device_id = new_id("dev");
     let device_token = auth::new_token();
-    state
-        .store
+    store
         .insert_device(&device_id, name, &hash_token(&device_token), &fingerprint)
         .await?;
-    let plan = plan_jobs(&state, &device_id)?;
-    state.store.insert_jobs(&device_id, "sample", &plan).await?;
-    Metrics::inc(&state.metrics.registrations);
+    let plan = plan_jobs(&config, &spaces, &device_id)?;
+    store
+        .insert_jobs(&device_id, Purpose::Sample, &plan)
+        .await?;
+    Metrics::inc(&metrics.registrations);
     tracing::info!(device = %device_id, name, jobs = plan.len(), "device registered");
     Ok(Reply::new(
         &headers,
@@ -99,17 +99,21 @@ pub async fn register(
 }
 
 /// The sampler-chosen k archs of every served space, seeded by the device id.
-fn plan_jobs(state: &AppState, device_id: &str) -> Result<Vec<NewJob>, AppError> {
+fn plan_jobs(
+    config: &ServiceConfig,
+    spaces: &Spaces,
+    device_id: &str,
+) -> Result<Vec<NewJob>, AppError> {
     let mut jobs = Vec::new();
-    for (space, k) in state.spaces.iter() {
-        let mut rng = StdRng::seed_from_u64(device_seed(state.config.seed, device_id));
-        let n = state.config.samples.min(k.usable_rows.len());
-        let rows = state
-            .config
+    for (space, k) in spaces.iter() {
+        let mut rng = StdRng::seed_from_u64(device_seed(config.seed, device_id));
+        let n = config.samples.min(k.usable_rows.len());
+        let rows = config
             .sampler
-            .pick(&k.data, device_id, &k.usable_rows, n, &mut rng)?;
+            .pick(&k.data, device_id, &k.usable_rows, n, &mut rng)
+            .map_err(AppError::Misconfigured)?;
         jobs.extend(rows.into_iter().map(|index| NewJob::Arch {
-            space: space.to_string(),
+            space: *space,
             index,
         }));
     }
@@ -118,14 +122,9 @@ fn plan_jobs(state: &AppState, device_id: &str) -> Result<Vec<NewJob>, AppError>
 
 /// The wire job of a stored job row.
 pub fn job_spec(job: &JobRow) -> Result<JobSpec, AppError> {
-    match (&job.space, job.arch_index, &job.model_id) {
-        (Some(space), Some(index), None) => {
-            let space: SearchSpace = space
-                .parse()
-                .map_err(|e| AppError::Internal(format!("job {}: {e}", job.id)))?;
-            let index = usize::try_from(index)
-                .map_err(|_| AppError::Internal(format!("job {}: negative index", job.id)))?;
-            let arch = Arch::from_index(space, index)
+    match &job.subject {
+        Subject::Arch { space, arch_index } => {
+            let arch = Arch::from_index(*space, *arch_index)
                 .map_err(|e| AppError::Internal(format!("job {}: {e}", job.id)))?;
             Ok(JobSpec::Arch {
                 arch,
@@ -133,53 +132,52 @@ pub fn job_spec(job: &JobRow) -> Result<JobSpec, AppError> {
                 resolution: None,
             })
         }
-        (None, None, Some(model_id)) => Ok(JobSpec::Model {
+        Subject::Model { model_id } => Ok(JobSpec::Model {
             model_id: model_id.clone(),
             inputs: serde_json::from_str(&job.inputs_json).unwrap_or_default(),
         }),
-        _ => Err(AppError::Internal(format!("job {} is malformed", job.id))),
     }
 }
 
 /// `POST /v1/agents/plan`: lease up to `max_jobs` queued jobs of the device.
 pub async fn plan(
-    State(state): State<AppState>,
+    State(config): State<Arc<ServiceConfig>>,
+    State(store): State<Store>,
+    State(metrics): State<Arc<Metrics>>,
     auth: DeviceAuth,
     headers: HeaderMap,
     Wire(req): Wire<PlanRequest>,
 ) -> Result<Reply<PlanResponse>, AppError> {
     expect_device(&auth, &req.device_id)?;
     let want = (req.max_jobs as usize).clamp(0, MAX_LEASES);
-    let lease_ms = i64::from(state.config.lease_secs) * 1000;
-    let granted = state
-        .store
-        .claim_jobs(&auth.device_id, want, lease_ms)
-        .await?;
+    let lease_ms = i64::from(config.lease_secs) * 1000;
+    let granted = store.claim_jobs(&auth.device_id, want, lease_ms).await?;
     let mut leases = Vec::with_capacity(granted.len());
     for g in granted {
-        Metrics::inc(&state.metrics.leases_granted);
+        Metrics::inc(&metrics.leases_granted);
         if g.reclaimed {
-            Metrics::inc(&state.metrics.leases_reclaimed);
+            Metrics::inc(&metrics.leases_reclaimed);
         }
         leases.push(Lease {
             lease_id: g.lease_id,
             job: job_spec(&g.job)?,
-            limits: state.config.limits,
-            expires_in_secs: state.config.lease_secs,
+            limits: config.limits,
+            expires_in_secs: config.lease_secs,
         });
     }
     Ok(Reply::new(
         &headers,
         PlanResponse {
             leases,
-            retry_after_secs: state.config.poll_secs,
+            retry_after_secs: config.poll_secs,
         },
     ))
 }
 
 /// `POST /v1/agents/heartbeat`: renew leases; report the ones no longer held.
 pub async fn heartbeat(
-    State(state): State<AppState>,
+    State(config): State<Arc<ServiceConfig>>,
+    State(store): State<Store>,
     auth: DeviceAuth,
     headers: HeaderMap,
     Wire(req): Wire<Heartbeat>,
@@ -190,9 +188,8 @@ pub async fn heartbeat(
             "at most {MAX_BATCH} leases per heartbeat"
         )));
     }
-    let lease_ms = i64::from(state.config.lease_secs) * 1000;
-    let (renewed, lost) = state
-        .store
+    let lease_ms = i64::from(config.lease_secs) * 1000;
+    let (renewed, lost) = store
         .renew_leases(&auth.device_id, &req.lease_ids, lease_ms)
         .await?;
     Ok(Reply::new(&headers, HeartbeatResponse { renewed, lost }))
@@ -200,19 +197,19 @@ pub async fn heartbeat(
 
 /// `POST /v1/agents/release`: return leases to the queue unmeasured.
 pub async fn release(
-    State(state): State<AppState>,
+    State(config): State<Arc<ServiceConfig>>,
+    State(store): State<Store>,
     auth: DeviceAuth,
     Wire(req): Wire<ReleaseRequest>,
 ) -> Result<StatusCode, AppError> {
     expect_device(&auth, &req.device_id)?;
     let reason: String = req.reason.chars().take(500).collect();
-    let n = state
-        .store
+    let n = store
         .release_leases(
             &auth.device_id,
             &req.lease_ids,
             &reason,
-            state.config.max_attempts,
+            config.max_attempts,
         )
         .await?;
     tracing::info!(device = %auth.device_id, released = n, "leases released: {reason}");
@@ -221,7 +218,8 @@ pub async fn release(
 
 /// Why a result cannot be stored, or what to store.
 async fn validate(
-    state: &AppState,
+    spaces: &Spaces,
+    store: &Store,
     device_id: &str,
     r: &MeasurementResult,
 ) -> Result<NewMeasurement, String> {
@@ -245,27 +243,27 @@ async fn validate(
             r.median_ms
         ));
     }
-    let base = NewMeasurement {
+    Ok(NewMeasurement {
         key: r.idempotency_key.clone(),
         lease_id: r.lease_id.clone(),
-        kind: "arch",
-        space: None,
-        arch_index: None,
-        model_id: None,
+        subject: subject_of(spaces, store, &r.job).await?,
         median_ms: r.median_ms,
         valid: r.valid,
         invalid_reasons: r.invalid_reasons.clone(),
         sample_json: r.sample_json.clone(),
-    };
-    match &r.job {
+    })
+}
+
+/// What a result measured, or why it names nothing this host knows.
+async fn subject_of(spaces: &Spaces, store: &Store, job: &JobSpec) -> Result<Subject, String> {
+    match job {
         JobSpec::Arch {
             arch,
             batch,
             resolution,
         } => {
             let space = arch.space();
-            let k = state
-                .spaces
+            let k = spaces
                 .get(&space)
                 .ok_or_else(|| format!("space {space} is not served by this host"))?;
             let index = arch
@@ -277,17 +275,14 @@ async fn validate(
                     "only batch 1 at the space's own resolution is modelled (got batch {batch}, resolution {resolution:?})"
                 ));
             }
-            Ok(NewMeasurement {
-                space: Some(space.to_string()),
-                arch_index: Some(crate::service::store::int(index)),
-                ..base
+            Ok(Subject::Arch {
+                space,
+                arch_index: index,
             })
         }
-        JobSpec::Model { model_id, .. } => match state.store.model(model_id).await {
-            Ok(Some(_)) => Ok(NewMeasurement {
-                kind: "model",
-                model_id: Some(model_id.clone()),
-                ..base
+        JobSpec::Model { model_id, .. } => match store.model(model_id).await {
+            Ok(Some(_)) => Ok(Subject::Model {
+                model_id: model_id.clone(),
             }),
             Ok(None) => Err(format!("unknown model `{model_id}`")),
             Err(e) => Err(format!("cannot check model `{model_id}`: {e}")),
@@ -303,7 +298,10 @@ async fn validate(
 /// each refused key and why, and nothing of it is stored: the agent drops
 /// those from its spool and uploads the rest again.
 pub async fn results(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(metrics): State<Arc<Metrics>>,
+    State(transfers): State<TransferRunner>,
     auth: DeviceAuth,
     headers: HeaderMap,
     Wire(batch): Wire<ResultBatch>,
@@ -317,16 +315,13 @@ pub async fn results(
     let mut rejected = Vec::new();
     let mut accepted = Vec::new();
     for r in &batch.results {
-        match validate(&state, &auth.device_id, r).await {
+        match validate(&spaces, &store, &auth.device_id, r).await {
             Ok(m) => accepted.push(m),
             Err(reason) => rejected.push((r.idempotency_key.clone(), reason)),
         }
     }
     if rejected.is_empty() {
-        let outcomes = state
-            .store
-            .store_measurements(&auth.device_id, &accepted)
-            .await?;
+        let outcomes = store.store_measurements(&auth.device_id, &accepted).await?;
         rejected = accepted
             .iter()
             .zip(&outcomes)
@@ -338,12 +333,12 @@ pub async fn results(
         if rejected.is_empty() {
             return Ok(Reply::new(
                 &headers,
-                acknowledge(&state, &auth.device_id, &accepted, &outcomes).await,
+                acknowledge(&metrics, &transfers, &auth.device_id, &accepted, &outcomes).await,
             ));
         }
     }
     for (key, reason) in &rejected {
-        Metrics::inc(&state.metrics.results_rejected);
+        Metrics::inc(&metrics.results_rejected);
         tracing::warn!(device = %auth.device_id, key = %key, "result rejected: {reason}");
     }
     Err(AppError::rejected_results(rejected))
@@ -352,7 +347,8 @@ pub async fn results(
 /// Counts a committed batch, starts automatic transfers for spaces that got
 /// new samples, and lists the acknowledged keys.
 async fn acknowledge(
-    state: &AppState,
+    metrics: &Metrics,
+    transfers: &TransferRunner,
     device_id: &str,
     accepted: &[NewMeasurement],
     outcomes: &[StoreOutcome],
@@ -365,45 +361,41 @@ async fn acknowledge(
     for (m, outcome) in accepted.iter().zip(outcomes) {
         match outcome {
             StoreOutcome::New { purpose } => {
-                Metrics::inc(&state.metrics.results_stored);
-                if purpose == "sample"
+                Metrics::inc(&metrics.results_stored);
+                if *purpose == Purpose::Sample
                     && m.valid
-                    && let Some(space) = m.space.as_deref().and_then(|s| s.parse().ok())
+                    && let Subject::Arch { space, .. } = m.subject
                     && !new_samples.contains(&space)
                 {
                     new_samples.push(space);
                 }
             }
-            StoreOutcome::Duplicate => Metrics::inc(&state.metrics.results_duplicate),
+            StoreOutcome::Duplicate => Metrics::inc(&metrics.results_duplicate),
             StoreOutcome::Rejected(_) => continue,
         }
         ack.acked.push(m.key.clone());
     }
     for space in new_samples {
-        state.transfers.maybe_auto(state, device_id, space).await;
+        transfers.maybe_auto(device_id, space).await;
     }
     ack
 }
 
 /// `GET /v1/models/{id}`: a user model's ONNX bytes (device or admin token).
 pub async fn model_bytes(
-    State(state): State<AppState>,
+    State(config): State<Arc<ServiceConfig>>,
+    State(store): State<Store>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     let token =
         bearer(&headers).ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
-    let allowed = same_secret(token, &state.config.admin_token)
-        || state
-            .store
-            .device_by_token(&hash_token(token))
-            .await?
-            .is_some();
+    let allowed = same_secret(token, &config.admin_token)
+        || store.device_by_token(&hash_token(token)).await?.is_some();
     if !allowed {
         return Err(AppError::Unauthorized("unknown token".into()));
     }
-    let bytes = state
-        .store
+    let bytes = store
         .model_bytes(&id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no model `{id}`")))?;

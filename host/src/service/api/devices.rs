@@ -5,8 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use nasflat_predictor::PredictorError;
 use nasflat_shared::{Arch, SearchSpace};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -14,16 +15,19 @@ use rand::seq::IndexedRandom;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::OptionalBody;
 use crate::service::auth::Admin;
-use crate::service::error::{AppError, Reply, Wire};
+use crate::service::config::ServiceConfig;
+use crate::service::domain::{Purpose, TransferState, Trigger};
+use crate::service::error::{AppError, OptionalBody, Reply, Wire};
 use crate::service::knowledge::SpaceKnowledge;
+use crate::service::knowledge::Spaces;
 use crate::service::metrics::Metrics;
-use crate::service::state::AppState;
+use crate::service::predictions::PredictionCache;
+use crate::service::store::Store;
 use crate::service::store::jobs::{JobRow, NewJob, QueueCounts};
 use crate::service::store::measurements::MeasurementRow;
 use crate::service::store::transfers::{PredictionRow, TransferRow};
-use crate::service::transfer::{SampleSet, samples_of};
+use crate::service::transfer::{SampleSet, TransferRunner, samples_of};
 use nasflat_shared::stats::spearman;
 
 /// A device in `GET /v1/devices`.
@@ -42,7 +46,7 @@ pub struct DeviceSummary {
     /// Served predictor versions.
     pub predictor_versions: Vec<String>,
     /// State of the latest transfer.
-    pub transfer_state: Option<String>,
+    pub transfer_state: Option<TransferState>,
     /// Last request (agents), epoch ms.
     pub last_seen_ms: Option<i64>,
 }
@@ -109,20 +113,21 @@ pub struct DeviceDetail {
 }
 
 /// Splits `SPACE:NAME` of a built-in device.
-pub fn builtin<'a>(state: &'a AppState, id: &str) -> Option<(&'a Arc<SpaceKnowledge>, usize)> {
+pub fn builtin<'a>(spaces: &'a Spaces, id: &str) -> Option<(&'a Arc<SpaceKnowledge>, usize)> {
     let (space, name) = id.split_once(':')?;
     let space: SearchSpace = space.parse().ok()?;
-    let k = state.spaces.get(&space)?;
+    let k = spaces.get(&space)?;
     let column = k.data.latency.position(name)?;
     Some((k, column))
 }
 
 /// Quality of `pred` against a device's measurements in `space`.
 pub fn quality(pred: &PredictionRow, measured: &[MeasurementRow], space: SearchSpace) -> Quality {
-    let (rows, ms) = samples_of(measured, space, SampleSet::All);
+    let samples = samples_of(measured, space, SampleSet::All);
     let fit: HashSet<usize> = pred.train_rows.iter().copied().collect();
     let (mut fp, mut fm, mut hp, mut hm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (r, m) in rows.iter().zip(&ms) {
+    for s in samples.iter() {
+        let (r, m) = (&s.row, &s.ms);
         let Some(&p) = pred.latencies.get(*r) else {
             continue;
         };
@@ -159,24 +164,21 @@ pub struct ListQuery {
 
 /// `GET /v1/devices`.
 pub async fn list(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<Vec<DeviceSummary>>, AppError> {
     let mut out = Vec::new();
     let want = |k: &str| q.kind.as_deref().is_none_or(|w| w == k);
     if want("agent") {
-        let transfers = state.store.transfers("").await?;
-        for d in state.store.devices().await? {
-            let measured = state.store.measurements_of_device(&d.id).await?;
-            let mut spaces = Vec::new();
+        let transfers = store.transfers("").await?;
+        for d in store.devices().await? {
+            let measured = store.measurements_of_device(&d.id).await?;
+            let mut served = Vec::new();
             let mut versions = Vec::new();
-            for space in state.spaces.keys() {
-                if let Some(v) = state
-                    .store
-                    .prediction_version(&d.id, &space.to_string())
-                    .await?
-                {
-                    spaces.push(space.to_string());
+            for space in spaces.keys() {
+                if let Some(v) = store.prediction_version(&d.id, *space).await? {
+                    served.push(space.to_string());
                     versions.push(v);
                 }
             }
@@ -184,19 +186,19 @@ pub async fn list(
                 transfer_state: transfers
                     .iter()
                     .find(|t| t.device_id == d.id)
-                    .map(|t| t.state.clone()),
+                    .map(|t| t.state),
                 id: d.id,
                 name: d.name,
                 kind: "agent".into(),
                 samples: measured.len(),
-                spaces,
+                spaces: served,
                 predictor_versions: versions,
                 last_seen_ms: Some(d.last_seen_ms),
             });
         }
     }
     if want("builtin") {
-        for (space, k) in state.spaces.iter() {
+        for (space, k) in spaces.iter() {
             for (c, name) in k.source_names().iter().enumerate() {
                 out.push(DeviceSummary {
                     id: format!("{space}:{name}"),
@@ -216,10 +218,12 @@ pub async fn list(
 
 /// `GET /v1/devices/{id}`.
 pub async fn detail(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(predictions): State<Arc<PredictionCache>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<DeviceDetail>, AppError> {
-    if let Some((k, column)) = builtin(&state, &id) {
+    if let Some((k, column)) = builtin(&spaces, &id) {
         let name = k.source_names()[column].clone();
         let info = nasflat_shared::data::devices()
             .ok()
@@ -244,15 +248,13 @@ pub async fn detail(
             predictors: Vec::new(),
         }));
     }
-    let d = state
-        .store
+    let d = store
         .device(&id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no device `{id}`")))?;
-    let samples = state.store.measurements_of_device(&id).await?;
+    let samples = store.measurements_of_device(&id).await?;
     let latest_provenance = match samples.last() {
-        Some(m) => state
-            .store
+        Some(m) => store
             .sample_json(&id, &m.key)
             .await?
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
@@ -260,8 +262,8 @@ pub async fn detail(
         None => None,
     };
     let mut predictors = Vec::new();
-    for space in state.spaces.keys() {
-        if let Some(p) = state.predictions.get(&state.store, &id, *space).await? {
+    for space in spaces.keys() {
+        if let Some(p) = predictions.get(&id, *space).await? {
             predictors.push(PredictorView {
                 space: space.to_string(),
                 version: p.version.clone(),
@@ -272,18 +274,15 @@ pub async fn detail(
             });
         }
     }
-    let jobs = state.store.jobs_of_device(&id).await?;
+    let jobs = store.jobs_of_device(&id).await?;
     Ok(axum::Json(DeviceDetail {
         fingerprint: serde_json::from_str(&d.fingerprint_json).unwrap_or_default(),
         latest_provenance,
         created_ms: Some(d.created_ms),
         last_seen_ms: Some(d.last_seen_ms),
-        queue: state.store.queue_counts(Some(&id)).await?,
-        open_jobs: jobs
-            .into_iter()
-            .filter(|j| j.state == "queued" || j.state == "leased")
-            .collect(),
-        transfers: state.store.transfers(&id).await?,
+        queue: store.queue_counts(Some(&id)).await?,
+        open_jobs: jobs.into_iter().filter(|j| j.state.is_open()).collect(),
+        transfers: store.transfers(&id).await?,
         predictors,
         samples,
         id: d.id,
@@ -294,12 +293,11 @@ pub async fn detail(
 
 /// `GET /v1/devices/{id}/samples/{key}`: the full sample JSON (timing, provenance).
 pub async fn sample(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     Path((id, key)): Path<(String, String)>,
 ) -> Result<axum::response::Response, AppError> {
     use axum::response::IntoResponse;
-    let text = state
-        .store
+    let text = store
         .sample_json(&id, &key)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("device `{id}` has no sample `{key}`")))?;
@@ -366,17 +364,16 @@ pub struct PredictResponse {
     pub predictions: Vec<Prediction>,
 }
 
-fn space_of(state: &AppState, name: Option<&str>) -> Result<SearchSpace, AppError> {
+fn space_of(spaces: &Spaces, name: Option<&str>) -> Result<SearchSpace, AppError> {
     match name {
         Some(n) => {
             let s: SearchSpace = n
                 .parse()
                 .map_err(|e| AppError::BadRequest(format!("{e}")))?;
-            state.space(s)?;
+            spaces.served(s)?;
             Ok(s)
         }
-        None => state
-            .spaces
+        None => spaces
             .keys()
             .next()
             .copied()
@@ -401,8 +398,7 @@ fn resolve_rows(
     }
     let mut rows = Vec::with_capacity(archs.len() + indices.len());
     for a in archs {
-        let arch = Arch::parse(k.space, a)
-            .map_err(|e| AppError::BadRequest(format!("architecture `{a}`: {e}")))?;
+        let arch = Arch::parse(k.space, a).map_err(PredictorError::from)?;
         let row = arch.index().filter(|&i| i < n).ok_or_else(|| {
             AppError::NotFound(format!(
                 "architecture `{a}` is not in the {} table",
@@ -428,21 +424,51 @@ fn resolve_rows(
     Ok(rows)
 }
 
+/// What answering a prediction reads: the served spaces (and the built-in
+/// devices' tables), the store and the served predictions, the plan size
+/// (for the "no predictor yet" answer) and the counters.
+pub struct PredictLookup {
+    spaces: Spaces,
+    store: Store,
+    predictions: Arc<PredictionCache>,
+    metrics: Arc<Metrics>,
+    plan_samples: usize,
+}
+
+impl<S> FromRef<S> for PredictLookup
+where
+    Spaces: FromRef<S>,
+    Store: FromRef<S>,
+    Arc<PredictionCache>: FromRef<S>,
+    Arc<Metrics>: FromRef<S>,
+    Arc<ServiceConfig>: FromRef<S>,
+{
+    fn from_ref(state: &S) -> PredictLookup {
+        PredictLookup {
+            spaces: Spaces::from_ref(state),
+            store: Store::from_ref(state),
+            predictions: Arc::<PredictionCache>::from_ref(state),
+            metrics: Arc::<Metrics>::from_ref(state),
+            plan_samples: Arc::<ServiceConfig>::from_ref(state).samples,
+        }
+    }
+}
+
 async fn predict_rows(
-    state: &AppState,
+    lookup: &PredictLookup,
     id: &str,
     space: SearchSpace,
     rows: Vec<usize>,
 ) -> Result<PredictResponse, AppError> {
     let started = Instant::now();
-    let k = state.space(space)?.clone();
+    let k = lookup.spaces.served(space)?.clone();
     let arch_name = |r: usize| {
         Arch::from_index(space, r)
             .map(|a| a.to_string())
             .unwrap_or_default()
     };
     let (version, source, values): (String, &str, Vec<Option<f64>>) = if let Some((bk, column)) =
-        builtin(state, id)
+        builtin(&lookup.spaces, id)
     {
         if bk.space != space {
             return Err(AppError::BadRequest(format!(
@@ -453,17 +479,17 @@ async fn predict_rows(
         let v = rows.iter().map(|&r| bk.data.latency(column, r)).collect();
         (format!("{space}-table"), "table", v)
     } else {
-        if state.store.device(id).await?.is_none() {
+        if lookup.store.device(id).await?.is_none() {
             return Err(AppError::NotFound(format!("no device `{id}`")));
         }
-        let Some(p) = state.predictions.get(&state.store, id, space).await? else {
-            let measured = state.store.measurements_of_device(id).await?;
-            let (have, _) = samples_of(&measured, space, SampleSet::Plan);
+        let Some(p) = lookup.predictions.get(id, space).await? else {
+            let measured = lookup.store.measurements_of_device(id).await?;
+            let have = samples_of(&measured, space, SampleSet::Plan);
             return Err(AppError::Conflict(format!(
                 "device `{id}` has no {space} predictor yet ({} of {} samples measured; the transfer starts at {})",
                 have.len(),
-                state.config.samples,
-                state.config.samples
+                lookup.plan_samples,
+                lookup.plan_samples
             )));
         };
         let v = rows.iter().map(|&r| p.latencies.get(r).copied()).collect();
@@ -479,7 +505,7 @@ async fn predict_rows(
         })
         .collect();
     drop(k);
-    Metrics::inc(&state.metrics.predictions_served);
+    Metrics::inc(&lookup.metrics.predictions_served);
     Ok(PredictResponse {
         device_id: id.to_string(),
         space: space.to_string(),
@@ -492,31 +518,31 @@ async fn predict_rows(
 
 /// `GET /v1/devices/{id}/predict?space=&arch=|index=`.
 pub async fn predict_one(
-    State(state): State<AppState>,
+    State(lookup): State<PredictLookup>,
     Path(id): Path<String>,
     Query(q): Query<PredictQuery>,
 ) -> Result<axum::Json<PredictResponse>, AppError> {
-    let space = space_of(&state, q.space.as_deref())?;
-    let k = state.space(space)?.clone();
+    let space = space_of(&lookup.spaces, q.space.as_deref())?;
+    let k = lookup.spaces.served(space)?.clone();
     let archs: Vec<String> = q.arch.into_iter().collect();
     let indices: Vec<usize> = q.index.into_iter().collect();
     let rows = resolve_rows(&k, &archs, &indices, false)?;
-    Ok(axum::Json(predict_rows(&state, &id, space, rows).await?))
+    Ok(axum::Json(predict_rows(&lookup, &id, space, rows).await?))
 }
 
 /// `POST /v1/devices/{id}/predict`: a batch (up to the whole space).
 pub async fn predict_batch(
-    State(state): State<AppState>,
+    State(lookup): State<PredictLookup>,
     Path(id): Path<String>,
     headers: HeaderMap,
     Wire(req): Wire<PredictRequest>,
 ) -> Result<Reply<PredictResponse>, AppError> {
-    let space = space_of(&state, req.space.as_deref())?;
-    let k = state.space(space)?.clone();
+    let space = space_of(&lookup.spaces, req.space.as_deref())?;
+    let k = lookup.spaces.served(space)?.clone();
     let rows = resolve_rows(&k, &req.archs, &req.indices, req.all)?;
     Ok(Reply::new(
         &headers,
-        predict_rows(&state, &id, space, rows).await?,
+        predict_rows(&lookup, &id, space, rows).await?,
     ))
 }
 
@@ -540,13 +566,15 @@ pub struct TransferStarted {
 
 /// `POST /v1/devices/{id}/transfer` (admin): start a transfer now.
 pub async fn start_transfer(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(transfers): State<TransferRunner>,
     _admin: Admin,
     Path(id): Path<String>,
     OptionalBody(req): OptionalBody<TransferRequest>,
 ) -> Result<(StatusCode, axum::Json<TransferStarted>), AppError> {
-    let space = space_of(&state, req.space.as_deref())?;
-    if state.store.device(&id).await?.is_none() {
+    let space = space_of(&spaces, req.space.as_deref())?;
+    if store.device(&id).await?.is_none() {
         return Err(AppError::NotFound(format!("no agent device `{id}`")));
     }
     let set = if req.all_samples {
@@ -554,18 +582,14 @@ pub async fn start_transfer(
     } else {
         SampleSet::Plan
     };
-    let measured = state.store.measurements_of_device(&id).await?;
-    let (rows, _) = samples_of(&measured, space, set);
-    if rows.len() < 2 {
+    let measured = store.measurements_of_device(&id).await?;
+    let n = samples_of(&measured, space, set).len();
+    if n < 2 {
         return Err(AppError::Conflict(format!(
-            "device `{id}` has {} valid {space} samples; a transfer needs at least 2",
-            rows.len()
+            "device `{id}` has {n} valid {space} samples; a transfer needs at least 2"
         )));
     }
-    let transfer_id = state
-        .transfers
-        .start(&state, &id, space, set, "manual")
-        .await?;
+    let transfer_id = transfers.start(&id, space, set, Trigger::Manual).await?;
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(TransferStarted { transfer_id }),
@@ -574,11 +598,10 @@ pub async fn start_transfer(
 
 /// `GET /v1/transfers/{id}`.
 pub async fn transfer_status(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<TransferRow>, AppError> {
-    state
-        .store
+    store
         .transfer(&id)
         .await?
         .map(axum::Json)
@@ -619,14 +642,15 @@ pub struct JobsQueued {
 /// `POST /v1/devices/{id}/jobs` (admin): ask a device to measure more archs
 /// (held out from automatic transfers: they judge the predictor).
 pub async fn add_jobs(
-    State(state): State<AppState>,
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
     _admin: Admin,
     Path(id): Path<String>,
     Wire(req): Wire<AddJobs>,
 ) -> Result<axum::Json<JobsQueued>, AppError> {
-    let space = space_of(&state, req.space.as_deref())?;
-    let k = state.space(space)?.clone();
-    if state.store.device(&id).await?.is_none() {
+    let space = space_of(&spaces, req.space.as_deref())?;
+    let k = spaces.served(space)?.clone();
+    if store.device(&id).await?.is_none() {
         return Err(AppError::NotFound(format!("no agent device `{id}`")));
     }
     let mut rows = if req.archs.is_empty() && req.indices.is_empty() {
@@ -637,10 +661,8 @@ pub async fn add_jobs(
     let seed = req.random.map(|_| req.seed.unwrap_or(0));
     if let Some(n) = req.random {
         let mut taken: HashSet<usize> = rows.iter().copied().collect();
-        for j in state.store.jobs_of_device(&id).await? {
-            if j.space.as_deref() == Some(space.name())
-                && let Some(i) = j.arch_index.and_then(|i| usize::try_from(i).ok())
-            {
+        for j in store.jobs_of_device(&id).await? {
+            if let Some(i) = j.subject.row_in(space) {
                 taken.insert(i);
             }
         }
@@ -666,12 +688,9 @@ pub async fn add_jobs(
     }
     let jobs: Vec<NewJob> = rows
         .iter()
-        .map(|&index| NewJob::Arch {
-            space: space.to_string(),
-            index,
-        })
+        .map(|&index| NewJob::Arch { space, index })
         .collect();
-    let job_ids = state.store.insert_jobs(&id, "extra", &jobs).await?;
+    let job_ids = store.insert_jobs(&id, Purpose::Extra, &jobs).await?;
     Ok(axum::Json(JobsQueued {
         job_ids,
         indices: rows,
@@ -689,9 +708,9 @@ pub struct LeaseQueue {
 }
 
 /// `GET /v1/leases`.
-pub async fn leases(State(state): State<AppState>) -> Result<axum::Json<LeaseQueue>, AppError> {
+pub async fn leases(State(store): State<Store>) -> Result<axum::Json<LeaseQueue>, AppError> {
     Ok(axum::Json(LeaseQueue {
-        counts: state.store.queue_counts(None).await?,
-        open: state.store.open_jobs(500).await?,
+        counts: store.queue_counts(None).await?,
+        open: store.open_jobs(500).await?,
     }))
 }

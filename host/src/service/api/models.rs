@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::service::auth::Admin;
+use crate::service::domain::Purpose;
 use crate::service::error::{AppError, read_body};
-use crate::service::state::AppState;
+use crate::service::store::Store;
 use crate::service::store::jobs::NewJob;
 use crate::service::store::models::ModelRow;
 use crate::service::store::{hex, new_id};
@@ -39,7 +40,7 @@ pub struct Uploaded {
 
 /// `POST /v1/models?name=&devices=&inputs=` (admin), body: the ONNX bytes.
 pub async fn upload(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     _admin: Admin,
     Query(q): Query<UploadQuery>,
     req: Request,
@@ -61,7 +62,7 @@ pub async fn upload(
         ));
     }
     for d in &devices {
-        if state.store.device(d).await?.is_none() {
+        if store.device(d).await?.is_none() {
             return Err(AppError::NotFound(format!(
                 "no agent device `{d}` (built-in devices cannot measure)"
             )));
@@ -83,7 +84,7 @@ pub async fn upload(
             )));
         }
     }
-    let bytes = read_body(req, &state).await?;
+    let bytes = read_body(req, &()).await?;
     if bytes.is_empty() {
         return Err(AppError::BadRequest(
             "empty body: send the ONNX file".into(),
@@ -98,17 +99,15 @@ pub async fn upload(
     }
     let model_id = new_id("model");
     let sha = hex(&Sha256::digest(&bytes));
-    state
-        .store
+    store
         .insert_model(&model_id, &name, &sha, &bytes, &inputs)
         .await?;
     let mut jobs = Vec::new();
     for d in &devices {
-        let ids = state
-            .store
+        let ids = store
             .insert_jobs(
                 d,
-                "model",
+                Purpose::Model,
                 &[NewJob::Model {
                     model_id: model_id.clone(),
                     inputs: inputs.clone(),
@@ -129,8 +128,8 @@ pub async fn upload(
 }
 
 /// `GET /v1/models`.
-pub async fn list(State(state): State<AppState>) -> Result<axum::Json<Vec<ModelRow>>, AppError> {
-    Ok(axum::Json(state.store.models().await?))
+pub async fn list(State(store): State<Store>) -> Result<axum::Json<Vec<ModelRow>>, AppError> {
+    Ok(axum::Json(store.models().await?))
 }
 
 /// One device's result for a model.
@@ -163,23 +162,20 @@ pub struct ModelResults {
 
 /// `GET /v1/models/{id}/results`.
 pub async fn results(
-    State(state): State<AppState>,
+    State(store): State<Store>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<ModelResults>, AppError> {
-    let model = state
-        .store
+    let model = store
         .model(&id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no model `{id}`")))?;
-    let names: std::collections::HashMap<String, String> = state
-        .store
+    let names: std::collections::HashMap<String, String> = store
         .devices()
         .await?
         .into_iter()
         .map(|d| (d.id, d.name))
         .collect();
-    let results = state
-        .store
+    let results = store
         .measurements_of_model(&id)
         .await?
         .into_iter()

@@ -1,7 +1,10 @@
 //! Operations: health, Prometheus metrics, the OpenAPI document.
 
+use std::sync::Arc;
+
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,13 +12,26 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::service::knowledge::ModelReport;
-use crate::service::state::AppState;
+use crate::service::knowledge::Spaces;
+use crate::service::metrics::Metrics;
+use crate::service::openapi::ApiDocument;
+use crate::service::store::Store;
+
+/// Whether the service can do its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// The database answers.
+    Ok,
+    /// The database does not answer.
+    Degraded,
+}
 
 /// `GET /healthz` body.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Health {
-    /// `ok`, or `degraded` when the database does not answer.
-    pub status: &'static str,
+    /// Whether the database answers.
+    pub status: HealthStatus,
     /// `ok` or the error.
     pub database: String,
     /// `sqlite` or `postgres`.
@@ -29,18 +45,20 @@ pub struct Health {
 }
 
 /// `GET /healthz`: 200 when the database answers, 503 otherwise.
-pub async fn healthz(State(state): State<AppState>) -> (StatusCode, axum::Json<Health>) {
-    let (status, database) = match state.store.ping().await {
-        Ok(()) => ("ok", "ok".to_string()),
-        Err(e) => ("degraded", e.to_string()),
+pub async fn healthz(
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+) -> (StatusCode, axum::Json<Health>) {
+    let (status, database) = match store.ping().await {
+        Ok(()) => (HealthStatus::Ok, "ok".to_string()),
+        Err(e) => (HealthStatus::Degraded, e.to_string()),
     };
-    let journal_mode = state.store.journal_mode().await.ok().flatten();
-    let spaces = state
-        .spaces
+    let journal_mode = store.journal_mode().await.ok().flatten();
+    let spaces = spaces
         .iter()
         .map(|(s, k)| (s.to_string(), k.report()))
         .collect();
-    let code = if status == "ok" {
+    let code = if status == HealthStatus::Ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -50,7 +68,7 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, axum::Json<H
         axum::Json(Health {
             status,
             database,
-            backend: match state.store.backend() {
+            backend: match store.backend() {
                 crate::service::store::Backend::Sqlite => "sqlite",
                 crate::service::store::Backend::Postgres => "postgres",
             },
@@ -62,15 +80,19 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, axum::Json<H
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(
+    State(store): State<Store>,
+    State(spaces): State<Spaces>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
     let mut gauges: Vec<(&str, &str, f64)> = Vec::new();
-    let devices = state.store.devices().await.map(|d| d.len()).unwrap_or(0);
+    let devices = store.devices().await.map(|d| d.len()).unwrap_or(0);
     gauges.push((
         "nasflat_devices",
         "Registered agent devices",
         devices as f64,
     ));
-    if let Ok(c) = state.store.queue_counts(None).await {
+    if let Ok(c) = store.queue_counts(None).await {
         gauges.push((
             "nasflat_jobs_queued",
             "Jobs waiting for a device",
@@ -89,14 +111,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         gauges.push(("nasflat_jobs_done", "Jobs measured", c.done as f64));
         gauges.push(("nasflat_jobs_failed", "Jobs given up", c.failed as f64));
     }
-    if let Ok(n) = state.store.count_measurements().await {
+    if let Ok(n) = store.count_measurements().await {
         gauges.push(("nasflat_measurements", "Measurements stored", n as f64));
     }
-    let ready = state
-        .spaces
-        .values()
-        .filter(|k| k.pretrained().is_some())
-        .count();
+    let ready = spaces.values().filter(|k| k.pretrained().is_some()).count();
     gauges.push((
         "nasflat_pretrained_spaces_ready",
         "Spaces whose pretrained predictor is ready",
@@ -104,12 +122,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(&gauges),
+        metrics.render(&gauges),
     )
         .into_response()
 }
 
-/// `GET /v1/openapi.json`.
-pub async fn openapi() -> axum::Json<serde_json::Value> {
-    axum::Json(crate::service::openapi::document())
+/// `GET /v1/openapi.json`: the document the router was built with.
+pub async fn openapi(Extension(document): Extension<ApiDocument>) -> axum::Json<serde_json::Value> {
+    axum::Json(document.value().clone())
 }

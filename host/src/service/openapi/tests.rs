@@ -1,54 +1,20 @@
-//! The document against the router and the handlers (parsed from their
-//! source), its references, and real serde bodies validated against its
-//! schemas with a JSON Schema validator.
+//! The document against the route table, its references, and real serde
+//! bodies validated against its schemas with a JSON Schema validator. (That
+//! the router serves exactly the table is tested through the app in
+//! `tests/service_api_tests.rs`.)
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::*;
 
-/// (method, path) -> handler (`module::function`) of every
-/// `.route("PATH", METHOD(handler)...)` in the router.
-fn routed() -> BTreeMap<(String, String), String> {
-    let src = include_str!("../api/mod.rs");
-    let body = &src[src.find("pub fn router").unwrap()..];
-    let mut routed = BTreeMap::new();
-    for chunk in body.split(".route(").skip(1) {
-        let path = chunk.split('"').nth(1).unwrap().to_string();
-        let call = &chunk[..chunk.find("\n        .").unwrap_or(chunk.len())];
-        for method in ["get", "post", "put", "delete"] {
-            let open = format!("{method}(");
-            let Some(at) = call
-                .match_indices(&open)
-                .map(|(i, _)| i)
-                .find(|&i| i == 0 || !call.as_bytes()[i - 1].is_ascii_alphanumeric())
-            else {
-                continue;
-            };
-            let rest = &call[at + open.len()..];
-            let handler = rest[..rest.find(')').unwrap()].trim().to_string();
-            routed.insert((method.to_string(), path.clone()), handler);
-        }
-    }
-    routed
+/// The document of the service's route table.
+fn service_document() -> Value {
+    document(&crate::service::api::routes(&config()))
 }
 
-/// The parameter list of a handler, from its module's source.
-fn signature(handler: &str) -> String {
-    let (module, name) = handler.split_once("::").unwrap();
-    let src = match module {
-        "agents" => include_str!("../api/agents.rs"),
-        "devices" => include_str!("../api/devices.rs"),
-        "models" => include_str!("../api/models.rs"),
-        "ops" => include_str!("../api/ops.rs"),
-        "dashboard" => include_str!("../dashboard.rs"),
-        other => panic!("handler module `{other}` unknown to this test"),
-    };
-    let start = src
-        .find(&format!("pub async fn {name}("))
-        .unwrap_or_else(|| panic!("no handler {handler}"));
-    let rest = &src[start..];
-    rest[..rest.find(") ->").unwrap()].to_string()
+fn config() -> crate::service::config::ServiceConfig {
+    crate::service::config::ServiceConfig::new("sqlite::memory:".into(), "unused".into())
 }
 
 fn refs(v: &Value, out: &mut Vec<String>) {
@@ -66,71 +32,80 @@ fn refs(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Every `.route("PATH", METHOD(...)...)` in the router is in the table
-/// and the table names no route the router lacks.
+/// Each (method, path) of the table is in the document once, with the
+/// table's auth; the document has nothing else.
 #[test]
 fn every_route_is_documented() {
-    let routed: BTreeSet<(String, String)> = routed().into_keys().collect();
-    assert_eq!(routed.len(), 23, "{routed:?}");
-    let documented: BTreeSet<(String, String)> = ROUTES
-        .iter()
-        .map(|r| (r.method.to_string(), r.path.to_string()))
-        .collect();
-    assert_eq!(routed, documented);
-    let doc = document();
-    for (m, p) in &documented {
-        assert!(doc["paths"][p][m].is_object(), "{m} {p} missing");
+    let table = crate::service::api::routes(&config());
+    let documented: BTreeSet<(&str, &str)> =
+        table.iter().map(|r| (r.method.key(), r.path)).collect();
+    assert_eq!(
+        documented.len(),
+        table.len(),
+        "a (method, path) is listed twice"
+    );
+    assert_eq!(table.len(), 23);
+    let doc = document(&table);
+    let mut in_doc = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            in_doc += 1;
+            let r = table
+                .iter()
+                .find(|r| r.method.key() == method && r.path == path)
+                .unwrap_or_else(|| panic!("{method} {path} is not in the table"));
+            let public = r.auth == Auth::Public;
+            assert_eq!(op["security"] == json!([]), public, "{method} {path}");
+        }
     }
+    assert_eq!(in_doc, table.len());
 }
 
-/// A handler that reads a body (`Wire`, `OptionalBody`, the raw
-/// `Request`) has a requestBody, required unless optional, and one that
-/// takes a `Query` documents query parameters; the others have neither.
+/// Request bodies: required unless optional, typed JSON + postcard for
+/// wire bodies, octet-stream for the ONNX upload; the upload's query
+/// parameters come from its `Query` type.
 #[test]
-fn bodies_and_queries_match_the_handlers() {
-    let doc = document();
+fn bodies_and_queries_are_documented() {
+    let table = crate::service::api::routes(&config());
+    let doc = document(&table);
     let mut with_body = 0;
-    for ((method, path), handler) in routed() {
-        let sig = signature(&handler);
-        let op = &doc["paths"][&path][&method];
-        let takes_body =
-            sig.contains("Wire<") || sig.contains("OptionalBody<") || sig.contains(": Request");
+    for r in &table {
+        let op = &doc["paths"][r.path][r.method.key()];
+        let body = &op["requestBody"];
         assert_eq!(
-            op["requestBody"].is_object(),
-            takes_body,
-            "{method} {path} ({handler}): requestBody {}",
-            op["requestBody"]
+            body.is_object(),
+            !matches!(r.request, Body::Empty),
+            "{}",
+            r.path
         );
-        if takes_body {
-            with_body += 1;
-            let optional = sig.contains("OptionalBody<");
-            assert_eq!(op["requestBody"]["required"], !optional, "{method} {path}");
-            let c = op["requestBody"]["content"].as_object().unwrap();
-            if sig.contains(": Request") {
-                assert!(
-                    c.contains_key("application/octet-stream"),
-                    "{method} {path}"
-                );
-            } else {
-                assert!(c.contains_key("application/json"), "{method} {path}");
-                assert!(c.contains_key(POSTCARD_MIME), "{method} {path}");
-                assert!(
-                    c["application/json"]["schema"]["$ref"].is_string(),
-                    "{method} {path}: {c:?}"
-                );
-            }
-        }
-        let query: Vec<&Value> = op["parameters"]
+        let queries = op["parameters"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|p| p["in"] == "query")
-            .collect();
-        assert_eq!(
-            !query.is_empty(),
-            sig.contains("Query<"),
-            "{method} {path} ({handler}): query parameters {query:?}"
-        );
+            .filter(|p| p["in"] == "query");
+        assert_eq!(queries.count() > 0, r.query.is_some(), "{}", r.path);
+        let c = match r.request {
+            Body::Empty => continue,
+            Body::OptionalWire(_) => {
+                assert_eq!(body["required"], false, "{}", r.path);
+                body["content"].as_object().unwrap()
+            }
+            _ => {
+                assert_eq!(body["required"], true, "{}", r.path);
+                body["content"].as_object().unwrap()
+            }
+        };
+        with_body += 1;
+        if let Body::Raw(mime) = r.request {
+            assert!(c.contains_key(mime), "{}", r.path);
+        } else {
+            assert!(
+                c["application/json"]["schema"]["$ref"].is_string(),
+                "{}: {c:?}",
+                r.path
+            );
+            assert!(c.contains_key(POSTCARD_MIME), "{}", r.path);
+        }
     }
     assert_eq!(with_body, 9);
     let upload = &doc["paths"]["/v1/models"]["post"]["parameters"];
@@ -151,7 +126,7 @@ fn bodies_and_queries_match_the_handlers() {
 /// every schema there is used, and success bodies are typed.
 #[test]
 fn every_ref_resolves() {
-    let doc = document();
+    let doc = service_document();
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     let mut all = Vec::new();
     refs(&doc, &mut all);
@@ -229,7 +204,7 @@ fn protocol_bodies_validate() {
     use nasflat_shared::protocol::*;
     use nasflat_shared::{Arch, SearchSpace};
 
-    let doc = document();
+    let doc = service_document();
     let arch = |space, i| JobSpec::Arch {
         arch: Arch::from_index(space, i).unwrap(),
         batch: 1,
@@ -333,36 +308,39 @@ fn protocol_bodies_validate() {
 #[test]
 fn service_bodies_validate() {
     use crate::service::api::devices::*;
-    use crate::service::api::ops::Health;
-    use crate::service::knowledge::ModelReport;
+    use crate::service::api::ops::{Health, HealthStatus};
+    use crate::service::domain::{JobState, Purpose, Subject, TransferState, Trigger};
+    use crate::service::knowledge::{ModelReport, ModelState};
     use crate::service::store::jobs::{JobRow, QueueCounts};
     use crate::service::store::measurements::MeasurementRow;
     use crate::service::store::transfers::TransferRow;
+    use nasflat_shared::SearchSpace;
 
-    let doc = document();
+    let doc = service_document();
     let at = |m, p| body_at(m, p, "requestBody");
     let ok = |m, p| body_at(m, p, "responses/200");
     let transfer = TransferRow {
         id: "tr-1".into(),
         device_id: "dev-1".into(),
-        space: "nb201".into(),
-        state: "running".into(),
+        space: SearchSpace::Nb201,
+        state: TransferState::Running,
         progress: 0.5,
         message: "fine-tuning".into(),
         samples: 20,
-        trigger: "auto".into(),
+        trigger: Trigger::Auto,
         created_ms: 1,
         finished_ms: None,
     };
     let job = JobRow {
         id: "job-1".into(),
         device_id: "dev-1".into(),
-        purpose: "sample".into(),
-        space: Some("nb201".into()),
-        arch_index: Some(12),
-        model_id: None,
+        purpose: Purpose::Sample,
+        subject: Subject::Arch {
+            space: SearchSpace::Nb201,
+            arch_index: 12,
+        },
         inputs_json: "[]".into(),
-        state: "leased".into(),
+        state: JobState::Leased,
         lease_id: Some("lease-1".into()),
         lease_expires_ms: Some(2),
         attempts: 1,
@@ -381,11 +359,11 @@ fn service_bodies_validate() {
             key: "k".into(),
             device_id: "dev-1".into(),
             job_id: Some("job-0".into()),
-            purpose: "sample".into(),
-            kind: "arch".into(),
-            space: Some("nb201".into()),
-            arch_index: Some(3),
-            model_id: None,
+            purpose: Purpose::Sample,
+            subject: Subject::Arch {
+                space: SearchSpace::Nb201,
+                arch_index: 3,
+            },
             median_ms: 4.5,
             valid: true,
             invalid_reasons: vec![],
@@ -409,6 +387,13 @@ fn service_bodies_validate() {
     };
     assert_valid(&doc, &ok("get", "/v1/devices/{id}"), &detail);
     assert_valid(&doc, &ok("get", "/v1/transfers/{id}"), &transfer);
+    // The subject flattens into the row: clients read `arch_index` there.
+    let json = serde_json::to_value(&detail.samples[0]).unwrap();
+    assert_eq!(
+        (&json["kind"], &json["arch_index"]),
+        (&json!("arch"), &json!(3))
+    );
+    assert_eq!(json["purpose"], "sample");
     assert_valid(
         &doc,
         &ok("get", "/v1/leases"),
@@ -446,14 +431,14 @@ fn service_bodies_validate() {
         &json!({"device_id": "d", "space": "nb201"}),
     );
     let health = Health {
-        status: "ok",
+        status: HealthStatus::Ok,
         database: "ok".into(),
         backend: "sqlite",
         journal_mode: Some("wal".into()),
         spaces: [(
             "nb201".to_string(),
             ModelReport {
-                state: "pretraining",
+                state: ModelState::Pretraining,
                 progress: Some((3, 60)),
                 version: None,
                 from_cache: None,

@@ -12,15 +12,19 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use nasflat_shared::SearchSpace;
+
+use super::columns::{parse, subject, subject_columns, text};
 use super::{Store, StoreResult, int, new_id, now_ms};
+use crate::service::domain::{JobState, Purpose, Subject};
 
 /// What a job asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewJob {
     /// Architecture `index` of `space`'s table.
     Arch {
-        /// Space name (`nb201`, `fbnet`).
-        space: String,
+        /// Space.
+        space: SearchSpace,
         /// Table row.
         index: usize,
     },
@@ -40,18 +44,15 @@ pub struct JobRow {
     pub id: String,
     /// Device that should measure it.
     pub device_id: String,
-    /// `sample`, `extra` or `model`.
-    pub purpose: String,
-    /// Space of an arch job.
-    pub space: Option<String>,
-    /// Table row of an arch job.
-    pub arch_index: Option<i64>,
-    /// Model of a model job.
-    pub model_id: Option<String>,
+    /// Why it was queued.
+    pub purpose: Purpose,
+    /// What to measure.
+    #[serde(flatten)]
+    pub subject: Subject,
     /// Input overrides, JSON list.
     pub inputs_json: String,
-    /// `queued`, `leased`, `done` or `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: JobState,
     /// Current (or last) lease.
     pub lease_id: Option<String>,
     /// Lease expiry, epoch ms.
@@ -68,12 +69,14 @@ fn job(row: &AnyRow) -> StoreResult<JobRow> {
     Ok(JobRow {
         id: row.try_get("id")?,
         device_id: row.try_get("device_id")?,
-        purpose: row.try_get("purpose")?,
-        space: row.try_get("space")?,
-        arch_index: row.try_get("arch_index")?,
-        model_id: row.try_get("model_id")?,
+        purpose: parse(&row.try_get::<String, _>("purpose")?)?,
+        subject: subject(
+            row.try_get::<Option<String>, _>("space")?.as_deref(),
+            row.try_get("arch_index")?,
+            row.try_get("model_id")?,
+        )?,
         inputs_json: row.try_get("inputs_json")?,
-        state: row.try_get("state")?,
+        state: parse(&row.try_get::<String, _>("state")?)?,
         lease_id: row.try_get("lease_id")?,
         lease_expires_ms: row.try_get("lease_expires_ms")?,
         attempts: row.try_get("attempts")?,
@@ -117,7 +120,7 @@ impl Store {
     pub async fn insert_jobs(
         &self,
         device_id: &str,
-        purpose: &str,
+        purpose: Purpose,
         jobs: &[NewJob],
     ) -> StoreResult<Vec<String>> {
         let now = now_ms();
@@ -126,20 +129,22 @@ impl Store {
         let mut ids = Vec::with_capacity(jobs.len());
         for (i, j) in jobs.iter().enumerate() {
             let id = new_id("job");
-            let (space, index, model, inputs) = match j {
+            let (what, inputs) = match j {
                 NewJob::Arch { space, index } => (
-                    Some(space.clone()),
-                    Some(int(*index)),
-                    None,
+                    Subject::Arch {
+                        space: *space,
+                        arch_index: *index,
+                    },
                     "[]".to_string(),
                 ),
                 NewJob::Model { model_id, inputs } => (
-                    None,
-                    None,
-                    Some(model_id.clone()),
+                    Subject::Model {
+                        model_id: model_id.clone(),
+                    },
                     serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
                 ),
             };
+            let (_, space, index, model) = subject_columns(&what);
             sqlx::query(
                 "INSERT INTO jobs (id, device_id, purpose, space, arch_index, model_id, inputs_json, \
                  state, lease_id, lease_expires_ms, attempts, last_error, seq, created_ms) \
@@ -147,7 +152,7 @@ impl Store {
             )
             .bind(&id)
             .bind(device_id)
-            .bind(purpose)
+            .bind(text(purpose))
             .bind(space)
             .bind(index)
             .bind(model)
@@ -232,7 +237,7 @@ impl Store {
                 .await?;
                 granted.push(Granted {
                     lease_id,
-                    reclaimed: job.state == "leased",
+                    reclaimed: job.state == JobState::Leased,
                     job,
                 });
             }
@@ -337,14 +342,14 @@ impl Store {
         .await?;
         let mut c = QueueCounts::default();
         for r in &rows {
-            let state: String = r.try_get("state")?;
+            let state: JobState = parse(&r.try_get::<String, _>("state")?)?;
             let expires: Option<i64> = r.try_get("lease_expires_ms")?;
-            match state.as_str() {
-                "queued" => c.queued += 1,
-                "leased" if expires.is_some_and(|e| e < now) => c.expired += 1,
-                "leased" => c.leased += 1,
-                "done" => c.done += 1,
-                _ => c.failed += 1,
+            match state {
+                JobState::Queued => c.queued += 1,
+                JobState::Leased if expires.is_some_and(|e| e < now) => c.expired += 1,
+                JobState::Leased => c.leased += 1,
+                JobState::Done => c.done += 1,
+                JobState::Failed => c.failed += 1,
             }
         }
         Ok(c)

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::columns::{parse, subject, subject_columns, text};
 use super::{Store, StoreResult, now_ms};
+use crate::service::domain::{Purpose, Subject};
 
 /// A validated measurement to store.
 #[derive(Debug, Clone)]
@@ -14,14 +16,8 @@ pub struct NewMeasurement {
     pub key: String,
     /// Lease it answers, if any.
     pub lease_id: Option<String>,
-    /// `arch` or `model`.
-    pub kind: &'static str,
-    /// Space of an arch measurement.
-    pub space: Option<String>,
-    /// Table row of an arch measurement.
-    pub arch_index: Option<i64>,
-    /// Model of a model measurement.
-    pub model_id: Option<String>,
+    /// What was measured.
+    pub subject: Subject,
     /// Median latency, ms.
     pub median_ms: f64,
     /// Agent's validity verdict.
@@ -35,10 +31,11 @@ pub struct NewMeasurement {
 /// What happened to one measurement of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOutcome {
-    /// Stored now, for a job of this purpose (`adhoc` without a known lease).
+    /// Stored now, for a job of this purpose ([`Purpose::Adhoc`] without a
+    /// known lease).
     New {
         /// Job purpose.
-        purpose: String,
+        purpose: Purpose,
     },
     /// The key was stored before.
     Duplicate,
@@ -55,16 +52,11 @@ pub struct MeasurementRow {
     pub device_id: String,
     /// Job, if it answered one.
     pub job_id: Option<String>,
-    /// `sample`, `extra`, `model` or `adhoc`.
-    pub purpose: String,
-    /// `arch` or `model`.
-    pub kind: String,
-    /// Space of an arch measurement.
-    pub space: Option<String>,
-    /// Table row of an arch measurement.
-    pub arch_index: Option<i64>,
-    /// Model of a model measurement.
-    pub model_id: Option<String>,
+    /// What the job it answered was for.
+    pub purpose: Purpose,
+    /// What was measured.
+    #[serde(flatten)]
+    pub subject: Subject,
     /// Median latency, ms.
     pub median_ms: f64,
     /// Agent's verdict.
@@ -82,11 +74,12 @@ fn measurement(row: &AnyRow) -> StoreResult<MeasurementRow> {
         key: row.try_get("idempotency_key")?,
         device_id: row.try_get("device_id")?,
         job_id: row.try_get("job_id")?,
-        purpose: row.try_get("purpose")?,
-        kind: row.try_get("kind")?,
-        space: row.try_get("space")?,
-        arch_index: row.try_get("arch_index")?,
-        model_id: row.try_get("model_id")?,
+        purpose: parse(&row.try_get::<String, _>("purpose")?)?,
+        subject: subject(
+            row.try_get::<Option<String>, _>("space")?.as_deref(),
+            row.try_get("arch_index")?,
+            row.try_get("model_id")?,
+        )?,
         median_ms: row.try_get("median_ms")?,
         valid: valid != 0,
         invalid_reasons: serde_json::from_str(&reasons).unwrap_or_default(),
@@ -132,17 +125,19 @@ impl Store {
                 .map(|r| -> StoreResult<_> {
                     Ok((
                         r.try_get::<String, _>("id")?,
-                        r.try_get::<String, _>("purpose")?,
-                        r.try_get::<Option<String>, _>("space")?,
-                        r.try_get::<Option<i64>, _>("arch_index")?,
-                        r.try_get::<Option<String>, _>("model_id")?,
+                        parse::<Purpose>(&r.try_get::<String, _>("purpose")?)?,
+                        subject(
+                            r.try_get::<Option<String>, _>("space")?.as_deref(),
+                            r.try_get("arch_index")?,
+                            r.try_get("model_id")?,
+                        )?,
                     ))
                 })
                 .transpose()?,
                 None => None,
             };
-            if let Some((_, _, space, index, model)) = &job
-                && (space != &m.space || index != &m.arch_index || model != &m.model_id)
+            if let Some((_, _, leased)) = &job
+                && leased != &m.subject
             {
                 outcomes.push(StoreOutcome::Rejected(
                     "the result does not match the job of its lease".into(),
@@ -150,9 +145,10 @@ impl Store {
                 continue;
             }
             let (job_id, purpose) = match &job {
-                Some((id, purpose, ..)) => (Some(id.clone()), purpose.clone()),
-                None => (None, "adhoc".to_string()),
+                Some((id, purpose, _)) => (Some(id.clone()), *purpose),
+                None => (None, Purpose::Adhoc),
             };
+            let (kind, space, index, model) = subject_columns(&m.subject);
             let inserted = sqlx::query(
                 "INSERT INTO measurements (idempotency_key, device_id, job_id, lease_id, purpose, \
                  kind, space, arch_index, model_id, median_ms, valid, invalid_reasons, sample_json, \
@@ -163,11 +159,11 @@ impl Store {
             .bind(device_id)
             .bind(job_id.clone())
             .bind(m.lease_id.clone())
-            .bind(&purpose)
-            .bind(m.kind)
-            .bind(m.space.clone())
-            .bind(m.arch_index)
-            .bind(m.model_id.clone())
+            .bind(text(purpose))
+            .bind(kind)
+            .bind(space)
+            .bind(index)
+            .bind(model)
             .bind(m.median_ms)
             .bind(i64::from(m.valid))
             .bind(serde_json::to_string(&m.invalid_reasons).unwrap_or_else(|_| "[]".into()))

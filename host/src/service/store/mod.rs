@@ -7,6 +7,7 @@
 //! migrations embedded in the binary. A write that the API acknowledges has
 //! committed first.
 
+pub mod columns;
 pub mod devices;
 pub mod jobs;
 pub mod measurements;

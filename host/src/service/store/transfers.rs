@@ -5,7 +5,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use nasflat_shared::SearchSpace;
+
+use super::columns::{parse, text};
 use super::{Store, StoreResult, decode_f64s, encode_f64s, int, now_ms};
+use crate::service::domain::{TransferState, Trigger};
 
 /// One transfer job.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -15,17 +19,17 @@ pub struct TransferRow {
     /// Target device.
     pub device_id: String,
     /// Space.
-    pub space: String,
-    /// `queued`, `running`, `done` or `failed`.
-    pub state: String,
+    pub space: SearchSpace,
+    /// Where it stands.
+    pub state: TransferState,
     /// 0..1.
     pub progress: f64,
     /// What it is doing, or why it failed.
     pub message: String,
     /// Target samples used.
     pub samples: i64,
-    /// `auto` or `manual`.
-    pub trigger: String,
+    /// What started it.
+    pub trigger: Trigger,
     /// Start, epoch ms.
     pub created_ms: i64,
     /// End, epoch ms.
@@ -36,15 +40,37 @@ fn transfer(row: &AnyRow) -> StoreResult<TransferRow> {
     Ok(TransferRow {
         id: row.try_get("id")?,
         device_id: row.try_get("device_id")?,
-        space: row.try_get("space")?,
-        state: row.try_get("state")?,
+        space: parse(&row.try_get::<String, _>("space")?)?,
+        state: parse(&row.try_get::<String, _>("state")?)?,
         progress: row.try_get("progress")?,
         message: row.try_get("message")?,
         samples: row.try_get("samples")?,
-        trigger: row.try_get("trigger_kind")?,
+        trigger: parse(&row.try_get::<String, _>("trigger_kind")?)?,
         created_ms: row.try_get("created_ms")?,
         finished_ms: row.try_get("finished_ms")?,
     })
+}
+
+/// A transfer's result, to serve: [`Store::put_predictions`] replaces the
+/// device's predictions in the space with it.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPredictions<'a> {
+    /// Target device.
+    pub device_id: &'a str,
+    /// Space.
+    pub space: SearchSpace,
+    /// Version string served with every prediction.
+    pub version: &'a str,
+    /// Transfer that made it.
+    pub transfer_id: &'a str,
+    /// Pretrained checkpoint it started from.
+    pub base_version: &'a str,
+    /// Source device whose embedding initialised the target's.
+    pub init_from: Option<&'a str>,
+    /// Table rows of the samples it was fitted on.
+    pub train_rows: &'a [usize],
+    /// Predicted ms per table row.
+    pub latencies: &'a [f64],
 }
 
 /// The served predictor of one device and space.
@@ -67,46 +93,48 @@ pub struct PredictionRow {
 }
 
 impl Store {
-    /// Records a new transfer job (state `queued`).
+    /// Records a new transfer job ([`TransferState::Queued`]).
     pub async fn insert_transfer(
         &self,
         id: &str,
         device_id: &str,
-        space: &str,
-        trigger: &str,
+        space: SearchSpace,
+        trigger: Trigger,
     ) -> StoreResult<()> {
         let _w = self.write().await;
         sqlx::query(
             "INSERT INTO transfers (id, device_id, space, state, progress, message, samples, \
              trigger_kind, created_ms, finished_ms) \
-             VALUES ($1, $2, $3, 'queued', 0.0, 'queued', 0, $4, $5, NULL)",
+             VALUES ($1, $2, $3, $4, 0.0, 'queued', 0, $5, $6, NULL)",
         )
         .bind(id)
         .bind(device_id)
-        .bind(space)
-        .bind(trigger)
+        .bind(text(space))
+        .bind(text(TransferState::Queued))
+        .bind(text(trigger))
         .bind(now_ms())
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
-    /// Updates a transfer's state, progress and message; `finished` sets the end time.
+    /// Updates a transfer's state, progress and message; a done or failed
+    /// transfer gets its end time.
     pub async fn update_transfer(
         &self,
         id: &str,
-        state: &str,
+        state: TransferState,
         progress: f64,
         message: &str,
         samples: usize,
-        finished: bool,
     ) -> StoreResult<()> {
+        let finished = matches!(state, TransferState::Done | TransferState::Failed);
         let _w = self.write().await;
         sqlx::query(
             "UPDATE transfers SET state = $1, progress = $2, message = $3, samples = $4, \
              finished_ms = $5 WHERE id = $6",
         )
-        .bind(state)
+        .bind(text(state))
         .bind(progress)
         .bind(message)
         .bind(int(samples))
@@ -156,18 +184,7 @@ impl Store {
     }
 
     /// Stores (replaces) the served predictions of a device and space.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn put_predictions(
-        &self,
-        device_id: &str,
-        space: &str,
-        version: &str,
-        transfer_id: &str,
-        base_version: &str,
-        init_from: Option<&str>,
-        train_rows: &[usize],
-        latencies: &[f64],
-    ) -> StoreResult<()> {
+    pub async fn put_predictions(&self, p: &NewPredictions<'_>) -> StoreResult<()> {
         let _w = self.write().await;
         sqlx::query(
             "INSERT INTO predictions (device_id, space, version, transfer_id, base_version, \
@@ -178,14 +195,14 @@ impl Store {
              init_from = excluded.init_from, train_rows_json = excluded.train_rows_json, \
              latencies = excluded.latencies, created_ms = excluded.created_ms",
         )
-        .bind(device_id)
-        .bind(space)
-        .bind(version)
-        .bind(transfer_id)
-        .bind(base_version)
-        .bind(init_from.map(str::to_string))
-        .bind(serde_json::to_string(train_rows).unwrap_or_else(|_| "[]".into()))
-        .bind(encode_f64s(latencies))
+        .bind(p.device_id)
+        .bind(text(p.space))
+        .bind(p.version)
+        .bind(p.transfer_id)
+        .bind(p.base_version)
+        .bind(p.init_from.map(str::to_string))
+        .bind(serde_json::to_string(p.train_rows).unwrap_or_else(|_| "[]".into()))
+        .bind(encode_f64s(p.latencies))
         .bind(now_ms())
         .execute(self.pool())
         .await?;
@@ -196,12 +213,12 @@ impl Store {
     pub async fn prediction_version(
         &self,
         device_id: &str,
-        space: &str,
+        space: SearchSpace,
     ) -> StoreResult<Option<String>> {
         let row =
             sqlx::query("SELECT version FROM predictions WHERE device_id = $1 AND space = $2")
                 .bind(device_id)
-                .bind(space)
+                .bind(text(space))
                 .fetch_optional(self.pool())
                 .await?;
         Ok(match row {
@@ -214,14 +231,14 @@ impl Store {
     pub async fn predictions(
         &self,
         device_id: &str,
-        space: &str,
+        space: SearchSpace,
     ) -> StoreResult<Option<PredictionRow>> {
         let row = sqlx::query(
             "SELECT version, transfer_id, base_version, init_from, train_rows_json, latencies, \
              created_ms FROM predictions WHERE device_id = $1 AND space = $2",
         )
         .bind(device_id)
-        .bind(space)
+        .bind(text(space))
         .fetch_optional(self.pool())
         .await?;
         let Some(r) = row else {

@@ -1,0 +1,100 @@
+//! The service's configuration: every flag of `nasflat-host serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::sampler::Sampler;
+use nasflat_shared::SearchSpace;
+use nasflat_shared::protocol::JobLimits;
+
+/// Everything `nasflat-host serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub db_url: String,
+    /// Pretrained checkpoints are looked up and cached here.
+    pub checkpoint_dir: PathBuf,
+    /// Token of management endpoints.
+    pub admin_token: String,
+    /// Token a new device presents to register.
+    pub enrol_token: String,
+    /// Spaces served (each is pretrained and sampled for new devices).
+    pub spaces: Vec<SearchSpace>,
+    /// k: sampler-chosen archs a new device measures before transfer.
+    pub samples: usize,
+    /// How the k archs are chosen (seeded by the device id).
+    pub sampler: Sampler,
+    /// Lease length; a lease not renewed by a heartbeat within it returns to the queue.
+    pub lease_secs: u32,
+    /// Poll interval told to idle agents.
+    pub poll_secs: u32,
+    /// Timing bounds sent with every lease.
+    pub limits: JobLimits,
+    /// Largest request body of JSON/postcard endpoints.
+    pub max_body_bytes: usize,
+    /// Largest ONNX upload.
+    pub max_model_bytes: usize,
+    /// Leases of one job before it is given up.
+    pub max_attempts: i64,
+    /// Network shape of the predictor.
+    pub predictor: PredictorConfig,
+    /// Pretraining epochs override.
+    pub pretrain_epochs: Option<usize>,
+    /// Source samples per device override.
+    pub source_samples: Option<usize>,
+    /// Transfer epochs override.
+    pub transfer_epochs: Option<usize>,
+    /// Weight of the linear stack in the served blend (0 = GNN alone).
+    pub blend: f64,
+    /// Seed of pretraining (and, mixed with the device id, of transfer).
+    pub seed: u64,
+    /// Start a transfer by itself once a device has k valid plan samples.
+    pub auto_transfer: bool,
+}
+
+impl ServiceConfig {
+    /// Defaults for a database URL and a checkpoint directory; tokens must be set.
+    pub fn new(db_url: String, checkpoint_dir: PathBuf) -> ServiceConfig {
+        ServiceConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db_url,
+            checkpoint_dir,
+            admin_token: String::new(),
+            enrol_token: String::new(),
+            spaces: vec![SearchSpace::Nb201],
+            samples: 20,
+            sampler: Sampler::Random,
+            lease_secs: 120,
+            poll_secs: 5,
+            limits: JobLimits::default(),
+            max_body_bytes: 16 << 20,
+            max_model_bytes: 256 << 20,
+            max_attempts: 5,
+            predictor: PredictorConfig::default(),
+            pretrain_epochs: None,
+            source_samples: None,
+            transfer_epochs: None,
+            blend: nasflat_predictor::fewshot::DEFAULT_BLEND,
+            seed: 0,
+            auto_transfer: true,
+        }
+    }
+
+    /// Training settings of a space with the overrides applied.
+    pub fn train_config(&self, space: SearchSpace) -> TrainConfig {
+        let mut t = TrainConfig::for_space(space);
+        if let Some(v) = self.pretrain_epochs {
+            t.epochs = v;
+        }
+        if let Some(v) = self.source_samples {
+            t.source_samples = v;
+        }
+        if let Some(v) = self.transfer_epochs {
+            t.transfer_epochs = v;
+        }
+        t
+    }
+}
