@@ -1,6 +1,7 @@
 //! `nasflat-host`: a thin CLI over the `nasflat_host` library.
 
 mod demo;
+mod nas_cli;
 mod service_cli;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Evaluate predictors and baselines on the paper's few-shot tasks.
     Eval(EvalArgs),
+    /// Latency-constrained NAS on a table device: the architecture to deploy under a budget.
+    Nas(nas_cli::NasArgs),
     /// Device-set tasks (source/target splits).
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -456,6 +459,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => run_eval(args),
+        Command::Nas(args) => nas_cli::run(args),
         Command::Tasks(TasksCommand::Generate(args)) => run_tasks_generate(args),
         Command::Encode(args) => nasflat_encoders::cli::run(&args)
             .map(|report| print!("{report}"))

@@ -205,3 +205,64 @@ fn tasks_generate_writes_a_loadable_task_with_the_requested_sizes() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("| fbnet | X | ridgecost |"), "{out}");
 }
+
+#[test]
+fn nas_bad_input_exits_2_naming_what_is_wrong() {
+    let base = ["nas", "--space", "nb201", "--task", "ND", "--trials", "1"];
+    let nas = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        host(&args)
+    };
+    // A device that is not a test device of the task (here: a source).
+    let (code, _, err) = nas(&["--device", "pixel3", "--latency-ms", "14"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`pixel3` is not a test device of task ND"),
+        "{err}"
+    );
+    assert!(err.contains("pixel2"), "the test devices are listed: {err}");
+    // A budget that is not positive.
+    for c in ["0", "-3"] {
+        let (code, _, err) = nas(&["--device", "pixel2", &format!("--latency-ms={c}")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("must be a positive number of milliseconds"),
+            "{err}"
+        );
+    }
+    // A budget below every architecture's latency on the device.
+    let (code, _, err) = nas(&["--device", "pixel2", "--latency-ms", "0.5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no architecture meets 0.5 ms"), "{err}");
+    // A risk outside (0, 1).
+    let (code, _, err) = nas(&["--device", "pixel2", "--latency-ms", "14", "--risk", "1.5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("risk 1.5"), "{err}");
+}
+
+#[test]
+fn nas_on_fbnet_refuses_an_accuracy_objective_and_the_nb201_list() {
+    let fbnet = ["nas", "--space", "fbnet", "--task", "FD", "--trials", "1"];
+    let (code, _, err) = host(&[&fbnet[..], &["--device", "fpga", "--latency-ms", "20"]].concat());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("fbnet has no `cifar100` objective") && err.contains("flops"),
+        "{err}"
+    );
+    let (code, _, err) = host(
+        &[
+            &fbnet[..],
+            &[
+                "--device",
+                "fpga",
+                "--latency-ms",
+                "20",
+                "--dataset",
+                "flops",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("use --mode exhaustive"), "{err}");
+}

@@ -6,15 +6,23 @@
 //! - `transfer_k20`: transfer to one target with 20 samples (default epochs);
 //! - `predict_all`: the GNN's batch prediction of every arch of the space;
 //! - `stacked_fit_predict_all`: the linear stack (additive + source ridge)
-//!   fitted on 20 samples and predicting every arch.
+//!   fitted on 20 samples and predicting every arch;
+//! - `fewshot_fit_exhaustive_search`: the served pipeline fitted on 20
+//!   samples (transfer + stack) and the exhaustive risk-aware search of the
+//!   whole space under one budget (the NAS answer's wall clock).
 //!
 //! `cargo bench -p nasflat-predictor --bench predictor`
 
-use criterion::{Criterion, criterion_group};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, criterion_group};
 use nasflat_predictor::baselines::{SourceMatrix, stacked_predict};
 use nasflat_predictor::dataset::SpaceData;
+use nasflat_predictor::fewshot::{self, FewShot};
 use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::nas::{self, Constraint, Mode, Objective, Problem};
 use nasflat_predictor::train;
+use nasflat_predictor::train::TransferOptions;
+use nasflat_predictor::{Predictor, Samples};
 use nasflat_shared::SearchSpace;
 use nasflat_shared::data::paper_tasks;
 
@@ -59,6 +67,7 @@ fn space_benches(c: &mut Criterion, space: SearchSpace, task: &str) {
     group.bench_function("transfer_k20", |b| {
         b.iter(|| train::transfer(&pretrained, &data, &target, &archs, &train_config, 0))
     });
+    nas_bench(&mut group, &data, &pretrained, &task.train, &target, &archs);
     group.bench_function("predict_all", |b| {
         b.iter(|| pretrained.predict(&data.features, &all, 0))
     });
@@ -69,6 +78,59 @@ fn space_benches(c: &mut Criterion, space: SearchSpace, task: &str) {
         b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all))
     });
     group.finish();
+}
+
+/// Transfer + exhaustive search at the served blend, budget = the median
+/// latency of the samples (any budget costs the same: every arch is scored).
+fn nas_bench(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    data: &SpaceData,
+    pretrained: &Predictor,
+    sources: &[String],
+    target: &str,
+    archs: &[usize],
+) {
+    let (Ok(samples), Ok(matrix)) = (
+        Samples::from_table(data, target, archs),
+        SourceMatrix::new(data, sources),
+    ) else {
+        return;
+    };
+    let objective = match data.space {
+        SearchSpace::Nb201 => Objective::Cifar100,
+        SearchSpace::Fbnet => Objective::Flops,
+    };
+    let Ok(scores) = objective.scores(data) else {
+        return;
+    };
+    let mut ms = samples.latencies();
+    ms.sort_by(f64::total_cmp);
+    let Ok(budget) = Constraint::new(ms[ms.len() / 2], 0.1) else {
+        return;
+    };
+    let opts = fewshot::Options {
+        transfer: TransferOptions {
+            train: TrainConfig::for_space(data.space),
+            seed: 0,
+            progress: None,
+        },
+        blend: fewshot::DEFAULT_BLEND,
+    };
+    let pipeline = FewShot {
+        pretrained,
+        data,
+        sources: &matrix,
+    };
+    let problem = Problem {
+        objective: &scores,
+        candidates: &[],
+    };
+    group.bench_function("fewshot_fit_exhaustive_search", |b| {
+        b.iter(|| {
+            let fitted = pipeline.fit(target, &samples, &opts)?;
+            nas::search(&fitted, &problem, &budget, Mode::Exhaustive)
+        })
+    });
 }
 
 fn predictor(c: &mut Criterion) {

@@ -97,17 +97,7 @@ impl Fitted<'_> {
     /// in order), sharing the GNN's forward pass and the stack's fit.
     pub fn predict_blends(&self, rows: &[usize], blends: &[f64]) -> Result<Vec<Vec<f64>>> {
         let gnn = self.gnn_ms(rows)?;
-        let stack = match (&self.stack, blends.iter().any(|&w| w > 0.0)) {
-            (Some(s), _) => Some(Cow::Borrowed(s)),
-            (None, true) => Some(Cow::Owned(Stack::fit(
-                self.data,
-                self.sources,
-                &self.samples.rows(),
-                &self.samples.latencies(),
-            )?)),
-            (None, false) => None,
-        };
-        let linear: Option<Vec<f64>> = stack.map(|s| {
+        let linear: Option<Vec<f64>> = self.stack_for(blends)?.map(|s| {
             rows.iter()
                 .map(|&r| s.predict(self.data, self.sources, r))
                 .collect()
@@ -119,6 +109,21 @@ impl Fitted<'_> {
                 _ => gnn.clone(),
             })
             .collect())
+    }
+
+    /// The fitted stack, or one fitted now when some weight needs it and
+    /// [`FewShot::fit`] did not (its blend was 0).
+    fn stack_for(&self, blends: &[f64]) -> Result<Option<Cow<'_, Stack>>> {
+        Ok(match (&self.stack, blends.iter().any(|&w| w > 0.0)) {
+            (Some(s), _) => Some(Cow::Borrowed(s)),
+            (None, true) => Some(Cow::Owned(Stack::fit(
+                self.data,
+                self.sources,
+                &self.samples.rows(),
+                &self.samples.latencies(),
+            )?)),
+            (None, false) => None,
+        })
     }
 
     /// The transferred GNN's calibrated ms alone (blend 0).
@@ -134,22 +139,29 @@ impl Fitted<'_> {
     /// would cost k transfers); the stack part is its own leave-one-out fit.
     /// Risk bounds are quantiles of these.
     pub fn loo_log_residuals(&self) -> Result<Vec<f64>> {
+        self.loo_log_residuals_at(self.blend)
+    }
+
+    /// [`Fitted::loo_log_residuals`] of the blend at weight `w`.
+    pub fn loo_log_residuals_at(&self, w: f64) -> Result<Vec<f64>> {
         let rows = self.samples.rows();
-        let logs: Vec<f64> = self.samples.iter().map(|s| s.ms.ln()).collect();
         let t = &self.transferred;
         let scores = t.model.predict(&self.data.features, &rows, t.row)?;
         let gnn = loo_calibrated_logs(&scores, &self.samples.latencies());
-        let predicted: Vec<f64> = match (&self.stack, self.blend > 0.0) {
-            (Some(stack), true) => {
-                let w = self.blend;
-                gnn.iter()
-                    .zip(stack.loo_log_predictions())
-                    .map(|(g, l)| (1.0 - w) * g + w * l)
-                    .collect()
-            }
+        let predicted: Vec<f64> = match self.stack_for(std::slice::from_ref(&w))? {
+            Some(stack) if w > 0.0 => gnn
+                .iter()
+                .zip(stack.loo_log_predictions())
+                .map(|(g, l)| (1.0 - w) * g + w * l)
+                .collect(),
             _ => gnn,
         };
-        Ok(logs.iter().zip(&predicted).map(|(y, p)| y - p).collect())
+        Ok(self
+            .samples
+            .iter()
+            .zip(&predicted)
+            .map(|(s, p)| s.ms.ln() - p)
+            .collect())
     }
 
     /// The blend weight [`Fitted::predict`] uses.

@@ -390,3 +390,70 @@ fn prediction_rejects_rows_and_devices_out_of_range() {
     assert!(model.predict(&data.features, &[0], 1).is_err());
     assert!(model.predict(&data.features, &[], 0).unwrap().is_empty());
 }
+
+/// The pipeline reads one transfer at any blend weight: the served weight,
+/// the GNN alone and the stack's share all come from the same fit, and the
+/// risk bound's residuals follow the weight.
+#[test]
+fn fewshot_pipeline_serves_every_blend_from_one_fit() {
+    use nasflat_predictor::baselines::SourceMatrix;
+    use nasflat_predictor::fewshot::{FewShot, Options};
+    use nasflat_predictor::train::TransferOptions;
+    use nasflat_predictor::{Sample, Samples};
+
+    let data = nb201();
+    let task = paper_tasks()
+        .unwrap()
+        .task(SearchSpace::Nb201, "N1")
+        .unwrap()
+        .clone();
+    let t = quick_train(SearchSpace::Nb201);
+    let base =
+        train::pretrain(data, &task.train, &PredictorConfig::default(), &t, 3, None).unwrap();
+    let sources = SourceMatrix::new(data, &task.train).unwrap();
+    let target = &task.test[0];
+    let column = data.device_index(target).unwrap();
+    let valid = data.valid_rows(column);
+    let rows: Vec<usize> = valid
+        .iter()
+        .copied()
+        .step_by(valid.len() / 20)
+        .take(20)
+        .collect();
+    let samples = Samples::from_table(data, target, &rows).unwrap();
+    let pipeline = FewShot {
+        pretrained: &base,
+        data,
+        sources: &sources,
+    };
+    let opts = Options {
+        transfer: TransferOptions {
+            train: t.clone(),
+            seed: 5,
+            progress: None,
+        },
+        blend: 0.85,
+    };
+    let fitted = pipeline.fit(target, &samples, &opts).unwrap();
+    let probe: Vec<usize> = valid.iter().copied().skip(5).step_by(97).collect();
+    let served = fitted.predict(&probe).unwrap();
+    let both = fitted.predict_blends(&probe, &[0.0, 0.85]).unwrap();
+    assert_eq!(served, both[1]);
+    assert_eq!(both[0], fitted.gnn_ms(&probe).unwrap());
+    assert_ne!(both[0], both[1], "the stack must change the served blend");
+    let at_blend = fitted.loo_log_residuals().unwrap();
+    let gnn_only = fitted.loo_log_residuals_at(0.0).unwrap();
+    assert_eq!(at_blend.len(), 20);
+    assert!(at_blend.iter().chain(&gnn_only).all(|r| r.is_finite()));
+    assert_ne!(at_blend, gnn_only);
+    // One sample cannot calibrate a transfer.
+    let one = Samples::new(vec![Sample {
+        row: rows[0],
+        ms: 3.0,
+    }])
+    .unwrap();
+    assert!(matches!(
+        pipeline.fit(target, &one, &opts),
+        Err(PredictorError::TooFewSamples { needed: 2, got: 1 })
+    ));
+}

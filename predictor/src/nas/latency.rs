@@ -28,6 +28,28 @@ impl LatencyModel for Fitted<'_> {
     }
 }
 
+/// The pipeline at a blend weight other than the one it was fitted for
+/// (one transfer serves the GNN alone and the served blend).
+pub struct Blended<'f, 'a> {
+    /// The fitted pipeline.
+    pub fitted: &'f Fitted<'a>,
+    /// Weight of the linear stack; 0 = the GNN alone.
+    pub blend: f64,
+}
+
+impl LatencyModel for Blended<'_, '_> {
+    fn predict(&self, rows: &[usize]) -> Result<Vec<f64>> {
+        let mut out = self
+            .fitted
+            .predict_blends(rows, std::slice::from_ref(&self.blend))?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    fn loo_log_residuals(&self) -> Result<Vec<f64>> {
+        self.fitted.loo_log_residuals_at(self.blend)
+    }
+}
+
 /// A device's measured latencies: an exact model (no residuals).
 pub struct TableLatency<'a> {
     data: &'a SpaceData,

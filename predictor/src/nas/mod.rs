@@ -20,7 +20,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use constraint::Constraint;
-pub use latency::{LatencyModel, TableLatency, TrivialFit};
+pub use latency::{Blended, LatencyModel, TableLatency, TrivialFit};
 pub use objective::Objective;
 
 use crate::error::{PredictorError, Result};

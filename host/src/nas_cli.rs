@@ -1,0 +1,471 @@
+//! `nasflat-host nas`: latency-constrained NAS on a table device (paper
+//! Section 6.8, Table 8, and the exhaustive risk-aware mode). Per trial:
+//! pretrain on the task's sources, sample k target architectures, fit the
+//! few-shot pipeline, search under every budget; the answer's *true* latency
+//! and accuracy are read from the tables. The trivial FLOPs/params fit, the
+//! rule on true latencies and the full-space oracle run on the same samples.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use nasflat_predictor::baselines::SourceMatrix;
+use nasflat_predictor::correlation::mean_std;
+use nasflat_predictor::dataset::{SpaceData, sample_rows};
+use nasflat_predictor::fewshot::{self, DEFAULT_BLEND, FewShot};
+use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::nas::{
+    self, Blended, Constraint, LatencyModel, Mode, Objective, Problem, TableLatency, TrivialFit,
+};
+use nasflat_predictor::train::{self, TransferOptions};
+use nasflat_predictor::{PredictorError, Samples};
+use nasflat_shared::data::{self, Task, TaskSet, paper_tasks};
+use nasflat_shared::{Arch, SearchSpace};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+/// Arguments of `nas`.
+#[derive(Args)]
+pub(crate) struct NasArgs {
+    /// Search space: nb201 or fbnet.
+    #[arg(long, default_value = "nb201")]
+    space: SearchSpace,
+    /// Task whose source devices pretrain the predictor (e.g. ND).
+    #[arg(long)]
+    task: String,
+    /// Task file in tasks.json format (default: the paper's 12 tasks).
+    #[arg(long)]
+    tasks_file: Option<PathBuf>,
+    /// Target device(s), comma-separated; each must be a test device of the task.
+    #[arg(long, value_delimiter = ',', required = true)]
+    device: Vec<String>,
+    /// Latency budgets C (ms), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    latency_ms: Vec<f64>,
+    /// Objective: cifar10, cifar100 or imagenet16_120 (NB201 accuracy);
+    /// flops, params or synflow (FBNet: stated proxies, no accuracy exists).
+    #[arg(long, alias = "objective", default_value = "cifar100")]
+    dataset: Objective,
+    /// metad2a500 (the paper's rule) and/or exhaustive, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "metad2a500")]
+    mode: Vec<Mode>,
+    /// Accepted chance of exceeding the budget (exhaustive mode).
+    #[arg(long, default_value_t = 0.1)]
+    risk: f64,
+    /// Target samples k.
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Trials; trial t uses seed + t.
+    #[arg(long, default_value_t = 10)]
+    trials: usize,
+    /// Base seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Weight(s) of the linear stack in the pipeline, comma-separated; 0 =
+    /// the paper's GNN alone (Table 8's predictor).
+    #[arg(long, value_delimiter = ',', default_values_t = [DEFAULT_BLEND])]
+    blend: Vec<f64>,
+    /// Pretraining epochs (default: the space's).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Write every run as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One answer of one predictor, the JSON `runs[]` entry.
+#[derive(Debug, Clone, Serialize)]
+struct NasRun {
+    space: String,
+    task: String,
+    device: String,
+    constraint_ms: f64,
+    mode: String,
+    /// `nasflat@w`, `trivial`, `true-latency` (the rule on true latencies)
+    /// or `oracle`.
+    predictor: String,
+    trial: usize,
+    seed: u64,
+    /// Empty when the predictor found nothing within the budget.
+    arch: String,
+    arch_index: Option<usize>,
+    predicted_ms: Option<f64>,
+    upper_ms: Option<f64>,
+    true_ms: Option<f64>,
+    /// Objective value (accuracy % for NB201, the proxy for FBNet).
+    accuracy: Option<f64>,
+    violated: bool,
+    oracle_accuracy: f64,
+    /// Seconds of transfer + search for this answer.
+    seconds: f64,
+}
+
+/// Everything fixed before the first trial.
+struct Plan {
+    args: NasArgs,
+    data: SpaceData,
+    task: Task,
+    sources: SourceMatrix,
+    constraints: Vec<Constraint>,
+    objective: Vec<f64>,
+    metad2a: Vec<usize>,
+    /// Oracle accuracy per (device, constraint index).
+    oracle: BTreeMap<(String, usize), f64>,
+}
+
+/// Runs `nas`.
+pub(crate) fn run(args: NasArgs) -> Result<()> {
+    let plan = Plan::new(args)?;
+    let mut runs = Vec::new();
+    for trial in 0..plan.args.trials {
+        let seed = plan.args.seed.wrapping_add(trial as u64);
+        eprintln!("trial {trial}: seed {seed}");
+        runs.extend(run_trial(&plan, trial, seed)?);
+    }
+    print!("{}", summary_table(&plan, &runs));
+    if let Some(path) = &plan.args.json {
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "runs": runs }))?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Loads the data and checks every input before any training.
+    fn new(args: NasArgs) -> Result<Self> {
+        let task_set = match &args.tasks_file {
+            Some(path) => TaskSet::from_path(path)?,
+            None => paper_tasks()?,
+        };
+        let task = task_set.task(args.space, &args.task)?.clone();
+        check_devices(&task, &args)?;
+        if args.samples < 2 {
+            bail!("--samples {}: a transfer needs at least 2", args.samples);
+        }
+        if let Some(w) = args.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
+            bail!("--blend {w}: weights must lie in [0, 1]");
+        }
+        let constraints = args
+            .latency_ms
+            .iter()
+            .map(|&c| Constraint::new(c, args.risk))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let data = SpaceData::load(args.space)?;
+        let objective = args.dataset.scores(&data)?;
+        let metad2a = metad2a_list(&args)?;
+        let oracle = oracles(&data, &args.device, &constraints, &objective)?;
+        let sources = SourceMatrix::new(&data, &task.train)?;
+        Ok(Plan {
+            args,
+            data,
+            task,
+            sources,
+            constraints,
+            objective,
+            metad2a,
+            oracle,
+        })
+    }
+
+    fn train_config(&self) -> TrainConfig {
+        let mut t = TrainConfig::for_space(self.args.space);
+        if let Some(e) = self.args.epochs {
+            t.epochs = e;
+        }
+        t
+    }
+}
+
+/// Every device must be a test device of the task (a source would be
+/// searched with the predictor it trained).
+fn check_devices(task: &Task, args: &NasArgs) -> Result<()> {
+    for d in &args.device {
+        if !task.test.contains(d) {
+            bail!(
+                "device `{d}` is not a test device of task {} (test devices: {})",
+                args.task,
+                task.test.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// MetaD2A's list exists for NB201 only.
+fn metad2a_list(args: &NasArgs) -> Result<Vec<usize>> {
+    if !args.mode.contains(&Mode::Metad2a500) {
+        return Ok(Vec::new());
+    }
+    if args.space != SearchSpace::Nb201 {
+        bail!("--mode metad2a500: MetaD2A's candidate list is NB201's; use --mode exhaustive");
+    }
+    Ok(data::metad2a_candidates()?
+        .iter()
+        .map(|c| c.index)
+        .collect())
+}
+
+/// The full-space oracle of each (device, constraint); a budget below every
+/// measured latency of the device is an input error.
+fn oracles(
+    data: &SpaceData,
+    devices: &[String],
+    constraints: &[Constraint],
+    objective: &[f64],
+) -> Result<BTreeMap<(String, usize), f64>> {
+    let problem = Problem {
+        objective,
+        candidates: &[],
+    };
+    let mut out = BTreeMap::new();
+    for d in devices {
+        let truth = TableLatency::new(data, d)?;
+        for (i, c) in constraints.iter().enumerate() {
+            let best = nas::search(&truth, &problem, c, Mode::Exhaustive)
+                .with_context(|| format!("{d} at {} ms", c.max_ms()))?;
+            out.insert((d.clone(), i), best.chosen.objective);
+        }
+    }
+    Ok(out)
+}
+
+/// One trial: pretrain once, then every device, mode and budget.
+fn run_trial(plan: &Plan, trial: usize, seed: u64) -> Result<Vec<NasRun>> {
+    let train_config = plan.train_config();
+    let pretrained = train::pretrain(
+        &plan.data,
+        &plan.task.train,
+        &PredictorConfig::default(),
+        &train_config,
+        seed,
+        None,
+    )?;
+    let pipeline = FewShot {
+        pretrained: &pretrained,
+        data: &plan.data,
+        sources: &plan.sources,
+    };
+    let mut runs = Vec::new();
+    for (p, device) in plan.args.device.iter().enumerate() {
+        let ctx = TrialDevice {
+            plan,
+            device,
+            trial,
+            seed,
+        };
+        runs.extend(ctx.run(&pipeline, &train_config, p)?);
+    }
+    Ok(runs)
+}
+
+/// One device of one trial.
+struct TrialDevice<'a> {
+    plan: &'a Plan,
+    device: &'a str,
+    trial: usize,
+    seed: u64,
+}
+
+impl TrialDevice<'_> {
+    /// Samples k architectures, fits every predictor and searches.
+    fn run(&self, pipeline: &FewShot<'_>, train: &TrainConfig, p: usize) -> Result<Vec<NasRun>> {
+        let data = &self.plan.data;
+        let samples = self.samples(p)?;
+        let blends = &self.plan.args.blend;
+        let opts = fewshot::Options {
+            transfer: TransferOptions {
+                train: train.clone(),
+                seed: self.seed.wrapping_mul(7919).wrapping_add(p as u64),
+                progress: None,
+            },
+            blend: blends.iter().copied().fold(0.0, f64::max),
+        };
+        let started = Instant::now();
+        let fitted = pipeline.fit(self.device, &samples, &opts)?;
+        let transfer_seconds = started.elapsed().as_secs_f64();
+        let trivial = TrivialFit::fit(data, &samples)?;
+        let truth = TableLatency::new(data, self.device)?;
+        let mut models: Vec<(String, Box<dyn LatencyModel + '_>, f64)> = blends
+            .iter()
+            .map(|&w| {
+                let m: Box<dyn LatencyModel> = Box::new(Blended {
+                    fitted: &fitted,
+                    blend: w,
+                });
+                (format!("nasflat@{w}"), m, transfer_seconds)
+            })
+            .collect();
+        models.push(("trivial".into(), Box::new(trivial), 0.0));
+        let mut runs = Vec::new();
+        for &mode in &self.plan.args.mode {
+            for (name, model, fit_s) in &models {
+                runs.extend(self.search_all(name, model.as_ref(), mode, *fit_s)?);
+            }
+            if mode == Mode::Metad2a500 {
+                runs.extend(self.search_all("true-latency", &truth, mode, 0.0)?);
+            }
+        }
+        Ok(runs)
+    }
+
+    /// The k target samples of this device (seeded by trial and position).
+    fn samples(&self, p: usize) -> Result<Samples> {
+        let data = &self.plan.data;
+        let valid = data.valid_rows(data.device_index(self.device)?);
+        let mut rng =
+            StdRng::seed_from_u64(self.seed.wrapping_mul(1_000_003).wrapping_add(p as u64));
+        let rows = sample_rows(self.device, &valid, self.plan.args.samples, &mut rng)?;
+        Ok(Samples::from_table(data, self.device, &rows)?)
+    }
+
+    /// One model's answer under every budget.
+    fn search_all(
+        &self,
+        name: &str,
+        model: &dyn LatencyModel,
+        mode: Mode,
+        fit_seconds: f64,
+    ) -> Result<Vec<NasRun>> {
+        let problem = Problem {
+            objective: &self.plan.objective,
+            candidates: &self.plan.metad2a,
+        };
+        let mut runs = Vec::new();
+        for (i, c) in self.plan.constraints.iter().enumerate() {
+            let started = Instant::now();
+            let outcome = match nas::search(model, &problem, c, mode) {
+                Ok(o) => Some(o.chosen),
+                Err(PredictorError::NoFeasibleArchitecture { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let seconds = fit_seconds + started.elapsed().as_secs_f64();
+            runs.push(self.record(name, mode, i, outcome, seconds)?);
+        }
+        Ok(runs)
+    }
+
+    fn record(
+        &self,
+        name: &str,
+        mode: Mode,
+        constraint: usize,
+        chosen: Option<nas::Candidate>,
+        seconds: f64,
+    ) -> Result<NasRun> {
+        let plan = self.plan;
+        let data = &plan.data;
+        let column = data.device_index(self.device)?;
+        let max_ms = plan.constraints[constraint].max_ms();
+        let true_ms = chosen.and_then(|c| data.latency(column, c.row));
+        let arch = match chosen {
+            Some(c) => Arch::from_index(plan.args.space, c.row)?.to_string(),
+            None => String::new(),
+        };
+        Ok(NasRun {
+            space: plan.args.space.to_string(),
+            task: plan.args.task.clone(),
+            device: self.device.to_string(),
+            constraint_ms: max_ms,
+            mode: mode.to_string(),
+            predictor: name.to_string(),
+            trial: self.trial,
+            seed: self.seed,
+            arch,
+            arch_index: chosen.map(|c| c.row),
+            predicted_ms: chosen.map(|c| c.predicted_ms),
+            upper_ms: chosen.map(|c| c.upper_ms),
+            true_ms,
+            accuracy: chosen.map(|c| c.objective),
+            violated: true_ms.is_some_and(|t| t > max_ms),
+            oracle_accuracy: plan.oracle[&(self.device.to_string(), constraint)],
+            seconds,
+        })
+    }
+}
+
+/// Markdown: one row per (device, budget, mode, predictor), then the mean
+/// over budgets per (mode, predictor).
+fn summary_table(plan: &Plan, runs: &[NasRun]) -> String {
+    let mut groups: BTreeMap<(String, String, String, String), Vec<&NasRun>> = BTreeMap::new();
+    for r in runs {
+        let key = (
+            r.mode.clone(),
+            r.predictor.clone(),
+            r.device.clone(),
+            format!("{:08.3}", r.constraint_ms),
+        );
+        groups.entry(key).or_default().push(r);
+    }
+    let unit = if plan.args.dataset.is_accuracy() {
+        "accuracy %"
+    } else {
+        "objective (proxy)"
+    };
+    let mut out = format!(
+        "\n| mode | predictor | device | C ms | true ms | {unit} | oracle | regret | worst regret | violated | no answer | s/answer |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    );
+    let mut overall: BTreeMap<(String, String), Vec<GroupStats>> = BTreeMap::new();
+    for ((mode, predictor, device, _), rs) in &groups {
+        let g = GroupStats::of(rs);
+        out.push_str(&format!(
+            "| {mode} | {predictor} | {device} | {} | {:.2} ± {:.2} | {:.2} ± {:.2} | {:.2} | {:.2} | {:.2} | {:.0}% | {} | {:.2} |\n",
+            rs[0].constraint_ms, g.ms.0, g.ms.1, g.acc.0, g.acc.1, g.oracle, g.regret, g.worst,
+            100.0 * g.violation, g.unanswered, g.seconds
+        ));
+        overall
+            .entry((mode.clone(), predictor.clone()))
+            .or_default()
+            .push(g);
+    }
+    out.push_str("\n| mode | predictor | pairs | mean regret | worst pair regret | violation rate |\n|---|---|---|---|---|---|\n");
+    for ((mode, predictor), gs) in &overall {
+        let n = gs.len() as f64;
+        let regret = gs.iter().map(|g| g.regret).sum::<f64>() / n;
+        let worst = gs.iter().map(|g| g.regret).fold(f64::MIN, f64::max);
+        let violation = gs.iter().map(|g| g.violation).sum::<f64>() / n;
+        out.push_str(&format!(
+            "| {mode} | {predictor} | {} | {regret:.2} | {worst:.2} | {:.1}% |\n",
+            gs.len(),
+            100.0 * violation
+        ));
+    }
+    out
+}
+
+/// Summary of one (mode, predictor, device, budget) over trials. A trial
+/// whose predictor puts nothing within the budget has no architecture to
+/// score: it is counted apart (`no answer`) and left out of the means.
+struct GroupStats {
+    ms: (f64, f64),
+    acc: (f64, f64),
+    oracle: f64,
+    regret: f64,
+    worst: f64,
+    violation: f64,
+    unanswered: usize,
+    seconds: f64,
+}
+
+impl GroupStats {
+    fn of(rs: &[&NasRun]) -> Self {
+        let answered: Vec<&&NasRun> = rs.iter().filter(|r| r.arch_index.is_some()).collect();
+        let ms: Vec<f64> = answered.iter().filter_map(|r| r.true_ms).collect();
+        let acc: Vec<f64> = answered.iter().filter_map(|r| r.accuracy).collect();
+        let oracle = rs[0].oracle_accuracy;
+        let regrets: Vec<f64> = acc.iter().map(|a| oracle - a).collect();
+        let seconds: Vec<f64> = rs.iter().map(|r| r.seconds).collect();
+        GroupStats {
+            ms: mean_std(&ms),
+            acc: mean_std(&acc),
+            oracle,
+            regret: mean_std(&regrets).0,
+            worst: regrets.iter().copied().fold(0.0, f64::max),
+            violation: rs.iter().filter(|r| r.violated).count() as f64 / rs.len() as f64,
+            unanswered: rs.len() - answered.len(),
+            seconds: mean_std(&seconds).0,
+        }
+    }
+}
