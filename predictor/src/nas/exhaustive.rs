@@ -2,8 +2,8 @@
 //! best objective whose *upper bound* (prediction times the conformal
 //! residual factor, see [`super::bound`]) is within the budget.
 
-use super::Candidate;
 use super::bound::upper_ms;
+use super::candidate::Candidate;
 
 /// The rows whose bound `predicted[r] * exp(quantile)` is <= `max_ms`,
 /// ranked by objective (best first; ties: lower bound first), at most

@@ -10,6 +10,7 @@
 //! trivial FLOPs/params fit, or the true latencies (the oracle).
 
 pub mod bound;
+pub mod candidate;
 pub mod constraint;
 pub mod exhaustive;
 pub mod latency;
@@ -19,6 +20,7 @@ pub mod rule;
 use std::fmt;
 use std::str::FromStr;
 
+pub use candidate::Candidate;
 pub use constraint::Constraint;
 pub use latency::{Blended, LatencyModel, TableLatency, TrivialFit};
 pub use objective::Objective;
@@ -66,20 +68,6 @@ impl FromStr for Mode {
             )),
         }
     }
-}
-
-/// One architecture of an answer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Candidate {
-    /// Architecture row of the space.
-    pub row: usize,
-    /// Predicted latency (ms).
-    pub predicted_ms: f64,
-    /// Upper latency bound at the constraint's risk (ms); the prediction
-    /// itself under the paper's rule.
-    pub upper_ms: f64,
-    /// Objective value (accuracy % or the stated proxy).
-    pub objective: f64,
 }
 
 /// What a search is over: the objective of every row and the rule's

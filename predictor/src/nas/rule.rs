@@ -2,7 +2,7 @@
 //! candidate list in order, keep the first `keep` candidates whose predicted
 //! latency is within the budget, answer the most accurate of them.
 
-use super::Candidate;
+use super::candidate::Candidate;
 
 /// Candidates kept by the paper's rule.
 pub const PAPER_KEEP: usize = 3;
