@@ -365,7 +365,9 @@ pub struct PredictResponse {
     pub predictions: Vec<Prediction>,
 }
 
-fn space_of(spaces: &Spaces, name: Option<&str>) -> Result<SearchSpace, AppError> {
+/// The space a request names, checked to be served; the first served when
+/// it names none.
+pub fn space_of(spaces: &Spaces, name: Option<&str>) -> Result<SearchSpace, AppError> {
     match name {
         Some(n) => {
             let s: SearchSpace = n

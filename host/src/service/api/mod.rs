@@ -8,6 +8,7 @@ pub mod agents;
 pub mod devices;
 pub mod models;
 pub mod ops;
+pub mod searches;
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -23,6 +24,7 @@ use super::dashboard;
 use super::error::not_found;
 use super::metrics;
 use super::openapi::{self, ApiDocument, Auth, Body, Method, Route, fields, schema};
+use super::search::{SearchRequest, SearchView};
 use super::state::AppState;
 use super::store::models::ModelRow;
 use super::store::transfers::TransferRow;
@@ -58,6 +60,7 @@ pub fn routes(config: &ServiceConfig) -> Vec<ServiceRoute> {
     let mut all = agent_routes();
     all.extend(model_routes(config.max_model_bytes));
     all.extend(device_routes());
+    all.extend(search_routes());
     all.extend(ops_routes());
     all
 }
@@ -238,6 +241,30 @@ fn device_routes() -> Vec<ServiceRoute> {
             devices::leases,
         )
         .answers(200, Body::Json(schema::<devices::LeaseQueue>)),
+    ]
+}
+
+/// Latency-constrained searches and their verification.
+fn search_routes() -> Vec<ServiceRoute> {
+    use Method::{Get, Post};
+    vec![
+        route(
+            Post,
+            "/v1/devices/{id}/search",
+            Auth::Admin,
+            "Search the best architecture under a latency budget; optionally measure the top candidates",
+            searches::start,
+        )
+        .takes(Body::Wire(schema::<SearchRequest>))
+        .answers(201, Body::Json(schema::<SearchView>)),
+        route(
+            Get,
+            "/v1/searches/{id}",
+            Auth::Public,
+            "A search with its candidates' measured latencies so far",
+            searches::show,
+        )
+        .answers(200, Body::Json(schema::<SearchView>)),
     ]
 }
 

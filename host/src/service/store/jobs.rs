@@ -14,6 +14,11 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreResult, int, new_id, now_ms};
 
+/// Purpose of the jobs a search queues to measure its top candidates
+/// (`POST /v1/devices/{id}/search` with `verify`). Like `extra` jobs they
+/// are held out of automatic transfers: they judge the predictor.
+pub const VERIFY_PURPOSE: &str = "verify";
+
 /// What a job asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NewJob {
@@ -40,7 +45,7 @@ pub struct JobRow {
     pub id: String,
     /// Device that should measure it.
     pub device_id: String,
-    /// `sample`, `extra` or `model`.
+    /// `sample`, `extra`, `verify` or `model`.
     pub purpose: String,
     /// Space of an arch job.
     pub space: Option<String>,
