@@ -966,6 +966,43 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     conforms(&doc, "get", "/v1/searches/{id}", &done);
     err(&app, get("/v1/searches/search-none"), StatusCode::NOT_FOUND).await;
 
+    // The device page is the search view: the newest search with its
+    // budget line, its choice and bound, and both verified measurements.
+    let page = |q: &str| get(&format!("/dashboard/devices/{dev}{q}"));
+    let (status, html, _) = call(&app, page("")).await;
+    let html = String::from_utf8(html).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"budget_ms\""), "no budget form");
+    assert!(
+        html.contains("class=\"budget\"") && html.contains("budget 14.0 ms"),
+        "no budget line"
+    );
+    assert!(html.contains("class=\"bound\"") && html.contains("class=\"chosen\""));
+    assert_eq!(
+        html.matches("class=\"verified\"").count(),
+        2,
+        "verified markers"
+    );
+    assert!(html.contains("measured 12.250 ms"), "first within budget");
+    let chosen_arch = done["chosen"]["arch"].as_str().unwrap();
+    assert!(html.contains(chosen_arch), "chosen arch not shown");
+    // A budget from the form: a fresh search, not stored, nothing verified.
+    let (_, html, _) = call(&app, page("?budget_ms=20&risk=0.2")).await;
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains("budget 20.0 ms") && !html.contains("class=\"verified\""));
+    let (status, html, _) = call(&app, page("?budget_ms=0.01")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        String::from_utf8(html)
+            .unwrap()
+            .contains("id=\"search-error\"")
+    );
+    let fresh: serde_json::Value = ok(&app, get(&format!("/v1/searches/{id}"))).await;
+    assert_eq!(
+        fresh, done,
+        "the page's searches are not stored over the API's"
+    );
+
     // A built-in device is answered from its table: exactly the oracle.
     let builtin = |body| json_post("/v1/devices/nb201:pixel2/search", Some(ADMIN), body);
     let (status, bytes, _) = call(&app, builtin(serde_json::json!({"max_latency_ms": 14.0}))).await;

@@ -254,10 +254,8 @@ impl Searcher {
         Ok((Latencies::Served(served), version, SearchSource::Transfer))
     }
 
-    /// Runs a search for `device_id`, queues its verification jobs and
-    /// stores it.
-    pub async fn run(&self, device_id: &str, req: &SearchRequest) -> Result<SearchRow, AppError> {
-        let q = self.question(req)?;
+    /// The answer to `q` on `device_id`, not stored and without jobs.
+    async fn searched(&self, device_id: &str, q: &Question) -> Result<SearchRow, AppError> {
         let (latencies, version, source) = self.latencies(device_id, q.space).await?;
         if q.verify > 0 && source == SearchSource::Table {
             return Err(AppError::Invalid(format!(
@@ -270,15 +268,7 @@ impl Searcher {
             tokio::task::spawn_blocking(move || answer(&k, &latencies, objective, &constraint))
                 .await
                 .map_err(|e| AppError::Internal(format!("search crashed: {e}")))??;
-        if q.verify > outcome.ranked.len() {
-            return Err(AppError::Invalid(format!(
-                "verify {} but the search has {} candidates (at most {RANKED_LIMIT})",
-                q.verify,
-                outcome.ranked.len()
-            )));
-        }
-        let job_ids = self.queue_verification(device_id, &q, &outcome).await?;
-        let row = SearchRow {
+        Ok(SearchRow {
             id: new_id("search"),
             device_id: device_id.to_string(),
             space: q.space.to_string(),
@@ -291,17 +281,48 @@ impl Searcher {
             candidates: outcome
                 .ranked
                 .iter()
-                .enumerate()
-                .map(|(i, c)| StoredCandidate {
+                .map(|c| StoredCandidate {
                     index: c.row,
                     predicted_ms: c.predicted_ms,
                     upper_ms: c.upper_ms,
                     objective: c.objective,
-                    job_id: job_ids.get(i).cloned(),
+                    job_id: None,
                 })
                 .collect(),
             created_ms: now_ms(),
-        };
+        })
+    }
+
+    /// A search answered but neither stored nor verified (the dashboard's
+    /// budget form).
+    pub async fn preview(
+        &self,
+        device_id: &str,
+        req: &SearchRequest,
+    ) -> Result<SearchView, AppError> {
+        let q = self.question(req)?;
+        let row = self.searched(device_id, &q).await?;
+        view_of(row, &HashMap::new(), &HashMap::new())
+    }
+
+    /// Runs a search for `device_id`, queues its verification jobs and
+    /// stores it.
+    pub async fn run(&self, device_id: &str, req: &SearchRequest) -> Result<SearchRow, AppError> {
+        let q = self.question(req)?;
+        let mut row = self.searched(device_id, &q).await?;
+        if q.verify > row.candidates.len() {
+            return Err(AppError::Invalid(format!(
+                "verify {} but the search has {} candidates (at most {RANKED_LIMIT})",
+                q.verify,
+                row.candidates.len()
+            )));
+        }
+        let job_ids = self
+            .queue_verification(device_id, q.space, &row.candidates[..q.verify])
+            .await?;
+        for (c, job) in row.candidates.iter_mut().zip(job_ids) {
+            c.job_id = Some(job);
+        }
         self.store.insert_search(&row).await?;
         Ok(row)
     }
@@ -309,17 +330,17 @@ impl Searcher {
     async fn queue_verification(
         &self,
         device_id: &str,
-        q: &Question,
-        outcome: &SearchOutcome,
+        space: SearchSpace,
+        top: &[StoredCandidate],
     ) -> Result<Vec<String>, AppError> {
-        if q.verify == 0 {
+        if top.is_empty() {
             return Ok(Vec::new());
         }
-        let jobs: Vec<NewJob> = outcome.ranked[..q.verify]
+        let jobs: Vec<NewJob> = top
             .iter()
             .map(|c| NewJob::Arch {
-                space: q.space.to_string(),
-                index: c.row,
+                space: space.to_string(),
+                index: c.index,
             })
             .collect();
         Ok(self
@@ -334,6 +355,18 @@ impl Searcher {
             .search(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no search `{id}`")))
+    }
+
+    /// The newest stored search of a device in a space.
+    pub async fn latest(
+        &self,
+        device_id: &str,
+        space: SearchSpace,
+    ) -> Result<Option<SearchRow>, AppError> {
+        Ok(self
+            .store
+            .latest_search(device_id, &space.to_string())
+            .await?)
     }
 
     /// A search with its verification jobs' states and measurements.

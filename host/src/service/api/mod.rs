@@ -303,9 +303,10 @@ fn ops_routes() -> Vec<ServiceRoute> {
             Get,
             "/dashboard/devices/{id}",
             Auth::Public,
-            "Dashboard of one device (HTML)",
+            "Dashboard of one device (HTML): plots and the search view at a budget",
             dashboard::device_page,
         )
+        .query(fields::<dashboard::SearchForm>)
         .answers(200, Body::Raw(HTML)),
     ]
 }
