@@ -500,6 +500,29 @@ async fn dashboard_renders_in_headless_chromium() {
         "e2e: dashboard DOM {} bytes rendered by {chromium}",
         dom.len()
     );
+    // The device page as the search view, at a budget set in its form.
+    let page = format!(
+        "{}/dashboard/devices/{}?budget_ms=25&risk=0.2",
+        host.url, reg.device_id
+    );
+    let out = std::process::Command::new("timeout")
+        .args([
+            "120",
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--disable-dev-shm-usage", "--dump-dom", &page])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "chromium failed on {page}");
+    assert!(dom.contains("name=\"budget_ms\""), "budget form missing");
+    assert!(dom.contains("class=\"budget\""), "budget line missing");
+    assert!(dom.contains("budget 25.0 ms"), "budget label missing");
+    assert!(dom.contains("class=\"chosen\"") && dom.contains("class=\"bound\""));
+    assert!(dom.contains("id=\"chosen\"") && dom.contains("id=\"candidates\""));
 }
 
 /// `nasflat-host demo --exit`: the README's main command, end to end.
