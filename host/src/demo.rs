@@ -4,6 +4,9 @@
 //! sampler-chosen NB201 architectures, waits for the transfer, has the
 //! agent measure fresh random architectures, and reports the Spearman
 //! correlation between the served predictions and those fresh measurements.
+//! It ends with a latency-constrained search at the median predicted
+//! latency whose chosen architecture the agent then measures (the service's
+//! verify path): did the budget hold on this machine?
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,8 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nasflat_shared::SearchSpace;
 
+use axum::extract::FromRef;
 use nasflat_host::service::auth::new_token;
 use nasflat_host::service::domain::{Purpose, TransferState};
+use nasflat_host::service::search::{SearchRequest, SearchView, Searcher};
 use nasflat_host::service::store::jobs::NewJob;
 use nasflat_host::service::transfer::{SampleSet, samples_of};
 use nasflat_host::service::{AppState, ServiceConfig};
@@ -49,6 +54,93 @@ pub(crate) struct DemoReport {
     pub version: String,
     /// Wall time of the whole loop.
     pub seconds: f64,
+    /// The closing search, verified on this machine.
+    pub search: SearchView,
+}
+
+/// The local agent, run until its queue is empty.
+struct LocalAgent {
+    binary: PathBuf,
+    url: String,
+    token: String,
+    state_dir: PathBuf,
+}
+
+impl LocalAgent {
+    async fn measure(&self) -> Result<()> {
+        let (agent, url, token, dir) = (
+            self.binary.clone(),
+            self.url.clone(),
+            self.token.clone(),
+            self.state_dir.clone(),
+        );
+        tokio::task::spawn_blocking(move || run_agent(&agent, &url, &token, &dir)).await?
+    }
+}
+
+/// Risk of the closing search.
+const DEMO_RISK: f64 = 0.1;
+
+/// Searches at the median predicted latency, has the agent measure the
+/// chosen architecture, and returns the search with that measurement.
+async fn verified_search(
+    state: &AppState,
+    device: &str,
+    predicted: &[f64],
+    agent: &LocalAgent,
+) -> Result<SearchView> {
+    let mut sorted: Vec<f64> = predicted
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    sorted.sort_by(f64::total_cmp);
+    let budget = sorted
+        .get(sorted.len() / 2)
+        .copied()
+        .context("no predictions")?;
+    let searcher = Searcher::from_ref(state);
+    let req = SearchRequest {
+        space: Some(SearchSpace::Nb201),
+        max_latency_ms: budget,
+        objective: None,
+        risk: Some(DEMO_RISK),
+        verify: 1,
+    };
+    let row = searcher.run(device, &req).await?;
+    eprintln!(
+        "demo: search {} at {budget:.3} ms (the median predicted latency); the agent measures its choice",
+        row.id
+    );
+    agent.measure().await?;
+    let row = searcher.get(&row.id).await?;
+    Ok(searcher.view(row).await?)
+}
+
+/// The closing search's lines (checked by the demo's end-to-end test).
+fn print_search(v: &SearchView) {
+    let c = &v.chosen;
+    println!(
+        "search: budget {:.3} ms (median predicted latency), risk {}: chosen {} (#{}), {} {:.2}%",
+        v.max_latency_ms, v.risk, c.arch, c.index, v.objective, c.objective
+    );
+    println!(
+        "search: predicted {:.3} ms, upper bound {:.3} ms",
+        c.predicted_ms, c.upper_ms
+    );
+    match c.measured_ms {
+        Some(ms) => println!(
+            "search: measured {ms:.3} ms on this machine: budget {}",
+            if ms <= v.max_latency_ms {
+                "held"
+            } else {
+                "exceeded"
+            }
+        ),
+        None => {
+            println!("search: the agent returned no valid measurement of the chosen architecture")
+        }
+    }
 }
 
 /// The agent binary next to `exe` (cargo puts both in the same target dir).
@@ -167,16 +259,13 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
         agent.display(),
         config.samples
     );
-    let agent_dir = tmp.path().join("agent");
-    {
-        let (agent, url, token, dir) = (
-            agent.clone(),
-            url.clone(),
-            config.enrol_token.clone(),
-            agent_dir.clone(),
-        );
-        tokio::task::spawn_blocking(move || run_agent(&agent, &url, &token, &dir)).await??;
-    }
+    let local = LocalAgent {
+        binary: agent.clone(),
+        url: url.clone(),
+        token: config.enrol_token.clone(),
+        state_dir: tmp.path().join("agent"),
+    };
+    local.measure().await?;
     let devices = state.store.devices().await?;
     let device = devices
         .first()
@@ -219,15 +308,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
         fresh.len(),
         options.fresh_seed
     );
-    {
-        let (agent, url, token, dir) = (
-            agent.clone(),
-            url.clone(),
-            config.enrol_token.clone(),
-            agent_dir.clone(),
-        );
-        tokio::task::spawn_blocking(move || run_agent(&agent, &url, &token, &dir)).await??;
-    }
+    local.measure().await?;
     let measured = state.store.measurements_of_device(&device).await?;
     let pred = state
         .predictions
@@ -246,6 +327,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
             m.push(row.median_ms);
         }
     }
+    let search = verified_search(&state, &device, &pred.latencies, &local).await?;
     let report = DemoReport {
         url: format!("{url}/"),
         device_id: device,
@@ -253,11 +335,13 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
         spearman: spearman(&p, &m),
         version,
         seconds: started.elapsed().as_secs_f64(),
+        search,
     };
     println!(
         "Spearman (served predictions vs {} fresh measurements on this machine): {:.3}",
         report.fresh, report.spearman
     );
+    print_search(&report.search);
     println!("dashboard: {}", report.url);
     if !options.exit {
         println!("serving until Ctrl-C");

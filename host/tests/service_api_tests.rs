@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use nasflat_host::service::api::router;
+use nasflat_host::service::store::transfers::NewPredictions;
 use nasflat_host::service::{AppState, ServiceConfig, build_state};
 use nasflat_shared::protocol::{
     ErrorBody, Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, MeasurementResult,
@@ -623,7 +624,7 @@ async fn the_router_serves_the_route_table() {
     let dir = tempfile::tempdir().unwrap();
     let (app, state) = app(dir.path()).await;
     let table = nasflat_host::service::api::routes(&state.config);
-    assert_eq!(table.len(), 23);
+    assert_eq!(table.len(), 25);
     for r in &table {
         let path = r.path.replace("{id}", "nope").replace("{key}", "nope");
         let method = r.method.key().to_ascii_uppercase();
@@ -716,4 +717,318 @@ async fn error_kinds_reach_the_api_with_their_status() {
     let e = err(&oracle, req, StatusCode::INTERNAL_SERVER_ERROR).await;
     assert_eq!(e.code, "misconfigured", "{}", e.message);
     assert!(e.message.contains("unknown device"), "{}", e.message);
+}
+
+fn json_post(path: &str, token: Option<&str>, body: serde_json::Value) -> Request<Body> {
+    raw(
+        path,
+        token,
+        "application/json",
+        serde_json::to_vec(&body).unwrap(),
+    )
+}
+
+/// CIFAR-100 test accuracy of every NB201 row (`-inf` where missing).
+fn cifar100() -> Vec<f64> {
+    let table = nasflat_shared::data::nb201_accuracy().unwrap();
+    table
+        .column("cifar100_test")
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or(f64::NEG_INFINITY))
+        .collect()
+}
+
+/// The most accurate row whose `bound(row)` is within `budget`.
+fn best_within(acc: &[f64], bound: impl Fn(usize) -> f64, budget: f64) -> usize {
+    (0..acc.len())
+        .filter(|&r| bound(r) <= budget && acc[r].is_finite())
+        .max_by(|&a, &b| {
+            acc[a]
+                .total_cmp(&acc[b])
+                .then(bound(b).total_cmp(&bound(a)))
+        })
+        .unwrap()
+}
+
+/// Leases `n` jobs of `dev` (one plan call) and returns them.
+async fn lease(app: &Router, dev: &str, tok: &str, n: u32) -> Vec<nasflat_shared::protocol::Lease> {
+    let plan = PlanRequest {
+        device_id: dev.into(),
+        max_jobs: n,
+    };
+    let p: PlanResponse = ok(app, postcard_req("/v1/agents/plan", Some(tok), &plan)).await;
+    p.leases
+}
+
+/// A search on an agent device ranks with its served predictions and the
+/// residual bound of its transfer (here: pixel2's true latencies stored as
+/// the device's predictions, residuals chosen), queues the top candidates
+/// for its agent, and `GET /v1/searches/{id}` shows what the agent measured
+/// and the first candidate that really met the budget. Every bad request
+/// is a 4xx with our body and queues nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_ranks_verifies_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
+    let search = |body: serde_json::Value| {
+        json_post(&format!("/v1/devices/{dev}/search"), Some(ADMIN), body)
+    };
+    // Before a transfer: 409; unknown device: 404; no admin token: 401.
+    let e = err(
+        &app,
+        search(serde_json::json!({"max_latency_ms": 14.0})),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        e.message.contains("no finished nb201 transfer"),
+        "{}",
+        e.message
+    );
+    let body = serde_json::json!({"max_latency_ms": 14.0});
+    err(
+        &app,
+        json_post("/v1/devices/dev-none/search", Some(ADMIN), body.clone()),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    err(
+        &app,
+        json_post(&format!("/v1/devices/{dev}/search"), None, body),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    // The 20 plan samples are measured first, so the next leases are the search's.
+    let mut samples = lease(&app, &dev, &tok, 16).await;
+    samples.extend(lease(&app, &dev, &tok, 16).await);
+    let batch = ResultBatch {
+        results: samples
+            .iter()
+            .map(|l| result(&dev, Some(l.lease_id.clone()), l.job.clone(), 10.0))
+            .collect(),
+    };
+    let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+
+    let k = state.spaces.served(SearchSpace::Nb201).unwrap().clone();
+    let column = k.data.latency.position("pixel2").unwrap();
+    let truth: Vec<f64> = (0..k.data.rows())
+        .map(|r| k.data.latency(column, r).unwrap_or(1e9))
+        .collect();
+    let residuals: Vec<f64> = (0..20).map(|i| f64::from(i - 5) / 100.0).collect();
+    state
+        .store
+        .put_predictions(&NewPredictions {
+            device_id: &dev,
+            space: SearchSpace::Nb201,
+            version: "v-test",
+            transfer_id: "tr-test",
+            base_version: "base",
+            init_from: None,
+            train_rows: &[1, 2],
+            latencies: &truth,
+        })
+        .await
+        .unwrap();
+    state
+        .store
+        .put_residuals(&dev, SearchSpace::Nb201, "v-test", &residuals)
+        .await
+        .unwrap();
+
+    let jobs_before = state.store.jobs_of_device(&dev).await.unwrap().len();
+    let bad = [
+        (
+            serde_json::json!({"max_latency_ms": 0.0}),
+            "invalid",
+            "latency constraint",
+        ),
+        (
+            serde_json::json!({"max_latency_ms": -3.0}),
+            "invalid",
+            "latency constraint",
+        ),
+        (
+            serde_json::json!({"max_latency_ms": 0.01}),
+            "infeasible",
+            "0.01",
+        ),
+        (
+            serde_json::json!({"max_latency_ms": 14.0, "objective": "flops"}),
+            "invalid",
+            "flops",
+        ),
+        (
+            serde_json::json!({"max_latency_ms": 14.0, "objective": "banana"}),
+            "invalid",
+            "banana",
+        ),
+        (
+            serde_json::json!({"max_latency_ms": 14.0, "risk": 1.5}),
+            "invalid",
+            "1.5",
+        ),
+        (
+            serde_json::json!({"max_latency_ms": 14.0, "verify": 11}),
+            "invalid",
+            "verify 11",
+        ),
+    ];
+    for (body, code, needle) in bad {
+        let e = err(&app, search(body.clone()), StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert_eq!(e.code, code, "{body}: {}", e.message);
+        assert!(
+            e.message.to_lowercase().contains(needle),
+            "{body}: {}",
+            e.message
+        );
+    }
+    assert_eq!(
+        state.store.jobs_of_device(&dev).await.unwrap().len(),
+        jobs_before
+    );
+
+    // The answer: the most accurate row whose bound is within 14 ms.
+    let (status, bytes, _) = call(
+        &app,
+        search(serde_json::json!({"max_latency_ms": 14.0, "risk": 0.1, "verify": 2})),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    // n = 20 residuals, risk 0.1: the 19th smallest, 0.13.
+    let q = v["residual_quantile"].as_f64().unwrap();
+    assert!((q - 0.13).abs() < 1e-12, "{q}");
+    let acc = cifar100();
+    let want = best_within(&acc, |r| truth[r] * q.exp(), 14.0);
+    assert_eq!(v["chosen"]["index"], want);
+    assert_eq!(v["objective"], "cifar100");
+    assert_eq!(v["source"], "transfer");
+    let candidates = v["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 10);
+    for w in candidates.windows(2) {
+        assert!(w[0]["objective"].as_f64() >= w[1]["objective"].as_f64());
+    }
+    for c in candidates {
+        let (p, u) = (
+            c["predicted_ms"].as_f64().unwrap(),
+            c["upper_ms"].as_f64().unwrap(),
+        );
+        assert!(u <= 14.0 && (u - p * q.exp()).abs() < 1e-9, "{c}");
+    }
+    assert_eq!(v["verify_queued"], 2);
+    assert!(candidates[2]["job_id"].is_null());
+
+    // The agent gets the two candidates, in rank order, and measures them:
+    // the chosen one over the budget, the runner-up within it.
+    let leases = lease(&app, &dev, &tok, 16).await;
+    let rows: Vec<usize> = leases
+        .iter()
+        .map(|l| match &l.job {
+            JobSpec::Arch { arch, .. } => arch.index().unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let top2: Vec<usize> = candidates[..2]
+        .iter()
+        .map(|c| c["index"].as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(rows, top2);
+    let id = v["id"].as_str().unwrap().to_string();
+    let pending: serde_json::Value = ok(&app, get(&format!("/v1/searches/{id}"))).await;
+    assert_eq!(pending["verify_measured"], 0);
+    assert_eq!(pending["candidates"][0]["job_state"], "leased");
+    assert!(pending["first_within_budget"].is_null());
+    let batch = ResultBatch {
+        results: leases
+            .iter()
+            .zip([15.5, 12.25])
+            .map(|(l, ms)| result(&dev, Some(l.lease_id.clone()), l.job.clone(), ms))
+            .collect(),
+    };
+    let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    let done: serde_json::Value = ok(&app, get(&format!("/v1/searches/{id}"))).await;
+    assert_eq!(done["verify_measured"], 2);
+    assert_eq!(done["candidates"][0]["measured_ms"], 15.5);
+    assert_eq!(done["candidates"][0]["within_budget"], false);
+    assert_eq!(done["candidates"][1]["within_budget"], true);
+    assert_eq!(done["candidates"][0]["job_state"], "done");
+    assert_eq!(done["first_within_budget"]["rank"], 1);
+    assert_eq!(done["first_within_budget"]["measured_ms"], 12.25);
+    let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
+    conforms(&doc, "get", "/v1/searches/{id}", &done);
+    err(&app, get("/v1/searches/search-none"), StatusCode::NOT_FOUND).await;
+
+    // The device page is the search view: the newest search with its
+    // budget line, its choice and bound, and both verified measurements.
+    let page = |q: &str| get(&format!("/dashboard/devices/{dev}{q}"));
+    let (status, html, _) = call(&app, page("")).await;
+    let html = String::from_utf8(html).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("name=\"budget_ms\""), "no budget form");
+    assert!(
+        html.contains("class=\"budget\"") && html.contains("budget 14.0 ms"),
+        "no budget line"
+    );
+    assert!(html.contains("class=\"bound\"") && html.contains("class=\"chosen\""));
+    assert_eq!(
+        html.matches("class=\"verified\"").count(),
+        2,
+        "verified markers"
+    );
+    assert!(html.contains("measured 12.250 ms"), "first within budget");
+    let chosen_arch = done["chosen"]["arch"].as_str().unwrap();
+    assert!(html.contains(chosen_arch), "chosen arch not shown");
+    // A budget from the form: a fresh search, not stored, nothing verified.
+    let (_, html, _) = call(&app, page("?budget_ms=20&risk=0.2")).await;
+    let html = String::from_utf8(html).unwrap();
+    assert!(html.contains("budget 20.0 ms") && !html.contains("class=\"verified\""));
+    let (status, html, _) = call(&app, page("?budget_ms=0.01")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        String::from_utf8(html)
+            .unwrap()
+            .contains("id=\"search-error\"")
+    );
+    let fresh: serde_json::Value = ok(&app, get(&format!("/v1/searches/{id}"))).await;
+    assert_eq!(
+        fresh, done,
+        "the page's searches are not stored over the API's"
+    );
+
+    // A built-in device is answered from its table: exactly the oracle.
+    let builtin = |body| json_post("/v1/devices/nb201:pixel2/search", Some(ADMIN), body);
+    let (status, bytes, _) = call(&app, builtin(serde_json::json!({"max_latency_ms": 14.0}))).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let t: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let oracle = best_within(
+        &acc,
+        |r| k.data.latency(column, r).unwrap_or(f64::INFINITY),
+        14.0,
+    );
+    assert_eq!(
+        (t["source"].as_str(), t["chosen"]["index"].as_u64()),
+        (Some("table"), Some(oracle as u64))
+    );
+    assert_eq!(t["residual_quantile"], 0.0);
+    let e = err(
+        &app,
+        builtin(serde_json::json!({"max_latency_ms": 14.0, "verify": 1})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(e.message.contains("built-in"), "{}", e.message);
 }

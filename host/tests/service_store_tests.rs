@@ -10,6 +10,7 @@ use nasflat_host::service::store::jobs::NewJob;
 use nasflat_host::service::store::measurements::{NewMeasurement, StoreOutcome};
 use nasflat_host::service::store::transfers::NewPredictions;
 use nasflat_host::service::store::{Backend, Store, new_id, sqlite_url};
+use nasflat_predictor::nas::Objective;
 use nasflat_shared::SearchSpace;
 
 /// A fresh store per backend; the temp dir keeps the SQLite file alive.
@@ -372,6 +373,85 @@ async fn models_transfers_and_predictions_round_trip() {
                 .await
                 .unwrap()
                 .is_none()
+        );
+    }
+}
+
+/// Searches round-trip (candidates, source, the newest per device and
+/// space), and a predictor's residuals are read back only for its own
+/// version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searches_and_residuals_round_trip() {
+    use nasflat_host::service::store::searches::{SearchRow, SearchSource, StoredCandidate};
+    for (store, _dir) in stores().await {
+        let dev = device(&store).await;
+        let row = |id: &str, created_ms: i64| SearchRow {
+            id: id.into(),
+            device_id: dev.clone(),
+            space: SearchSpace::Nb201,
+            objective: Objective::Cifar100,
+            max_latency_ms: 14.0,
+            risk: 0.1,
+            predictor_version: "v1".into(),
+            source: SearchSource::Transfer,
+            residual_quantile: 0.125,
+            candidates: vec![
+                StoredCandidate {
+                    index: 7,
+                    predicted_ms: 11.5,
+                    upper_ms: 13.0,
+                    objective: 71.25,
+                    job_id: Some("job-a".into()),
+                },
+                StoredCandidate {
+                    index: 9,
+                    predicted_ms: 10.0,
+                    upper_ms: 11.3,
+                    objective: 70.0,
+                    job_id: None,
+                },
+            ],
+            created_ms,
+        };
+        let first = row("search-a", 1);
+        store.insert_search(&first).await.unwrap();
+        let mut table = row("search-b", 2);
+        table.source = SearchSource::Table;
+        store.insert_search(&table).await.unwrap();
+        assert_eq!(store.search("search-a").await.unwrap(), Some(first));
+        assert!(store.search("search-none").await.unwrap().is_none());
+        let latest = store.latest_search(&dev, SearchSpace::Nb201).await.unwrap();
+        assert_eq!(latest, Some(table));
+        assert!(
+            store
+                .latest_search(&dev, SearchSpace::Fbnet)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(store.insert_search(&row("search-a", 3)).await.is_err());
+
+        store
+            .put_residuals(&dev, SearchSpace::Nb201, "v1", &[0.5, -0.25])
+            .await
+            .unwrap();
+        store
+            .put_residuals(&dev, SearchSpace::Nb201, "v2", &[0.125])
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .residuals(&dev, SearchSpace::Nb201, "v1")
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .residuals(&dev, SearchSpace::Nb201, "v2")
+                .await
+                .unwrap(),
+            Some(vec![0.125])
         );
     }
 }

@@ -110,6 +110,83 @@ async fn real_agent_transfer_then_fresh_measurements_agree() {
     );
 }
 
+/// (a') The verify loop: after the transfer, a search at the median served
+/// prediction queues its top 3 candidates; the real agent measures them;
+/// the search then shows each measured latency beside its prediction, and
+/// the first candidate that really met the budget is the first whose
+/// measurement is within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_agent_verifies_a_search() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let host = HostProcess::start(&dir.path().join("host"), 0, &LIMITS);
+    let api = Api::new(&host.url);
+    run_agent(&host.url, &dir.path().join("agent"));
+    let id = api.agent_device().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api.wait_predictor(&id, Duration::from_secs(900)).await;
+    let (_, all) = api
+        .post(
+            &format!("/v1/devices/{id}/predict"),
+            None,
+            &json!({"all": true}),
+        )
+        .await;
+    let mut predicted: Vec<f64> = all["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latency_ms"].as_f64().unwrap())
+        .collect();
+    predicted.sort_by(f64::total_cmp);
+    let budget = predicted[predicted.len() / 2];
+    let body = json!({"max_latency_ms": budget, "risk": 0.1, "verify": 3});
+    let (s, search) = api
+        .post(&format!("/v1/devices/{id}/search"), Some(ADMIN), &body)
+        .await;
+    assert_eq!(s, 201, "{search}");
+    assert_eq!(search["verify_queued"], 3);
+    assert!(search["chosen"]["upper_ms"].as_f64().unwrap() <= budget);
+    run_agent(&host.url, &dir.path().join("agent"));
+    let sid = search["id"].as_str().unwrap();
+    let (s, done) = api.get(&format!("/v1/searches/{sid}")).await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(done["verify_measured"], 3, "{done}");
+    let candidates = done["candidates"].as_array().unwrap();
+    let mut first = None;
+    for c in &candidates[..3] {
+        let ms = c["measured_ms"].as_f64().unwrap();
+        assert!(ms > 0.0 && c["job_state"] == "done", "{c}");
+        assert_eq!(c["within_budget"], ms <= budget, "{c}");
+        if first.is_none() && ms <= budget {
+            first = Some(c["rank"].clone());
+        }
+        println!(
+            "e2e: search at {budget:.3} ms (median prediction): rank {} #{} predicted {:.3} ms, bound {:.3} ms, measured {ms:.3} ms",
+            c["rank"],
+            c["index"],
+            c["predicted_ms"].as_f64().unwrap(),
+            c["upper_ms"].as_f64().unwrap()
+        );
+    }
+    assert_eq!(
+        done["first_within_budget"]["rank"],
+        first.unwrap_or(json!(null))
+    );
+    // Verification measurements are held out of the plan samples: they
+    // judge the predictor, as the device detail's held-out quality shows.
+    let (_, detail) = api.get(&format!("/v1/devices/{id}")).await;
+    let verified = detail["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["purpose"] == "verify")
+        .count();
+    assert_eq!(verified, 3);
+}
+
 /// (b) kill -9 the host while the agent uploads, restart it on the same
 /// database: every measured result is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,6 +500,46 @@ async fn dashboard_renders_in_headless_chromium() {
         "e2e: dashboard DOM {} bytes rendered by {chromium}",
         dom.len()
     );
+    // The device page as the search view, at a budget set in its form (the
+    // slowest prediction: some architecture's bound is within it).
+    let (_, all) = api
+        .post(
+            &format!("/v1/devices/{}/predict", reg.device_id),
+            None,
+            &json!({"all": true}),
+        )
+        .await;
+    let budget = all["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["latency_ms"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let page = format!(
+        "{}/dashboard/devices/{}?budget_ms={budget:.3}&risk=0.2",
+        host.url, reg.device_id
+    );
+    let out = std::process::Command::new("timeout")
+        .args([
+            "120",
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--disable-dev-shm-usage", "--dump-dom", &page])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "chromium failed on {page}");
+    assert!(dom.contains("name=\"budget_ms\""), "budget form missing");
+    assert!(dom.contains("class=\"budget\""), "budget line missing");
+    assert!(
+        dom.contains(&format!("value=\"{budget:.3}\"")),
+        "budget value missing"
+    );
+    assert!(dom.contains("class=\"chosen\"") && dom.contains("class=\"bound\""));
+    assert!(dom.contains("id=\"chosen\"") && dom.contains("id=\"candidates\""));
 }
 
 /// `nasflat-host demo --exit`: the README's main command, end to end.
@@ -460,4 +577,34 @@ async fn demo_command_prints_spearman_and_dashboard() {
     assert!(rho.is_finite() && rho > 0.0, "{line}");
     assert!(stdout.contains("dashboard: http://127.0.0.1:"), "{stdout}");
     println!("e2e: demo: {line}");
+    // The closing search: chosen architecture, prediction and bound within
+    // the budget, and the agent's measurement with whether the budget held.
+    let search: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("search: "))
+        .collect();
+    assert_eq!(search.len(), 3, "{stdout}");
+    let number_after = |line: &str, key: &str| -> f64 {
+        let rest = &line[line.find(key).unwrap() + key.len()..];
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    let budget = number_after(search[0], "budget ");
+    assert!(search[0].contains("chosen |"), "{}", search[0]);
+    let predicted = number_after(search[1], "predicted ");
+    let upper = number_after(search[1], "upper bound ");
+    assert!(predicted <= upper && upper <= budget, "{}", search[1]);
+    let measured = number_after(search[2], "measured ");
+    let verdict = if measured <= budget {
+        "budget held"
+    } else {
+        "budget exceeded"
+    };
+    assert!(
+        measured > 0.0 && search[2].ends_with(verdict),
+        "{}",
+        search[2]
+    );
+    for l in &search {
+        println!("e2e: demo: {l}");
+    }
 }

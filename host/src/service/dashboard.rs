@@ -1,14 +1,19 @@
 //! The dashboard: server-rendered HTML with inline SVG plots and inline CSS,
 //! no scripts and no external resources, so it works offline and in any
 //! browser. Devices, samples, the lease queue, predictor quality, a
-//! predicted-vs-measured scatter and a latency-accuracy Pareto plot per device.
+//! predicted-vs-measured scatter and a latency-accuracy Pareto plot per device,
+//! which is also the device's search view: a budget form, the constraint
+//! line, the chosen architecture with its bound, and the verified
+//! candidates' measured latencies beside their predictions.
 
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use nasflat_shared::SearchSpace;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 use super::api::devices::quality;
 use super::domain::Subject;
@@ -16,6 +21,7 @@ use super::error::AppError;
 use super::knowledge::ModelState;
 use super::knowledge::Spaces;
 use super::predictions::PredictionCache;
+use super::search::{SearchRequest, SearchView, Searcher};
 use super::store::Store;
 use super::store::measurements::MeasurementRow;
 use super::store::transfers::PredictionRow;
@@ -217,8 +223,27 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
     front
 }
 
-/// Predicted latency vs accuracy over the space, with the Pareto front.
-pub fn pareto_svg(id: &str, points: &[(f64, f64)], measured: &[(f64, f64)]) -> String {
+/// A search drawn on the Pareto plot: the budget, the chosen architecture
+/// from its prediction to its upper bound, and each verified candidate from
+/// its prediction to what the agent measured (all at the plot's accuracy).
+#[derive(Debug, Clone, Default)]
+pub struct SearchOverlay {
+    /// The budget (ms): a vertical line.
+    pub budget_ms: f64,
+    /// The chosen architecture: (predicted ms, upper ms, accuracy).
+    pub chosen: Option<(f64, f64, f64)>,
+    /// Verified candidates: (predicted ms, measured ms, accuracy).
+    pub verified: Vec<(f64, f64, f64)>,
+}
+
+/// Predicted latency vs accuracy over the space, with the Pareto front and,
+/// when given, a search's budget, choice and verification.
+pub fn pareto_svg(
+    id: &str,
+    points: &[(f64, f64)],
+    measured: &[(f64, f64)],
+    search: Option<&SearchOverlay>,
+) -> String {
     let front = pareto_front(points);
     let x = Axis::new(points.iter().map(|p| p.0), true, L, W - 10.0);
     let y = Axis::new(points.iter().map(|p| p.1), false, H - B, 25.0);
@@ -258,6 +283,9 @@ pub fn pareto_svg(id: &str, points: &[(f64, f64)], measured: &[(f64, f64)]) -> S
             y.px(p.1)
         );
     }
+    if let Some(search) = search {
+        draw_search(&mut out, &x, &y, search);
+    }
     let _ = write!(
         out,
         "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#d62728\">&#8212; Pareto front ({} archs)</text>\
@@ -271,6 +299,48 @@ pub fn pareto_svg(id: &str, points: &[(f64, f64)], measured: &[(f64, f64)]) -> S
     out
 }
 
+/// The budget line, the chosen architecture's bound and the verified
+/// candidates' measurements (green within the budget, red over it).
+fn draw_search(out: &mut String, x: &Axis, y: &Axis, s: &SearchOverlay) {
+    let bx = x.px(s.budget_ms).clamp(L, W - 10.0);
+    let _ = write!(
+        out,
+        "<line class=\"budget\" x1=\"{bx:.1}\" y1=\"25\" x2=\"{bx:.1}\" y2=\"{yb}\" stroke=\"#2ca02c\" stroke-width=\"1.5\" stroke-dasharray=\"5 3\"/>\
+         <text x=\"{tx:.1}\" y=\"34\" font-size=\"10\" fill=\"#2ca02c\">budget {} ms</text>",
+        short(s.budget_ms),
+        yb = H - B,
+        tx = bx + 3.0,
+    );
+    if let Some((p, u, a)) = s.chosen {
+        let _ = write!(
+            out,
+            "<line class=\"bound\" x1=\"{:.1}\" y1=\"{ya:.1}\" x2=\"{:.1}\" y2=\"{ya:.1}\" stroke=\"#ff7f0e\" stroke-width=\"2\"/>\
+             <circle class=\"chosen\" cx=\"{:.1}\" cy=\"{ya:.1}\" r=\"5\" fill=\"none\" stroke=\"#ff7f0e\" stroke-width=\"2\"/>",
+            x.px(p),
+            x.px(u),
+            x.px(p),
+            ya = y.px(a),
+        );
+    }
+    for &(p, m, a) in &s.verified {
+        let colour = if m <= s.budget_ms {
+            "#2ca02c"
+        } else {
+            "#d62728"
+        };
+        let _ = write!(
+            out,
+            "<line x1=\"{:.1}\" y1=\"{ya:.1}\" x2=\"{:.1}\" y2=\"{ya:.1}\" stroke=\"{colour}\" stroke-dasharray=\"2 2\"/>\
+             <rect class=\"verified\" x=\"{:.1}\" y=\"{:.1}\" width=\"6\" height=\"6\" fill=\"{colour}\"/>",
+            x.px(p),
+            x.px(m),
+            x.px(m) - 3.0,
+            y.px(a) - 3.0,
+            ya = y.px(a),
+        );
+    }
+}
+
 /// The two plots of one device in one space.
 fn device_plots(
     spaces: &Spaces,
@@ -278,6 +348,7 @@ fn device_plots(
     space: SearchSpace,
     pred: &PredictionRow,
     measured: &[MeasurementRow],
+    search: Option<&SearchView>,
 ) -> String {
     let samples = samples_of(measured, space, SampleSet::All);
     let rows = samples.rows();
@@ -308,10 +379,91 @@ fn device_plots(
             .iter()
             .filter_map(|&r| Some((*pred.latencies.get(r)?, (*acc.get(r)?)?)))
             .collect();
-        out.push_str(&pareto_svg(&format!("pareto-{safe}-{space}"), &all, &mine));
+        let overlay = search.map(|v| overlay(v, acc));
+        out.push_str(&pareto_svg(
+            &format!("pareto-{safe}-{space}"),
+            &all,
+            &mine,
+            overlay.as_ref(),
+        ));
     }
     out.push_str("</div>");
     out
+}
+
+/// A search placed on the plot (candidates at the plot's accuracy, which
+/// may differ from the search's objective).
+fn overlay(v: &SearchView, acc: &[Option<f64>]) -> SearchOverlay {
+    let acc_of = |row: usize| acc.get(row).copied().flatten();
+    SearchOverlay {
+        budget_ms: v.max_latency_ms,
+        chosen: acc_of(v.chosen.index).map(|a| (v.chosen.predicted_ms, v.chosen.upper_ms, a)),
+        verified: v
+            .candidates
+            .iter()
+            .filter_map(|c| Some((c.predicted_ms, c.measured_ms?, acc_of(c.index)?)))
+            .collect(),
+    }
+}
+
+/// The search view's text: the form, the chosen architecture with its
+/// bound, and every candidate with its measurement.
+fn search_section(id: &str, space: SearchSpace, form: &SearchForm, v: &SearchView) -> String {
+    let mut b = format!(
+        "<h3>Search ({space})</h3><form method=\"get\" action=\"/dashboard/devices/{id}\">\
+         budget <input name=\"budget_ms\" type=\"number\" step=\"any\" min=\"0\" value=\"{:.3}\"> ms, \
+         risk <input name=\"risk\" type=\"number\" step=\"any\" min=\"0\" max=\"1\" value=\"{}\"> \
+         <button type=\"submit\">search</button></form>\
+         <p id=\"chosen\">{}: <code>{}</code> (#{}), predicted {:.3} ms, upper bound {:.3} ms at risk {} (budget {:.3} ms); {} {:.2}{}</p>",
+        v.max_latency_ms,
+        form.risk.unwrap_or(v.risk),
+        if v.verify_queued > 0 {
+            "searched"
+        } else {
+            "chosen"
+        },
+        esc(&v.chosen.arch),
+        v.chosen.index,
+        v.chosen.predicted_ms,
+        v.chosen.upper_ms,
+        v.risk,
+        v.max_latency_ms,
+        esc(&v.objective),
+        v.chosen.objective,
+        if v.objective_is_accuracy {
+            "%"
+        } else {
+            " (proxy)"
+        },
+        id = esc(id),
+    );
+    if let Some(f) = &v.first_within_budget {
+        let _ = write!(
+            b,
+            "<p id=\"verified\">first candidate measured within the budget: rank {} <code>{}</code>, measured {:.3} ms</p>",
+            f.rank,
+            esc(&f.arch),
+            f.measured_ms.unwrap_or(f64::NAN)
+        );
+    }
+    b.push_str("<table id=\"candidates\"><tr><th>rank</th><th>arch</th><th>objective</th><th>predicted ms</th><th>upper ms</th><th>measured ms</th><th>within budget</th><th>job</th></tr>");
+    for c in &v.candidates {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{:.2}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            c.rank,
+            esc(&c.arch),
+            c.objective,
+            c.predicted_ms,
+            c.upper_ms,
+            opt(c.measured_ms),
+            c.within_budget
+                .map_or("&#8211;", |w| if w { "yes" } else { "no" }),
+            esc(&c.job_state.map(|s| s.to_string()).unwrap_or_default()),
+        );
+    }
+    b.push_str("</table>");
+    b
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -358,7 +510,7 @@ pub async fn index(
                         plots,
                         "<div class=\"device-plots\"><h3>{} ({space})</h3>{}</div>",
                         esc(&d.name),
-                        device_plots(&spaces, &d.id, *space, &p, &measured)
+                        device_plots(&spaces, &d.id, *space, &p, &measured, None)
                     );
                 }
             }
@@ -432,12 +584,57 @@ pub async fn index(
     Ok(page("nasflat host", &b))
 }
 
-/// `GET /dashboard/devices/{id}`: one device.
+/// The device page's query: the budget (and risk) of its search view.
+/// Without a budget the page shows the device's newest stored search, or a
+/// search at the median predicted latency.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+pub struct SearchForm {
+    /// Latency budget (ms).
+    pub budget_ms: Option<f64>,
+    /// Accepted chance of exceeding it (default 0.1).
+    pub risk: Option<f64>,
+}
+
+/// The search the page shows for one space (see [`SearchForm`]).
+async fn page_search(
+    searcher: &Searcher,
+    id: &str,
+    space: SearchSpace,
+    pred: &PredictionRow,
+    form: &SearchForm,
+    has_accuracy_plot: bool,
+) -> Result<SearchView, AppError> {
+    if form.budget_ms.is_none()
+        && let Some(row) = searcher.latest(id, space).await?
+    {
+        return searcher.view(row).await;
+    }
+    let budget = form.budget_ms.unwrap_or_else(|| median(&pred.latencies));
+    let req = SearchRequest {
+        space: Some(space),
+        max_latency_ms: budget,
+        // The plot's accuracy, so the choice is the plot's best point left of the bound.
+        objective: has_accuracy_plot.then(|| "cifar10".to_string()),
+        risk: form.risk,
+        verify: 0,
+    };
+    searcher.preview(id, &req).await
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(1.0)
+}
+
+/// `GET /dashboard/devices/{id}?budget_ms=&risk=`: one device.
 pub async fn device_page(
     State(store): State<Store>,
     State(spaces): State<Spaces>,
     State(predictions): State<Arc<PredictionCache>>,
+    State(searcher): State<Searcher>,
     Path(id): Path<String>,
+    Query(form): Query<SearchForm>,
 ) -> Result<Html<String>, AppError> {
     let d = store
         .device(&id)
@@ -456,6 +653,8 @@ pub async fn device_page(
     );
     for space in spaces.keys() {
         if let Some(p) = predictions.get(&id, *space).await? {
+            let plot = spaces.get(space).is_some_and(|k| k.accuracy.is_some());
+            let search = page_search(&searcher, &id, *space, &p, &form, plot).await;
             let q = quality(&p, &measured, *space);
             let _ = write!(
                 b,
@@ -468,8 +667,18 @@ pub async fn device_page(
                 opt(q.heldout_spearman),
                 q.heldout_mape
                     .map_or_else(|| "&#8211;".into(), |m| format!("{:.1}%", m * 100.0)),
-                device_plots(&spaces, &id, *space, &p, &measured)
+                device_plots(&spaces, &id, *space, &p, &measured, search.as_ref().ok())
             );
+            match &search {
+                Ok(v) => b.push_str(&search_section(&id, *space, &form, v)),
+                Err(e) => {
+                    let _ = write!(
+                        b,
+                        "<h3>Search ({space})</h3><p class=\"error\" id=\"search-error\">{}</p>",
+                        esc(&e.to_string())
+                    );
+                }
+            }
         }
     }
     b.push_str("<h2>Transfers</h2><table><tr><th>id</th><th>space</th><th>state</th><th>progress</th><th>samples</th><th>message</th></tr>");
@@ -525,7 +734,7 @@ mod tests {
             pareto_front(&pts),
             vec![(1.0, 50.0), (2.0, 60.0), (4.0, 70.0)]
         );
-        let svg = pareto_svg("p", &pts, &[(2.0, 60.0)]);
+        let svg = pareto_svg("p", &pts, &[(2.0, 60.0)], None);
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("class=\"pt\"").count(), 1);
         let s = scatter_svg("s", &[(1.0, 1.1, true), (2.0, 1.9, false)]);

@@ -17,6 +17,10 @@ pub enum Purpose {
     Sample,
     /// An architecture an operator asked for: held out to judge the predictor.
     Extra,
+    /// A top candidate of a latency-constrained search, measured to check
+    /// the answer (`POST /v1/devices/{id}/search` with `verify`): held out
+    /// of automatic transfers, like `Extra`.
+    Verify,
     /// A user model.
     Model,
     /// A measurement that answers no known lease.

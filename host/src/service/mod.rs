@@ -14,6 +14,7 @@
 //! | [`knowledge`] | vendored data + pretrained predictor per space (cached checkpoints) |
 //! | [`transfer`] | background transfer jobs with progress |
 //! | [`predictions`] | served prediction vectors, cached by version |
+//! | [`search`] | latency-constrained search on a device, its verification jobs |
 //! | [`dashboard`] | server-rendered HTML + SVG plots |
 //! | [`metrics`] | Prometheus counters |
 //! | [`openapi`] | `/v1/openapi.json` |
@@ -28,6 +29,7 @@ pub mod knowledge;
 pub mod metrics;
 pub mod openapi;
 pub mod predictions;
+pub mod search;
 pub mod state;
 pub mod store;
 pub mod transfer;

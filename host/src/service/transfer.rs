@@ -308,6 +308,10 @@ impl TransferRunner {
             })
             .await
             .map_err(|e| (e.into(), n))?;
+        self.store
+            .put_residuals(device_id, space, &version, &computed.residuals)
+            .await
+            .map_err(|e| (e.into(), n))?;
         let message = format!(
             "fitted on {n} samples in {:.1} s; hardware embedding initialised from {}; Spearman on the fit samples {:.3}",
             computed.seconds,
@@ -377,6 +381,8 @@ type RunError = (AppError, usize);
 
 struct Computed {
     latencies: Vec<f64>,
+    /// Out-of-sample log residuals on the samples (the search's bound).
+    residuals: Vec<f64>,
     init_from: Option<String>,
     fit_spearman: f64,
     seconds: f64,
@@ -384,7 +390,8 @@ struct Computed {
 
 /// Fits the few-shot pipeline (the one `eval` measures) to the device's
 /// samples and predicts every architecture of the space, counting the
-/// predicted architectures in `predicted` (the job's progress).
+/// predicted architectures in `predicted` (the job's progress), and keeps
+/// its out-of-sample residuals for the searches' risk bound.
 fn compute(
     k: &SpaceKnowledge,
     pretrained: &Pretrained,
@@ -409,6 +416,7 @@ fn compute(
     let fitted_ms: Vec<f64> = samples.iter().map(|s| latencies[s.row]).collect();
     Ok(Computed {
         fit_spearman: spearman(&fitted_ms, &samples.latencies()),
+        residuals: fitted.loo_log_residuals()?,
         latencies,
         init_from: fitted.init_from().map(str::to_string),
         seconds: started.elapsed().as_secs_f64(),

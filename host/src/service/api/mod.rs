@@ -9,6 +9,7 @@ pub mod devices;
 pub mod models;
 pub mod ops;
 pub mod predict;
+pub mod searches;
 
 use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
@@ -24,6 +25,7 @@ use super::dashboard;
 use super::error::not_found;
 use super::metrics;
 use super::openapi::{self, ApiDocument, Auth, Body, Method, Route, fields, schema};
+use super::search::{SearchRequest, SearchView};
 use super::state::AppState;
 use super::store::models::ModelRow;
 use super::store::transfers::TransferRow;
@@ -59,6 +61,7 @@ pub fn routes(config: &ServiceConfig) -> Vec<ServiceRoute> {
     let mut all = agent_routes();
     all.extend(model_routes(config.max_model_bytes));
     all.extend(device_routes());
+    all.extend(search_routes());
     all.extend(ops_routes());
     all
 }
@@ -242,6 +245,30 @@ fn device_routes() -> Vec<ServiceRoute> {
     ]
 }
 
+/// Latency-constrained searches and their verification.
+fn search_routes() -> Vec<ServiceRoute> {
+    use Method::{Get, Post};
+    vec![
+        route(
+            Post,
+            "/v1/devices/{id}/search",
+            Auth::Admin,
+            "Search the best architecture under a latency budget; optionally measure the top candidates",
+            searches::start,
+        )
+        .takes(Body::Wire(schema::<SearchRequest>))
+        .answers(201, Body::Json(schema::<SearchView>)),
+        route(
+            Get,
+            "/v1/searches/{id}",
+            Auth::Public,
+            "A search with its candidates' measured latencies so far",
+            searches::show,
+        )
+        .answers(200, Body::Json(schema::<SearchView>)),
+    ]
+}
+
 /// Operations and the dashboard.
 fn ops_routes() -> Vec<ServiceRoute> {
     use Method::Get;
@@ -277,9 +304,10 @@ fn ops_routes() -> Vec<ServiceRoute> {
             Get,
             "/dashboard/devices/{id}",
             Auth::Public,
-            "Dashboard of one device (HTML)",
+            "Dashboard of one device (HTML): plots and the search view at a budget",
             dashboard::device_page,
         )
+        .query(fields::<dashboard::SearchForm>)
         .answers(200, Body::Raw(HTML)),
     ]
 }

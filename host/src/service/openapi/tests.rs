@@ -44,7 +44,7 @@ fn every_route_is_documented() {
         table.len(),
         "a (method, path) is listed twice"
     );
-    assert_eq!(table.len(), 23);
+    assert_eq!(table.len(), 25);
     let doc = document(&table);
     let mut in_doc = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -107,7 +107,7 @@ fn bodies_and_queries_are_documented() {
             assert!(c.contains_key(POSTCARD_MIME), "{}", r.path);
         }
     }
-    assert_eq!(with_body, 9);
+    assert_eq!(with_body, 10);
     let upload = &doc["paths"]["/v1/models"]["post"]["parameters"];
     let names: Vec<(&str, bool)> = upload
         .as_array()
@@ -451,4 +451,70 @@ fn service_bodies_validate() {
     };
     assert_valid(&doc, &ok("get", "/healthz"), &health);
     assert_valid(&doc, &body_at("get", "/healthz", "responses/503"), &health);
+}
+
+/// A search's request and answer validate; a request without its budget
+/// or with a negative `verify` does not.
+#[test]
+fn search_bodies_validate() {
+    use crate::service::search::{CandidateView, SearchRequest, SearchView};
+    use crate::service::store::searches::SearchSource;
+
+    let doc = service_document();
+    let request = body_at("post", "/v1/devices/{id}/search", "requestBody");
+    let answer = body_at("post", "/v1/devices/{id}/search", "responses/201");
+    let req = SearchRequest {
+        space: Some(nasflat_shared::SearchSpace::Nb201),
+        max_latency_ms: 14.0,
+        objective: Some("cifar100".into()),
+        risk: Some(0.1),
+        verify: 2,
+    };
+    assert_valid(&doc, &request, &req);
+    assert_valid(&doc, &request, &json!({"max_latency_ms": 3.5}));
+    assert_invalid(&doc, &request, &json!({"objective": "cifar10"}));
+    assert_invalid(
+        &doc,
+        &request,
+        &json!({"max_latency_ms": 3.5, "verify": -1}),
+    );
+    let chosen = CandidateView {
+        rank: 0,
+        index: 123,
+        arch: "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|".into(),
+        predicted_ms: 11.0,
+        upper_ms: 12.5,
+        objective: 70.1,
+        job_id: Some("job-1".into()),
+        job_state: Some(crate::service::domain::JobState::Done),
+        measured_ms: Some(11.4),
+        within_budget: Some(true),
+    };
+    let view = SearchView {
+        id: "search-1".into(),
+        device_id: "dev-1".into(),
+        space: nasflat_shared::SearchSpace::Nb201,
+        objective: "cifar100".into(),
+        objective_is_accuracy: true,
+        max_latency_ms: 14.0,
+        risk: 0.1,
+        predictor_version: "v".into(),
+        source: SearchSource::Transfer,
+        residual_quantile: 0.13,
+        created_ms: 1,
+        chosen: chosen.clone(),
+        candidates: vec![chosen.clone()],
+        verify_queued: 1,
+        verify_measured: 1,
+        first_within_budget: Some(chosen),
+    };
+    assert_valid(&doc, &answer, &view);
+    assert_valid(
+        &doc,
+        &body_at("get", "/v1/searches/{id}", "responses/200"),
+        &view,
+    );
+    let mut wrong = serde_json::to_value(&view).unwrap();
+    wrong["source"] = json!("guess");
+    assert_invalid(&doc, &answer, &wrong);
 }

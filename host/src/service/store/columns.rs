@@ -39,6 +39,7 @@ impl Column for Purpose {
     const ALL: &'static [(Self, &'static str)] = &[
         (Purpose::Sample, "sample"),
         (Purpose::Extra, "extra"),
+        (Purpose::Verify, "verify"),
         (Purpose::Model, "model"),
         (Purpose::Adhoc, "adhoc"),
     ];

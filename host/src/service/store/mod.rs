@@ -1,5 +1,6 @@
 //! The durable store: devices, the job/lease queue, measurements, user
-//! models, transfer jobs and served predictions.
+//! models, transfer jobs, served predictions and latency-constrained
+//! searches.
 //!
 //! One code path for SQLite (embedded default, WAL) and PostgreSQL (several
 //! host replicas): sqlx's `Any` driver with runtime-checked, portable SQL
@@ -12,6 +13,7 @@ pub mod devices;
 pub mod jobs;
 pub mod measurements;
 pub mod models;
+pub mod searches;
 pub mod transfers;
 
 use std::borrow::Cow;
@@ -106,7 +108,10 @@ pub struct WriteGuard<'a> {
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "searches", include_str!("migrations/0002_searches.sql")),
+];
 
 impl Store {
     /// Connects, enables WAL on SQLite, and applies the embedded migrations.

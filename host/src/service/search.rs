@@ -1,0 +1,485 @@
+//! Latency-constrained search on one device (`POST /v1/devices/{id}/search`):
+//! which architecture to deploy under a budget, answered with the library's
+//! exhaustive risk-aware search (`nasflat_predictor::nas`) over the device's
+//! served predictions, or over a built-in device's measured table.
+//!
+//! An agent device's search ranks with the predictions its transfer stored
+//! and bounds them with the residuals the same transfer stored
+//! (`prediction_residuals`), so a search costs a scan of the space, not a
+//! GNN pass. With `verify: n` the top n candidates become measurement jobs
+//! (purpose [`Purpose::Verify`]) for the device's agent; a search's view reads
+//! their measurements back by job id, so it shows measured next to
+//! predicted latency as soon as the agent uploads them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use nasflat_predictor::nas::{
+    self, Constraint, LatencyModel, Mode, Objective, Problem, RANKED_LIMIT, SearchOutcome,
+    TableLatency,
+};
+use nasflat_predictor::{PredictorError, Result as PredictorResult};
+use nasflat_shared::{Arch, SearchSpace};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::api::devices::{builtin, space_of};
+use super::domain::{JobState, Purpose};
+use super::error::AppError;
+use super::knowledge::{SpaceKnowledge, Spaces};
+use super::predictions::PredictionCache;
+use super::store::jobs::NewJob;
+use super::store::searches::{SearchRow, SearchSource, StoredCandidate};
+use super::store::transfers::PredictionRow;
+use super::store::{Store, new_id, now_ms};
+
+/// Risk of exceeding the budget when the request names none.
+pub const DEFAULT_RISK: f64 = 0.1;
+
+/// `POST /v1/devices/{id}/search` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SearchRequest {
+    /// Space (default: the first served).
+    #[serde(default)]
+    pub space: Option<SearchSpace>,
+    /// The latency budget (ms), > 0.
+    pub max_latency_ms: f64,
+    /// What to maximise: `cifar10`, `cifar100`, `imagenet16_120` (NB201
+    /// accuracies) or the proxies `flops`, `params`, `synflow` (FBNet).
+    /// Default: `cifar100` on NB201, `flops` on FBNet.
+    #[serde(default)]
+    pub objective: Option<String>,
+    /// Accepted chance of exceeding the budget, in (0, 1) (default 0.1).
+    #[serde(default)]
+    pub risk: Option<f64>,
+    /// Queue the top n candidates as measurement jobs for the device's
+    /// agent (0..=the number of candidates returned; agent devices only).
+    #[serde(default)]
+    pub verify: usize,
+}
+
+/// One candidate of a search, with its measurement once the agent made it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CandidateView {
+    /// Rank (0 = the chosen architecture).
+    pub rank: usize,
+    /// Table row.
+    pub index: usize,
+    /// Architecture string.
+    pub arch: String,
+    /// Predicted latency (ms).
+    pub predicted_ms: f64,
+    /// Upper bound at the search's risk (ms).
+    pub upper_ms: f64,
+    /// Objective value (accuracy % or the named proxy).
+    pub objective: f64,
+    /// Verification job, if queued.
+    pub job_id: Option<String>,
+    /// That job's state (`queued`, `leased`, `done`, `failed`).
+    pub job_state: Option<JobState>,
+    /// Latency the agent measured (valid measurements only).
+    pub measured_ms: Option<f64>,
+    /// Whether the measured latency is within the budget.
+    pub within_budget: Option<bool>,
+}
+
+/// A search and, once measured, its verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SearchView {
+    /// Search id (`GET /v1/searches/{id}`).
+    pub id: String,
+    /// Device.
+    pub device_id: String,
+    /// Space.
+    pub space: SearchSpace,
+    /// Objective name.
+    pub objective: String,
+    /// Whether the objective is a measured accuracy (else a stated proxy).
+    pub objective_is_accuracy: bool,
+    /// The budget (ms).
+    pub max_latency_ms: f64,
+    /// Accepted chance of exceeding it.
+    pub risk: f64,
+    /// Predictor (or table) version that answered.
+    pub predictor_version: String,
+    /// `transfer` (an agent's predictor) or `table` (a built-in device).
+    pub source: SearchSource,
+    /// Log-ms factor of the bound: `upper = predicted * exp(this)`.
+    pub residual_quantile: f64,
+    /// Creation, epoch ms.
+    pub created_ms: i64,
+    /// The architecture to deploy (the first candidate).
+    pub chosen: CandidateView,
+    /// Every candidate, best objective first.
+    pub candidates: Vec<CandidateView>,
+    /// Verification jobs queued.
+    pub verify_queued: usize,
+    /// Verification jobs measured (valid).
+    pub verify_measured: usize,
+    /// The best-ranked candidate whose measured latency meets the budget.
+    pub first_within_budget: Option<CandidateView>,
+}
+
+/// What searching reads and writes: the served spaces (and the built-in
+/// tables), the store and the served predictions.
+#[derive(Clone)]
+pub struct Searcher {
+    spaces: Spaces,
+    store: Store,
+    predictions: Arc<PredictionCache>,
+}
+
+impl<S> FromRef<S> for Searcher
+where
+    Spaces: FromRef<S>,
+    Store: FromRef<S>,
+    Arc<PredictionCache>: FromRef<S>,
+{
+    fn from_ref(state: &S) -> Searcher {
+        Searcher {
+            spaces: Spaces::from_ref(state),
+            store: Store::from_ref(state),
+            predictions: Arc::<PredictionCache>::from_ref(state),
+        }
+    }
+}
+
+/// A served predictor's latencies with the residuals of its transfer.
+struct Served {
+    prediction: Arc<PredictionRow>,
+    residuals: Vec<f64>,
+}
+
+impl LatencyModel for Served {
+    fn predict(&self, rows: &[usize]) -> PredictorResult<Vec<f64>> {
+        rows.iter()
+            .map(|&r| {
+                self.prediction.latencies.get(r).copied().ok_or_else(|| {
+                    PredictorError::internal(
+                        "served predictions",
+                        format!("row {r} of {} stored", self.prediction.latencies.len()),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn loo_log_residuals(&self) -> PredictorResult<Vec<f64>> {
+        Ok(self.residuals.clone())
+    }
+}
+
+/// Where a search's latencies come from.
+enum Latencies {
+    Served(Served),
+    Table { device: String },
+}
+
+/// A checked request.
+struct Question {
+    space: SearchSpace,
+    objective: Objective,
+    constraint: Constraint,
+    verify: usize,
+}
+
+/// NB201's default is the paper's Table 8 objective; FBNet has only proxies.
+fn default_objective(space: SearchSpace) -> Objective {
+    match space {
+        SearchSpace::Nb201 => Objective::Cifar100,
+        SearchSpace::Fbnet => Objective::Flops,
+    }
+}
+
+impl Searcher {
+    fn question(&self, req: &SearchRequest) -> Result<Question, AppError> {
+        let space = space_of(&self.spaces, req.space)?;
+        let objective = match &req.objective {
+            Some(o) => o.parse::<Objective>()?,
+            None => default_objective(space),
+        };
+        let constraint = Constraint::new(req.max_latency_ms, req.risk.unwrap_or(DEFAULT_RISK))?;
+        Ok(Question {
+            space,
+            objective,
+            constraint,
+            verify: req.verify,
+        })
+    }
+
+    /// The latencies of `device_id` in `space`: a built-in table, or the
+    /// agent's served predictor and its residuals.
+    async fn latencies(
+        &self,
+        device_id: &str,
+        space: SearchSpace,
+    ) -> Result<(Latencies, String, SearchSource), AppError> {
+        if let Some((k, _)) = builtin(&self.spaces, device_id) {
+            if k.space != space {
+                return Err(AppError::BadRequest(format!(
+                    "built-in device `{device_id}` belongs to {}",
+                    k.space
+                )));
+            }
+            let version = format!("{space}-table");
+            let device = device_id
+                .split_once(':')
+                .map(|(_, name)| name.to_string())
+                .unwrap_or_default();
+            return Ok((Latencies::Table { device }, version, SearchSource::Table));
+        }
+        if self.store.device(device_id).await?.is_none() {
+            return Err(AppError::NotFound(format!("no device `{device_id}`")));
+        }
+        let Some(prediction) = self.predictions.get(device_id, space).await? else {
+            return Err(AppError::Conflict(format!(
+                "device `{device_id}` has no finished {space} transfer yet: search needs its predictor"
+            )));
+        };
+        let Some(residuals) = self
+            .store
+            .residuals(device_id, space, &prediction.version)
+            .await?
+        else {
+            return Err(AppError::Conflict(format!(
+                "the {space} predictor of `{device_id}` predates risk bounds; run a transfer again"
+            )));
+        };
+        let version = prediction.version.clone();
+        let served = Served {
+            prediction,
+            residuals,
+        };
+        Ok((Latencies::Served(served), version, SearchSource::Transfer))
+    }
+
+    /// The answer to `q` on `device_id`, not stored and without jobs.
+    async fn searched(&self, device_id: &str, q: &Question) -> Result<SearchRow, AppError> {
+        let (latencies, version, source) = self.latencies(device_id, q.space).await?;
+        if q.verify > 0 && source == SearchSource::Table {
+            return Err(AppError::Invalid(format!(
+                "`{device_id}` is a built-in device: its latencies are measured already, there is no agent to verify on"
+            )));
+        }
+        let k = self.spaces.served(q.space)?.clone();
+        let (objective, constraint) = (q.objective, q.constraint);
+        let outcome =
+            tokio::task::spawn_blocking(move || answer(&k, &latencies, objective, &constraint))
+                .await
+                .map_err(|e| AppError::Internal(format!("search crashed: {e}")))??;
+        Ok(SearchRow {
+            id: new_id("search"),
+            device_id: device_id.to_string(),
+            space: q.space,
+            objective: q.objective,
+            max_latency_ms: q.constraint.max_ms(),
+            risk: q.constraint.risk(),
+            predictor_version: version,
+            source,
+            residual_quantile: outcome.residual_quantile,
+            candidates: outcome
+                .ranked
+                .iter()
+                .map(|c| StoredCandidate {
+                    index: c.row,
+                    predicted_ms: c.predicted_ms,
+                    upper_ms: c.upper_ms,
+                    objective: c.objective,
+                    job_id: None,
+                })
+                .collect(),
+            created_ms: now_ms(),
+        })
+    }
+
+    /// A search answered but neither stored nor verified (the dashboard's
+    /// budget form).
+    pub async fn preview(
+        &self,
+        device_id: &str,
+        req: &SearchRequest,
+    ) -> Result<SearchView, AppError> {
+        let q = self.question(req)?;
+        let row = self.searched(device_id, &q).await?;
+        view_of(row, &HashMap::new(), &HashMap::new())
+    }
+
+    /// Runs a search for `device_id`, queues its verification jobs and
+    /// stores it.
+    pub async fn run(&self, device_id: &str, req: &SearchRequest) -> Result<SearchRow, AppError> {
+        let q = self.question(req)?;
+        let mut row = self.searched(device_id, &q).await?;
+        if q.verify > row.candidates.len() {
+            return Err(AppError::Invalid(format!(
+                "verify {} but the search has {} candidates (at most {RANKED_LIMIT})",
+                q.verify,
+                row.candidates.len()
+            )));
+        }
+        let job_ids = self
+            .queue_verification(device_id, q.space, &row.candidates[..q.verify])
+            .await?;
+        for (c, job) in row.candidates.iter_mut().zip(job_ids) {
+            c.job_id = Some(job);
+        }
+        self.store.insert_search(&row).await?;
+        Ok(row)
+    }
+
+    async fn queue_verification(
+        &self,
+        device_id: &str,
+        space: SearchSpace,
+        top: &[StoredCandidate],
+    ) -> Result<Vec<String>, AppError> {
+        if top.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs: Vec<NewJob> = top
+            .iter()
+            .map(|c| NewJob::Arch {
+                space,
+                index: c.index,
+            })
+            .collect();
+        Ok(self
+            .store
+            .insert_jobs(device_id, Purpose::Verify, &jobs)
+            .await?)
+    }
+
+    /// A stored search by id.
+    pub async fn get(&self, id: &str) -> Result<SearchRow, AppError> {
+        self.store
+            .search(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no search `{id}`")))
+    }
+
+    /// The newest stored search of a device in a space.
+    pub async fn latest(
+        &self,
+        device_id: &str,
+        space: SearchSpace,
+    ) -> Result<Option<SearchRow>, AppError> {
+        Ok(self.store.latest_search(device_id, space).await?)
+    }
+
+    /// A search with its verification jobs' states and measurements.
+    pub async fn view(&self, row: SearchRow) -> Result<SearchView, AppError> {
+        let (states, measured) = if row.source == SearchSource::Transfer {
+            self.verification_of(&row.device_id).await?
+        } else {
+            (HashMap::new(), HashMap::new())
+        };
+        view_of(row, &states, &measured)
+    }
+
+    /// Job states and valid measured ms by job id, for a device.
+    async fn verification_of(
+        &self,
+        device_id: &str,
+    ) -> Result<(HashMap<String, JobState>, HashMap<String, f64>), AppError> {
+        let states = self
+            .store
+            .jobs_of_device(device_id)
+            .await?
+            .into_iter()
+            .filter(|j| j.purpose == Purpose::Verify)
+            .map(|j| (j.id, j.state))
+            .collect();
+        let measured = self
+            .store
+            .measurements_of_device(device_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.valid && m.purpose == Purpose::Verify)
+            .filter_map(|m| Some((m.job_id?, m.median_ms)))
+            .collect();
+        Ok((states, measured))
+    }
+}
+
+/// The exhaustive risk-aware search of `k`'s space (blocking: scores the
+/// objective and scans every architecture).
+fn answer(
+    k: &SpaceKnowledge,
+    latencies: &Latencies,
+    objective: Objective,
+    constraint: &Constraint,
+) -> Result<SearchOutcome, AppError> {
+    let scores = objective.scores(&k.data)?;
+    let problem = Problem {
+        objective: &scores,
+        candidates: &[],
+    };
+    let outcome = match latencies {
+        Latencies::Served(served) => nas::search(served, &problem, constraint, Mode::Exhaustive),
+        Latencies::Table { device } => {
+            let table = TableLatency::new(&k.data, device)?;
+            nas::search(&table, &problem, constraint, Mode::Exhaustive)
+        }
+    };
+    Ok(outcome?)
+}
+
+/// Joins a stored search with its jobs' states and measurements.
+fn view_of(
+    row: SearchRow,
+    states: &HashMap<String, JobState>,
+    measured: &HashMap<String, f64>,
+) -> Result<SearchView, AppError> {
+    let space = row.space;
+    let budget = row.max_latency_ms;
+    let candidates: Vec<CandidateView> = row
+        .candidates
+        .iter()
+        .enumerate()
+        .map(|(rank, c)| {
+            let measured_ms = c.job_id.as_ref().and_then(|j| measured.get(j).copied());
+            CandidateView {
+                rank,
+                index: c.index,
+                arch: Arch::from_index(space, c.index)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                predicted_ms: c.predicted_ms,
+                upper_ms: c.upper_ms,
+                objective: c.objective,
+                job_id: c.job_id.clone(),
+                job_state: c.job_id.as_ref().and_then(|j| states.get(j).copied()),
+                measured_ms,
+                within_budget: measured_ms.map(|ms| ms <= budget),
+            }
+        })
+        .collect();
+    let chosen = candidates.first().cloned().ok_or_else(|| {
+        AppError::Internal(format!("stored search `{}` has no candidate", row.id))
+    })?;
+    let objective_is_accuracy = row.objective.is_accuracy();
+    Ok(SearchView {
+        first_within_budget: candidates
+            .iter()
+            .find(|c| c.within_budget == Some(true))
+            .cloned(),
+        verify_queued: candidates.iter().filter(|c| c.job_id.is_some()).count(),
+        verify_measured: candidates
+            .iter()
+            .filter(|c| c.measured_ms.is_some())
+            .count(),
+        chosen,
+        candidates,
+        objective_is_accuracy,
+        id: row.id,
+        device_id: row.device_id,
+        space: row.space,
+        objective: row.objective.to_string(),
+        max_latency_ms: budget,
+        risk: row.risk,
+        predictor_version: row.predictor_version,
+        source: row.source,
+        residual_quantile: row.residual_quantile,
+        created_ms: row.created_ms,
+    })
+}
