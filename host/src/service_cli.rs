@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::demo::{self, DemoOptions};
 use anyhow::{Context, Result};
@@ -74,6 +75,18 @@ pub(crate) struct ServiceArgs {
     /// Do not start transfers by themselves (only `POST /v1/devices/{id}/transfer`).
     #[arg(long)]
     no_auto_transfer: bool,
+    /// Longest wait for a client's whole request head, s; also how long an
+    /// idle keep-alive connection is kept. Stalled clients are disconnected.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout_secs: u64,
+    /// Longest time one request may take, body upload included, s (503 after).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_secs: u64,
+    /// Connections served at once; more wait until one closes. Keep it
+    /// below the open-file limit (`ulimit -n`, often 1024).
+    #[arg(long, default_value_t = 768,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
 }
 
 impl ServiceArgs {
@@ -105,6 +118,9 @@ impl ServiceArgs {
         c.blend = self.blend;
         c.seed = self.seed;
         c.auto_transfer = !self.no_auto_transfer;
+        c.header_timeout = Duration::from_secs(self.header_timeout_secs);
+        c.request_timeout = Duration::from_secs(self.request_timeout_secs);
+        c.max_connections = self.max_connections;
         c
     }
 }

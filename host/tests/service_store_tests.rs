@@ -120,17 +120,32 @@ async fn leases_are_exclusive_expire_renew_and_release() {
             }));
         }
         let mut seen = HashSet::new();
-        let mut total = 0;
+        let mut lease_ids = Vec::new();
         for t in tasks {
             for g in t.await.unwrap() {
                 assert!(seen.insert(g.job.id.clone()), "job leased twice");
-                total += 1;
+                lease_ids.push(g.lease_id);
             }
         }
-        assert_eq!(total, 10);
+        assert_eq!(lease_ids.len(), 10);
         assert!(store.claim_jobs(&dev, 5, 60_000).await.unwrap().is_empty());
         let c = store.queue_counts(Some(&dev)).await.unwrap();
         assert_eq!((c.queued, c.leased), (0, 10));
+        // One batch: four leases, one of them twice, and an unknown id.
+        let mut batch = lease_ids[..4].to_vec();
+        batch.push(lease_ids[0].clone());
+        batch.push("lease-unknown".into());
+        assert_eq!(
+            store
+                .release_leases(&dev, &batch, "batch", 5)
+                .await
+                .unwrap(),
+            4
+        );
+        assert_eq!(store.release_leases(&dev, &[], "none", 5).await.unwrap(), 0);
+        let c = store.queue_counts(Some(&dev)).await.unwrap();
+        assert_eq!((c.queued, c.leased), (4, 6));
+        assert_eq!(store.claim_jobs(&dev, 5, 60_000).await.unwrap().len(), 4);
 
         // A lease that expires returns to the queue; its old id is lost.
         let dev2 = device(&store).await;

@@ -12,7 +12,7 @@ use crate::calibrate::LogLinearCalibration;
 use crate::dataset::SpaceData;
 use crate::error::Result;
 use crate::model::Predictor;
-use crate::samples::Samples;
+use crate::samples::{Sample, Samples};
 use crate::train::{self, TransferOptions, Transferred};
 
 /// Default weight of the linear stack in the served and evaluated blend.
@@ -20,6 +20,45 @@ use crate::train::{self, TransferOptions, Transferred};
 /// beat the bar on 11 tasks, 0.7 on 10, 0.5 on 8, the GNN alone on none; the
 /// GNN still adds on GPU targets (N3, N4) over the stack alone.
 pub const DEFAULT_BLEND: f64 = 0.85;
+
+/// How far (a factor) a sample's latency may stray from what the other
+/// samples say before [`outliers`] calls it an outlier. Each sample is first
+/// divided by the geometric mean of the source devices on its architecture,
+/// so architecture effects cancel; the factor is then taken from the median
+/// of those ratios. Clean vendored tables stray up to ~3,700x this way (NB201
+/// archs whose outputs skip every op, timed near zero on two phones), so
+/// only grosser errors (a broken timer, a forged upload) are caught.
+pub const OUTLIER_FACTOR: f64 = 1e4;
+
+/// Fewest samples [`outliers`] tests: the median of fewer is no reference.
+pub const OUTLIER_MIN_SAMPLES: usize = 5;
+
+/// The samples whose latency, relative to the source devices on the same
+/// architecture, is more than [`OUTLIER_FACTOR`] away from the median such
+/// ratio of all `samples`, in order. One such sample among k drags every
+/// log-space fit of the pipeline (calibration, ridge) towards it; a caller
+/// that takes measurements from untrusted boards fits on
+/// [`Samples::without`] them. The evaluation protocol does not call it.
+pub fn outliers(sources: &SourceMatrix, samples: &Samples) -> Vec<Sample> {
+    if samples.len() < OUTLIER_MIN_SAMPLES || sources.columns.is_empty() {
+        return Vec::new();
+    }
+    let ratio = |s: &Sample| {
+        let logs = sources.columns.iter().filter_map(|c| c.get(s.row));
+        s.ms.ln() - logs.sum::<f64>() / sources.columns.len() as f64
+    };
+    let ratios: Vec<f64> = samples.iter().map(ratio).collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let limit = OUTLIER_FACTOR.ln();
+    samples
+        .iter()
+        .zip(&ratios)
+        .filter(|(_, r)| (*r - median).abs() > limit)
+        .map(|(s, _)| *s)
+        .collect()
+}
 
 /// How to fit the pipeline to one target.
 #[derive(Debug, Clone)]
@@ -208,4 +247,58 @@ pub fn blend_log(gnn: &[f64], linear: &[f64], w: f64) -> Vec<f64> {
         .zip(linear)
         .map(|(g, l)| ((1.0 - w) * g.max(1e-12).ln() + w * l.max(1e-12).ln()).exp())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nasflat_shared::SearchSpace;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use rand::seq::index::sample;
+
+    /// k = 20 random rows of `target` from its table, seeded.
+    fn table_samples(data: &SpaceData, target: &str, seed: u64) -> Samples {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let col = data.device_index(target).unwrap();
+        let rows: Vec<usize> = sample(&mut rng, data.rows(), 60)
+            .into_iter()
+            .filter(|&r| data.latency(col, r).is_some_and(|v| v > 0.0))
+            .take(20)
+            .collect();
+        Samples::from_table(data, target, &rows).unwrap()
+    }
+
+    /// On clean table samples of every device of both spaces (the others
+    /// as sources, 20 seeds each) nothing is an outlier, so a caller that
+    /// fits on `without(outliers)` fits on exactly the samples it had and
+    /// predicts bit-identically; one latency a factor 1e5 off is caught.
+    #[test]
+    fn clean_samples_have_no_outliers_and_a_gross_error_is_caught() {
+        for space in [SearchSpace::Nb201, SearchSpace::Fbnet] {
+            let data = SpaceData::load(space).unwrap();
+            let devices = data.latency.names().to_vec();
+            for target in &devices {
+                let others: Vec<String> =
+                    devices.iter().filter(|d| *d != target).cloned().collect();
+                let sources = SourceMatrix::new(&data, &others).unwrap();
+                for seed in 0..20 {
+                    let clean = table_samples(&data, target, seed);
+                    let found = outliers(&sources, &clean);
+                    assert!(found.is_empty(), "{space} {target} seed {seed}: {found:?}");
+                    assert_eq!(clean.without(&found), clean);
+                }
+                let clean = table_samples(&data, target, 99);
+                let mut items: Vec<Sample> = clean.iter().copied().collect();
+                items[3].ms *= 1e5;
+                let poisoned = Samples::new(items.clone()).unwrap();
+                assert_eq!(
+                    outliers(&sources, &poisoned),
+                    vec![items[3]],
+                    "{space} {target}"
+                );
+                assert_eq!(poisoned.without(&[items[3]]).len(), clean.len() - 1);
+            }
+        }
+    }
 }

@@ -84,6 +84,19 @@ impl Samples {
         self.items.iter().map(|s| s.row).collect()
     }
 
+    /// These samples less every one in `drop` (same row and latency), in
+    /// order: what a caller fits on after an outlier test.
+    pub fn without(&self, drop: &[Sample]) -> Samples {
+        Samples {
+            items: self
+                .items
+                .iter()
+                .filter(|s| !drop.contains(s))
+                .copied()
+                .collect(),
+        }
+    }
+
     /// Latencies (ms), in the order of [`Samples::rows`].
     pub fn latencies(&self) -> Vec<f64> {
         self.items.iter().map(|s| s.ms).collect()

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nasflat_predictor::model::{PredictorConfig, TrainConfig};
 use nasflat_predictor::sampler::Sampler;
@@ -53,6 +54,13 @@ pub struct ServiceConfig {
     pub seed: u64,
     /// Start a transfer by itself once a device has k valid plan samples.
     pub auto_transfer: bool,
+    /// Longest wait for a whole request head, idle keep-alive included:
+    /// a client that stalls mid-headers is disconnected after it.
+    pub header_timeout: Duration,
+    /// Longest time a request may take, body upload included (503 after).
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl ServiceConfig {
@@ -80,6 +88,9 @@ impl ServiceConfig {
             blend: nasflat_predictor::fewshot::DEFAULT_BLEND,
             seed: 0,
             auto_transfer: true,
+            header_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(300),
+            max_connections: 768,
         }
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -178,17 +179,47 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts every request by matched route and status.
+/// The route label of every request that matched no route: a client picks
+/// the path, so paths outside the route table must not become labels.
+pub const UNMATCHED: &str = "unmatched";
+/// The method label of every method outside [`KNOWN_METHODS`].
+pub const OTHER_METHOD: &str = "other";
+/// Methods that get their own label; a client can send any token as a
+/// method, and each distinct label costs memory in every scrape.
+static KNOWN_METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::PATCH,
+    Method::CONNECT,
+    Method::TRACE,
+];
+
+/// The label of a request method: the standard ones by name, the rest folded
+/// into [`OTHER_METHOD`] so the label set stays bounded.
+fn method_label(method: &Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|m| *m == method)
+        .map_or(OTHER_METHOD, Method::as_str)
+}
+
+/// Middleware: counts every request by matched route and status. Route
+/// labels come from the route table ([`MatchedPath`]) and method labels from
+/// a fixed list, so no request can add labels without bound.
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+        .map_or_else(|| UNMATCHED.to_string(), |p| p.as_str().to_string());
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     metrics.observe(
-        &method,
+        method,
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

@@ -17,6 +17,7 @@
 //! | [`search`] | latency-constrained search on a device, its verification jobs |
 //! | [`dashboard`] | server-rendered HTML + SVG plots |
 //! | [`metrics`] | Prometheus counters |
+//! | [`net`] | the accept loop (header timeout, connection limit) and the request deadline |
 //! | [`openapi`] | `/v1/openapi.json` |
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod domain;
 pub mod error;
 pub mod knowledge;
 pub mod metrics;
+pub mod net;
 pub mod openapi;
 pub mod predictions;
 pub mod search;
@@ -128,7 +130,8 @@ async fn resume_transfers(
     }
 }
 
-/// Serves until `shutdown` resolves. Prints `nasflat-host listening on
+/// Serves until `shutdown` resolves, within the configured header timeout
+/// and connection limit ([`net`]). Prints `nasflat-host listening on
 /// http://ADDR` on stdout once bound (tests and scripts read it).
 pub async fn serve(
     state: AppState,
@@ -138,9 +141,8 @@ pub async fn serve(
     let addr: SocketAddr = listener.local_addr()?;
     println!("nasflat-host listening on http://{addr}");
     tracing::info!("dashboard: http://{addr}/");
+    let limits = net::ConnectionLimits::of(&state.config);
     let app = api::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    net::serve_connections(listener, app, limits, shutdown).await;
     Ok(())
 }

@@ -268,7 +268,9 @@ impl TransferRunner {
             .measurements_of_device(device_id)
             .await
             .map_err(|e| (e.into(), 0))?;
-        let samples = samples_of(&measured, space, set);
+        let measured_samples = samples_of(&measured, space, set);
+        let outliers = fewshot::outliers(&knowledge.sources, &measured_samples);
+        let samples = measured_samples.without(&outliers);
         let n = samples.len();
         if n < 2 {
             return Err((
@@ -313,10 +315,11 @@ impl TransferRunner {
             .await
             .map_err(|e| (e.into(), n))?;
         let message = format!(
-            "fitted on {n} samples in {:.1} s; hardware embedding initialised from {}; Spearman on the fit samples {:.3}",
+            "fitted on {n} samples in {:.1} s; hardware embedding initialised from {}; Spearman on the fit samples {:.3}{}",
             computed.seconds,
             computed.init_from.as_deref().unwrap_or("the mean row"),
-            computed.fit_spearman
+            computed.fit_spearman,
+            outlier_note(&outliers)
         );
         tracing::info!(device = %device_id, %version, "{message}");
         Ok((message, n))
@@ -378,6 +381,24 @@ impl TransferRunner {
 }
 
 type RunError = (AppError, usize);
+
+/// What a transfer message says about the samples [`fewshot::outliers`]
+/// left out (they count as held-out samples in the predictor quality).
+fn outlier_note(outliers: &[Sample]) -> String {
+    if outliers.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = outliers
+        .iter()
+        .map(|s| format!("row {} ({:e} ms)", s.row, s.ms))
+        .collect();
+    format!(
+        "; left out {} outlier sample(s), more than {:e}x off the others: {}",
+        outliers.len(),
+        fewshot::OUTLIER_FACTOR,
+        listed.join(", ")
+    )
+}
 
 struct Computed {
     latencies: Vec<f64>,

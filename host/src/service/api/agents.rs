@@ -30,6 +30,17 @@ use crate::service::transfer::{TransferRunner, device_seed};
 pub const MAX_BATCH: usize = 256;
 /// Most leases handed out per plan.
 pub const MAX_LEASES: usize = 16;
+/// Most invalid-sample reasons kept per result (the agent gives a few).
+pub const MAX_REASONS: usize = 32;
+/// Most input overrides a result's model job may name.
+pub const MAX_INPUTS: usize = 64;
+/// Shortest latency a result may report, ms (1 ns): below a clock tick no
+/// network runs, so such a value is a broken or forged timer, and one of
+/// them among k samples would poison the device's predictor.
+pub const MIN_LATENCY_MS: f64 = 1e-6;
+/// Longest latency a result may report, ms (1 h): far beyond any network
+/// the agent is told to time (`JobLimits::max_ms` bounds a whole run).
+pub const MAX_LATENCY_MS: f64 = 3.6e6;
 
 /// `POST /v1/agents/register`: a new device (enrolment token) or a
 /// re-attach (the device's own token and its id).
@@ -185,7 +196,8 @@ pub async fn heartbeat(
     expect_device(&auth, &req.device_id)?;
     if req.lease_ids.len() > MAX_BATCH {
         return Err(AppError::Invalid(format!(
-            "at most {MAX_BATCH} leases per heartbeat"
+            "at most {MAX_BATCH} leases per heartbeat (got {})",
+            req.lease_ids.len()
         )));
     }
     let lease_ms = i64::from(config.lease_secs) * 1000;
@@ -203,6 +215,12 @@ pub async fn release(
     Wire(req): Wire<ReleaseRequest>,
 ) -> Result<StatusCode, AppError> {
     expect_device(&auth, &req.device_id)?;
+    if req.lease_ids.len() > MAX_BATCH {
+        return Err(AppError::Invalid(format!(
+            "at most {MAX_BATCH} leases per release (got {})",
+            req.lease_ids.len()
+        )));
+    }
     let reason: String = req.reason.chars().take(500).collect();
     let n = store
         .release_leases(
@@ -237,10 +255,19 @@ async fn validate(
     if !key_ok {
         return Err("idempotency key must be 1-128 characters of [A-Za-z0-9_-]".into());
     }
-    if !(r.median_ms.is_finite() && r.median_ms > 0.0) {
+    check_latency(r.median_ms)?;
+    if r.invalid_reasons.len() > MAX_REASONS {
         return Err(format!(
-            "median_ms {} is not a finite positive latency",
-            r.median_ms
+            "at most {MAX_REASONS} invalid_reasons per result (got {})",
+            r.invalid_reasons.len()
+        ));
+    }
+    if let JobSpec::Model { inputs, .. } = &r.job
+        && inputs.len() > MAX_INPUTS
+    {
+        return Err(format!(
+            "at most {MAX_INPUTS} input overrides per model job (got {})",
+            inputs.len()
         ));
     }
     Ok(NewMeasurement {
@@ -252,6 +279,23 @@ async fn validate(
         invalid_reasons: r.invalid_reasons.clone(),
         sample_json: r.sample_json.clone(),
     })
+}
+
+/// Why a reported latency cannot be a real one: not finite, not positive,
+/// or outside [`MIN_LATENCY_MS`] ..= [`MAX_LATENCY_MS`].
+fn check_latency(median_ms: f64) -> Result<(), String> {
+    if !(median_ms.is_finite() && median_ms > 0.0) {
+        return Err(format!(
+            "median_ms {median_ms} is not a finite positive latency"
+        ));
+    }
+    if !(MIN_LATENCY_MS..=MAX_LATENCY_MS).contains(&median_ms) {
+        return Err(format!(
+            "median_ms {median_ms:e} is outside the physically possible range \
+             {MIN_LATENCY_MS:e} ms (1 ns) to {MAX_LATENCY_MS:e} ms (1 h)"
+        ));
+    }
+    Ok(())
 }
 
 /// What a result measured, or why it names nothing this host knows.

@@ -24,6 +24,7 @@ use super::config::ServiceConfig;
 use super::dashboard;
 use super::error::not_found;
 use super::metrics;
+use super::net;
 use super::openapi::{self, ApiDocument, Auth, Body, Method, Route, fields, schema};
 use super::search::{SearchRequest, SearchView};
 use super::state::AppState;
@@ -313,7 +314,7 @@ fn ops_routes() -> Vec<ServiceRoute> {
 }
 
 /// The app: every route of [`routes`], the OpenAPI document of the same
-/// table, request metrics and the body limit.
+/// table, request metrics, the request deadline and the body limit.
 pub fn router(state: AppState) -> Router {
     let table = routes(&state.config);
     let document = ApiDocument::new(openapi::document(&table));
@@ -321,6 +322,10 @@ pub fn router(state: AppState) -> Router {
         .into_iter()
         .fold(Router::new(), |app, r| app.route(r.path, r.handler));
     app.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.request_timeout,
+            net::deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,

@@ -9,8 +9,8 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use nasflat_shared::SearchSpace;
 
@@ -281,7 +281,9 @@ impl Store {
     }
 
     /// Returns leases to the queue (or fails the job after `max_attempts`).
-    /// Returns how many leases were released.
+    /// Returns how many leases were released. One UPDATE for the whole batch,
+    /// so the write gate is held for one statement however many ids come
+    /// (the API caps the batch, which also bounds the placeholders).
     pub async fn release_leases(
         &self,
         device_id: &str,
@@ -289,24 +291,31 @@ impl Store {
         reason: &str,
         max_attempts: i64,
     ) -> StoreResult<usize> {
-        let mut released = 0;
-        let _w = self.write().await;
-        for id in lease_ids {
-            let r = sqlx::query(
-                "UPDATE jobs SET \
-                 state = CASE WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END, \
-                 lease_expires_ms = NULL, last_error = $2 \
-                 WHERE lease_id = $3 AND device_id = $4 AND state = 'leased'",
-            )
+        if lease_ids.is_empty() {
+            return Ok(0);
+        }
+        let placeholders: Vec<String> = (0..lease_ids.len())
+            .map(|i| format!("${}", i + 4))
+            .collect();
+        let sql = format!(
+            "UPDATE jobs SET \
+             state = CASE WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END, \
+             lease_expires_ms = NULL, last_error = $2 \
+             WHERE device_id = $3 AND state = 'leased' AND lease_id IN ({})",
+            placeholders.join(", ")
+        );
+        // Audited: `sql` is a literal plus generated `$N` placeholders; every
+        // value is bound.
+        let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(max_attempts)
             .bind(reason)
-            .bind(id)
-            .bind(device_id)
-            .execute(self.pool())
-            .await?;
-            released += usize::try_from(r.rows_affected()).unwrap_or(0);
+            .bind(device_id);
+        for id in lease_ids {
+            query = query.bind(id);
         }
-        Ok(released)
+        let _w = self.write().await;
+        let r = query.execute(self.pool()).await?;
+        Ok(usize::try_from(r.rows_affected()).unwrap_or(0))
     }
 
     /// Every job of a device, in queue order.

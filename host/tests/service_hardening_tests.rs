@@ -1,0 +1,372 @@
+//! A hostile client against the service, in-process: invented methods and
+//! paths do not grow `/metrics`, request lists are capped, physically
+//! impossible latencies are refused; over a socket, stalled clients are
+//! disconnected and cannot starve `/healthz`.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use nasflat_host::service::api::agents::{MAX_BATCH, MAX_REASONS};
+use nasflat_host::service::api::router;
+use nasflat_host::service::{AppState, ServiceConfig, build_state};
+use nasflat_shared::protocol::{
+    ErrorBody, Fingerprint, JobSpec, MeasurementResult, POSTCARD_MIME, PROTOCOL_VERSION,
+    PlanRequest, PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck,
+    ResultBatch,
+};
+use nasflat_shared::{Arch, SearchSpace};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-token-for-tests";
+const ENROL: &str = "enrol-token-for-tests";
+
+async fn app(dir: &std::path::Path) -> (Router, AppState) {
+    let mut c = ServiceConfig::new(
+        nasflat_host::service::store::sqlite_url(&dir.join("hard.db")),
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-hard"),
+    );
+    c.admin_token = ADMIN.into();
+    c.enrol_token = ENROL.into();
+    c.pretrain_epochs = Some(1);
+    c.source_samples = Some(2);
+    c.auto_transfer = false;
+    let state = build_state(c).await.unwrap();
+    (router(state.clone()), state)
+}
+
+fn postcard_req<T: Serialize>(path: &str, token: &str, body: &T) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, POSTCARD_MIME)
+        .header(header::ACCEPT, POSTCARD_MIME)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::from(postcard::to_allocvec(body).unwrap()))
+        .unwrap()
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, bytes.to_vec())
+}
+
+/// The JSON error of a response that must have status `want`.
+async fn err(app: &Router, req: Request<Body>, want: StatusCode) -> ErrorBody {
+    let (status, bytes) = call(app, req).await;
+    assert_eq!(status, want, "{}", String::from_utf8_lossy(&bytes));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+async fn register(app: &Router) -> RegisterResponse {
+    let req = RegisterRequest {
+        protocol_version: PROTOCOL_VERSION,
+        name: "board".into(),
+        device_id: None,
+        fingerprint: Fingerprint::simulated("test cpu", 2),
+    };
+    let (status, bytes) = call(app, postcard_req("/v1/agents/register", ENROL, &req)).await;
+    assert_eq!(status, StatusCode::OK);
+    postcard::from_bytes(&bytes).unwrap()
+}
+
+fn result(device: &str, key: &str, index: usize, ms: f64) -> MeasurementResult {
+    MeasurementResult {
+        idempotency_key: key.into(),
+        device_id: device.into(),
+        lease_id: None,
+        job: JobSpec::Arch {
+            arch: Arch::from_index(SearchSpace::Nb201, index).unwrap(),
+            batch: 1,
+            resolution: None,
+        },
+        median_ms: ms,
+        valid: true,
+        invalid_reasons: vec![],
+        sample_json: "{}".into(),
+    }
+}
+
+async fn metrics_text(app: &Router) -> String {
+    let (status, bytes) = call(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    String::from_utf8(bytes).unwrap()
+}
+
+/// 200 requests with invented methods and paths leave `/metrics` as small
+/// as one such request does: they all count under `method="other"` and
+/// `route="unmatched"`, and no invented name becomes a label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_and_paths_do_not_grow_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = app(dir.path()).await;
+    let invented = |i: usize| {
+        let method = format!("M{i}{}", "X".repeat(1000));
+        let path = format!("/invented/{i}/{}", "p".repeat(1000));
+        Request::builder()
+            .method(method.as_str())
+            .uri(path)
+            .body(Body::empty())
+            .unwrap()
+    };
+    call(&app, invented(0)).await;
+    let after_one = metrics_text(&app).await.len();
+    for i in 1..200 {
+        call(&app, invented(i)).await;
+        call(
+            &app,
+            Request::get(format!("/nope/{i}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    }
+    let text = metrics_text(&app).await;
+    assert!(!text.contains("XXXX") && !text.contains("/invented/") && !text.contains("/nope/"));
+    assert!(
+        text.contains("method=\"other\",route=\"unmatched\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("method=\"GET\",route=\"unmatched\""),
+        "{text}"
+    );
+    // Only the counts' digits and the GET bucket (plus /metrics itself) may grow.
+    assert!(
+        text.len() < after_one + 4096,
+        "{} -> {}",
+        after_one,
+        text.len()
+    );
+}
+
+/// A release of more than `MAX_BATCH` lease ids is refused with 422 and
+/// releases nothing; a full batch mixing real, unknown and repeated ids
+/// releases exactly the device's leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_is_capped_and_releases_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id, reg.device_token);
+    let plan = PlanRequest {
+        device_id: dev.clone(),
+        max_jobs: 16,
+    };
+    let (_, bytes) = call(&app, postcard_req("/v1/agents/plan", &tok, &plan)).await;
+    let granted: PlanResponse = postcard::from_bytes(&bytes).unwrap();
+    let real: Vec<String> = granted.leases.iter().map(|l| l.lease_id.clone()).collect();
+    assert_eq!(real.len(), 16);
+    let release = |ids: Vec<String>| ReleaseRequest {
+        device_id: dev.clone(),
+        lease_ids: ids,
+        reason: "test".into(),
+    };
+    let mut too_many: Vec<String> = (0..MAX_BATCH).map(|i| format!("lease-{i}")).collect();
+    too_many.push(real[0].clone());
+    let e = err(
+        &app,
+        postcard_req("/v1/agents/release", &tok, &release(too_many)),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        e.message.contains("at most 256 leases per release"),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        state.store.queue_counts(Some(&dev)).await.unwrap().leased,
+        16
+    );
+    let mut batch: Vec<String> = real[..5].to_vec();
+    batch.extend(real[..2].iter().cloned());
+    batch.extend((batch.len()..MAX_BATCH).map(|i| format!("lease-{i}")));
+    assert_eq!(batch.len(), MAX_BATCH);
+    let (status, _) = call(
+        &app,
+        postcard_req("/v1/agents/release", &tok, &release(batch)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let c = state.store.queue_counts(Some(&dev)).await.unwrap();
+    assert_eq!((c.leased, c.queued), (11, 9));
+}
+
+/// Latencies no network can have (1e300, 1e-300, the smallest subnormal)
+/// are refused like NaN: 422 naming the bound, nothing stored. Values at
+/// the bounds are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impossible_latencies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id, reg.device_token);
+    for (i, ms) in [1e300, 1e-300, 5e-324, 3.7e6, 9e-7].into_iter().enumerate() {
+        let batch = ResultBatch {
+            results: vec![result(&dev, &format!("bad-{i}"), i, ms)],
+        };
+        let e = err(
+            &app,
+            postcard_req("/v1/agents/results", &tok, &batch),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert_eq!(e.code, "invalid_results");
+        assert!(
+            e.message.contains("physically possible"),
+            "{ms}: {}",
+            e.message
+        );
+    }
+    assert_eq!(state.store.count_measurements().await.unwrap(), 0);
+    let batch = ResultBatch {
+        results: vec![result(&dev, "low", 1, 1e-6), result(&dev, "high", 2, 3.6e6)],
+    };
+    let (status, bytes) = call(&app, postcard_req("/v1/agents/results", &tok, &batch)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let ack: ResultAck = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(ack.acked.len(), 2);
+}
+
+/// Every list inside a result is capped: too many invalid reasons or model
+/// input overrides make the result invalid (422), nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_inside_results_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id, reg.device_token);
+    let mut r = result(&dev, "reasons", 1, 5.0);
+    r.valid = false;
+    r.invalid_reasons = vec!["noisy".into(); MAX_REASONS + 1];
+    let mut m = result(&dev, "inputs", 2, 5.0);
+    m.job = JobSpec::Model {
+        model_id: "model-x".into(),
+        inputs: vec!["x:1".into(); 10_000],
+    };
+    for (r, want) in [(r, "invalid_reasons"), (m, "input overrides")] {
+        let batch = ResultBatch { results: vec![r] };
+        let e = err(
+            &app,
+            postcard_req("/v1/agents/results", &tok, &batch),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(e.message.contains(want), "{}", e.message);
+    }
+    assert_eq!(state.store.count_measurements().await.unwrap(), 0);
+}
+
+/// The service on a loopback socket with short connection limits.
+async fn serve_limited(dir: &std::path::Path) -> std::net::SocketAddr {
+    let mut c = ServiceConfig::new(
+        nasflat_host::service::store::sqlite_url(&dir.join("net.db")),
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-hard"),
+    );
+    c.admin_token = ADMIN.into();
+    c.enrol_token = ENROL.into();
+    c.pretrain_epochs = Some(1);
+    c.source_samples = Some(2);
+    c.auto_transfer = false;
+    c.header_timeout = Duration::from_secs(1);
+    c.request_timeout = Duration::from_secs(2);
+    c.max_connections = 2;
+    let state = build_state(c).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(nasflat_host::service::serve(
+        state,
+        listener,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A connection that has sent `head` and then stalls.
+async fn stalled(addr: std::net::SocketAddr, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Everything the server sends until it closes the connection, or `None`
+/// if it keeps it open past `within`.
+async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut buf = Vec::new();
+    tokio::time::timeout(within, s.read_to_end(&mut buf))
+        .await
+        .ok()
+        .map(|_| String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// What the server sends until `needle` appears, it closes, or `within` passes.
+async fn read_until(s: &mut TcpStream, needle: &str, within: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains(needle) {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A client that sends half its headers is disconnected after the header
+/// timeout; one that sends its head but stalls its body gets a 503 after
+/// the request timeout; with both connection slots held by stalled
+/// clients, `/healthz` waits for a slot (no more than the header timeout
+/// and a little) and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_are_cut_off_and_do_not_starve_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = serve_limited(dir.path()).await;
+    let half = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    let mut a = stalled(addr, half).await;
+    let mut b = stalled(addr, half).await;
+    let started = Instant::now();
+    let mut health = stalled(
+        addr,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let answer = read_until_closed(&mut health, Duration::from_secs(10)).await;
+    let waited = started.elapsed();
+    let answer = answer.expect("/healthz starved behind stalled clients");
+    assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(500),
+        "no connection limit: {waited:?}"
+    );
+    assert!(
+        read_until_closed(&mut a, Duration::from_secs(3))
+            .await
+            .is_some()
+    );
+    assert!(
+        read_until_closed(&mut b, Duration::from_secs(3))
+            .await
+            .is_some()
+    );
+    let mut slow_body = stalled(
+        addr,
+        "POST /v1/agents/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"dev",
+    )
+    .await;
+    let answer = read_until(&mut slow_body, "request timeout", Duration::from_secs(6)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("request timeout"), "{answer}");
+}
