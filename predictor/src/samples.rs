@@ -15,6 +15,13 @@ pub struct Sample {
     pub ms: f64,
 }
 
+impl Sample {
+    /// Whether the log-ms fits can use it: a finite, positive latency.
+    pub fn is_usable(&self) -> bool {
+        self.ms.is_finite() && self.ms > 0.0
+    }
+}
+
 /// The measured samples of one target device, in the order they were given.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Samples {
@@ -25,7 +32,7 @@ impl Samples {
     /// A checked set: every latency must be finite and positive, because the
     /// pipeline fits in log-ms and a zero or NaN would poison every fit.
     pub fn new(items: Vec<Sample>) -> Result<Self> {
-        if let Some(bad) = items.iter().find(|s| !(s.ms.is_finite() && s.ms > 0.0)) {
+        if let Some(bad) = items.iter().find(|s| !s.is_usable()) {
             return Err(PredictorError::InvalidSample {
                 row: bad.row,
                 ms: bad.ms,
@@ -39,10 +46,7 @@ impl Samples {
     /// arrival (the service) and must not fail on one that slipped through.
     pub fn usable(items: impl IntoIterator<Item = Sample>) -> Self {
         Samples {
-            items: items
-                .into_iter()
-                .filter(|s| s.ms.is_finite() && s.ms > 0.0)
-                .collect(),
+            items: items.into_iter().filter(Sample::is_usable).collect(),
         }
     }
 
