@@ -75,12 +75,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Vec<f64> {
             .unwrap();
         a.swap(c, p);
         b.swap(c, p);
-        for r in c + 1..n {
-            let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
+        let (pivot, below) = a.split_at_mut(c + 1);
+        let pivot = &pivot[c];
+        for (offset, row) in below.iter_mut().enumerate() {
+            let f = row[c] / pivot[c];
+            for (v, p) in row[c..].iter_mut().zip(&pivot[c..]) {
+                *v -= f * p;
             }
-            b[r] -= f * b[c];
+            b[c + 1 + offset] -= f * b[c];
         }
     }
     let mut x = vec![0.0; n];
