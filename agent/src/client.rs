@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use nasflat_shared::protocol::{
-    ErrorBody, Heartbeat, HeartbeatResponse, POSTCARD_MIME, PlanRequest, PlanResponse,
-    RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
+    ErrorBody, Heartbeat, HeartbeatResponse, PLAN_KEY_HEADER, POSTCARD_MIME, PlanRequest,
+    PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
 };
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -93,9 +93,13 @@ impl HostClient {
         self.post("/v1/agents/register", req).await
     }
 
-    /// Asks for leases.
-    pub async fn plan(&self, req: &PlanRequest) -> Result<PlanResponse, ClientError> {
-        self.post("/v1/agents/plan", req).await
+    /// Asks for leases; a retry of the same attempt passes the same `key`
+    /// ([`PLAN_KEY_HEADER`]).
+    pub async fn plan(&self, req: &PlanRequest, key: &str) -> Result<PlanResponse, ClientError> {
+        let url = format!("{}/v1/agents/plan", self.base);
+        let response = self.send(&url, req, Some((PLAN_KEY_HEADER, key))).await?;
+        let response = check_status(&url, response).await?;
+        decode(&url, response).await
     }
 
     /// Renews leases.
@@ -111,7 +115,7 @@ impl HostClient {
     /// Returns leases unmeasured.
     pub async fn release(&self, req: &ReleaseRequest) -> Result<(), ClientError> {
         let url = format!("{}/v1/agents/release", self.base);
-        let response = self.send(&url, req).await?;
+        let response = self.send(&url, req, None).await?;
         check_status(&url, response).await.map(|_| ())
     }
 
@@ -134,17 +138,23 @@ impl HostClient {
         &self,
         url: &str,
         req: &Q,
+        header: Option<(&str, &str)>,
     ) -> Result<reqwest::Response, ClientError> {
         let body = postcard::to_allocvec(req).map_err(|e| ClientError::Permanent {
             url: url.to_string(),
             status: 0,
             reason: format!("cannot encode request: {e}"),
         })?;
-        self.http
+        let mut request = self
+            .http
             .post(url)
             .header(AUTHORIZATION, format!("Bearer {}", self.token))
             .header(CONTENT_TYPE, POSTCARD_MIME)
-            .header(reqwest::header::ACCEPT, POSTCARD_MIME)
+            .header(reqwest::header::ACCEPT, POSTCARD_MIME);
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        request
             .body(body)
             .send()
             .await
@@ -157,7 +167,7 @@ impl HostClient {
         req: &Q,
     ) -> Result<R, ClientError> {
         let url = format!("{}{path}", self.base);
-        let response = self.send(&url, req).await?;
+        let response = self.send(&url, req, None).await?;
         let response = check_status(&url, response).await?;
         decode(&url, response).await
     }

@@ -13,8 +13,8 @@ use nasflat_shared::protocol::{
     Fingerprint, Heartbeat, JobLimits, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION,
     PlanRequest, RegisterRequest, ReleaseRequest, ResultAck, ResultBatch,
 };
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
@@ -141,13 +141,21 @@ pub async fn run(options: RunOptions, stop: watch::Receiver<bool>) -> Result<Run
             .options
             .max_jobs
             .map_or(4, |m| (m - agent.summary.measured).min(4));
+        // One key per attempt, reused by its retries: leases the host
+        // granted before a lost response come back instead of being stranded.
+        let key = format!(
+            "{:016x}{:016x}",
+            agent.rng.random::<u64>(),
+            agent.rng.random::<u64>()
+        );
         let plan = agent
             .retry(|c, id| {
                 let req = PlanRequest {
                     device_id: id,
                     max_jobs: u32::try_from(want).unwrap_or(4),
                 };
-                async move { c.plan(&req).await }
+                let key = key.clone();
+                async move { c.plan(&req, &key).await }
             })
             .await?;
         if plan.leases.is_empty() {

@@ -12,8 +12,8 @@ use nasflat_host::service::store::transfers::NewPredictions;
 use nasflat_host::service::{AppState, ServiceConfig, build_state};
 use nasflat_shared::protocol::{
     ErrorBody, Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, MeasurementResult,
-    POSTCARD_MIME, PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest, RegisterResponse,
-    ReleaseRequest, ResultAck, ResultBatch,
+    PLAN_KEY_HEADER, POSTCARD_MIME, PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest,
+    RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
 };
 use nasflat_shared::{Arch, SearchSpace};
 use serde::Serialize;
@@ -293,6 +293,57 @@ async fn protocol_flow_leases_and_idempotent_results() {
     for path in ["/v1/devices", "/v1/leases", "/healthz", "/v1/models"] {
         let body: serde_json::Value = ok(&app, get(path)).await;
         conforms(&doc, "get", path, &body);
+    }
+}
+
+/// A plan retried with the same key (its response was lost after the host
+/// leased) answers the same leases again, renewed, instead of stranding
+/// them until they expire; a new key leases the next jobs; a malformed key
+/// is refused.
+#[tokio::test]
+async fn a_retried_plan_gets_its_leases_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id, reg.device_token);
+    let keyed = |key: &str, n: u32| {
+        let mut r = postcard_req(
+            "/v1/agents/plan",
+            Some(&tok),
+            &PlanRequest {
+                device_id: dev.clone(),
+                max_jobs: n,
+            },
+        );
+        r.headers_mut()
+            .insert(PLAN_KEY_HEADER, key.parse().unwrap());
+        r
+    };
+    let first: PlanResponse = ok(&app, keyed("attemptA1", 4)).await;
+    let retry: PlanResponse = ok(&app, keyed("attemptA1", 4)).await;
+    let ids = |p: &PlanResponse| {
+        p.leases
+            .iter()
+            .map(|l| l.lease_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(first.leases.len(), 4);
+    assert_eq!(ids(&retry), ids(&first));
+    let c = state.store.queue_counts(Some(&dev)).await.unwrap();
+    assert_eq!(c.leased, 4, "the retry leased nothing more");
+    let next: PlanResponse = ok(&app, keyed("attemptB2", 4)).await;
+    assert_eq!(next.leases.len(), 4);
+    assert!(ids(&next).iter().all(|id| !ids(&first).contains(id)));
+    // A key that shares a prefix with another is not its replay.
+    let longer: PlanResponse = ok(&app, keyed("attemptA1x", 2)).await;
+    assert!(ids(&longer).iter().all(|id| !ids(&first).contains(id)));
+    for bad in ["short", "has space inside", "dash-is-not-allowed"] {
+        let (s, body, _) = call(&app, keyed(bad, 1)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(
+            String::from_utf8_lossy(&body).contains(PLAN_KEY_HEADER),
+            "{bad}"
+        );
     }
 }
 

@@ -116,7 +116,7 @@ async fn leases_are_exclusive_expire_renew_and_release() {
         for _ in 0..8 {
             let (s, d) = (store.clone(), dev.clone());
             tasks.push(tokio::spawn(async move {
-                s.claim_jobs(&d, 3, 60_000).await.unwrap()
+                s.claim_jobs(&d, 3, 60_000, None).await.unwrap()
             }));
         }
         let mut seen = HashSet::new();
@@ -128,7 +128,13 @@ async fn leases_are_exclusive_expire_renew_and_release() {
             }
         }
         assert_eq!(lease_ids.len(), 10);
-        assert!(store.claim_jobs(&dev, 5, 60_000).await.unwrap().is_empty());
+        assert!(
+            store
+                .claim_jobs(&dev, 5, 60_000, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let c = store.queue_counts(Some(&dev)).await.unwrap();
         assert_eq!((c.queued, c.leased), (0, 10));
         // One batch: four leases, one of them twice, and an unknown id.
@@ -145,7 +151,10 @@ async fn leases_are_exclusive_expire_renew_and_release() {
         assert_eq!(store.release_leases(&dev, &[], "none", 5).await.unwrap(), 0);
         let c = store.queue_counts(Some(&dev)).await.unwrap();
         assert_eq!((c.queued, c.leased), (4, 6));
-        assert_eq!(store.claim_jobs(&dev, 5, 60_000).await.unwrap().len(), 4);
+        assert_eq!(
+            store.claim_jobs(&dev, 5, 60_000, None).await.unwrap().len(),
+            4
+        );
 
         // A lease that expires returns to the queue; its old id is lost.
         let dev2 = device(&store).await;
@@ -160,9 +169,9 @@ async fn leases_are_exclusive_expire_renew_and_release() {
             )
             .await
             .unwrap();
-        let first = store.claim_jobs(&dev2, 1, -1).await.unwrap();
+        let first = store.claim_jobs(&dev2, 1, -1, None).await.unwrap();
         assert_eq!(first.len(), 1);
-        let again = store.claim_jobs(&dev2, 1, 60_000).await.unwrap();
+        let again = store.claim_jobs(&dev2, 1, 60_000, None).await.unwrap();
         assert_eq!(again.len(), 1);
         assert!(again[0].reclaimed);
         let (renewed, lost) = store
@@ -197,7 +206,7 @@ async fn leases_are_exclusive_expire_renew_and_release() {
             1
         );
         assert_eq!(store.queue_counts(Some(&dev2)).await.unwrap().queued, 1);
-        let third = store.claim_jobs(&dev2, 1, 60_000).await.unwrap();
+        let third = store.claim_jobs(&dev2, 1, 60_000, None).await.unwrap();
         assert_eq!(third[0].job.attempts, 2);
         store
             .release_leases(&dev2, &[third[0].lease_id.clone()], "model fails", 3)
@@ -224,7 +233,7 @@ async fn measurements_are_idempotent_and_close_their_job() {
             .await
             .unwrap();
         let lease = store
-            .claim_jobs(&dev, 1, 60_000)
+            .claim_jobs(&dev, 1, 60_000, None)
             .await
             .unwrap()
             .remove(0)
@@ -304,7 +313,7 @@ async fn models_transfers_and_predictions_round_trip() {
             }
         );
         let lease = store
-            .claim_jobs(&dev, 1, 60_000)
+            .claim_jobs(&dev, 1, 60_000, None)
             .await
             .unwrap()
             .remove(0)

@@ -102,6 +102,21 @@ pub fn within_fraction(predicted: &[f64], truth: &[f64], tolerance: f64) -> f64 
     hits as f64 / n as f64
 }
 
+/// Mean absolute percentage error of `predicted` against `truth`, as a
+/// share (0.05 = 5 %): what a latency budget feels, beside the rank metrics.
+pub fn mape(predicted: &[f64], truth: &[f64]) -> f64 {
+    let n = predicted.len().min(truth.len());
+    if n == 0 {
+        return f64::NAN;
+    }
+    predicted
+        .iter()
+        .zip(truth)
+        .map(|(p, t)| ((p - t) / t.abs().max(f64::MIN_POSITIVE)).abs())
+        .sum::<f64>()
+        / n as f64
+}
+
 /// Mean and (population) standard deviation.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {

@@ -32,6 +32,18 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// MIME type of postcard bodies.
 pub const POSTCARD_MIME: &str = "application/x-postcard";
 
+/// Header of a plan request naming the agent's attempt: a retried plan
+/// (the host died or the response was lost after the host leased) carries
+/// the same key, and the host answers with the leases it already granted
+/// under it instead of leasing more jobs the agent never hears of.
+pub const PLAN_KEY_HEADER: &str = "x-nasflat-plan-key";
+
+/// Whether `key` is a valid [`PLAN_KEY_HEADER`] value: 8-64 characters of
+/// `[A-Za-z0-9]` (it becomes part of the lease ids).
+pub fn valid_plan_key(key: &str) -> bool {
+    (8..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Agent -> host: register a new device or re-attach an existing one.
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -312,10 +312,13 @@ async fn simulated_agent(url: String, i: usize) -> (Vec<f64>, usize) {
     loop {
         let t = Instant::now();
         let plan = client
-            .plan(&PlanRequest {
-                device_id: reg.device_id.clone(),
-                max_jobs: 4,
-            })
+            .plan(
+                &PlanRequest {
+                    device_id: reg.device_id.clone(),
+                    max_jobs: 4,
+                },
+                &fresh_plan_key(),
+            )
             .await
             .unwrap();
         lat.push(t.elapsed().as_secs_f64());
@@ -438,10 +441,13 @@ async fn dashboard_renders_in_headless_chromium() {
     let column = table.position("raspi4").unwrap();
     for _ in 0..6 {
         let plan = client
-            .plan(&PlanRequest {
-                device_id: reg.device_id.clone(),
-                max_jobs: 4,
-            })
+            .plan(
+                &PlanRequest {
+                    device_id: reg.device_id.clone(),
+                    max_jobs: 4,
+                },
+                &fresh_plan_key(),
+            )
             .await
             .unwrap();
         let results: Vec<MeasurementResult> = plan
@@ -607,4 +613,11 @@ async fn demo_command_prints_spearman_and_dashboard() {
     for l in &search {
         println!("e2e: demo: {l}");
     }
+}
+
+/// A plan key never used before in this test binary.
+fn fresh_plan_key() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("testplan{:08}", NEXT.fetch_add(1, Ordering::Relaxed))
 }

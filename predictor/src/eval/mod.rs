@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::baselines::{self, Method, SourceMatrix, help_mlp::HelpMlp};
 use crate::calibrate::LogLinearCalibration;
-use crate::correlation::{kendall_tau_b, mean_std, spearman, within_fraction};
+use crate::correlation::{kendall_tau_b, mape, mean_std, spearman, within_fraction};
 use crate::dataset::SpaceData;
 use crate::error::{PredictorError, Result};
 use crate::fewshot::{self, FewShot};
@@ -79,10 +79,17 @@ pub struct DeviceOutcome {
     pub kendall: f64,
     /// Share of predictions within +-10% of the true ms.
     pub within10: f64,
+    /// Mean absolute percentage error of the ms predictions (a share).
+    #[serde(default)]
+    pub mape: f64,
     /// Architectures evaluated.
     pub evaluated: usize,
     /// Source whose embedding initialised the target (NASFLAT only).
     pub init_from: Option<String>,
+    /// Table rows of the k measured samples (every other measured row of the
+    /// target was evaluated): enough to recompute any outcome independently.
+    #[serde(default)]
+    pub samples: Vec<usize>,
     /// Seconds spent fitting to the target (transfer).
     pub fit_seconds: f64,
     /// Seconds spent predicting all evaluated architectures.
@@ -100,6 +107,9 @@ pub struct DeviceSummary {
     pub kendall_mean: f64,
     /// Mean within-10% share.
     pub within10_mean: f64,
+    /// Mean MAPE (a share).
+    #[serde(default)]
+    pub mape_mean: f64,
 }
 
 /// One (space, task, method) result, the JSON `runs[]` entry.
@@ -122,6 +132,9 @@ pub struct RunReport {
     pub kendall_mean: f64,
     /// Mean within-10% share after calibration.
     pub within10_mean: f64,
+    /// Mean MAPE of the calibrated ms predictions (a share).
+    #[serde(default)]
+    pub mape_mean: f64,
     /// k.
     pub samples: usize,
     /// Trials.
@@ -580,8 +593,10 @@ fn score(trial: usize, case: &TargetCase, prediction: Prediction) -> Vec<Labelle
                 spearman: spearman(&predicted, truth),
                 kendall: kendall_tau_b(&predicted, truth),
                 within10: within_fraction(&predicted, truth, 0.1),
+                mape: mape(&predicted, truth),
                 evaluated: truth.len(),
                 init_from: prediction.init_from.clone(),
+                samples: case.samples.rows(),
                 fit_seconds: prediction.fit_seconds,
                 predict_seconds: prediction.predict_seconds,
             };
@@ -603,6 +618,7 @@ fn summarise(
     let (spearman_mean, spearman_std) = mean_std(&rho);
     let kendall_mean = mean_std(&outcomes.iter().map(|o| o.kendall).collect::<Vec<_>>()).0;
     let within10_mean = mean_std(&outcomes.iter().map(|o| o.within10).collect::<Vec<_>>()).0;
+    let mape_mean = mean_std(&outcomes.iter().map(|o| o.mape).collect::<Vec<_>>()).0;
     let fit_seconds_mean = mean_std(&outcomes.iter().map(|o| o.fit_seconds).collect::<Vec<_>>()).0;
     let predict_seconds_mean = mean_std(
         &outcomes
@@ -624,6 +640,7 @@ fn summarise(
                 spearman_std: s,
                 kendall_mean: mean_std(&mine.iter().map(|o| o.kendall).collect::<Vec<_>>()).0,
                 within10_mean: mean_std(&mine.iter().map(|o| o.within10).collect::<Vec<_>>()).0,
+                mape_mean: mean_std(&mine.iter().map(|o| o.mape).collect::<Vec<_>>()).0,
             },
         );
     }
@@ -636,6 +653,7 @@ fn summarise(
         spearman_std,
         kendall_mean,
         within10_mean,
+        mape_mean,
         samples: opts.samples,
         trials: opts.trials,
         seconds,

@@ -13,9 +13,9 @@ use crate::error::{PredictorError, Result};
 pub fn markdown(runs: &[RunReport]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| space | task | method | spearman | kendall | within10 | paper NASFLAT | HELP | MultiPredict | best trivial | bar | beats bar |\n",
+        "| space | task | method | spearman | kendall | within10 | MAPE | paper NASFLAT | HELP | MultiPredict | best trivial | bar | beats bar |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for run in runs {
         let r = reference(&run.task);
         let cell =
@@ -29,7 +29,7 @@ pub fn markdown(runs: &[RunReport]) -> String {
         });
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.3} ± {:.3} | {:.3} | {:.1}% | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.3} ± {:.3} | {:.3} | {:.1}% | {:.1}% | {} | {} | {} | {} | {} | {} |",
             run.space,
             run.task,
             run.method,
@@ -37,6 +37,7 @@ pub fn markdown(runs: &[RunReport]) -> String {
             run.spearman_std,
             run.kendall_mean,
             100.0 * run.within10_mean,
+            100.0 * run.mape_mean,
             cell(&|r| format!("{:.3} ± {:.3}", r.nasflat, r.nasflat_std)),
             cell(&|r| format!("{:.3}", r.help)),
             cell(&|r| format!("{:.3}", r.multipredict)),

@@ -8,8 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nasflat_shared::protocol::{
-    Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION, PlanRequest,
-    PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
+    Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PLAN_KEY_HEADER,
+    PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
+    ResultAck, ResultBatch, valid_plan_key,
 };
 use nasflat_shared::{Arch, SearchSpace};
 use rand::SeedableRng;
@@ -150,6 +151,19 @@ pub fn job_spec(job: &JobRow) -> Result<JobSpec, AppError> {
     }
 }
 
+/// The plan request's [`PLAN_KEY_HEADER`], if any, checked.
+fn plan_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
+    let Some(value) = headers.get(PLAN_KEY_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if valid_plan_key(key) => Ok(Some(key.to_string())),
+        _ => Err(AppError::BadRequest(format!(
+            "header {PLAN_KEY_HEADER} must be 8-64 characters of [A-Za-z0-9]"
+        ))),
+    }
+}
+
 /// `POST /v1/agents/plan`: lease up to `max_jobs` queued jobs of the device.
 pub async fn plan(
     State(config): State<Arc<ServiceConfig>>,
@@ -162,10 +176,15 @@ pub async fn plan(
     expect_device(&auth, &req.device_id)?;
     let want = (req.max_jobs as usize).clamp(0, MAX_LEASES);
     let lease_ms = i64::from(config.lease_secs) * 1000;
-    let granted = store.claim_jobs(&auth.device_id, want, lease_ms).await?;
+    let key = plan_key(&headers)?;
+    let granted = store
+        .claim_jobs(&auth.device_id, want, lease_ms, key.as_deref())
+        .await?;
     let mut leases = Vec::with_capacity(granted.len());
     for g in granted {
-        Metrics::inc(&metrics.leases_granted);
+        if !g.replayed {
+            Metrics::inc(&metrics.leases_granted);
+        }
         if g.reclaimed {
             Metrics::inc(&metrics.leases_reclaimed);
         }

@@ -94,6 +94,9 @@ pub struct Granted {
     pub job: JobRow,
     /// Whether the job came back from an expired lease.
     pub reclaimed: bool,
+    /// Whether this lease was granted by an earlier call with the same plan
+    /// key and is answered again.
+    pub replayed: bool,
 }
 
 /// Counts of the queue by state.
@@ -170,14 +173,22 @@ impl Store {
     /// Leases up to `max` of a device's queued (or expired) jobs for
     /// `lease_ms`, and marks the device as seen, in one transaction (its
     /// first statement writes, so SQLite takes the write lock up front).
+    ///
+    /// With a plan `key` ([`nasflat_shared::protocol::PLAN_KEY_HEADER`]),
+    /// the lease ids carry it, and a repeated call with the same key answers
+    /// the leases still held under it (renewed) instead of leasing more: the
+    /// agent retries a plan whose response it never received, and the jobs
+    /// leased by the lost response are not stranded until their leases
+    /// expire.
     pub async fn claim_jobs(
         &self,
         device_id: &str,
         max: usize,
         lease_ms: i64,
+        key: Option<&str>,
     ) -> StoreResult<Vec<Granted>> {
         let now = now_ms();
-        let mut granted = Vec::new();
+        let prefix = format!("lease-{}", key.unwrap_or_default());
         let _w = self.write().await;
         let mut tx = self.pool().begin().await?;
         sqlx::query("UPDATE devices SET last_seen_ms = $1 WHERE id = $2")
@@ -185,6 +196,14 @@ impl Store {
             .bind(device_id)
             .execute(&mut *tx)
             .await?;
+        if key.is_some() {
+            let replayed = replay_leases(&mut tx, device_id, &prefix, now, lease_ms).await?;
+            if !replayed.is_empty() {
+                tx.commit().await?;
+                return Ok(replayed);
+            }
+        }
+        let mut granted = Vec::new();
         // A job another replica leased between our SELECT and UPDATE is
         // skipped (the UPDATE re-checks its state); then look again, so a
         // planner that lost races still gets the jobs that are left.
@@ -210,7 +229,7 @@ impl Store {
             let mut lost_race = false;
             for row in &candidates {
                 let job = job(row)?;
-                let lease_id = new_id("lease");
+                let lease_id = new_id(&prefix);
                 let updated = sqlx::query(
                     "UPDATE jobs SET state = 'leased', lease_id = $1, lease_expires_ms = $2, \
                      attempts = attempts + 1 \
@@ -238,6 +257,7 @@ impl Store {
                 granted.push(Granted {
                     lease_id,
                     reclaimed: job.state == JobState::Leased,
+                    replayed: false,
                     job,
                 });
             }
@@ -363,4 +383,49 @@ impl Store {
         }
         Ok(c)
     }
+}
+
+/// The device's jobs still leased under `prefix` (an earlier plan with the
+/// same key), their leases renewed for `lease_ms`.
+async fn replay_leases(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    device_id: &str,
+    prefix: &str,
+    now: i64,
+    lease_ms: i64,
+) -> StoreResult<Vec<Granted>> {
+    // `prefix` + '-' + random hex: compare the whole prefix with its dash so
+    // one key is never a prefix match of another.
+    let head = format!("{prefix}-");
+    let rows = sqlx::query(
+        "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
+         lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
+         WHERE device_id = $1 AND state = 'leased' AND substr(lease_id, 1, $2) = $3 \
+         ORDER BY seq, id",
+    )
+    .bind(device_id)
+    .bind(int(head.len()))
+    .bind(&head)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut replayed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let job = job(row)?;
+        let Some(lease_id) = job.lease_id.clone() else {
+            continue;
+        };
+        sqlx::query("UPDATE jobs SET lease_expires_ms = $1 WHERE id = $2 AND lease_id = $3")
+            .bind(now.saturating_add(lease_ms))
+            .bind(&job.id)
+            .bind(&lease_id)
+            .execute(&mut **tx)
+            .await?;
+        replayed.push(Granted {
+            lease_id,
+            reclaimed: false,
+            replayed: true,
+            job,
+        });
+    }
+    Ok(replayed)
 }
