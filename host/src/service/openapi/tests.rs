@@ -226,6 +226,11 @@ fn protocol_bodies_validate() {
             mem_total_kb: Some(4_000_000),
             agent_version: "0.1.0".into(),
             tract_version: "0.23.9".into(),
+            runtime: Some(RuntimeIdentity {
+                kind: RuntimeKind::Ort,
+                version: "1.32.0".into(),
+                threads: 1,
+            }),
         },
     };
     let at = |m, p| body_at(m, p, "requestBody");
