@@ -67,12 +67,10 @@ pub fn dtype_name(dt: DatumType) -> &'static str {
 
 /// A tract tensor as a dump (inputs of every runtime, tract's outputs).
 pub fn tensor_dump(name: &str, tensor: &Tensor) -> Result<TensorDump> {
-    let widened = tensor
-        .cast_to::<f64>()
-        .map_err(|e| AgentError::Dump {
-            path: name.to_string(),
-            reason: format!("cannot widen {:?} to f64: {e:#}", tensor.datum_type()),
-        })?;
+    let widened = tensor.cast_to::<f64>().map_err(|e| AgentError::Dump {
+        path: name.to_string(),
+        reason: format!("cannot widen {:?} to f64: {e:#}", tensor.datum_type()),
+    })?;
     let values = widened
         .to_plain_array_view::<f64>()
         .map_err(|e| AgentError::Dump {

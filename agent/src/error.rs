@@ -79,7 +79,9 @@ pub enum AgentError {
         system: String,
     },
     /// A process loads one onnxruntime library; another was asked for.
-    #[error("onnxruntime is already loaded from `{loaded}` in this process; cannot switch to `{asked}`")]
+    #[error(
+        "onnxruntime is already loaded from `{loaded}` in this process; cannot switch to `{asked}`"
+    )]
     OrtLibraryConflict { loaded: String, asked: String },
     /// onnxruntime refused the model (unsupported operator, invalid graph).
     #[error("onnxruntime cannot load `{name}`: {reason}")]

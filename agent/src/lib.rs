@@ -36,6 +36,6 @@ pub mod tract_engine;
 pub use error::{AgentError, Result};
 pub use limits::BenchLimits;
 pub use measure::{MeasureOptions, ModelSource, Sample, measure, measure_with_first_run};
-pub use runtime::{RuntimeChoice, RuntimeInfo, RuntimeKind};
 pub use model::{InputSpec, LoadedModel};
+pub use runtime::{RuntimeChoice, RuntimeInfo, RuntimeKind};
 pub use stats::Summary;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use nasflat_agent::runner::{self, RunOptions};
 use nasflat_agent::dump::RunDump;
+use nasflat_agent::runner::{self, RunOptions};
 use nasflat_agent::{
     BenchLimits, InputSpec, MeasureOptions, ModelSource, RuntimeChoice, RuntimeKind,
     measure_with_first_run, report,

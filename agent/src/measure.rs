@@ -164,7 +164,10 @@ pub fn source_bytes(source: &ModelSource, options: &MeasureOptions) -> Result<So
 /// Loads the model of a source into tract.
 pub fn load(source: &ModelSource, options: &MeasureOptions) -> Result<(LoadedModel, Option<Arch>)> {
     let s = source_bytes(source, options)?;
-    Ok((LoadedModel::from_bytes(&s.name, &s.bytes, &s.overrides)?, s.arch))
+    Ok((
+        LoadedModel::from_bytes(&s.name, &s.bytes, &s.overrides)?,
+        s.arch,
+    ))
 }
 
 /// What loading a model on a runtime gave: its timing and first run, and
@@ -190,7 +193,10 @@ fn time_on_tract(source: &ModelSource, options: &MeasureOptions) -> Result<Timed
         load_ms: model.load_ms,
         optimize_ms: model.optimize_ms,
         ignored_value_info: model.ignored_value_info,
-        batch_size: engine.model_inputs().first().and_then(|i| i.shape.first().copied()),
+        batch_size: engine
+            .model_inputs()
+            .first()
+            .and_then(|i| i.shape.first().copied()),
         timing,
         first,
     })
@@ -222,7 +228,10 @@ fn time_on_ort(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> 
         outputs,
         options.threads,
     )?;
-    let batch_size = model.model_inputs().first().and_then(|i| i.shape.first().copied());
+    let batch_size = model
+        .model_inputs()
+        .first()
+        .and_then(|i| i.shape.first().copied());
     let (timing, first) = time_model(&mut model, &options.limits, options.seed)?;
     Ok(Timed {
         name,

@@ -207,7 +207,10 @@ pub fn output_names(proto: &pb::ModelProto) -> Vec<String> {
 /// runtime draws its inputs here, so one seed gives tract and onnxruntime
 /// the same data.
 pub fn random_inputs(inputs: &[ModelInput], rng: &mut impl Rng) -> Result<Vec<Tensor>> {
-    inputs.iter().map(|input| random_tensor(input, rng)).collect()
+    inputs
+        .iter()
+        .map(|input| random_tensor(input, rng))
+        .collect()
 }
 
 fn check_operators(name: &str, graph: &pb::GraphProto) -> Result<()> {

@@ -61,10 +61,7 @@ fn loaded(path: &Path) -> Result<(LoadedLibrary, Environment)> {
             path: path.display().to_string(),
             reason: format!("cannot create an onnxruntime environment: {e}"),
         })?;
-    let version = library_version(ort::info()).ok_or_else(|| AgentError::OrtLibraryInvalid {
-        path: path.display().to_string(),
-        reason: format!("cannot read its version from `{}`", ort::info()),
-    })?;
+    let version = library_version(path, ort::info());
     let lib = LoadedLibrary {
         path: path.to_path_buf(),
         version,
@@ -93,13 +90,29 @@ fn load_error(path: &Path, e: ort::LoadDynamicError) -> AgentError {
     }
 }
 
-/// The version in onnxruntime's build-info string
-/// (`ORT Build Info: git-branch=rel-1.32.0, git-commit-id=...`).
-pub fn library_version(info: &str) -> Option<String> {
-    let branch = info.split("git-branch=").nth(1)?;
-    let branch = branch.split([',', ' ']).next()?;
-    let version = branch.strip_prefix("rel-").unwrap_or(branch);
-    ort_library::minor_version(version).map(|_| version.to_string())
+/// The library's version. The `ort` crate checks the version the library
+/// reports (>= 1.22) but does not hand it out, and reading it ourselves
+/// would take `unsafe` FFI; onnxruntime names its library file
+/// `libonnxruntime.so.MAJOR.MINOR.PATCH` (wheels, release tarballs, distro
+/// packages), so the version is read from the file name, links resolved;
+/// then from the build-info string of release builds
+/// (`git-branch=rel-1.32.0`); else it is recorded as unknown.
+pub fn library_version(path: &Path, info: &str) -> String {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let from_name = [real.as_path(), path].into_iter().find_map(|p| {
+        let name = p.file_name()?.to_str()?;
+        let version = name.split_once(".so.")?.1;
+        (version.split('.').count() == 3 && ort_library::minor_version(version).is_some())
+            .then(|| version.to_string())
+    });
+    let from_info = || {
+        let branch = info.split("git-branch=").nth(1)?.split([',', ' ']).next()?;
+        let version = branch.strip_prefix("rel-")?;
+        ort_library::minor_version(version).map(|_| version.to_string())
+    };
+    from_name
+        .or_else(from_info)
+        .unwrap_or_else(|| format!("unknown (>= 1.{MIN_ORT_MINOR})"))
 }
 
 /// A model loaded into an onnxruntime session.
@@ -127,7 +140,10 @@ impl OrtModel {
             name: name.to_string(),
             reason,
         };
-        if let Some(bad) = inputs.iter().find(|i| ort_dtype_supported(i.dtype).is_none()) {
+        if let Some(bad) = inputs
+            .iter()
+            .find(|i| ort_dtype_supported(i.dtype).is_none())
+        {
             return Err(refused(format!(
                 "input `{}` has element type {:?}, which the agent cannot feed to onnxruntime yet",
                 bad.name, bad.dtype
@@ -205,7 +221,10 @@ fn output_dump(name: &str, value: &DynValue) -> Option<TensorDump> {
         value: &DynValue,
     ) -> Option<(Vec<usize>, Vec<f64>)> {
         let (shape, data) = value.try_extract_tensor::<T>().ok()?;
-        let shape = shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+        let shape = shape
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(0))
+            .collect();
         Some((shape, data.iter().map(|&v| v.into()).collect()))
     }
     let (dtype, (shape, values)) = widen::<f32>(value)
@@ -216,7 +235,10 @@ fn output_dump(name: &str, value: &DynValue) -> Option<TensorDump> {
         .or_else(|| widen::<u8>(value).map(|v| ("uint8", v)))
         .or_else(|| {
             let (shape, data) = value.try_extract_tensor::<i64>().ok()?;
-            let shape = shape.iter().map(|&d| usize::try_from(d).unwrap_or(0)).collect();
+            let shape = shape
+                .iter()
+                .map(|&d| usize::try_from(d).unwrap_or(0))
+                .collect();
             Some(("int64", (shape, data.iter().map(|&v| v as f64).collect())))
         })?;
     Some(TensorDump {
@@ -288,9 +310,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_are_read_from_build_info() {
-        let info = "ORT Build Info: git-branch=rel-1.32.0, git-commit-id=abc, build type=Release";
-        assert_eq!(library_version(info).as_deref(), Some("1.32.0"));
-        assert_eq!(library_version("no branch here"), None);
+    fn versions_come_from_the_file_name_then_the_build_info() {
+        let wheel = "ORT Build Info: git-branch=HEAD, git-commit-id=fab30a4, build type=Release";
+        let p = Path::new("/nonexistent/onnxruntime/capi/libonnxruntime.so.1.32.0");
+        assert_eq!(library_version(p, wheel), "1.32.0");
+        let release =
+            "ORT Build Info: git-branch=rel-1.31.1, git-commit-id=abc, build type=Release";
+        let bare = Path::new("/nonexistent/libonnxruntime.so");
+        assert_eq!(library_version(bare, release), "1.31.1");
+        assert_eq!(library_version(bare, wheel), "unknown (>= 1.22)");
+        let major_only = Path::new("/nonexistent/libonnxruntime.so.1");
+        assert_eq!(library_version(major_only, wheel), "unknown (>= 1.22)");
     }
 }

@@ -104,9 +104,15 @@ mod tests {
         let err = dlopen_error(Path::new("/opt/ort/libonnxruntime.so.1.32.0"), msg);
         let text = err.to_string();
         assert!(matches!(err, AgentError::OrtGlibcTooOld { .. }), "{text}");
-        assert!(text.contains("GLIBC_2.28") && text.contains("/opt/ort/libonnxruntime.so.1.32.0"), "{text}");
+        assert!(
+            text.contains("GLIBC_2.28") && text.contains("/opt/ort/libonnxruntime.so.1.32.0"),
+            "{text}"
+        );
         let other = dlopen_error(Path::new("/x.so"), "/x.so: wrong ELF class: ELFCLASS32");
-        assert!(matches!(other, AgentError::OrtLibraryInvalid { .. }), "{other}");
+        assert!(
+            matches!(other, AgentError::OrtLibraryInvalid { .. }),
+            "{other}"
+        );
         assert_eq!(glibc_requirement("file too short"), None);
     }
 
@@ -116,13 +122,19 @@ mod tests {
         let missing = dir.path().join("libonnxruntime.so.1.32.0");
         let err = precheck(&missing).unwrap_err();
         assert!(matches!(err, AgentError::OrtLibraryMissing { .. }), "{err}");
-        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
 
         let fake = dir.path().join("fake.so");
         std::fs::write(&fake, b"#!/bin/sh\necho not a library\n").unwrap();
         let err = precheck(&fake).unwrap_err();
         assert!(matches!(err, AgentError::OrtLibraryInvalid { .. }), "{err}");
-        assert!(err.to_string().contains("not an ELF shared object"), "{err}");
+        assert!(
+            err.to_string().contains("not an ELF shared object"),
+            "{err}"
+        );
 
         let err = precheck(dir.path()).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");

@@ -261,7 +261,9 @@ impl Agent {
                 warn!(
                     "device {} was measured with {}; this agent runs {identity}: registering a new device",
                     s.device_id,
-                    s.runtime.as_ref().map_or_else(String::new, ToString::to_string)
+                    s.runtime
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
                 );
                 None
             }

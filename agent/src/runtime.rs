@@ -164,8 +164,14 @@ mod tests {
         .unwrap_err();
         let text = err.to_string();
         if ORT_SUPPORTED {
-            assert!(matches!(err, AgentError::OrtLibraryMissing { .. }), "{text}");
-            assert!(text.contains("/nonexistent/libonnxruntime.so.1.32.0"), "{text}");
+            assert!(
+                matches!(err, AgentError::OrtLibraryMissing { .. }),
+                "{text}"
+            );
+            assert!(
+                text.contains("/nonexistent/libonnxruntime.so.1.32.0"),
+                "{text}"
+            );
         } else {
             assert!(text.contains("feature `ort`"), "{text}");
         }

@@ -48,7 +48,10 @@ impl Engine for TractEngine<'_> {
 
     fn timed_run(&mut self, inputs: Self::Inputs) -> Result<Duration> {
         let start = Instant::now();
-        let outputs = self.state.run(inputs).map_err(|e| run_error(self.model, e))?;
+        let outputs = self
+            .state
+            .run(inputs)
+            .map_err(|e| run_error(self.model, e))?;
         let elapsed = start.elapsed();
         drop(outputs);
         Ok(elapsed)
@@ -56,13 +59,21 @@ impl Engine for TractEngine<'_> {
 
     fn run_with_outputs(&mut self, inputs: Self::Inputs) -> Result<(Duration, Vec<TensorDump>)> {
         let start = Instant::now();
-        let outputs = self.state.run(inputs).map_err(|e| run_error(self.model, e))?;
+        let outputs = self
+            .state
+            .run(inputs)
+            .map_err(|e| run_error(self.model, e))?;
         let elapsed = start.elapsed();
         let dumps = outputs
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let name = self.model.outputs.get(i).cloned().unwrap_or_else(|| format!("output {i}"));
+                let name = self
+                    .model
+                    .outputs
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("output {i}"));
                 tensor_dump(&name, t)
             })
             .collect::<Result<Vec<_>>>()?;

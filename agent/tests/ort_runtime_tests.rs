@@ -69,7 +69,10 @@ fn real_library() -> Option<PathBuf> {
 
 #[test]
 fn unknown_runtime_is_a_usage_error() {
-    assert_refused(&measure_nb201(&["--runtime", "tflite"]), "unknown runtime `tflite`");
+    assert_refused(
+        &measure_nb201(&["--runtime", "tflite"]),
+        "unknown runtime `tflite`",
+    );
 }
 
 #[test]
@@ -103,7 +106,15 @@ fn missing_and_fake_libraries_are_named() {
     assert_refused(&out, "not an ELF shared object");
     // The same through the environment variable the ort crate documents.
     let out = Command::new(env!("CARGO_BIN_EXE_nasflat-agent"))
-        .args(["measure", "--space", "nb201", "--index", "0", "--runtime", "ort"])
+        .args([
+            "measure",
+            "--space",
+            "nb201",
+            "--index",
+            "0",
+            "--runtime",
+            "ort",
+        ])
         .env("ORT_DYLIB_PATH", &fake)
         .output()
         .unwrap();
@@ -203,7 +214,11 @@ fn real_library_times_records_and_agrees_with_tract() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("nb201_0.onnx");
     let arch = Nb201Arch::from_index(0).unwrap();
-    std::fs::write(&model, encode(&nb201_model(&arch, &Nb201Config::default()).unwrap())).unwrap();
+    std::fs::write(
+        &model,
+        encode(&nb201_model(&arch, &Nb201Config::default()).unwrap()),
+    )
+    .unwrap();
     let model_s = model.display().to_string();
     let ort_dump = dir.path().join("ort.json");
     let tract_dump = dir.path().join("tract.json");
@@ -212,7 +227,14 @@ fn real_library_times_records_and_agrees_with_tract() {
     args.extend_from_slice(QUICK);
     let ort_dump_s = ort_dump.display().to_string();
     let mut ort_args = args.clone();
-    ort_args.extend_from_slice(&["--runtime", "ort", "--ort-lib", &lib_s, "--dump-output", &ort_dump_s]);
+    ort_args.extend_from_slice(&[
+        "--runtime",
+        "ort",
+        "--ort-lib",
+        &lib_s,
+        "--dump-output",
+        &ort_dump_s,
+    ]);
     let out = agent(&ort_args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -226,25 +248,42 @@ fn real_library_times_records_and_agrees_with_tract() {
     let version = runtime["version"].as_str().unwrap();
     let minor: u32 = version.split('.').nth(1).unwrap().parse().unwrap();
     assert!(minor >= 22, "{version}");
-    assert_eq!(sample["timing"]["output_shapes"], serde_json::json!([[1, 10]]));
+    assert_eq!(
+        sample["timing"]["output_shapes"],
+        serde_json::json!([[1, 10]])
+    );
     assert!(sample["timing"]["summary"]["median_ms"].as_f64().unwrap() > 0.0);
 
     let tract_dump_s = tract_dump.display().to_string();
     let mut tract_args = args.clone();
     tract_args.extend_from_slice(&["--dump-output", &tract_dump_s]);
     let out = agent(&tract_args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sample: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(sample["provenance"]["runtime"]["kind"], "tract");
 
     let (o, t) = (read_dump(&ort_dump), read_dump(&tract_dump));
     assert_eq!(o["runtime"], "ort");
-    assert_eq!(values(&o, "inputs"), values(&t, "inputs"), "same seed, same input");
+    assert_eq!(
+        values(&o, "inputs"),
+        values(&t, "inputs"),
+        "same seed, same input"
+    );
     let (yo, yt) = (values(&o, "outputs"), values(&t, "outputs"));
     assert_eq!(yo.len(), 10);
     let scale = yt.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
-    let worst = yo.iter().zip(&yt).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-    assert!(worst <= 1e-4 * scale, "ort vs tract differ by {worst} (scale {scale})");
+    let worst = yo
+        .iter()
+        .zip(&yt)
+        .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= 1e-4 * scale,
+        "ort vs tract differ by {worst} (scale {scale})"
+    );
 
     let bad = dir.path().join("frobnicate.onnx");
     std::fs::write(&bad, unknown_op_model()).unwrap();
@@ -263,7 +302,9 @@ fn a_library_too_old_for_the_api_level_is_refused() {
         return;
     }
     let Some(old) = std::env::var_os("NASFLAT_ORT_OLD_LIB").filter(|p| !p.is_empty()) else {
-        println!("skipped: set NASFLAT_ORT_OLD_LIB to an onnxruntime < 1.22 (e.g. 1.20.1) to run this test");
+        println!(
+            "skipped: set NASFLAT_ORT_OLD_LIB to an onnxruntime < 1.22 (e.g. 1.20.1) to run this test"
+        );
         return;
     };
     let old = old.to_string_lossy().to_string();

@@ -1056,15 +1056,20 @@ fn ort_1_32() -> RuntimeIdentity {
 async fn a_second_runtime_is_a_second_device() {
     let dir = tempfile::tempdir().unwrap();
     let (app, state) = app(dir.path()).await;
-    let register_as = |device_id: Option<String>, runtime: Option<RuntimeIdentity>| RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        name: "board".into(),
-        device_id,
-        fingerprint: fingerprint_with(runtime),
-    };
+    let register_as =
+        |device_id: Option<String>, runtime: Option<RuntimeIdentity>| RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: "board".into(),
+            device_id,
+            fingerprint: fingerprint_with(runtime),
+        };
     let ort: RegisterResponse = ok(
         &app,
-        postcard_req("/v1/agents/register", Some(ENROL), &register_as(None, Some(ort_1_32()))),
+        postcard_req(
+            "/v1/agents/register",
+            Some(ENROL),
+            &register_as(None, Some(ort_1_32())),
+        ),
     )
     .await;
     // The same device re-attaching with tract (an old agent: no runtime field).
@@ -1119,8 +1124,14 @@ async fn a_second_runtime_is_a_second_device() {
     let (s, page, _) = call(&app, get("/")).await;
     assert_eq!(s, StatusCode::OK);
     let page = String::from_utf8_lossy(&page);
-    assert!(page.contains("<td>ort 1.32.0, 1 thread</td>"), "the fleet lists the runtime");
-    assert!(page.contains("<td>tract simulated, 1 thread</td>"), "{page}");
+    assert!(
+        page.contains("<td>ort 1.32.0, 1 thread</td>"),
+        "the fleet lists the runtime"
+    );
+    assert!(
+        page.contains("<td>tract simulated, 1 thread</td>"),
+        "{page}"
+    );
     let (s, page, _) = call(&app, get(&format!("/dashboard/devices/{}", ort.device_id))).await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8_lossy(&page).contains("runtime <b>ort 1.32.0, 1 thread</b>"));
@@ -1150,7 +1161,11 @@ async fn a_permanent_release_fails_the_job_at_once() {
     for (lease, permanent) in [(failed, true), (kept, false)] {
         let (s, _, _) = call(
             &app,
-            postcard_req("/v1/agents/release", Some(&tok), &release(&lease.lease_id, permanent)),
+            postcard_req(
+                "/v1/agents/release",
+                Some(&tok),
+                &release(&lease.lease_id, permanent),
+            ),
         )
         .await;
         assert_eq!(s, StatusCode::NO_CONTENT);
@@ -1160,7 +1175,11 @@ async fn a_permanent_release_fails_the_job_at_once() {
         .iter()
         .filter(|j| j.state == nasflat_host::service::domain::JobState::Failed)
         .collect();
-    assert_eq!(failed_jobs.len(), 1, "only the permanent release fails its job");
+    assert_eq!(
+        failed_jobs.len(),
+        1,
+        "only the permanent release fails its job"
+    );
     assert!(
         failed_jobs[0]
             .last_error

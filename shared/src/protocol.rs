@@ -485,7 +485,8 @@ mod tests {
         let back: ReleaseRequest =
             postcard::from_bytes(&postcard::to_allocvec(&rel).unwrap()).unwrap();
         assert!(!back.permanent);
-        let back: ReleaseRequest = serde_json::from_str(&serde_json::to_string(&rel).unwrap()).unwrap();
+        let back: ReleaseRequest =
+            serde_json::from_str(&serde_json::to_string(&rel).unwrap()).unwrap();
         assert!(!back.permanent);
     }
 

@@ -253,7 +253,10 @@ async fn a_model_that_cannot_load_fails_its_job_with_the_reason() {
         let (job, reason) = &s.failed[0];
         assert!(matches!(job, JobSpec::Model { model_id, .. } if model_id == "junk"));
         assert!(reason.contains("not a valid ONNX model"), "{reason}");
-        assert!(reason.contains("tract"), "the reason names the runtime: {reason}");
+        assert!(
+            reason.contains("tract"),
+            "the reason names the runtime: {reason}"
+        );
     }
     host.stop().await;
 }

@@ -8,8 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nasflat_shared::protocol::{
-    Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION, PlanRequest,
-    PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
+    Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION,
+    PlanRequest, PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck,
+    ResultBatch,
 };
 use nasflat_shared::{Arch, SearchSpace};
 use rand::SeedableRng;

@@ -357,6 +357,11 @@ fn service_bodies_validate() {
         id: "dev-1".into(),
         name: "board".into(),
         kind: "agent".into(),
+        runtime: Some(nasflat_shared::protocol::RuntimeIdentity {
+            kind: nasflat_shared::protocol::RuntimeKind::Ort,
+            version: "1.32.0".into(),
+            threads: 1,
+        }),
         fingerprint: json!({"cores": 4}),
         latest_provenance: None,
         created_ms: Some(1),
