@@ -386,6 +386,11 @@ def main() -> int:
     ap.add_argument("--nb201", type=int, default=3, help="random NB201 archs besides index 0 and all-conv3x3")
     ap.add_argument("--fbnet", type=int, default=3, help="FBNet archs (index 0 + random)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per model (head to head)")
+    ap.add_argument(
+        "--model-file", action="append", default=[], type=Path,
+        help="an ONNX file (fixed input shapes) added to the head to head, e.g. the onnx package's "
+        "backend/test/data/light/light_resnet50.onnx (repeatable)",
+    )  # fmt: skip
     ap.add_argument("--h2h-min-runs", type=int, default=20)
     ap.add_argument("--h2h-min-ms", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=5, help="agent invocations for repeatability")
@@ -459,11 +464,16 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
                 picks.append(("nb201", ["--index", str(i)]))
         fb = [0] + rng.sample(range(1, FBNET_SIZE), max(0, args.fbnet - 1))
         picks += [("fbnet", ["--index", str(i)]) for i in fb[: args.fbnet]]
+        picks += [("file", [str(f)]) for f in args.model_file]
         limits = Limits(args.h2h_min_runs, args.h2h_min_ms, 10_000, 5)
         for n, (space, sel) in enumerate(picks):
-            arch, index = arch_string(onnx_bin, space, sel)
             path = scratch / f"h2h_{n}.onnx"
-            export(onnx_bin, space, sel, path, 0)
+            if space == "file":
+                arch, index = Path(sel[0]).stem, None
+                shutil.copy2(sel[0], path)
+            else:
+                arch, index = arch_string(onnx_bin, space, sel)
+                export(onnx_bin, space, sel, path, 0)
             ort_all = OrtModel(path, "all")
             ort_basic = None if args.no_ort_basic else OrtModel(path, "basic")
             per = {v.name: [] for v in variants}
@@ -494,7 +504,7 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
                 for k, xs in per.items()
                 if xs
             }
-            name = f"{space} {index if index is not None else '?'}"
+            name = arch if space == "file" else f"{space} {index if index is not None else '?'}"
             if sel[0] == "--arch":
                 name += " (all conv3x3)"
             h2h_rows.append({"model": name, "arch": arch, "space": space, "agg": agg, "invalid": invalid})

@@ -1,5 +1,6 @@
 //! The nasflat measurement agent: builds or loads ONNX models, times them
-//! with tract, and records where and how each sample was measured.
+//! with tract or (feature `ort`, glibc x86_64 / aarch64) onnxruntime, and
+//! records where and how each sample was measured.
 //!
 //! ```no_run
 //! use nasflat_agent::{MeasureOptions, ModelSource, measure};
@@ -13,20 +14,28 @@
 
 pub mod backoff;
 pub mod client;
+pub mod dump;
+pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod measure;
 pub mod model;
+#[cfg(with_ort)]
+pub mod ort_engine;
+pub mod ort_library;
 pub mod provenance;
 pub mod report;
 pub mod runner;
+pub mod runtime;
 pub mod spool;
 pub mod stats;
 pub mod threads;
 pub mod timing;
+pub mod tract_engine;
 
 pub use error::{AgentError, Result};
 pub use limits::BenchLimits;
-pub use measure::{MeasureOptions, ModelSource, Sample, measure};
+pub use measure::{MeasureOptions, ModelSource, Sample, measure, measure_with_first_run};
 pub use model::{InputSpec, LoadedModel};
+pub use runtime::{RuntimeChoice, RuntimeInfo, RuntimeKind};
 pub use stats::Summary;

@@ -10,15 +10,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use nasflat_agent::dump::RunDump;
 use nasflat_agent::runner::{self, RunOptions};
-use nasflat_agent::{BenchLimits, InputSpec, MeasureOptions, ModelSource, measure, report};
+use nasflat_agent::{
+    BenchLimits, InputSpec, MeasureOptions, ModelSource, RuntimeChoice, RuntimeKind,
+    measure_with_first_run, report,
+};
 use nasflat_shared::{Arch, SearchSpace};
 
 #[derive(Parser)]
 #[command(
     name = "nasflat-agent",
     version,
-    about = "Measure neural-network latency on this device with tract"
+    about = "Measure neural-network latency on this device with tract or onnxruntime"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,12 +63,35 @@ struct RunArgs {
     /// Pin measurements to this core.
     #[arg(long)]
     pin: Option<usize>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
     /// First retry delay, ms (doubles up to --backoff-max-ms, with jitter).
     #[arg(long, default_value_t = 500)]
     backoff_ms: u64,
     /// Longest retry delay, ms.
     #[arg(long, default_value_t = 60_000)]
     backoff_max_ms: u64,
+}
+
+/// Which runtime times the models.
+#[derive(Args)]
+struct RuntimeArgs {
+    /// Runtime: tract (built in) or ort (onnxruntime, from --ort-lib).
+    #[arg(long, default_value = "tract", value_parser = parse_runtime)]
+    runtime: RuntimeKind,
+    /// The onnxruntime shared library (libonnxruntime.so.1.N) for --runtime ort.
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    ort_lib: Option<PathBuf>,
+}
+
+impl RuntimeArgs {
+    fn choice(&self) -> RuntimeChoice {
+        RuntimeChoice::new(self.runtime, self.ort_lib.clone())
+    }
+}
+
+fn parse_runtime(s: &str) -> Result<RuntimeKind, String> {
+    s.parse()
 }
 
 #[derive(Args)]
@@ -90,9 +117,15 @@ struct MeasureArgs {
     /// Input override NAME:SHAPE[:DTYPE], e.g. input:1x3x224x224:f32 (repeatable).
     #[arg(long = "input")]
     inputs: Vec<String>,
-    /// tract threads (more than 1 needs the default `multithread` feature).
+    /// Inference threads (tract: more than 1 needs the default `multithread`
+    /// feature; ort: the intra-op pool).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// Write the first inference's inputs and outputs to this JSON file.
+    #[arg(long)]
+    dump_output: Option<PathBuf>,
     /// Pin the measuring thread to this core.
     #[arg(long)]
     pin: Option<usize>,
@@ -200,6 +233,7 @@ fn run_cmd(args: RunArgs) -> Result<()> {
             Duration::from_millis(args.backoff_max_ms.max(args.backoff_ms.max(1))),
         ),
         pin_core: args.pin,
+        runtime: args.runtime.choice(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -276,12 +310,22 @@ fn measure_cmd(args: MeasureArgs) -> Result<()> {
             max_runs: args.max_runs,
             cooldown: Duration::from_millis(args.cooldown_ms),
         },
+        runtime: args.runtime.choice(),
         threads: args.threads.max(1),
         pin_core: args.pin,
         inputs,
         seed: args.seed,
     };
-    let mut sample = measure(&source, &options)?;
+    let (mut sample, first) = measure_with_first_run(&source, &options)?;
+    if let Some(path) = &args.dump_output {
+        RunDump {
+            model: sample.model.clone(),
+            runtime: options.runtime.kind().to_string(),
+            inputs: first.inputs,
+            outputs: first.outputs,
+        }
+        .write(path)?;
+    }
     let mut stdout = std::io::stdout().lock();
     if args.json {
         if !args.raw {

@@ -6,11 +6,14 @@ use nasflat_onnx::{FbnetConfig, Nb201Config, WeightInit, encode, fbnet_model, nb
 use nasflat_shared::Arch;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::engine::Engine;
+use crate::error::{AgentError, Result};
 use crate::limits::BenchLimits;
 use crate::model::{InputSpec, LoadedModel};
 use crate::provenance::{DynamicState, MachineInfo, Provenance, RunSettings};
-use crate::timing::{Timing, time_model};
+use crate::runtime::{RuntimeChoice, RuntimeInfo, RuntimeKind, prepare};
+use crate::timing::{FirstRun, Timing, time_model};
+use crate::tract_engine::TractEngine;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +35,9 @@ pub enum ModelSource {
 pub struct MeasureOptions {
     /// Warm-up and timing bounds.
     pub limits: BenchLimits,
-    /// tract threads.
+    /// The runtime that times the model.
+    pub runtime: RuntimeChoice,
+    /// Inference threads (tract's pool, onnxruntime's intra-op pool).
     pub threads: usize,
     /// Pin the measuring thread to this core.
     pub pin_core: Option<usize>,
@@ -46,6 +51,7 @@ impl Default for MeasureOptions {
     fn default() -> Self {
         MeasureOptions {
             limits: BenchLimits::default(),
+            runtime: RuntimeChoice::Tract,
             threads: 1,
             pin_core: None,
             inputs: Vec::new(),
@@ -84,13 +90,41 @@ impl Sample {
     }
 }
 
-/// Loads the model of a source.
-pub fn load(source: &ModelSource, options: &MeasureOptions) -> Result<(LoadedModel, Option<Arch>)> {
+/// A source as ONNX bytes, ready for any runtime.
+#[derive(Debug, Clone)]
+pub struct SourceBytes {
+    /// Display name (file path, architecture string).
+    pub name: String,
+    /// The ONNX model.
+    pub bytes: Vec<u8>,
+    /// The architecture, for generated models.
+    pub arch: Option<Arch>,
+    /// Input overrides that apply (none for generated models).
+    pub overrides: Vec<InputSpec>,
+}
+
+/// The ONNX bytes of a source, its display name, its architecture and the
+/// input overrides that apply to it.
+pub fn source_bytes(source: &ModelSource, options: &MeasureOptions) -> Result<SourceBytes> {
     match source {
-        ModelSource::File(path) => Ok((LoadedModel::from_path(path, &options.inputs)?, None)),
-        ModelSource::Bytes { name, bytes } => {
-            Ok((LoadedModel::from_bytes(name, bytes, &options.inputs)?, None))
+        ModelSource::File(path) => {
+            let bytes = std::fs::read(path).map_err(|source| AgentError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok(SourceBytes {
+                name: path.display().to_string(),
+                bytes,
+                arch: None,
+                overrides: options.inputs.clone(),
+            })
         }
+        ModelSource::Bytes { name, bytes } => Ok(SourceBytes {
+            name: name.clone(),
+            bytes: bytes.clone(),
+            arch: None,
+            overrides: options.inputs.clone(),
+        }),
         ModelSource::Arch {
             arch,
             batch,
@@ -117,65 +151,185 @@ pub fn load(source: &ModelSource, options: &MeasureOptions) -> Result<(LoadedMod
                     },
                 )?,
             };
-            let name = arch.to_string();
-            Ok((
-                LoadedModel::from_bytes(&name, &encode(&proto), &[])?,
-                Some(*arch),
-            ))
+            Ok(SourceBytes {
+                name: arch.to_string(),
+                bytes: encode(&proto),
+                arch: Some(*arch),
+                overrides: Vec::new(),
+            })
         }
     }
 }
 
-/// Measures one model: load, pin and set threads, time, read provenance
-/// before and after, and flag the sample invalid when the limits were not
-/// met or the machine's state changed during the run.
-pub fn measure(source: &ModelSource, options: &MeasureOptions) -> Result<Sample> {
-    crate::threads::configure(options.threads)?;
-    let pinned_core = options.pin_core.filter(|&c| crate::threads::pin_current(c));
-    let (model, arch) = load(source, options)?;
-    let machine = MachineInfo::read();
-    let before = DynamicState::read();
-    let timing = time_model(&model, &options.limits, options.seed)?;
-    let after = DynamicState::read();
+/// Loads the model of a source into tract.
+pub fn load(source: &ModelSource, options: &MeasureOptions) -> Result<(LoadedModel, Option<Arch>)> {
+    let s = source_bytes(source, options)?;
+    Ok((
+        LoadedModel::from_bytes(&s.name, &s.bytes, &s.overrides)?,
+        s.arch,
+    ))
+}
 
-    let mut invalid_reasons = Vec::new();
-    if !timing.min_runs_met {
-        invalid_reasons.push(format!(
-            "only {} runs before the {:?} cap (min {})",
-            timing.summary.runs, options.limits.max_time, options.limits.min_runs
-        ));
-    }
-    if !timing.min_time_met {
-        invalid_reasons.push(format!(
-            "timed for less than the minimum {:?}",
-            options.limits.min_time
-        ));
-    }
-    if let Some(why) = before.instability(&after) {
-        invalid_reasons.push(format!("environment changed: {why}"));
-    }
-    if options.pin_core.is_some() && pinned_core.is_none() {
-        invalid_reasons.push("requested CPU pinning failed".into());
-    }
-    let batch_size = model.inputs.first().and_then(|i| i.shape.first().copied());
-    Ok(Sample {
-        model: model.name.clone(),
+/// What loading a model on a runtime gave: its timing and first run, and
+/// the facts the sample records.
+struct Timed {
+    name: String,
+    arch: Option<Arch>,
+    load_ms: f64,
+    optimize_ms: f64,
+    ignored_value_info: bool,
+    batch_size: Option<usize>,
+    timing: Timing,
+    first: FirstRun,
+}
+
+fn time_on_tract(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> {
+    let (model, arch) = load(source, options)?;
+    let mut engine = TractEngine::new(&model)?;
+    let (timing, first) = time_model(&mut engine, &options.limits, options.seed)?;
+    Ok(Timed {
+        name: model.name.clone(),
         arch,
         load_ms: model.load_ms,
         optimize_ms: model.optimize_ms,
         ignored_value_info: model.ignored_value_info,
+        batch_size: engine
+            .model_inputs()
+            .first()
+            .and_then(|i| i.shape.first().copied()),
         timing,
+        first,
+    })
+}
+
+#[cfg(with_ort)]
+fn time_on_ort(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> {
+    let start = std::time::Instant::now();
+    let SourceBytes {
+        name,
+        bytes,
+        arch,
+        overrides,
+    } = source_bytes(source, options)?;
+    let (proto, inputs) = crate::model::parse(&name, &bytes, &overrides)?;
+    let outputs = crate::model::output_names(&proto);
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    let library = match &options.runtime {
+        RuntimeChoice::Ort {
+            library: Some(library),
+        } => library.clone(),
+        _ => return Err(AgentError::OrtLibraryNotGiven),
+    };
+    let mut model = crate::ort_engine::OrtModel::load(
+        &library,
+        &name,
+        &bytes,
+        inputs,
+        outputs,
+        options.threads,
+    )?;
+    let batch_size = model
+        .model_inputs()
+        .first()
+        .and_then(|i| i.shape.first().copied());
+    let (timing, first) = time_model(&mut model, &options.limits, options.seed)?;
+    Ok(Timed {
+        name,
+        arch,
+        load_ms,
+        optimize_ms: model.session_ms,
+        ignored_value_info: false,
+        batch_size,
+        timing,
+        first,
+    })
+}
+
+#[cfg(not(with_ort))]
+fn time_on_ort(_source: &ModelSource, _options: &MeasureOptions) -> Result<Timed> {
+    Err(AgentError::OrtUnavailable {
+        target: env!("NASFLAT_TARGET").to_string(),
+    })
+}
+
+/// Measures one model: prepare the runtime, pin, load, time, read
+/// provenance before and after, and flag the sample invalid when the limits
+/// were not met or the machine's state changed during the run.
+pub fn measure(source: &ModelSource, options: &MeasureOptions) -> Result<Sample> {
+    measure_with_first_run(source, options).map(|(sample, _)| sample)
+}
+
+/// [`measure`], also returning the first inference's inputs and outputs
+/// (`--dump-output`).
+pub fn measure_with_first_run(
+    source: &ModelSource,
+    options: &MeasureOptions,
+) -> Result<(Sample, FirstRun)> {
+    let runtime = prepare(&options.runtime, options.threads)?;
+    let pinned_core = options.pin_core.filter(|&c| crate::threads::pin_current(c));
+    let machine = MachineInfo::read();
+    let before = DynamicState::read();
+    let timed = match runtime.kind {
+        RuntimeKind::Tract => time_on_tract(source, options)?,
+        RuntimeKind::Ort => time_on_ort(source, options)?,
+    };
+    let after = DynamicState::read();
+    let invalid_reasons = invalid_reasons(&timed.timing, options, &before, &after, pinned_core);
+    let sample = Sample {
+        model: timed.name,
+        arch: timed.arch,
+        load_ms: timed.load_ms,
+        optimize_ms: timed.optimize_ms,
+        ignored_value_info: timed.ignored_value_info,
+        timing: timed.timing,
         provenance: Provenance {
             machine,
             settings: RunSettings {
                 threads: options.threads,
                 pinned_core,
-                batch_size,
+                batch_size: timed.batch_size,
             },
+            runtime: Some(runtime),
             before,
             after,
         },
         valid: invalid_reasons.is_empty(),
         invalid_reasons,
-    })
+    };
+    Ok((sample, timed.first))
+}
+
+fn invalid_reasons(
+    timing: &Timing,
+    options: &MeasureOptions,
+    before: &DynamicState,
+    after: &DynamicState,
+    pinned_core: Option<usize>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if !timing.min_runs_met {
+        reasons.push(format!(
+            "only {} runs before the {:?} cap (min {})",
+            timing.summary.runs, options.limits.max_time, options.limits.min_runs
+        ));
+    }
+    if !timing.min_time_met {
+        reasons.push(format!(
+            "timed for less than the minimum {:?}",
+            options.limits.min_time
+        ));
+    }
+    if let Some(why) = before.instability(after) {
+        reasons.push(format!("environment changed: {why}"));
+    }
+    if options.pin_core.is_some() && pinned_core.is_none() {
+        reasons.push("requested CPU pinning failed".into());
+    }
+    reasons
+}
+
+/// The runtime provenance a sample of `options` will carry, without
+/// measuring (`run` mode registers with it).
+pub fn runtime_info(options: &MeasureOptions) -> Result<RuntimeInfo> {
+    prepare(&options.runtime, options.threads)
 }

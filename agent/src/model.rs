@@ -126,6 +126,8 @@ pub struct LoadedModel {
     pub plan: Arc<TypedSimplePlan>,
     /// Inputs with concrete shapes.
     pub inputs: Vec<ModelInput>,
+    /// Names of the graph's outputs, in order.
+    pub outputs: Vec<String>,
     /// Parse + analysis time, ms.
     pub load_ms: f64,
     /// Optimisation + planning time, ms.
@@ -137,22 +139,10 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads ONNX bytes with optional input overrides.
     pub fn from_bytes(name: &str, bytes: &[u8], overrides: &[InputSpec]) -> Result<LoadedModel> {
-        let proto = pb::ModelProto::decode(bytes).map_err(|e| AgentError::Corrupt {
-            name: name.to_string(),
-            reason: e.to_string(),
-        })?;
-        let graph = proto.graph.as_ref().ok_or_else(|| AgentError::Corrupt {
-            name: name.to_string(),
-            reason: "the model has no graph".into(),
-        })?;
-        if graph.node.is_empty() && bytes.len() < 16 {
-            return Err(AgentError::Corrupt {
-                name: name.to_string(),
-                reason: "empty model".into(),
-            });
+        let (proto, inputs) = parse(name, bytes, overrides)?;
+        if let Some(graph) = &proto.graph {
+            check_operators(name, graph)?;
         }
-        check_operators(name, graph)?;
-        let inputs = resolve_inputs(graph, overrides)?;
         match build(name, &proto, &inputs, false) {
             Ok(model) => Ok(model),
             Err(first) => build(name, &proto, &inputs, true).map_err(|_| first),
@@ -168,14 +158,59 @@ impl LoadedModel {
         LoadedModel::from_bytes(&path.display().to_string(), &bytes, overrides)
     }
 
-    /// Fresh random inputs of the right shapes and types: floats uniform in
-    /// [-1, 1), integers in [0, 8) (safe as indices for most gather ops).
+    /// Fresh random inputs of the right shapes and types (see [`random_inputs`]).
     pub fn random_inputs(&self, rng: &mut impl Rng) -> Result<TVec<TValue>> {
-        self.inputs
-            .iter()
-            .map(|input| random_tensor(input, rng).map(TValue::from))
-            .collect()
+        Ok(random_inputs(&self.inputs, rng)?
+            .into_iter()
+            .map(TValue::from)
+            .collect())
     }
+}
+
+/// Decodes ONNX bytes and resolves the graph's inputs to concrete shapes and
+/// types, with the overrides applied: what every runtime needs before it
+/// builds its own plan of the model.
+pub fn parse(
+    name: &str,
+    bytes: &[u8],
+    overrides: &[InputSpec],
+) -> Result<(pb::ModelProto, Vec<ModelInput>)> {
+    let proto = pb::ModelProto::decode(bytes).map_err(|e| AgentError::Corrupt {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    let graph = proto.graph.as_ref().ok_or_else(|| AgentError::Corrupt {
+        name: name.to_string(),
+        reason: "the model has no graph".into(),
+    })?;
+    if graph.node.is_empty() && bytes.len() < 16 {
+        return Err(AgentError::Corrupt {
+            name: name.to_string(),
+            reason: "empty model".into(),
+        });
+    }
+    let inputs = resolve_inputs(graph, overrides)?;
+    Ok((proto, inputs))
+}
+
+/// Names of the graph's outputs, in order.
+pub fn output_names(proto: &pb::ModelProto) -> Vec<String> {
+    proto
+        .graph
+        .as_ref()
+        .map(|g| g.output.iter().map(|o| o.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Fresh random inputs of the right shapes and types: floats uniform in
+/// [-1, 1), integers in [0, 8) (safe as indices for most gather ops). Every
+/// runtime draws its inputs here, so one seed gives tract and onnxruntime
+/// the same data.
+pub fn random_inputs(inputs: &[ModelInput], rng: &mut impl Rng) -> Result<Vec<Tensor>> {
+    inputs
+        .iter()
+        .map(|input| random_tensor(input, rng))
+        .collect()
 }
 
 fn check_operators(name: &str, graph: &pb::GraphProto) -> Result<()> {
@@ -327,6 +362,7 @@ fn build(
         name: name.to_string(),
         plan,
         inputs: inputs.to_vec(),
+        outputs: output_names(proto),
         load_ms,
         optimize_ms,
         ignored_value_info: ignore_value_info,

@@ -194,6 +194,11 @@ pub struct Provenance {
     pub machine: MachineInfo,
     /// Run settings.
     pub settings: RunSettings,
+    /// The runtime, its version, library and thread / optimisation
+    /// settings. `None` in samples of agents from before this field (they
+    /// ran tract, `machine.tract_version`).
+    #[serde(default)]
+    pub runtime: Option<crate::runtime::RuntimeInfo>,
     /// State read just before the measurement.
     pub before: DynamicState,
     /// State read just after.

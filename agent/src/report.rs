@@ -18,6 +18,17 @@ pub fn table(sample: &Sample) -> String {
         m.target,
         m.tract_version
     );
+    if let Some(r) = &sample.provenance.runtime {
+        let _ = writeln!(
+            out,
+            "runtime      {} {}{}",
+            r.kind,
+            r.version,
+            r.library
+                .as_ref()
+                .map_or_else(String::new, |l| format!(" ({l})"))
+        );
+    }
     let _ = writeln!(
         out,
         "settings     threads {}, pinned {}, batch {}",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nasflat_shared::protocol::{
     Fingerprint, Heartbeat, JobLimits, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION,
-    PlanRequest, RegisterRequest, ReleaseRequest, ResultAck, ResultBatch,
+    PlanRequest, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,6 +26,7 @@ use crate::limits::BenchLimits;
 use crate::measure::{MeasureOptions, ModelSource, Sample, measure};
 use crate::model::InputSpec;
 use crate::provenance::MachineInfo;
+use crate::runtime::{RuntimeChoice, RuntimeIdentity, RuntimeInfo, RuntimeKind};
 use crate::spool::{Spool, SpoolError, new_key};
 
 /// Why the loop stopped.
@@ -43,6 +44,10 @@ pub enum RunError {
     /// A shutdown signal arrived while waiting to retry; the spool is kept.
     #[error("interrupted while waiting for the host; unsent results stay in the spool")]
     Interrupted,
+    /// The runtime cannot be used (no library, too old, not built in): no
+    /// job could be measured, so the agent does not register.
+    #[error(transparent)]
+    Runtime(crate::error::AgentError),
     /// The state file could not be written.
     #[error("state file {path}: {reason}")]
     State { path: String, reason: String },
@@ -69,14 +74,32 @@ pub struct RunOptions {
     pub backoff: (Duration, Duration),
     /// Pin measurements to this core.
     pub pin_core: Option<usize>,
+    /// The runtime every job is timed with.
+    pub runtime: RuntimeChoice,
 }
 
-/// The device identity kept across restarts.
+/// The device identity kept across restarts. One file per runtime kind
+/// ([`state_file`]): a board measured with tract and with onnxruntime is two
+/// devices on the host, and each keeps its own id and token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct DeviceState {
     host: String,
     device_id: String,
     device_token: String,
+    /// The runtime the device was registered with (absent in files written
+    /// before runtimes were told apart: tract).
+    #[serde(default)]
+    runtime: Option<RuntimeIdentity>,
+}
+
+/// The state file of a runtime kind: `device.json` for tract (as before
+/// onnxruntime existed, so tract boards keep their identity), `device-ort.json`
+/// for onnxruntime.
+fn state_file(kind: RuntimeKind) -> &'static str {
+    match kind {
+        RuntimeKind::Tract => "device.json",
+        RuntimeKind::Ort => "device-ort.json",
+    }
 }
 
 /// What a finished loop did.
@@ -91,6 +114,8 @@ pub struct RunSummary {
 }
 
 struct Agent {
+    /// The prepared runtime (library opened, version known).
+    runtime: RuntimeInfo,
     client: HostClient,
     spool: Spool,
     options: RunOptions,
@@ -114,7 +139,9 @@ pub async fn run(options: RunOptions, stop: watch::Receiver<bool>) -> Result<Run
         info!(count = pending.len(), "resuming spooled results");
     }
     let client = HostClient::new(&options.host, &options.token).map_err(RunError::Host)?;
+    let runtime = crate::runtime::prepare(&options.runtime, 1).map_err(RunError::Runtime)?;
     let mut agent = Agent {
+        runtime,
         client,
         spool,
         backoff: Backoff::new(options.backoff.0, options.backoff.1),
@@ -225,11 +252,31 @@ impl Agent {
     }
 
     fn state_path(&self) -> PathBuf {
-        self.options.state_dir.join("device.json")
+        self.options
+            .state_dir
+            .join(state_file(self.options.runtime.kind()))
     }
 
+    /// Registers, or re-attaches as the device of the last run when the host
+    /// and the runtime identity (kind, version, threads) are the same. A new
+    /// runtime version is a new device: its latencies are not the old ones.
     async fn attach(&mut self) -> Result<(), RunError> {
+        let identity = self.runtime.identity();
         let previous = read_state(&self.state_path()).filter(|s| s.host == self.options.host);
+        let previous = match previous {
+            Some(s) if s.runtime.as_ref().is_none_or(|r| *r == identity) => Some(s),
+            Some(s) => {
+                warn!(
+                    "device {} was measured with {}; this agent runs {identity}: registering a new device",
+                    s.device_id,
+                    s.runtime
+                        .as_ref()
+                        .map_or_else(String::new, ToString::to_string)
+                );
+                None
+            }
+            None => None,
+        };
         let machine = MachineInfo::read();
         let req = RegisterRequest {
             protocol_version: PROTOCOL_VERSION,
@@ -243,18 +290,31 @@ impl Agent {
                 mem_total_kb: machine.mem_total_kb,
                 agent_version: machine.agent_version,
                 tract_version: machine.tract_version,
+                runtime: Some(identity.clone()),
             },
         };
         if let Some(state) = &previous {
             // Re-attaching authenticates with the device's own token.
             self.client.set_token(&state.device_token);
         }
-        let response = self
-            .retry(|c, _| {
-                let req = req.clone();
-                async move { c.register(&req).await }
-            })
-            .await?;
+        let response = match self.register(&req).await {
+            // The host keeps one runtime per device (an older state file
+            // without the runtime named one device for another version).
+            Err(RunError::Host(ClientError::Permanent {
+                status: 409,
+                reason,
+                ..
+            })) if req.device_id.is_some() => {
+                warn!("{reason}; registering a new device");
+                self.client.set_token(&self.options.token);
+                let fresh = RegisterRequest {
+                    device_id: None,
+                    ..req
+                };
+                self.register(&fresh).await?
+            }
+            other => other?,
+        };
         self.device_id = response.device_id.clone();
         self.heartbeat = Duration::from_secs(u64::from(response.heartbeat_secs.max(1)));
         self.client.set_token(&response.device_token);
@@ -264,17 +324,37 @@ impl Agent {
                 host: self.options.host.clone(),
                 device_id: response.device_id,
                 device_token: response.device_token,
+                runtime: Some(identity),
             },
         )?;
         info!(device = %self.device_id, "attached to {}", self.options.host);
         Ok(())
     }
 
+    async fn register(&mut self, req: &RegisterRequest) -> Result<RegisterResponse, RunError> {
+        self.retry(|c, _| {
+            let req = req.clone();
+            async move { c.register(&req).await }
+        })
+        .await
+    }
+
     /// Uploads every spooled result; removes each only once acknowledged.
     async fn flush(&mut self) -> Result<(), RunError> {
-        let (pending, problems) = self.spool.pending()?;
+        let (mut pending, problems) = self.spool.pending()?;
         for p in problems {
             warn!("{p}");
+        }
+        // Results of another device (measured before a runtime upgrade
+        // made this a new device) stay spooled: this device's token cannot
+        // upload them, and the host would refuse them.
+        let before = pending.len();
+        pending.retain(|r| r.device_id == self.device_id);
+        if pending.len() < before {
+            warn!(
+                count = before - pending.len(),
+                "spooled results of another device are kept, not uploaded"
+            );
         }
         for chunk in pending.chunks(32) {
             let mut batch = ResultBatch {
@@ -335,6 +415,12 @@ impl Agent {
     }
 
     async fn release(&mut self, lease_ids: Vec<String>, reason: &str) {
+        self.give_back(lease_ids, reason, false).await;
+    }
+
+    /// Returns leases to the host; `permanent` fails their jobs at once
+    /// (measuring them again here would fail the same way).
+    async fn give_back(&mut self, lease_ids: Vec<String>, reason: &str, permanent: bool) {
         if lease_ids.is_empty() {
             return;
         }
@@ -342,6 +428,7 @@ impl Agent {
             device_id: self.device_id.clone(),
             lease_ids,
             reason: reason.to_string(),
+            permanent,
         };
         if let Err(e) = self.client.release(&req).await {
             warn!("could not release leases (they will expire): {e}");
@@ -358,11 +445,16 @@ impl Agent {
             }
             Err(e) => return Err(RunError::Host(e)),
         };
-        let options = measure_options(&lease.job, &lease.limits, self.options.pin_core);
+        let options = measure_options(
+            &lease.job,
+            &lease.limits,
+            self.options.pin_core,
+            &self.options.runtime,
+        );
         let options = match options {
             Ok(o) => o,
             Err(reason) => {
-                self.release(vec![lease.lease_id], &reason).await;
+                self.give_back(vec![lease.lease_id], &reason, true).await;
                 return Ok(());
             }
         };
@@ -372,8 +464,9 @@ impl Agent {
         let sample = match measured {
             Ok(Ok(sample)) => sample,
             Ok(Err(e)) => {
-                warn!(lease = %lease.lease_id, "measurement failed: {e}");
-                self.release(vec![lease.lease_id], &format!("measurement failed: {e}"))
+                warn!(lease = %lease.lease_id, permanent = e.is_permanent(), "measurement failed: {e}");
+                let reason = format!("measurement failed on {}: {e}", self.runtime.identity());
+                self.give_back(vec![lease.lease_id], &reason, e.is_permanent())
                     .await;
                 return Ok(());
             }
@@ -442,6 +535,7 @@ fn measure_options(
     job: &JobSpec,
     limits: &JobLimits,
     pin_core: Option<usize>,
+    runtime: &RuntimeChoice,
 ) -> Result<MeasureOptions, String> {
     let inputs = match job {
         JobSpec::Model { inputs, .. } => inputs
@@ -458,6 +552,7 @@ fn measure_options(
     };
     Ok(MeasureOptions {
         limits,
+        runtime: runtime.clone(),
         threads: 1,
         pin_core,
         inputs,

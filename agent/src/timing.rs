@@ -1,14 +1,16 @@
 //! The timing loop: warm-up, then timed runs on fresh random inputs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use crate::dump::{TensorDump, tensor_dump};
+use crate::engine::Engine;
 use crate::error::{AgentError, Result};
 use crate::limits::BenchLimits;
-use crate::model::LoadedModel;
+use crate::model::random_inputs;
 use crate::stats::Summary;
 
 /// The result of timing one model.
@@ -30,41 +32,51 @@ pub struct Timing {
     pub min_time_met: bool,
 }
 
-/// Times a loaded model. Inputs are drawn fresh for every run from a seeded
-/// generator (outside the timed region), so input-dependent shortcuts cannot
-/// make later runs look faster, and two runs with one seed see the same data.
-pub fn time_model(model: &LoadedModel, limits: &BenchLimits, seed: u64) -> Result<Timing> {
+/// The first inference's inputs and outputs (for `--dump-output`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirstRun {
+    /// Its inputs.
+    pub inputs: Vec<TensorDump>,
+    /// Its outputs.
+    pub outputs: Vec<TensorDump>,
+}
+
+/// Times a model on any runtime. Inputs are drawn fresh for every run from
+/// a seeded generator and converted outside the timed region, so
+/// input-dependent shortcuts cannot make later runs look faster, and two
+/// runs (or two runtimes) with one seed see the same data.
+pub fn time_model<E: Engine>(
+    engine: &mut E,
+    limits: &BenchLimits,
+    seed: u64,
+) -> Result<(Timing, FirstRun)> {
     limits.validate().map_err(AgentError::Limits)?;
     let mut rng = StdRng::seed_from_u64(seed);
-    let run_err = |e: tract_onnx::prelude::TractError| AgentError::Run {
-        name: model.name.clone(),
-        reason: format!("{e:#}"),
-    };
-    let mut state = model.plan.spawn().map_err(run_err)?;
 
-    let inputs = model.random_inputs(&mut rng)?;
-    let start = Instant::now();
-    let outputs = state.run(inputs).map_err(run_err)?;
-    let first_inference_ms = start.elapsed().as_secs_f64() * 1e3;
-    let output_shapes = outputs.iter().map(|t| t.shape().to_vec()).collect();
-    drop(outputs);
+    let drawn = random_inputs(engine.model_inputs(), &mut rng)?;
+    let inputs = engine
+        .model_inputs()
+        .iter()
+        .zip(&drawn)
+        .map(|(input, t)| tensor_dump(&input.name, t))
+        .collect::<Result<Vec<_>>>()?;
+    let prepared = engine.prepare(drawn)?;
+    let (first, outputs) = engine.run_with_outputs(prepared)?;
+    let output_shapes = outputs.iter().map(|o| o.shape.clone()).collect();
 
-    let warm_start = Instant::now();
+    let warm_start = std::time::Instant::now();
     let mut warmup_runs = 0;
     while !limits.warm(warmup_runs, warm_start.elapsed()) {
-        let inputs = model.random_inputs(&mut rng)?;
-        state.run(inputs).map_err(run_err)?;
+        let prepared = engine.prepare(random_inputs(engine.model_inputs(), &mut rng)?)?;
+        engine.timed_run(prepared)?;
         warmup_runs += 1;
     }
 
     let mut times_ms = Vec::new();
     let mut timed = Duration::ZERO;
     while !limits.done(times_ms.len(), timed) {
-        let inputs = model.random_inputs(&mut rng)?;
-        let start = Instant::now();
-        let outputs = state.run(inputs).map_err(run_err)?;
-        let elapsed = start.elapsed();
-        drop(outputs);
+        let prepared = engine.prepare(random_inputs(engine.model_inputs(), &mut rng)?)?;
+        let elapsed = engine.timed_run(prepared)?;
         timed += elapsed;
         times_ms.push(elapsed.as_secs_f64() * 1e3);
         if !limits.cooldown.is_zero() {
@@ -72,16 +84,17 @@ pub fn time_model(model: &LoadedModel, limits: &BenchLimits, seed: u64) -> Resul
         }
     }
     let summary = Summary::of(&times_ms).ok_or_else(|| AgentError::Run {
-        name: model.name.clone(),
+        name: engine.name().to_string(),
         reason: "no timed run completed".into(),
     })?;
-    Ok(Timing {
+    let timing = Timing {
         min_runs_met: times_ms.len() >= limits.min_runs,
         min_time_met: timed >= limits.min_time,
         times_ms,
         summary,
         warmup_runs,
-        first_inference_ms,
+        first_inference_ms: first.as_secs_f64() * 1e3,
         output_shapes,
-    })
+    };
+    Ok((timing, FirstRun { inputs, outputs }))
 }

@@ -13,7 +13,7 @@ use nasflat_host::service::{AppState, ServiceConfig, build_state};
 use nasflat_shared::protocol::{
     ErrorBody, Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, MeasurementResult,
     PLAN_KEY_HEADER, POSTCARD_MIME, PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest,
-    RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
+    RegisterResponse, ReleaseRequest, ResultAck, ResultBatch, RuntimeIdentity, RuntimeKind,
 };
 use nasflat_shared::{Arch, SearchSpace};
 use serde::Serialize;
@@ -185,6 +185,7 @@ async fn protocol_flow_leases_and_idempotent_results() {
         device_id: dev.clone(),
         lease_ids: vec![released.lease_id.clone()],
         reason: "test".into(),
+        permanent: false,
     };
     let (s, _, _) = call(&app, postcard_req("/v1/agents/release", Some(&tok), &rel)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
@@ -1082,4 +1083,168 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     )
     .await;
     assert!(e.message.contains("built-in"), "{}", e.message);
+}
+
+fn fingerprint_with(runtime: Option<RuntimeIdentity>) -> Fingerprint {
+    Fingerprint {
+        runtime,
+        ..Fingerprint::simulated("test cpu", 2)
+    }
+}
+
+fn ort_1_32() -> RuntimeIdentity {
+    RuntimeIdentity {
+        kind: RuntimeKind::Ort,
+        version: "1.32.0".into(),
+        threads: 1,
+    }
+}
+
+/// One board, two runtimes: two devices, each showing its runtime; a
+/// re-attach with another runtime is refused (409) so no device's samples
+/// mix runtimes.
+#[tokio::test]
+async fn a_second_runtime_is_a_second_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let register_as =
+        |device_id: Option<String>, runtime: Option<RuntimeIdentity>| RegisterRequest {
+            protocol_version: PROTOCOL_VERSION,
+            name: "board".into(),
+            device_id,
+            fingerprint: fingerprint_with(runtime),
+        };
+    let ort: RegisterResponse = ok(
+        &app,
+        postcard_req(
+            "/v1/agents/register",
+            Some(ENROL),
+            &register_as(None, Some(ort_1_32())),
+        ),
+    )
+    .await;
+    // The same device re-attaching with tract (an old agent: no runtime field).
+    let e = err(
+        &app,
+        postcard_req(
+            "/v1/agents/register",
+            Some(&ort.device_token),
+            &register_as(Some(ort.device_id.clone()), None),
+        ),
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        e.message.contains("ort 1.32.0") && e.message.contains("tract simulated"),
+        "{}",
+        e.message
+    );
+    // Re-attaching with the same runtime still works.
+    let again: RegisterResponse = ok(
+        &app,
+        postcard_req(
+            "/v1/agents/register",
+            Some(&ort.device_token),
+            &register_as(Some(ort.device_id.clone()), Some(ort_1_32())),
+        ),
+    )
+    .await;
+    assert_eq!(again.device_id, ort.device_id);
+    let tract: RegisterResponse = ok(
+        &app,
+        postcard_req("/v1/agents/register", Some(ENROL), &register_as(None, None)),
+    )
+    .await;
+    assert_ne!(tract.device_id, ort.device_id);
+    assert_eq!(state.store.devices().await.unwrap().len(), 2);
+
+    let list: serde_json::Value = ok(&app, get("/v1/devices?kind=agent")).await;
+    let runtime_of = |id: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .map(|d| d["runtime"].clone())
+            .unwrap()
+    };
+    assert_eq!(runtime_of(&ort.device_id)["kind"], "ort");
+    assert_eq!(runtime_of(&ort.device_id)["version"], "1.32.0");
+    assert_eq!(runtime_of(&tract.device_id)["kind"], "tract");
+    let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{}", ort.device_id))).await;
+    assert_eq!(detail["runtime"]["kind"], "ort");
+    let (s, page, _) = call(&app, get("/")).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        page.contains("<td>ort 1.32.0, 1 thread</td>"),
+        "the fleet lists the runtime"
+    );
+    assert!(
+        page.contains("<td>tract simulated, 1 thread</td>"),
+        "{page}"
+    );
+    let (s, page, _) = call(&app, get(&format!("/dashboard/devices/{}", ort.device_id))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page).contains("runtime <b>ort 1.32.0, 1 thread</b>"));
+}
+
+/// A release marked permanent (the device's runtime cannot load the model)
+/// fails the job at once with the reason; it is not leased again.
+#[tokio::test]
+async fn a_permanent_release_fails_the_job_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id, reg.device_token);
+    let plan = PlanRequest {
+        device_id: dev.clone(),
+        max_jobs: 2,
+    };
+    let granted: PlanResponse = ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &plan)).await;
+    assert_eq!(granted.leases.len(), 2);
+    let (failed, kept) = (&granted.leases[0], &granted.leases[1]);
+    let release = |lease: &str, permanent: bool| ReleaseRequest {
+        device_id: dev.clone(),
+        lease_ids: vec![lease.to_string()],
+        reason: "onnxruntime cannot load `model`: unknown op".into(),
+        permanent,
+    };
+    for (lease, permanent) in [(failed, true), (kept, false)] {
+        let (s, _, _) = call(
+            &app,
+            postcard_req(
+                "/v1/agents/release",
+                Some(&tok),
+                &release(&lease.lease_id, permanent),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    }
+    let jobs = state.store.jobs_of_device(&dev).await.unwrap();
+    let failed_jobs: Vec<_> = jobs
+        .iter()
+        .filter(|j| j.state == nasflat_host::service::domain::JobState::Failed)
+        .collect();
+    assert_eq!(
+        failed_jobs.len(),
+        1,
+        "only the permanent release fails its job"
+    );
+    assert!(
+        failed_jobs[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("onnxruntime cannot load")),
+        "{:?}",
+        failed_jobs[0].last_error
+    );
+    // The kept job comes back; the failed one never does.
+    let all = PlanRequest {
+        device_id: dev.clone(),
+        max_jobs: 16,
+    };
+    let again: PlanResponse = ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &all)).await;
+    assert!(again.leases.iter().any(|l| l.job == kept.job));
+    assert!(again.leases.iter().all(|l| l.job != failed.job));
 }

@@ -167,6 +167,7 @@ async fn release_is_capped_and_releases_a_batch() {
         device_id: dev.clone(),
         lease_ids: ids,
         reason: "test".into(),
+        permanent: false,
     };
     let mut too_many: Vec<String> = (0..MAX_BATCH).map(|i| format!("lease-{i}")).collect();
     too_many.push(real[0].clone());

@@ -76,9 +76,112 @@ pub struct Fingerprint {
     pub agent_version: String,
     /// tract version.
     pub tract_version: String,
+    /// The runtime this agent times models with. Part of the device's
+    /// identity: one board measured with tract and with onnxruntime is two
+    /// devices to the host, whose samples never meet in one transfer. `None`
+    /// from agents older than this field: they ran tract
+    /// ([`Fingerprint::runtime_identity`]).
+    #[serde(default, deserialize_with = "trailing_field")]
+    pub runtime: Option<RuntimeIdentity>,
+}
+
+/// Which inference runtime times the models.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// tract (pure Rust, compiled into the agent).
+    Tract,
+    /// onnxruntime, loaded from a shared library at run time.
+    Ort,
+}
+
+impl RuntimeKind {
+    /// The name used on the command line, in provenance and on the dashboard.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Tract => "tract",
+            RuntimeKind::Ort => "ort",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tract" => Ok(RuntimeKind::Tract),
+            "ort" | "onnxruntime" => Ok(RuntimeKind::Ort),
+            other => Err(format!("unknown runtime `{other}` (tract, ort)")),
+        }
+    }
+}
+
+/// What makes two sets of latencies of one board comparable: the runtime,
+/// its version and the thread count. A device on the host is one
+/// (hardware, [`RuntimeIdentity`]).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RuntimeIdentity {
+    /// The runtime.
+    pub kind: RuntimeKind,
+    /// Its version (`0.23.9` for tract, `1.32.0` for onnxruntime).
+    pub version: String,
+    /// Threads inference runs on.
+    pub threads: u32,
+}
+
+impl std::fmt::Display for RuntimeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.threads == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} {}, {} thread{s}",
+            self.kind, self.version, self.threads
+        )
+    }
+}
+
+/// A field appended to a struct after agents were deployed. JSON bodies
+/// without it get the default through `#[serde(default)]`; postcard is not
+/// self-describing, so an old agent's postcard body simply ends before the
+/// field and the deserializer reports the end of its input: that one error
+/// means "absent" too. Any other error (a present but malformed value) is
+/// still an error.
+fn trailing_field<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(d) {
+        Ok(v) => Ok(v),
+        Err(e) if is_end_of_input(&e.to_string()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a deserializer's message is postcard's end-of-input error.
+fn is_end_of_input(message: &str) -> bool {
+    message == postcard::Error::DeserializeUnexpectedEnd.to_string()
 }
 
 impl Fingerprint {
+    /// The runtime identity of this fingerprint; agents from before the
+    /// `runtime` field ran tract on one thread.
+    pub fn runtime_identity(&self) -> RuntimeIdentity {
+        self.runtime.clone().unwrap_or_else(|| RuntimeIdentity {
+            kind: RuntimeKind::Tract,
+            version: self.tract_version.clone(),
+            threads: 1,
+        })
+    }
+
     /// A machine that exists only in a simulation (the service's tests, the
     /// end-to-end load test's simulated agents): its CPU named `cpu_model`,
     /// nothing read from the machine running it.
@@ -91,6 +194,7 @@ impl Fingerprint {
             mem_total_kb: None,
             agent_version: "simulated".into(),
             tract_version: "simulated".into(),
+            runtime: None,
         }
     }
 }
@@ -264,6 +368,20 @@ pub struct ReleaseRequest {
     pub lease_ids: Vec<String>,
     /// Why (logged by the host).
     pub reason: String,
+    /// Retrying cannot help (the model cannot be loaded by this device's
+    /// runtime, its inputs are malformed): the host fails the jobs at once
+    /// with `reason` instead of queueing them again. Absent (old agents):
+    /// `false`.
+    #[serde(default, deserialize_with = "trailing_bool")]
+    pub permanent: bool,
+}
+
+fn trailing_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match bool::deserialize(d) {
+        Ok(v) => Ok(v),
+        Err(e) if is_end_of_input(&e.to_string()) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The error body of every non-2xx response.
@@ -312,5 +430,96 @@ mod tests {
         let fb = Arch::from_index(SearchSpace::Fbnet, 3).unwrap();
         let bytes = postcard::to_allocvec(&fb).unwrap();
         assert_eq!(postcard::from_bytes::<Arch>(&bytes).unwrap(), fb);
+    }
+
+    /// The register body of an agent from before `Fingerprint::runtime`.
+    #[derive(Serialize)]
+    struct OldFingerprint {
+        cpu_model: Option<String>,
+        cores: u32,
+        target: String,
+        kernel: Option<String>,
+        mem_total_kb: Option<u64>,
+        agent_version: String,
+        tract_version: String,
+    }
+
+    #[derive(Serialize)]
+    struct OldRegister {
+        protocol_version: u32,
+        name: String,
+        device_id: Option<String>,
+        fingerprint: OldFingerprint,
+    }
+
+    #[derive(Serialize)]
+    struct OldRelease {
+        device_id: String,
+        lease_ids: Vec<String>,
+        reason: String,
+    }
+
+    fn old_register() -> OldRegister {
+        OldRegister {
+            protocol_version: PROTOCOL_VERSION,
+            name: "pi".into(),
+            device_id: None,
+            fingerprint: OldFingerprint {
+                cpu_model: Some("Cortex-A72".into()),
+                cores: 4,
+                target: "aarch64-unknown-linux-musl".into(),
+                kernel: None,
+                mem_total_kb: None,
+                agent_version: "0.1.0".into(),
+                tract_version: "0.23.9".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn old_agents_bodies_still_parse_as_tract() {
+        let old = old_register();
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let req: RegisterRequest = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(req.fingerprint.runtime, None);
+        let id = req.fingerprint.runtime_identity();
+        assert_eq!(id.kind, RuntimeKind::Tract);
+        assert_eq!(id.version, "0.23.9");
+        let json = serde_json::to_string(&old).unwrap();
+        let req: RegisterRequest = serde_json::from_str(&json).unwrap();
+        assert_eq!(req.fingerprint.runtime, None);
+
+        let rel = OldRelease {
+            device_id: "dev-1".into(),
+            lease_ids: vec!["l1".into()],
+            reason: "shutdown".into(),
+        };
+        let back: ReleaseRequest =
+            postcard::from_bytes(&postcard::to_allocvec(&rel).unwrap()).unwrap();
+        assert!(!back.permanent);
+        let back: ReleaseRequest =
+            serde_json::from_str(&serde_json::to_string(&rel).unwrap()).unwrap();
+        assert!(!back.permanent);
+    }
+
+    #[test]
+    fn runtime_identity_round_trips_and_bad_values_are_errors() {
+        let mut fp = Fingerprint::simulated("cpu", 2);
+        fp.runtime = Some(RuntimeIdentity {
+            kind: RuntimeKind::Ort,
+            version: "1.32.0".into(),
+            threads: 1,
+        });
+        let bytes = postcard::to_allocvec(&fp).unwrap();
+        assert_eq!(postcard::from_bytes::<Fingerprint>(&bytes).unwrap(), fp);
+        let json = serde_json::to_string(&fp).unwrap();
+        assert!(json.contains(r#""kind":"ort""#), "{json}");
+        assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
+        assert_eq!(fp.runtime_identity().to_string(), "ort 1.32.0, 1 thread");
+        // A present but malformed runtime is not taken for an old agent.
+        let bad = json.replace(r#""kind":"ort""#, r#""kind":"tflite""#);
+        assert!(serde_json::from_str::<Fingerprint>(&bad).is_err());
+        assert_eq!("onnxruntime".parse::<RuntimeKind>(), Ok(RuntimeKind::Ort));
+        assert!("tflite".parse::<RuntimeKind>().is_err());
     }
 }

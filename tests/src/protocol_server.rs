@@ -52,6 +52,9 @@ pub struct ServerState {
     pub faults: HashMap<&'static str, VecDeque<Fault>>,
     /// User models: id -> ONNX bytes.
     pub models: HashMap<String, Vec<u8>>,
+    /// Jobs released as permanently failed, with the agent's reason (not
+    /// queued again, as the real host fails them).
+    pub failed: Vec<(JobSpec, String)>,
     next_id: u64,
 }
 
@@ -423,7 +426,11 @@ async fn release(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -
     let mut s = lock(&state);
     for id in req.lease_ids {
         if let Some((_, job)) = s.leases.remove(&id) {
-            s.queue.push_back(job);
+            if req.permanent {
+                s.failed.push((job, req.reason.clone()));
+            } else {
+                s.queue.push_back(job);
+            }
         }
     }
     StatusCode::NO_CONTENT.into_response()

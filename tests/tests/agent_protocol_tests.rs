@@ -33,6 +33,7 @@ fn options(url: &str, state: &Path) -> RunOptions {
         exit_when_idle: true,
         backoff: (Duration::from_millis(5), Duration::from_millis(20)),
         pin_core: None,
+        runtime: nasflat_agent::RuntimeChoice::Tract,
     }
 }
 
@@ -223,5 +224,64 @@ async fn user_models_are_fetched_and_measured() {
         let sample: serde_json::Value = serde_json::from_str(&r.sample_json).unwrap();
         assert_eq!(sample["timing"]["output_shapes"][0][1], 10);
     }
+    host.stop().await;
+}
+
+/// A model no runtime can load fails its job at once with the reason
+/// (`ReleaseRequest::permanent`), instead of going back to the queue to be
+/// leased and failed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_cannot_load_fails_its_job_with_the_reason() {
+    let state = new_state(
+        "enrol",
+        vec![JobSpec::Model {
+            model_id: "junk".into(),
+            inputs: vec![],
+        }],
+    );
+    lock(&state)
+        .models
+        .insert("junk".into(), b"\xff\xff\xff\xffnot onnx at all".to_vec());
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert_eq!(summary.measured, 0);
+    {
+        let s = lock(&state);
+        assert!(s.queue.is_empty() && s.leases.is_empty());
+        assert_eq!(s.failed.len(), 1, "{:?}", s.failed);
+        let (job, reason) = &s.failed[0];
+        assert!(matches!(job, JobSpec::Model { model_id, .. } if model_id == "junk"));
+        assert!(reason.contains("not a valid ONNX model"), "{reason}");
+        assert!(
+            reason.contains("tract"),
+            "the reason names the runtime: {reason}"
+        );
+    }
+    host.stop().await;
+}
+
+/// `run --runtime ort` that cannot load onnxruntime stops before it
+/// registers (the CLI exits 2): no device appears for a runtime that cannot
+/// measure anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_an_unusable_runtime_never_registers() {
+    let state = new_state("enrol", jobs(&[0]));
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(&host.url(), dir.path());
+    opts.runtime = nasflat_agent::RuntimeChoice::Ort {
+        library: Some(dir.path().join("libonnxruntime.so.1.32.0")),
+    };
+    let err = run_agent(opts).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RunError::Runtime(_)), "{text}");
+    if nasflat_agent::runtime::ORT_SUPPORTED {
+        assert!(text.contains("libonnxruntime.so.1.32.0"), "{text}");
+    } else {
+        assert!(text.contains("feature `ort`"), "{text}");
+    }
+    assert_eq!(lock(&state).registrations, 0);
+    assert_eq!(lock(&state).queue.len(), 1);
     host.stop().await;
 }

@@ -487,7 +487,7 @@ pub async fn index(
         };
         let _ = write!(b, "<b>{s}</b> {} &nbsp; ", esc(&detail));
     }
-    b.push_str("</p><h2>Devices</h2><table id=\"devices\"><tr><th>device</th><th>name</th><th>samples</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
+    b.push_str("</p><h2>Devices</h2><table id=\"devices\"><tr><th>device</th><th>name</th><th>runtime</th><th>samples</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
     let devices = store.devices().await?;
     let transfers = store.transfers("").await?;
     let mut plots = String::new();
@@ -517,8 +517,9 @@ pub async fn index(
         }
         let _ = write!(
             b,
-            "<tr class=\"device\"><td><a href=\"/dashboard/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}/{}/{}</td><td>{transfer}</td><td><code>{version}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"device\"><td><a href=\"/dashboard/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}/{}</td><td>{transfer}</td><td><code>{version}</code></td><td>{}</td><td>{}</td></tr>",
             esc(&d.name),
+            esc(&runtime_label(d)),
             measured.len(),
             q.queued,
             q.leased + q.expired,
@@ -529,7 +530,7 @@ pub async fn index(
         );
     }
     if devices.is_empty() {
-        b.push_str("<tr><td colspan=\"8\" class=\"muted\">no agent registered yet: run <code>nasflat-agent run --host URL --token ENROL_TOKEN</code></td></tr>");
+        b.push_str("<tr><td colspan=\"9\" class=\"muted\">no agent registered yet: run <code>nasflat-agent run --host URL --token ENROL_TOKEN</code></td></tr>");
     }
     b.push_str("</table>");
     if !plots.is_empty() {
@@ -642,9 +643,10 @@ pub async fn device_page(
         .ok_or_else(|| AppError::NotFound(format!("no agent device `{id}`")))?;
     let measured = store.measurements_of_device(&id).await?;
     let mut b = format!(
-        "<p><a href=\"/\">&larr; fleet</a></p><h1>{} <span class=\"muted\">{}</span></h1><h2>Fingerprint</h2><pre>{}</pre>",
+        "<p><a href=\"/\">&larr; fleet</a></p><h1>{} <span class=\"muted\">{}</span></h1><p id=\"runtime\">runtime <b>{}</b>: its latencies, and the predictor fitted on them, are this runtime's; the same board measured with another runtime is another device</p><h2>Fingerprint</h2><pre>{}</pre>",
         esc(&d.name),
         esc(&d.id),
+        esc(&runtime_label(&d)),
         esc(
             &serde_json::from_str::<serde_json::Value>(&d.fingerprint_json)
                 .and_then(|v| serde_json::to_string_pretty(&v))
@@ -715,6 +717,12 @@ pub async fn device_page(
     }
     b.push_str("</table>");
     Ok(page(&format!("nasflat: {}", d.name), &b))
+}
+
+/// "ort 1.32.0, 1 thread": the runtime a device's latencies come from.
+fn runtime_label(d: &crate::service::store::devices::DeviceRow) -> String {
+    d.runtime()
+        .map_or_else(|| "unknown".to_string(), |r| r.to_string())
 }
 
 #[cfg(test)]

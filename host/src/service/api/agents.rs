@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nasflat_shared::protocol::{
-    Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PLAN_KEY_HEADER,
+    Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PLAN_KEY_HEADER,
     PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
     ResultAck, ResultBatch, valid_plan_key,
 };
@@ -73,6 +73,7 @@ pub async fn register(
     if let Some(asked) = &req.device_id
         && store.device_by_token(&hash_token(token)).await?.as_deref() == Some(asked)
     {
+        same_runtime(&store, asked, &req.fingerprint).await?;
         store.reattach_device(asked, name, &fingerprint).await?;
         tracing::info!(device = %asked, "device re-attached");
         return Ok(Reply::new(
@@ -108,6 +109,20 @@ pub async fn register(
             heartbeat_secs,
         },
     ))
+}
+
+/// A device's latencies all come from one runtime (kind, version, threads):
+/// re-attaching with another would mix two runtimes' samples in its next
+/// transfer, so it is refused; the agent registers a new device instead.
+async fn same_runtime(store: &Store, device_id: &str, fp: &Fingerprint) -> Result<(), AppError> {
+    let stored = store.device(device_id).await?.and_then(|d| d.runtime());
+    let asked = fp.runtime_identity();
+    match stored {
+        Some(stored) if stored != asked => Err(AppError::Conflict(format!(
+            "device `{device_id}` measures with {stored}; this agent runs {asked}: another runtime is another device, register without device_id"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The sampler-chosen k archs of every served space, seeded by the device id.
@@ -241,13 +256,15 @@ pub async fn release(
         )));
     }
     let reason: String = req.reason.chars().take(500).collect();
+    // A permanent failure (the device's runtime cannot load the model)
+    // fails the job now: every attempt has been used up.
+    let max_attempts = if req.permanent {
+        0
+    } else {
+        config.max_attempts
+    };
     let n = store
-        .release_leases(
-            &auth.device_id,
-            &req.lease_ids,
-            &reason,
-            config.max_attempts,
-        )
+        .release_leases(&auth.device_id, &req.lease_ids, &reason, max_attempts)
         .await?;
     tracing::info!(device = %auth.device_id, released = n, "leases released: {reason}");
     Ok(StatusCode::NO_CONTENT)

@@ -25,6 +25,7 @@ use crate::service::store::jobs::{JobRow, NewJob, QueueCounts};
 use crate::service::store::measurements::MeasurementRow;
 use crate::service::store::transfers::{PredictionRow, TransferRow};
 use crate::service::transfer::{SampleSet, TransferRunner, samples_of};
+use nasflat_shared::protocol::RuntimeIdentity;
 use nasflat_shared::stats::spearman;
 
 /// A device in `GET /v1/devices`.
@@ -36,6 +37,9 @@ pub struct DeviceSummary {
     pub name: String,
     /// `agent` or `builtin`.
     pub kind: String,
+    /// The runtime its latencies come from (agents): one board measured
+    /// with two runtimes is two devices, each with its own predictor.
+    pub runtime: Option<RuntimeIdentity>,
     /// Measurements stored (agents) or architectures in the table (built-ins).
     pub samples: usize,
     /// Spaces with a served predictor (or the built-in's own space).
@@ -89,6 +93,8 @@ pub struct DeviceDetail {
     pub name: String,
     /// `agent` or `builtin`.
     pub kind: String,
+    /// The runtime its latencies come from (agents; see [`DeviceSummary::runtime`]).
+    pub runtime: Option<RuntimeIdentity>,
     /// The agent's machine fingerprint (agents) or the table's device info.
     pub fingerprint: serde_json::Value,
     /// Provenance of the newest sample (CPU, governor, frequencies, versions...).
@@ -180,6 +186,7 @@ pub async fn list(
                 }
             }
             out.push(DeviceSummary {
+                runtime: d.runtime(),
                 transfer_state: transfers
                     .iter()
                     .find(|t| t.device_id == d.id)
@@ -201,6 +208,7 @@ pub async fn list(
                     id: format!("{space}:{name}"),
                     name: name.clone(),
                     kind: "builtin".into(),
+                    runtime: None,
                     samples: k.data.valid_rows(c).len(),
                     spaces: vec![*space],
                     predictor_versions: vec![format!("{space}-table")],
@@ -234,6 +242,7 @@ pub async fn detail(
             id,
             name,
             kind: "builtin".into(),
+            runtime: None,
             fingerprint: info,
             latest_provenance: None,
             created_ms: None,
@@ -273,6 +282,7 @@ pub async fn detail(
     }
     let jobs = store.jobs_of_device(&id).await?;
     Ok(axum::Json(DeviceDetail {
+        runtime: d.runtime(),
         fingerprint: serde_json::from_str(&d.fingerprint_json).unwrap_or_default(),
         latest_provenance,
         created_ms: Some(d.created_ms),

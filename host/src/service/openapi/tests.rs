@@ -226,6 +226,11 @@ fn protocol_bodies_validate() {
             mem_total_kb: Some(4_000_000),
             agent_version: "0.1.0".into(),
             tract_version: "0.23.9".into(),
+            runtime: Some(RuntimeIdentity {
+                kind: RuntimeKind::Ort,
+                version: "1.32.0".into(),
+                threads: 1,
+            }),
         },
     };
     let at = |m, p| body_at(m, p, "requestBody");
@@ -352,6 +357,11 @@ fn service_bodies_validate() {
         id: "dev-1".into(),
         name: "board".into(),
         kind: "agent".into(),
+        runtime: Some(nasflat_shared::protocol::RuntimeIdentity {
+            kind: nasflat_shared::protocol::RuntimeKind::Ort,
+            version: "1.32.0".into(),
+            threads: 1,
+        }),
         fingerprint: json!({"cores": 4}),
         latest_provenance: None,
         created_ms: Some(1),

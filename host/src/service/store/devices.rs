@@ -1,5 +1,6 @@
 //! Registered devices (agents). Tokens are stored only as SHA-256 hashes.
 
+use nasflat_shared::protocol::{Fingerprint, RuntimeIdentity};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -19,6 +20,18 @@ pub struct DeviceRow {
     pub created_ms: i64,
     /// Last request, epoch ms.
     pub last_seen_ms: i64,
+}
+
+impl DeviceRow {
+    /// The runtime the device's latencies come from (kind, version,
+    /// threads): part of its identity, so a board measured with tract and
+    /// with onnxruntime is two devices and no transfer mixes the two.
+    /// Fingerprints of agents from before the runtime field read as tract.
+    pub fn runtime(&self) -> Option<RuntimeIdentity> {
+        serde_json::from_str::<Fingerprint>(&self.fingerprint_json)
+            .ok()
+            .map(|f| f.runtime_identity())
+    }
 }
 
 fn device(row: &AnyRow) -> StoreResult<DeviceRow> {
