@@ -241,12 +241,24 @@ impl Agent {
             // Re-attaching authenticates with the device's own token.
             self.client.set_token(&state.device_token);
         }
-        let response = self
-            .retry(|c, _| {
-                let req = req.clone();
-                async move { c.register(&req).await }
-            })
-            .await?;
+        let response = match self.register(&req).await {
+            // The host no longer knows this device (e.g. it lost its
+            // database): enrol again with the enrolment token this agent was
+            // started with; the spool is then delivered as the new device's.
+            Err(RunError::Host(ClientError::Permanent { status: 401, .. })) if previous.is_some() => {
+                warn!(
+                    device = ?req.device_id,
+                    "the host does not know this device's token any more; enrolling again"
+                );
+                self.client.set_token(&self.options.token);
+                let fresh = RegisterRequest {
+                    device_id: None,
+                    ..req
+                };
+                self.register(&fresh).await?
+            }
+            other => other?,
+        };
         self.device_id = response.device_id.clone();
         self.heartbeat = Duration::from_secs(u64::from(response.heartbeat_secs.max(1)));
         self.client.set_token(&response.device_token);
@@ -262,11 +274,39 @@ impl Agent {
         Ok(())
     }
 
+    async fn register(
+        &mut self,
+        req: &RegisterRequest,
+    ) -> Result<nasflat_shared::protocol::RegisterResponse, RunError> {
+        self.retry(|c, _| {
+            let req = req.clone();
+            async move { c.register(&req).await }
+        })
+        .await
+    }
+
     /// Uploads every spooled result; removes each only once acknowledged.
+    /// The spool holds this board's results only: those measured under an
+    /// earlier device id (before a re-enrolment) are sent as the current
+    /// device's.
     async fn flush(&mut self) -> Result<(), RunError> {
-        let (pending, problems) = self.spool.pending()?;
+        let (mut pending, problems) = self.spool.pending()?;
         for p in problems {
             warn!("{p}");
+        }
+        let earlier = pending
+            .iter()
+            .filter(|r| r.device_id != self.device_id)
+            .count();
+        if earlier > 0 {
+            info!(
+                count = earlier,
+                device = %self.device_id,
+                "spooled results of an earlier registration are sent as this device's"
+            );
+            for r in &mut pending {
+                r.device_id.clone_from(&self.device_id);
+            }
         }
         for chunk in pending.chunks(32) {
             let mut batch = ResultBatch {
@@ -488,6 +528,27 @@ fn write_state(path: &Path, state: &DeviceState) -> Result<(), RunError> {
     };
     let text = serde_json::to_string_pretty(state).map_err(|e| err(e.to_string()))?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
+    write_private(&tmp, text.as_bytes()).map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// Writes a file that holds a secret (the device token) readable by its
+/// owner only from the moment it exists.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    // A leftover from an interrupted write may carry other permissions.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
