@@ -188,6 +188,14 @@ fn login(config: &ServiceConfig, uri: &Uri, given: &str) -> Result<Response, App
             "the dashboard's `token` is neither the viewer nor the admin token".into(),
         ));
     }
+    let cookie_safe = given
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\'));
+    if !cookie_safe {
+        return Err(AppError::BadRequest(
+            "this token has characters a cookie cannot carry: send it as a bearer header".into(),
+        ));
+    }
     let rest: Vec<&str> = uri
         .query()
         .unwrap_or("")
