@@ -245,7 +245,9 @@ impl Agent {
             // The host no longer knows this device (e.g. it lost its
             // database): enrol again with the enrolment token this agent was
             // started with; the spool is then delivered as the new device's.
-            Err(RunError::Host(ClientError::Permanent { status: 401, .. })) if previous.is_some() => {
+            Err(RunError::Host(ClientError::Permanent { status: 401, .. }))
+                if previous.is_some() =>
+            {
                 warn!(
                     device = ?req.device_id,
                     "the host does not know this device's token any more; enrolling again"

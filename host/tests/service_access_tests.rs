@@ -22,7 +22,10 @@ const ADMIN: &str = "admin-token-for-tests";
 const ENROL: &str = "enrol-token-for-tests";
 const VIEWER: &str = "viewer-token-for-tests";
 
-async fn app(dir: &std::path::Path, configure: impl FnOnce(&mut ServiceConfig)) -> (Router, AppState) {
+async fn app(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut ServiceConfig),
+) -> (Router, AppState) {
     let mut c = ServiceConfig::new(
         nasflat_host::service::store::sqlite_url(&dir.join("access.db")),
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-access"),
@@ -126,7 +129,8 @@ async fn every_non_public_route_needs_its_token() {
             assert_eq!(e.code, "unauthorized", "{method} {path} {token:?}");
         }
         if matches!(r.auth, Auth::Viewer | Auth::Dashboard) && r.method == Method::Get {
-            let (status, _, body) = call(&app, request(method, &path, Some(VIEWER), Vec::new())).await;
+            let (status, _, body) =
+                call(&app, request(method, &path, Some(VIEWER), Vec::new())).await;
             assert!(
                 status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
                 "{method} {path}: {status} {}",
@@ -152,7 +156,12 @@ async fn the_dashboard_logs_in_with_its_url_or_is_public_on_request() {
     let page = format!("/dashboard/devices/{}", dev.device_id);
     let (status, headers, _) = call(
         &router,
-        request("GET", &format!("{page}?budget_ms=3&token={VIEWER}&risk=0.2"), None, vec![]),
+        request(
+            "GET",
+            &format!("{page}?budget_ms=3&token={VIEWER}&risk=0.2"),
+            None,
+            vec![],
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -161,7 +170,10 @@ async fn the_dashboard_logs_in_with_its_url_or_is_public_on_request() {
         format!("{page}?budget_ms=3&risk=0.2")
     );
     let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_string();
-    assert!(cookie.starts_with(&format!("nasflat_viewer={VIEWER};")), "{cookie}");
+    assert!(
+        cookie.starts_with(&format!("nasflat_viewer={VIEWER};")),
+        "{cookie}"
+    );
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let with_cookie = |path: &str| {
         Request::get(path)
@@ -269,19 +281,35 @@ async fn model_downloads_are_scoped_and_uploads_must_be_onnx() {
     let b = register(&app, "b").await;
     let model = onnx_model((2 << 20) + 12_345);
     let (status, _, body) = call(&app, upload(&a.device_id, model.clone())).await;
-    assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let up: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let id = up["model_id"].as_str().unwrap().to_string();
     for token in [ADMIN, a.device_token.as_str()] {
-        let (status, headers, bytes) =
-            call(&app, request("GET", &format!("/v1/models/{id}"), Some(token), vec![])).await;
+        let (status, headers, bytes) = call(
+            &app,
+            request("GET", &format!("/v1/models/{id}"), Some(token), vec![]),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(headers[header::CONTENT_LENGTH], model.len().to_string().as_str());
+        assert_eq!(
+            headers[header::CONTENT_LENGTH],
+            model.len().to_string().as_str()
+        );
         assert!(bytes == model, "the downloaded bytes differ");
     }
     err(
         &app,
-        request("GET", &format!("/v1/models/{id}"), Some(&b.device_token), vec![]),
+        request(
+            "GET",
+            &format!("/v1/models/{id}"),
+            Some(&b.device_token),
+            vec![],
+        ),
         StatusCode::NOT_FOUND,
     )
     .await;
@@ -291,7 +319,12 @@ async fn model_downloads_are_scoped_and_uploads_must_be_onnx() {
     truncated.truncate(model.len() - 3);
     let not_onnx = b"\x08not a model, only text that starts like one".to_vec();
     for bad in [not_onnx, truncated] {
-        let e = err(&app, upload(&a.device_id, bad), StatusCode::UNPROCESSABLE_ENTITY).await;
+        let e = err(
+            &app,
+            upload(&a.device_id, bad),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
         assert!(e.message.contains("not an ONNX model"), "{}", e.message);
     }
     err(

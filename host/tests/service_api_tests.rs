@@ -239,11 +239,7 @@ async fn protocol_flow_leases_and_idempotent_results() {
     assert_eq!((r.device_id, r.device_token), (dev.clone(), tok.clone()));
     assert_eq!(state.store.devices().await.unwrap().len(), 1);
     // Device detail, metrics, no predictor before a transfer (409).
-    let detail: serde_json::Value = ok(
-        &app,
-        get(&format!("/v1/devices/{dev}")),
-    )
-    .await;
+    let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
     assert_eq!(detail["samples"].as_array().unwrap().len(), 20);
     assert_eq!(detail["latest_provenance"]["cpu"], "test");
     let e = err(
@@ -257,18 +253,14 @@ async fn protocol_flow_leases_and_idempotent_results() {
         "{}",
         e.message
     );
-    let (s, text, _) = call(&app, get(&"/metrics")).await;
+    let (s, text, _) = call(&app, get("/metrics")).await;
     let text = String::from_utf8(text).unwrap();
     assert_eq!(s, StatusCode::OK);
     assert!(text.contains("nasflat_results_stored_total 20"), "{text}");
     assert!(text.contains("nasflat_results_duplicate_total 20"));
     assert!(text.contains("route=\"/v1/agents/plan\""));
     // A built-in device answers from the vendored table.
-    let b: serde_json::Value = ok(
-        &app,
-        get(&"/v1/devices/nb201:pixel3/predict?index=0"),
-    )
-    .await;
+    let b: serde_json::Value = ok(&app, get("/v1/devices/nb201:pixel3/predict?index=0")).await;
     assert_eq!(b["source"], "table");
     assert!(b["predictions"][0]["latency_ms"].as_f64().unwrap() > 0.0);
     // The OpenAPI document is JSON with schemas, and what the service
@@ -610,11 +602,7 @@ async fn user_models_reach_agents_and_results_are_listed() {
     };
     let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
     assert_eq!(ack.acked.len(), 1);
-    let res: serde_json::Value = ok(
-        &app,
-        get(&format!("/v1/models/{model_id}/results")),
-    )
-    .await;
+    let res: serde_json::Value = ok(&app, get(&format!("/v1/models/{model_id}/results"))).await;
     assert_eq!(res["results"][0]["device_id"], dev.as_str());
     assert_eq!(res["results"][0]["median_ms"], 12.5);
     let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;

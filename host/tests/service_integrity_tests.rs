@@ -30,7 +30,10 @@ const ADMIN: &str = "admin-token-for-tests";
 const ENROL: &str = "enrol-token-for-tests";
 const VIEWER: &str = "viewer-token-for-tests";
 
-async fn app(dir: &std::path::Path, configure: impl FnOnce(&mut ServiceConfig)) -> (Router, AppState) {
+async fn app(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut ServiceConfig),
+) -> (Router, AppState) {
     let mut c = ServiceConfig::new(
         nasflat_host::service::store::sqlite_url(&dir.join("integrity.db")),
         std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-integrity"),
@@ -77,7 +80,10 @@ async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String, Vec<u8>)
 async fn err(app: &Router, req: Request<Body>, want: StatusCode) -> ErrorBody {
     let (status, mime, bytes) = call(app, req).await;
     assert_eq!(status, want, "{}", String::from_utf8_lossy(&bytes));
-    assert!(mime.starts_with("application/json"), "{want}: content type `{mime}`");
+    assert!(
+        mime.starts_with("application/json"),
+        "{want}: content type `{mime}`"
+    );
     let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
     assert!(!body.code.is_empty() && !body.message.is_empty());
     body
@@ -139,11 +145,19 @@ async fn idempotency_keys_are_scoped_by_device() {
         assert_eq!(ack.acked, ["shared-key"]);
     }
     for dev in [&a, &b] {
-        let stored = state.store.measurements_of_device(&dev.device_id).await.unwrap();
+        let stored = state
+            .store
+            .measurements_of_device(&dev.device_id)
+            .await
+            .unwrap();
         assert_eq!(stored.len(), 1, "{}", dev.device_id);
     }
     // The same device re-posting its key is still a duplicate.
-    call(&app, upload(&a, vec![result(&a.device_id, "shared-key", "{}")])).await;
+    call(
+        &app,
+        upload(&a, vec![result(&a.device_id, "shared-key", "{}")]),
+    )
+    .await;
     assert_eq!(state.store.count_measurements().await.unwrap(), 2);
 }
 
@@ -156,14 +170,22 @@ async fn stored_client_data_is_validated_and_bounded() {
     let (app, state) = app(dir.path(), |c| c.device_quota_bytes = 10_000).await;
     let dev = register(&app).await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(5 << 20));
-    for (key, sample) in [("not-json", "timing: fast"), ("array", "[1,2]"), ("big", big.as_str())] {
+    for (key, sample) in [
+        ("not-json", "timing: fast"),
+        ("array", "[1,2]"),
+        ("big", big.as_str()),
+    ] {
         let e = err(
             &app,
             upload(&dev, vec![result(&dev.device_id, key, sample)]),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
-        assert!(e.rejected[0].1.contains("sample_json"), "{key}: {:?}", e.rejected);
+        assert!(
+            e.rejected[0].1.contains("sample_json"),
+            "{key}: {:?}",
+            e.rejected
+        );
     }
     let mut fingerprint = Fingerprint::simulated("test cpu", 2);
     fingerprint.kernel = Some("k".repeat(1 << 20));
@@ -173,13 +195,21 @@ async fn stored_client_data_is_validated_and_bounded() {
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
-    assert!(e.message.contains(&format!("at most {MAX_FINGERPRINT_FIELD}")), "{}", e.message);
+    assert!(
+        e.message
+            .contains(&format!("at most {MAX_FINGERPRINT_FIELD}")),
+        "{}",
+        e.message
+    );
     // 4 KB samples: two fit in 10,000 bytes, the third does not.
     let sample = format!("{{\"pad\":\"{}\"}}", "y".repeat(4000));
     for i in 0..2 {
         let (status, _, _) = call(
             &app,
-            upload(&dev, vec![result(&dev.device_id, &format!("q{i}"), &sample)]),
+            upload(
+                &dev,
+                vec![result(&dev.device_id, &format!("q{i}"), &sample)],
+            ),
         )
         .await;
         assert_eq!(status, StatusCode::OK);
@@ -204,10 +234,18 @@ async fn a_locked_database_is_503_and_healthz_says_so() {
     let dev = register(&app).await;
     let url = format!("sqlite://{}", dir.path().join("integrity.db").display());
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
     let health = || Request::get("/healthz").body(Body::empty()).unwrap();
     let (status, _, body) = call(&app, health()).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let e = err(
         &app,
         upload(&dev, vec![result(&dev.device_id, "locked", "{}")]),
@@ -218,7 +256,11 @@ async fn a_locked_database_is_503_and_healthz_says_so() {
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     let (status, _, _) = call(&app, health()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = call(&app, upload(&dev, vec![result(&dev.device_id, "locked", "{}")])).await;
+    let (status, _, _) = call(
+        &app,
+        upload(&dev, vec![result(&dev.device_id, "locked", "{}")]),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -242,7 +284,9 @@ async fn every_error_is_json() {
     assert_eq!(e.code, "method_not_allowed");
     err(
         &app,
-        viewer(Request::get("/v1/devices/nb201:pixel3/predict?index=not-a-number")),
+        viewer(Request::get(
+            "/v1/devices/nb201:pixel3/predict?index=not-a-number",
+        )),
         StatusCode::BAD_REQUEST,
     )
     .await;
@@ -315,7 +359,11 @@ async fn client_text_is_logged_escaped() {
         lease_ids: vec![],
         reason: "done\nERROR forged: the host is compromised".into(),
     };
-    call(&app, postcard_req("/v1/agents/release", &dev.device_token, &release)).await;
+    call(
+        &app,
+        postcard_req("/v1/agents/release", &dev.device_token, &release),
+    )
+    .await;
     let forged = result("x\nERROR forged: device", "k1", "{}");
     call(&app, upload(&dev, vec![forged])).await;
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();

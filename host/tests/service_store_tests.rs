@@ -276,10 +276,19 @@ async fn models_transfers_and_predictions_round_trip() {
     for (store, _dir) in stores().await {
         let dev = device(&store).await;
         let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-        store.insert_model_chunk("m1", 0, &bytes[..40_000]).await.unwrap();
-        store.insert_model_chunk("m1", 1, &bytes[40_000..]).await.unwrap();
+        store
+            .insert_model_chunk("m1", 0, &bytes[..40_000])
+            .await
+            .unwrap();
+        store
+            .insert_model_chunk("m1", 1, &bytes[40_000..])
+            .await
+            .unwrap();
         // An upload that never finished: chunks, no model row.
-        store.insert_model_chunk("m-gone", 0, &bytes[..10]).await.unwrap();
+        store
+            .insert_model_chunk("m-gone", 0, &bytes[..10])
+            .await
+            .unwrap();
         store
             .insert_model(&NewModel {
                 id: "m1",

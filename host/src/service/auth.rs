@@ -22,7 +22,6 @@ use super::error::AppError;
 use super::openapi::{Auth, VIEWER_COOKIE};
 use super::store::{Store, hex};
 
-
 /// A fresh random token (256 bits, hex).
 pub fn new_token() -> String {
     use rand::RngCore;
@@ -147,14 +146,20 @@ async fn admit(gate: &Gate, req: &mut Request) -> Result<Option<Response>, AppEr
                         req.extensions_mut().insert(DeviceAuth { device_id });
                     }
                     None => {
-                        return Err(AppError::Unauthorized(format!(
-                            "{} token",
-                            if token.is_some() { "unknown" } else { "missing" }
-                        ) + match gate.auth {
-                            Auth::DeviceOrAdmin => " (a device or the admin token)",
-                            Auth::EnrolmentOrDevice => " (the enrolment or a device token)",
-                            _ => " (a device token)",
-                        }));
+                        return Err(AppError::Unauthorized(
+                            format!(
+                                "{} token",
+                                if token.is_some() {
+                                    "unknown"
+                                } else {
+                                    "missing"
+                                }
+                            ) + match gate.auth {
+                                Auth::DeviceOrAdmin => " (a device or the admin token)",
+                                Auth::EnrolmentOrDevice => " (the enrolment or a device token)",
+                                _ => " (a device token)",
+                            },
+                        ));
                     }
                 }
             }

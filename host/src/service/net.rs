@@ -113,10 +113,7 @@ pub const MAX_HEADER_BYTES: usize = 64 << 10;
 /// Middleware: refuses an oversize request target (414) or head (431)
 /// with the service's JSON error body.
 pub async fn head_limits(req: Request, next: Next) -> Response {
-    let uri = req
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri > MAX_URI_BYTES {
         return AppError::UriTooLong(format!(
             "the request target is {uri} bytes (at most {MAX_URI_BYTES})"

@@ -78,7 +78,9 @@ impl OnnxCheck {
     pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), OnnxError> {
         while !bytes.is_empty() {
             if self.skip > 0 {
-                let n = usize::try_from(self.skip).unwrap_or(usize::MAX).min(bytes.len());
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
                 bytes = &bytes[n..];
                 self.skip -= n as u64;
                 self.offset += n as u64;
@@ -164,7 +166,9 @@ impl OnnxCheck {
     /// A complete field header: records what the model needs and skips or
     /// enters the payload.
     fn field(&mut self, field: u64, wire: u64, value: u64) -> Result<(), OnnxError> {
-        let end = self.offset.saturating_add(if wire == 0 { 0 } else { value });
+        let end = self
+            .offset
+            .saturating_add(if wire == 0 { 0 } else { value });
         if let Some(&(_, parent_end)) = self.open.last()
             && end > parent_end
         {

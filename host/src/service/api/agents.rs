@@ -7,8 +7,9 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use nasflat_shared::protocol::{
-    Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION, PlanRequest,
-    PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
+    Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PROTOCOL_VERSION,
+    PlanRequest, PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck,
+    ResultBatch,
 };
 use nasflat_shared::{Arch, SearchSpace};
 use rand::SeedableRng;

@@ -301,8 +301,14 @@ fn ops_routes() -> Vec<ServiceRoute> {
             ops::metrics,
         )
         .answers(200, Body::Raw("text/plain; version=0.0.4")),
-        route(Get, "/", Auth::Dashboard, "Dashboard (HTML)", dashboard::index)
-            .answers(200, Body::Raw(HTML)),
+        route(
+            Get,
+            "/",
+            Auth::Dashboard,
+            "Dashboard (HTML)",
+            dashboard::index,
+        )
+        .answers(200, Body::Raw(HTML)),
         route(
             Get,
             "/dashboard/devices/{id}",

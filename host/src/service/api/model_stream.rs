@@ -54,8 +54,8 @@ async fn receive_chunks(
     let mut pending: Vec<u8> = Vec::with_capacity(MODEL_CHUNK_BYTES);
     let (mut size, mut seq) = (0u64, 0u64);
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame
-            .map_err(|e| AppError::Malformed(format!("cannot read the upload: {e}")))?;
+        let frame =
+            frame.map_err(|e| AppError::Malformed(format!("cannot read the upload: {e}")))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -83,7 +83,9 @@ async fn receive_chunks(
             "empty body: send the ONNX file".into(),
         ));
     }
-    check.finish().map_err(|e| AppError::Invalid(e.to_string()))?;
+    check
+        .finish()
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
     if !pending.is_empty() {
         store.insert_model_chunk(id, seq, &pending).await?;
     }

@@ -134,7 +134,10 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         let url = match backend {
-            Backend::Sqlite => sqlite_file::prepare(url)?,
+            Backend::Sqlite => sqlite_file::prepare(url).map_err(|e| StoreError::Url {
+                url: redact(url),
+                reason: e.to_string(),
+            })?,
             Backend::Postgres => url.to_string(),
         };
         let url = url.as_str();

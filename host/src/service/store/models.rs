@@ -155,13 +155,12 @@ impl Store {
     /// Whether the device was ever given a job to measure the model (only
     /// such devices may download it).
     pub async fn model_assigned(&self, device_id: &str, model_id: &str) -> StoreResult<bool> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM jobs WHERE device_id = $1 AND model_id = $2",
-        )
-        .bind(device_id)
-        .bind(model_id)
-        .fetch_one(self.pool())
-        .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE device_id = $1 AND model_id = $2")
+                .bind(device_id)
+                .bind(model_id)
+                .fetch_one(self.pool())
+                .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 }

@@ -6,12 +6,11 @@
 
 use std::path::Path;
 
-use super::{StoreError, StoreResult, redact};
-
 /// The connect URL of a `sqlite:` URL: `mode=rwc` (create if missing)
 /// unless the URL already names a mode, and a missing database file created
-/// first with mode 0600. In-memory URLs pass unchanged.
-pub fn prepare(url: &str) -> StoreResult<String> {
+/// first with mode 0600. In-memory URLs pass unchanged. The error names
+/// the file it could not create.
+pub fn prepare(url: &str) -> std::io::Result<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -20,9 +19,11 @@ pub fn prepare(url: &str) -> StoreResult<String> {
     if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
         return Ok(url.to_string());
     }
-    create_private(Path::new(path)).map_err(|e| StoreError::Url {
-        url: redact(url),
-        reason: format!("cannot create the database file {path}: {e}"),
+    create_private(Path::new(path)).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot create the database file {path}: {e}"),
+        )
     })?;
     if query.split('&').any(|p| p.starts_with("mode=")) {
         Ok(url.to_string())
