@@ -120,6 +120,9 @@ struct Agent {
     spool: Spool,
     options: RunOptions,
     device_id: String,
+    /// The device id this agent had before the host lost it (re-enrolled
+    /// this run): its spooled results are delivered as the new device's.
+    successor_of: Option<String>,
     heartbeat: Duration,
     backoff: Backoff,
     rng: StdRng,
@@ -148,6 +151,7 @@ pub async fn run(options: RunOptions, stop: watch::Receiver<bool>) -> Result<Run
         rng: StdRng::from_os_rng(),
         options,
         device_id: String::new(),
+        successor_of: None,
         heartbeat: Duration::from_secs(15),
         summary: RunSummary::default(),
         stop: stop.clone(),
@@ -306,12 +310,20 @@ impl Agent {
                 ..
             })) if req.device_id.is_some() => {
                 warn!("{reason}; registering a new device");
-                self.client.set_token(&self.options.token);
-                let fresh = RegisterRequest {
-                    device_id: None,
-                    ..req
-                };
-                self.register(&fresh).await?
+                self.register_fresh(req).await?
+            }
+            // The host no longer knows this device (e.g. it lost its
+            // database): enrol again with the enrolment token this agent was
+            // started with; the spool is then delivered as the new device's.
+            Err(RunError::Host(ClientError::Permanent { status: 401, .. }))
+                if previous.is_some() =>
+            {
+                warn!(
+                    device = ?req.device_id,
+                    "the host does not know this device's token any more; enrolling again"
+                );
+                self.successor_of.clone_from(&req.device_id);
+                self.register_fresh(req).await?
             }
             other => other?,
         };
@@ -331,6 +343,16 @@ impl Agent {
         Ok(())
     }
 
+    /// Registers as a new device with the enrolment token.
+    async fn register_fresh(&mut self, req: RegisterRequest) -> Result<RegisterResponse, RunError> {
+        self.client.set_token(&self.options.token);
+        let fresh = RegisterRequest {
+            device_id: None,
+            ..req
+        };
+        self.register(&fresh).await
+    }
+
     async fn register(&mut self, req: &RegisterRequest) -> Result<RegisterResponse, RunError> {
         self.retry(|c, _| {
             let req = req.clone();
@@ -340,10 +362,27 @@ impl Agent {
     }
 
     /// Uploads every spooled result; removes each only once acknowledged.
+    /// The spool holds this board's results only: those measured under an
+    /// earlier device id (before a re-enrolment) are sent as the current
+    /// device's.
     async fn flush(&mut self) -> Result<(), RunError> {
         let (mut pending, problems) = self.spool.pending()?;
         for p in problems {
             warn!("{p}");
+        }
+        // Results measured under the id this agent had before the host lost
+        // it are this board's, with this runtime: sent as the current
+        // device's.
+        if let Some(old) = &self.successor_of {
+            let mut moved = 0;
+            for r in pending.iter_mut().filter(|r| &r.device_id == old) {
+                r.device_id.clone_from(&self.device_id);
+                moved += 1;
+            }
+            if moved > 0 {
+                info!(count = moved, from = %old, device = %self.device_id,
+                    "spooled results of the earlier registration are sent as this device's");
+            }
         }
         // Results of another device (measured before a runtime upgrade
         // made this a new device) stay spooled: this device's token cannot
@@ -591,6 +630,27 @@ fn write_state(path: &Path, state: &DeviceState) -> Result<(), RunError> {
     };
     let text = serde_json::to_string_pretty(state).map_err(|e| err(e.to_string()))?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
+    write_private(&tmp, text.as_bytes()).map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+/// Writes a file that holds a secret (the device token) readable by its
+/// owner only from the moment it exists.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    // A leftover from an interrupted write may carry other permissions.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }

@@ -42,7 +42,7 @@ pub(crate) struct DemoOptions {
 /// What the demo measured.
 #[derive(Debug, Clone)]
 pub(crate) struct DemoReport {
-    /// Dashboard URL.
+    /// Dashboard URL, with the viewer token that logs a browser in.
     pub url: String,
     /// The device registered for this machine.
     pub device_id: String,
@@ -246,6 +246,10 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     config.db_url = nasflat_host::service::store::sqlite_url(&tmp.path().join("nasflat.db"));
     config.admin_token = new_token();
     config.enrol_token = new_token();
+    // The printed dashboard URL carries this (it logs the browser in), so
+    // the dashboard opens for whoever ran the demo and no one else.
+    let viewer = new_token();
+    config.viewer_token = Some(viewer.clone());
     let space = SearchSpace::Nb201;
     config.spaces = vec![space];
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -339,7 +343,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     }
     let search = verified_search(&state, &device, &pred.latencies, &local).await?;
     let report = DemoReport {
-        url: format!("{url}/"),
+        url: format!("{url}/?token={viewer}"),
         device_id: device,
         fresh: p.len(),
         spearman: spearman(&p, &m),

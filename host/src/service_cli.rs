@@ -56,6 +56,10 @@ pub(crate) struct ServiceArgs {
     /// Largest ONNX upload, MiB.
     #[arg(long, default_value_t = 256)]
     max_model_mb: usize,
+    /// Measurements one device may store, MiB (sample JSON, reasons and 256
+    /// bytes per row); past it its uploads get 507 and wait in its spool.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    device_quota_mb: u64,
     /// Pretraining epochs (default: per space, see TrainConfig).
     #[arg(long)]
     pretrain_epochs: Option<usize>,
@@ -87,6 +91,12 @@ pub(crate) struct ServiceArgs {
     #[arg(long, default_value_t = 768,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_connections: usize,
+    /// Serve the dashboard pages (`/`, `/dashboard/...`) without a token.
+    /// Off by default: the dashboard shows every device's hostname,
+    /// hardware and measurements. The JSON API's reads still need the
+    /// viewer or admin token.
+    #[arg(long)]
+    public_dashboard: bool,
 }
 
 impl ServiceArgs {
@@ -112,6 +122,7 @@ impl ServiceArgs {
         };
         c.max_body_bytes = self.max_body_mb.max(1) << 20;
         c.max_model_bytes = self.max_model_mb.max(1) << 20;
+        c.device_quota_bytes = self.device_quota_mb.saturating_mul(1 << 20);
         c.pretrain_epochs = self.pretrain_epochs;
         c.source_samples = self.source_samples;
         c.transfer_epochs = self.transfer_epochs;
@@ -121,6 +132,7 @@ impl ServiceArgs {
         c.header_timeout = Duration::from_secs(self.header_timeout_secs);
         c.request_timeout = Duration::from_secs(self.request_timeout_secs);
         c.max_connections = self.max_connections;
+        c.public_dashboard = self.public_dashboard;
         c
     }
 }
@@ -138,6 +150,10 @@ pub(crate) struct ServeArgs {
     /// Token agents present to register (default: DATA_DIR/enrol-token, created once).
     #[arg(long, env = "NASFLAT_ENROL_TOKEN", hide_env_values = true)]
     enrol_token: Option<String>,
+    /// Read-only token of the API's reads, the dashboard and /metrics
+    /// (default: DATA_DIR/viewer-token, created once). The admin token reads too.
+    #[arg(long, env = "NASFLAT_VIEWER_TOKEN", hide_env_values = true)]
+    viewer_token: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -170,14 +186,28 @@ fn token(given: Option<String>, path: &Path) -> Result<String> {
         }
     }
     let t = new_token();
-    std::fs::write(path, &t).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
+    write_secret(path, &t)?;
     tracing::info!("created token file {}", path.display());
     Ok(t)
+}
+
+/// Writes a new secret file readable by its owner only from the start
+/// (created 0600, never world-readable in between).
+fn write_secret(path: &Path, secret: &str) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(secret.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -214,6 +244,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     let mut config = args.service.config(db);
     config.admin_token = token(args.admin_token, &dir.join("admin-token"))?;
     config.enrol_token = token(args.enrol_token, &dir.join("enrol-token"))?;
+    config.viewer_token = Some(token(args.viewer_token, &dir.join("viewer-token"))?);
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

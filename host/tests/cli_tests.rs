@@ -266,3 +266,33 @@ fn nas_on_fbnet_refuses_an_accuracy_objective_and_the_nb201_list() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("use --mode exhaustive"), "{err}");
 }
+
+/// `serve` creates its admin, viewer and enrolment tokens readable by the
+/// owner only (created 0600, not chmod'ed after), and exits 2 naming the
+/// address it cannot bind. (The create-then-chmod window the old code had
+/// cannot be observed from outside; this pins the files and their mode.)
+#[test]
+fn serve_creates_private_token_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (code, _, err) = host(&[
+        "serve",
+        "--listen",
+        "192.0.2.1:9",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("192.0.2.1:9"), "{err}");
+    for name in ["admin-token", "viewer-token", "enrol-token"] {
+        let path = data.join(name);
+        let token = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(token.len(), 64, "{name}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+}

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 
 const ADMIN: &str = "admin-token-for-tests";
 const ENROL: &str = "enrol-token-for-tests";
+const VIEWER: &str = "viewer-token-for-tests";
 
 async fn app(dir: &std::path::Path) -> (Router, AppState) {
     app_configured(dir, |_| {}).await
@@ -38,6 +39,7 @@ async fn app_configured(
     );
     c.admin_token = ADMIN.into();
     c.enrol_token = ENROL.into();
+    c.viewer_token = Some(VIEWER.into());
     c.max_body_bytes = 64 << 10;
     c.pretrain_epochs = Some(1);
     c.source_samples = Some(2);
@@ -238,20 +240,12 @@ async fn protocol_flow_leases_and_idempotent_results() {
     assert_eq!((r.device_id, r.device_token), (dev.clone(), tok.clone()));
     assert_eq!(state.store.devices().await.unwrap().len(), 1);
     // Device detail, metrics, no predictor before a transfer (409).
-    let detail: serde_json::Value = ok(
-        &app,
-        Request::get(format!("/v1/devices/{dev}"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
     assert_eq!(detail["samples"].as_array().unwrap().len(), 20);
     assert_eq!(detail["latest_provenance"]["cpu"], "test");
     let e = err(
         &app,
-        Request::get(format!("/v1/devices/{dev}/predict?index=3"))
-            .body(Body::empty())
-            .unwrap(),
+        get(&format!("/v1/devices/{dev}/predict?index=3")),
         StatusCode::CONFLICT,
     )
     .await;
@@ -260,20 +254,14 @@ async fn protocol_flow_leases_and_idempotent_results() {
         "{}",
         e.message
     );
-    let (s, text, _) = call(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let (s, text, _) = call(&app, get("/metrics")).await;
     let text = String::from_utf8(text).unwrap();
     assert_eq!(s, StatusCode::OK);
     assert!(text.contains("nasflat_results_stored_total 20"), "{text}");
     assert!(text.contains("nasflat_results_duplicate_total 20"));
     assert!(text.contains("route=\"/v1/agents/plan\""));
     // A built-in device answers from the vendored table.
-    let b: serde_json::Value = ok(
-        &app,
-        Request::get("/v1/devices/nb201:pixel3/predict?index=0")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let b: serde_json::Value = ok(&app, get("/v1/devices/nb201:pixel3/predict?index=0")).await;
     assert_eq!(b["source"], "table");
     assert!(b["predictions"][0]["latency_ms"].as_f64().unwrap() > 0.0);
     // The OpenAPI document is JSON with schemas, and what the service
@@ -348,8 +336,12 @@ async fn a_retried_plan_gets_its_leases_again() {
     }
 }
 
+/// A read with the viewer token.
 fn get(path: &str) -> Request<Body> {
-    Request::get(path).body(Body::empty()).unwrap()
+    Request::get(path)
+        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+        .body(Body::empty())
+        .unwrap()
 }
 
 /// Asserts `body` validates against the 200 JSON schema the document gives
@@ -549,7 +541,6 @@ async fn bad_input_gets_json_errors_and_stores_nothing() {
     .await;
     assert_eq!(state.store.count_measurements().await.unwrap(), 0);
     // Unknown device, arch, route; admin endpoints without the admin token.
-    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
     err(&app, get("/v1/devices/dev-nope"), StatusCode::NOT_FOUND).await;
     err(
         &app,
@@ -600,8 +591,20 @@ async fn user_models_reach_agents_and_results_are_listed() {
     let (app, state) = app(dir.path()).await;
     let reg = register(&app).await;
     let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
-    // Any ONNX bytes (the host does not run them): ir_version 8.
-    let onnx = vec![0x08, 0x08, 0x12, 0x03, b'a', b'b', b'c'];
+    // A minimal ModelProto (the host checks its structure, not its ops):
+    // ir_version 8, a graph with one node and one output, opset 17.
+    let graph = [
+        vec![0x0a, 0x06, 0x22, 0x04],
+        b"Relu".to_vec(),
+        vec![0x62, 0x03, 0x0a, 0x01, b'y'],
+    ]
+    .concat();
+    let onnx = [
+        vec![0x08, 0x08, 0x3a, graph.len() as u8],
+        graph,
+        vec![0x42, 0x02, 0x10, 0x11],
+    ]
+    .concat();
     let upload = Request::post(format!(
         "/v1/models?name=tiny&devices={dev}&inputs=input:1x3x8x8"
     ))
@@ -651,13 +654,7 @@ async fn user_models_reach_agents_and_results_are_listed() {
     };
     let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
     assert_eq!(ack.acked.len(), 1);
-    let res: serde_json::Value = ok(
-        &app,
-        Request::get(format!("/v1/models/{model_id}/results"))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let res: serde_json::Value = ok(&app, get(&format!("/v1/models/{model_id}/results"))).await;
     assert_eq!(res["results"][0]["device_id"], dev.as_str());
     assert_eq!(res["results"][0]["median_ms"], 12.5);
     let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;

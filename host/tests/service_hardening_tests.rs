@@ -24,6 +24,7 @@ use tower::ServiceExt;
 
 const ADMIN: &str = "admin-token-for-tests";
 const ENROL: &str = "enrol-token-for-tests";
+const VIEWER: &str = "viewer-token-for-tests";
 
 async fn app(dir: &std::path::Path) -> (Router, AppState) {
     let mut c = ServiceConfig::new(
@@ -32,6 +33,7 @@ async fn app(dir: &std::path::Path) -> (Router, AppState) {
     );
     c.admin_token = ADMIN.into();
     c.enrol_token = ENROL.into();
+    c.viewer_token = Some(VIEWER.into());
     c.pretrain_epochs = Some(1);
     c.source_samples = Some(2);
     c.auto_transfer = false;
@@ -94,7 +96,11 @@ fn result(device: &str, key: &str, index: usize, ms: f64) -> MeasurementResult {
 }
 
 async fn metrics_text(app: &Router) -> String {
-    let (status, bytes) = call(app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let req = Request::get("/metrics")
+        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, bytes) = call(app, req).await;
     assert_eq!(status, StatusCode::OK);
     String::from_utf8(bytes).unwrap()
 }
@@ -364,7 +370,10 @@ async fn stalled_clients_are_cut_off_and_do_not_starve_healthz() {
     );
     let mut slow_body = stalled(
         addr,
-        "POST /v1/agents/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"dev",
+        &format!(
+            "POST /v1/agents/register HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ENROL}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"dev"
+        ),
     )
     .await;
     let answer = read_until(&mut slow_body, "request timeout", Duration::from_secs(6)).await;

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use nasflat_host::service::domain::{Purpose, Subject, TransferState, Trigger};
 use nasflat_host::service::store::jobs::NewJob;
 use nasflat_host::service::store::measurements::{NewMeasurement, StoreOutcome};
+use nasflat_host::service::store::models::NewModel;
 use nasflat_host::service::store::transfers::NewPredictions;
 use nasflat_host::service::store::{Backend, Store, new_id, sqlite_url};
 use nasflat_predictor::nas::Objective;
@@ -285,16 +286,43 @@ async fn models_transfers_and_predictions_round_trip() {
         let dev = device(&store).await;
         let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
         store
-            .insert_model("m1", "net", "abc", &bytes, &["input:1x3x32x32".into()])
+            .insert_model_chunk("m1", 0, &bytes[..40_000])
             .await
             .unwrap();
-        assert_eq!(store.model_bytes("m1").await.unwrap().unwrap(), bytes);
+        store
+            .insert_model_chunk("m1", 1, &bytes[40_000..])
+            .await
+            .unwrap();
+        // An upload that never finished: chunks, no model row.
+        store
+            .insert_model_chunk("m-gone", 0, &bytes[..10])
+            .await
+            .unwrap();
+        store
+            .insert_model(&NewModel {
+                id: "m1",
+                name: "net",
+                sha256: "abc",
+                size_bytes: 70_000,
+                inputs: &["input:1x3x32x32".into()],
+            })
+            .await
+            .unwrap();
+        let mut read = store.model_chunk("m1", 0).await.unwrap().unwrap();
+        read.extend(store.model_chunk("m1", 1).await.unwrap().unwrap());
+        assert_eq!(read, bytes);
+        assert!(store.model_chunk("m1", 2).await.unwrap().is_none());
         assert_eq!(
             store.model("m1").await.unwrap().unwrap().inputs,
             vec!["input:1x3x32x32"]
         );
-        assert!(store.model_bytes("m2").await.unwrap().is_none());
+        assert!(store.model("m2").await.unwrap().is_none());
         assert_eq!(store.models().await.unwrap().len(), 1);
+        assert_eq!(store.delete_abandoned_chunks(3_600_000).await.unwrap(), 0);
+        assert_eq!(store.delete_abandoned_chunks(-1000).await.unwrap(), 1);
+        assert!(store.model_chunk("m-gone", 0).await.unwrap().is_none());
+        assert!(store.model_chunk("m1", 1).await.unwrap().is_some());
+        assert!(!store.model_assigned(&dev, "m1").await.unwrap());
         store
             .insert_jobs(
                 &dev,
@@ -306,6 +334,7 @@ async fn models_transfers_and_predictions_round_trip() {
             )
             .await
             .unwrap();
+        assert!(store.model_assigned(&dev, "m1").await.unwrap());
         assert_eq!(
             store.open_jobs(10).await.unwrap()[0].subject,
             Subject::Model {

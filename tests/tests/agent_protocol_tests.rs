@@ -137,6 +137,58 @@ async fn host_down_keeps_results_spooled_until_restart() {
     host.stop().await;
 }
 
+/// The host loses its database while results wait in the spool: the
+/// restarted agent's device token is unknown (401), so it enrols again with
+/// its enrolment token and delivers the spool as the new device's, instead
+/// of exiting with the spool stuck (issue 17, item 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_device_enrols_again_and_delivers_the_spool() {
+    let state = new_state("enrol", jobs(&[30]));
+    lock(&state).faults.insert(
+        "results",
+        std::iter::repeat_n(Fault::Unavailable, 50).collect(),
+    );
+    let host = TestHost::start(state.clone(), 0).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(&host.url(), dir.path());
+    opts.max_retries = Some(2);
+    let err = run_agent(opts).await.unwrap_err();
+    assert!(matches!(err, RunError::Unreachable { .. }), "{err}");
+    let spool = Spool::open(&dir.path().join("spool")).unwrap();
+    assert_eq!(spool.len().unwrap(), 1);
+    let old_device = {
+        let mut s = lock(&state);
+        let old = s.devices.keys().next().unwrap().clone();
+        // A fresh database: no devices, leases or results.
+        s.devices.clear();
+        s.leases.clear();
+        s.faults.clear();
+        s.queue = jobs(&[31]).into();
+        old
+    };
+    let summary = run_agent(options(&host.url(), dir.path())).await.unwrap();
+    assert_eq!(summary.uploaded, 2, "the spooled result and the new one");
+    {
+        let s = lock(&state);
+        assert_eq!(s.devices.len(), 1);
+        let new_device = s.devices.keys().next().unwrap();
+        assert_ne!(new_device, &old_device);
+        assert_eq!(s.results.len(), 2);
+        assert!(s.results.values().all(|r| &r.device_id == new_device));
+    }
+    assert!(spool.is_empty().unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("device.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "device.json holds the device token");
+    }
+    host.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_results_are_dropped_and_the_rest_still_arrives() {
     // A first run registers the board and uploads one real measurement.

@@ -15,7 +15,7 @@ use nasflat_shared::protocol::{
 };
 use nasflat_shared::stats::spearman;
 use serde_json::json;
-use support::{ADMIN, Api, ENROL, HostProcess, agent_command, run_agent, serial};
+use support::{ADMIN, Api, ENROL, HostProcess, VIEWER, agent_command, run_agent, serial};
 
 /// Timing bounds for the e2e agent: quick, but long enough for a stable median.
 const LIMITS: [&str; 6] = ["--min-runs", "5", "--min-ms", "100", "--max-ms", "1000"];
@@ -483,7 +483,7 @@ async fn dashboard_renders_in_headless_chromium() {
             "--disable-dev-shm-usage",
             "--dump-dom",
         ])
-        .arg(format!("{}/", host.url))
+        .arg(format!("{}/?token={VIEWER}", host.url))
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&out.stdout);
@@ -522,7 +522,7 @@ async fn dashboard_renders_in_headless_chromium() {
         .map(|p| p["latency_ms"].as_f64().unwrap())
         .fold(0.0, f64::max);
     let page = format!(
-        "{}/dashboard/devices/{}?budget_ms={budget:.3}&risk=0.2",
+        "{}/dashboard/devices/{}?budget_ms={budget:.3}&risk=0.2&token={VIEWER}",
         host.url, reg.device_id
     );
     let out = std::process::Command::new("timeout")
@@ -581,7 +581,13 @@ async fn demo_command_prints_spearman_and_dashboard() {
     let rho: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(line.contains("10 fresh measurements"), "{line}");
     assert!(rho.is_finite() && rho > 0.0, "{line}");
-    assert!(stdout.contains("dashboard: http://127.0.0.1:"), "{stdout}");
+    // The printed URL carries the viewer token that opens the dashboard.
+    let dashboard = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("dashboard: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(dashboard.starts_with("http://127.0.0.1:"), "{dashboard}");
+    assert!(dashboard.contains("/?token="), "{dashboard}");
     println!("e2e: demo: {line}");
     // The closing search: chosen architecture, prediction and bound within
     // the budget, and the agent's measurement with whether the budget held.

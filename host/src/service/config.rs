@@ -22,6 +22,12 @@ pub struct ServiceConfig {
     pub admin_token: String,
     /// Token a new device presents to register.
     pub enrol_token: String,
+    /// Read-only token: API reads, the dashboard and metrics (the admin
+    /// token reads too). `None`: only the admin token reads.
+    pub viewer_token: Option<String>,
+    /// Serve the dashboard pages without a token (`--public-dashboard`);
+    /// the JSON API's reads still need one.
+    pub public_dashboard: bool,
     /// Spaces served (each is pretrained and sampled for new devices).
     pub spaces: Vec<SearchSpace>,
     /// k: sampler-chosen archs a new device measures before transfer.
@@ -38,6 +44,9 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// Largest ONNX upload.
     pub max_model_bytes: usize,
+    /// Bytes of measurements one device may store (sample JSON, reasons and
+    /// 256 per row); past it uploads get 507 and stay in the agent's spool.
+    pub device_quota_bytes: u64,
     /// Leases of one job before it is given up.
     pub max_attempts: i64,
     /// Network shape of the predictor.
@@ -72,6 +81,8 @@ impl ServiceConfig {
             checkpoint_dir,
             admin_token: String::new(),
             enrol_token: String::new(),
+            viewer_token: None,
+            public_dashboard: false,
             spaces: vec![SearchSpace::Nb201],
             samples: 20,
             sampler: Sampler::Random,
@@ -80,6 +91,7 @@ impl ServiceConfig {
             limits: JobLimits::default(),
             max_body_bytes: 16 << 20,
             max_model_bytes: 256 << 20,
+            device_quota_bytes: 256 << 20,
             max_attempts: 5,
             predictor: PredictorConfig::default(),
             pretrain_epochs: None,

@@ -9,7 +9,7 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Html;
 use nasflat_shared::SearchSpace;
 use schemars::JsonSchema;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::api::devices::quality;
 use super::domain::Subject;
-use super::error::AppError;
+use super::error::{AppError, Query};
 use super::knowledge::ModelState;
 use super::knowledge::Spaces;
 use super::predictions::PredictionCache;

@@ -5,7 +5,8 @@
 //! same for bodies that may be left out.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use nasflat_shared::protocol::{ErrorBody, POSTCARD_MIME};
@@ -36,15 +37,24 @@ pub enum AppError {
     /// 404.
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: not possible in the current state (e.g. no predictor yet).
     #[error("{0}")]
     Conflict(String),
     /// 413.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// 414: the request target is too long.
+    #[error("{0}")]
+    UriTooLong(String),
     /// 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 431: too many or too large request headers.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 422: decodes, but values are out of range.
     #[error("{0}")]
     Invalid(String),
@@ -86,11 +96,17 @@ impl AppError {
             AppError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            AppError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri_too_long"),
+            AppError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+            ),
             AppError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             AppError::RejectedResults { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_results")
@@ -156,8 +172,26 @@ fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
         StoreError::Db(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
         }
+        StoreError::Db(sqlx::Error::Database(db)) if is_locked(db.as_ref()) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        // 507 is a 5xx: the agent keeps the results in its spool and
+        // retries until an operator raises the quota.
+        StoreError::QuotaExceeded { .. } => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
+}
+
+/// SQLite's "database is locked" / "busy" (another process holds the write
+/// lock past the busy timeout) and PostgreSQL's lock timeout: the database
+/// is there but cannot take the write now, so retry later.
+fn is_locked(db: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(
+        db.code().as_deref(),
+        // SQLITE_BUSY, SQLITE_LOCKED and their extended codes; PostgreSQL
+        // lock_not_available and deadlock_detected.
+        Some("5" | "6" | "261" | "517" | "262" | "55P03" | "40P01")
+    )
 }
 
 impl AppError {
@@ -245,13 +279,43 @@ pub fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Result<T, Ap
     match format {
         Format::Json => serde_json::from_slice(bytes)
             .map_err(|e| AppError::Malformed(format!("malformed JSON body: {e}"))),
-        Format::Postcard => postcard::from_bytes(bytes).map_err(|e| {
-            AppError::Malformed(format!(
+        Format::Postcard => match postcard::take_from_bytes(bytes) {
+            Ok((value, [])) => Ok(value),
+            Ok((_, rest)) => Err(AppError::Malformed(format!(
+                "malformed postcard body ({} bytes): {} bytes after the end of the message",
+                bytes.len(),
+                rest.len()
+            ))),
+            Err(e) => Err(AppError::Malformed(format!(
                 "malformed postcard body ({} bytes): {e}",
                 bytes.len()
-            ))
-        }),
+            ))),
+        },
     }
+}
+
+/// Query parameters decoded to `T`; a query that does not decode is our
+/// JSON 400 (axum's own `Query` answers plain text).
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(v)| Query(v))
+            .map_err(|e| AppError::BadRequest(format!("bad query string: {}", e.body_text())))
+    }
+}
+
+/// 405 for a known path under another method, in our format.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> AppError {
+    AppError::MethodNotAllowed(format!("{} does not take {method}", uri.path()))
 }
 
 /// A request body in JSON or postcard (by `Content-Type`), decoded to `T`.

@@ -18,6 +18,7 @@
 //! | [`dashboard`] | server-rendered HTML + SVG plots |
 //! | [`metrics`] | Prometheus counters |
 //! | [`net`] | the accept loop (header timeout, connection limit) and the request deadline |
+//! | [`onnx_check`] | the streaming check that an upload is an ONNX model |
 //! | [`openapi`] | `/v1/openapi.json` |
 
 pub mod api;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod knowledge;
 pub mod metrics;
 pub mod net;
+pub mod onnx_check;
 pub mod openapi;
 pub mod predictions;
 pub mod search;
@@ -59,7 +61,16 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
     }
     let store = Store::connect(&config.db_url)
         .await
-        .with_context(|| format!("opening the database {}", store::redact(&config.db_url)))?;
+        .with_context(|| format!("opening the database {}", store::redact(&config.db_url)))?
+        .with_device_quota(config.device_quota_bytes);
+    let abandoned = store
+        .delete_abandoned_chunks(
+            i64::try_from(config.request_timeout.as_millis()).unwrap_or(i64::MAX),
+        )
+        .await?;
+    if abandoned > 0 {
+        tracing::warn!(abandoned, "chunks of unfinished model uploads removed");
+    }
     let interrupted = store.fail_interrupted_transfers().await?;
     if interrupted > 0 {
         tracing::warn!(
@@ -140,7 +151,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     println!("nasflat-host listening on http://{addr}");
-    tracing::info!("dashboard: http://{addr}/");
+    tracing::info!(
+        "dashboard: http://{addr}/ (open /?token=VIEWER_TOKEN once{})",
+        if state.config.public_dashboard {
+            "; --public-dashboard: no token needed"
+        } else {
+            ""
+        }
+    );
     let limits = net::ConnectionLimits::of(&state.config);
     let app = api::router(state);
     net::serve_connections(listener, app, limits, shutdown).await;

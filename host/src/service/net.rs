@@ -64,7 +64,11 @@ pub async fn serve_connections(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read);
+        .header_read_timeout(limits.header_read)
+        // Above [`MAX_HEADERS`], so that [`head_limits`] answers an oversize
+        // head with our JSON error; hyper's own (empty) 431 is left for
+        // heads past this count or its ~400 KB read buffer.
+        .max_headers(4 * MAX_HEADERS);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -97,6 +101,38 @@ pub async fn serve_connections(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Longest request target (path and query) served; longer gets 414.
+pub const MAX_URI_BYTES: usize = 8 << 10;
+/// Most request headers; more gets 431.
+pub const MAX_HEADERS: usize = 100;
+/// Most bytes of all request headers (names and values); more gets 431.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// Middleware: refuses an oversize request target (414) or head (431)
+/// with the service's JSON error body.
+pub async fn head_limits(req: Request, next: Next) -> Response {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return AppError::UriTooLong(format!(
+            "the request target is {uri} bytes (at most {MAX_URI_BYTES})"
+        ))
+        .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return AppError::HeadersTooLarge(format!(
+            "{} headers of {bytes} bytes (at most {MAX_HEADERS} headers, {MAX_HEADER_BYTES} bytes)",
+            headers.len()
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// Middleware: a request not answered within `limit` (a slow body upload,

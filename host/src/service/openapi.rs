@@ -53,11 +53,22 @@ impl Method {
     }
 }
 
+/// The cookie that carries a read token for the dashboard: a browser
+/// cannot send a bearer header when following a link, so
+/// `GET /?token=VIEWER_TOKEN` stores the token in it and redirects.
+pub const VIEWER_COOKIE: &str = "nasflat_viewer";
+
 /// Who may call a route: which bearer token it checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Auth {
     /// No token.
     Public,
+    /// The viewer or the admin token (bearer, or the dashboard's cookie):
+    /// fleet data is not public.
+    Viewer,
+    /// Like [`Auth::Viewer`], but public when the service runs with
+    /// `--public-dashboard`; `?token=` logs a browser in.
+    Dashboard,
     /// The admin token.
     Admin,
     /// A device's own token.
@@ -73,6 +84,11 @@ impl Auth {
     pub fn describe(self) -> &'static str {
         match self {
             Auth::Public => "public",
+            Auth::Viewer => "viewer or admin token (bearer, or the dashboard's cookie)",
+            Auth::Dashboard => {
+                "viewer or admin token (bearer, the dashboard's cookie, or `?token=` to set it); \
+                 public with `--public-dashboard`"
+            }
             Auth::Admin => "admin token",
             Auth::Device => "device token",
             Auth::DeviceOrAdmin => "device or admin token",
@@ -301,6 +317,7 @@ fn operation<H>(route: &Route<H>, error: &Value, g: &mut SchemaGenerator) -> Val
     }
     let security = match route.auth {
         Auth::Public => json!([]),
+        Auth::Viewer | Auth::Dashboard => json!([{"bearer": []}, {"viewer_cookie": []}]),
         _ => json!([{"bearer": []}]),
     };
     let mut responses = Map::new();
@@ -365,7 +382,10 @@ pub fn document<H>(routes: &[Route<H>]) -> Value {
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "viewer_cookie": {"type": "apiKey", "in": "cookie", "name": VIEWER_COOKIE},
+            },
             "schemas": g.take_definitions(true),
         }
     })

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub(crate) const ADMIN: &str = "admin-token-e2e";
 pub(crate) const ENROL: &str = "enrol-token-e2e";
+/// The hosts' viewer token: [`Api`] reads with it.
+pub(crate) const VIEWER: &str = "viewer-token-e2e";
 
 /// One heavy test at a time.
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -99,6 +101,7 @@ impl HostProcess {
             .arg("--checkpoints")
             .arg(checkpoint_dir())
             .args(["--admin-token", ADMIN, "--enrol-token", ENROL])
+            .args(["--viewer-token", VIEWER])
             .args(["--pretrain-epochs", "20", "--source-samples", "25"])
             .args(["--lease-secs", "60", "--poll-secs", "1"])
             .args(extra)
@@ -200,10 +203,12 @@ impl Api {
         }
     }
 
+    /// A read with the viewer token.
     pub(crate) async fn get(&self, path: &str) -> (u16, serde_json::Value) {
         let r = self
             .http
             .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {VIEWER}"))
             .send()
             .await
             .unwrap();
@@ -215,20 +220,21 @@ impl Api {
         )
     }
 
+    /// A POST with `token` (none: the viewer token).
     pub(crate) async fn post(
         &self,
         path: &str,
         token: Option<&str>,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let mut req = self
+        // No token given: a read (prediction batches), with the viewer token.
+        let token = token.unwrap_or(VIEWER);
+        let req = self
             .http
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
             .body(serde_json::to_vec(body).unwrap());
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
         let r = req.send().await.unwrap();
         let status = r.status().as_u16();
         let bytes = r.bytes().await.unwrap();

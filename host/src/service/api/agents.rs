@@ -1,12 +1,11 @@
 //! The agent protocol (`nasflat_shared::protocol`): register, plan, heartbeat,
-//! results, release, model download. Postcard by default, JSON accepted; the
+//! results, release (model downloads: `models`). Postcard by default, JSON accepted; the
 //! agent binary talks to these routes unchanged.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
 use nasflat_shared::protocol::{
     Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PLAN_KEY_HEADER,
     PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest,
@@ -42,6 +41,13 @@ pub const MIN_LATENCY_MS: f64 = 1e-6;
 /// Longest latency a result may report, ms (1 h): far beyond any network
 /// the agent is told to time (`JobLimits::max_ms` bounds a whole run).
 pub const MAX_LATENCY_MS: f64 = 3.6e6;
+/// Largest `sample_json` of one result: the agent's sample lists every
+/// timed run, and its most runs (100,000, `BenchLimits::max_runs`) take
+/// about 2.2 MB of JSON.
+pub const MAX_SAMPLE_JSON_BYTES: usize = 4 << 20;
+/// Longest text field of a device fingerprint (CPU model, kernel, target,
+/// versions): real ones are under 100 characters.
+pub const MAX_FINGERPRINT_FIELD: usize = 256;
 
 /// `POST /v1/agents/register`: a new device (enrolment token) or a
 /// re-attach (the device's own token and its id).
@@ -65,6 +71,7 @@ pub async fn register(
             "device name must be 1 to 200 characters".into(),
         ));
     }
+    check_fingerprint(&req.fingerprint)?;
     let fingerprint = serde_json::to_string(&req.fingerprint)
         .map_err(|e| AppError::Internal(format!("cannot encode fingerprint: {e}")))?;
     let token =
@@ -75,7 +82,7 @@ pub async fn register(
     {
         same_runtime(&store, asked, &req.fingerprint).await?;
         store.reattach_device(asked, name, &fingerprint).await?;
-        tracing::info!(device = %asked, "device re-attached");
+        tracing::info!(device = ?asked, "device re-attached");
         return Ok(Reply::new(
             &headers,
             RegisterResponse {
@@ -100,7 +107,7 @@ pub async fn register(
         .insert_jobs(&device_id, Purpose::Sample, &plan)
         .await?;
     Metrics::inc(&metrics.registrations);
-    tracing::info!(device = %device_id, name, jobs = plan.len(), "device registered");
+    tracing::info!(device = %device_id, name = ?name, jobs = plan.len(), "device registered");
     Ok(Reply::new(
         &headers,
         RegisterResponse {
@@ -123,6 +130,30 @@ async fn same_runtime(store: &Store, device_id: &str, fp: &Fingerprint) -> Resul
         ))),
         _ => Ok(()),
     }
+}
+
+/// Refuses a fingerprint with a text field longer than [`MAX_FINGERPRINT_FIELD`].
+fn check_fingerprint(f: &Fingerprint) -> Result<(), AppError> {
+    let fields = [
+        ("cpu_model", f.cpu_model.as_deref().unwrap_or("")),
+        ("target", f.target.as_str()),
+        ("kernel", f.kernel.as_deref().unwrap_or("")),
+        ("agent_version", f.agent_version.as_str()),
+        ("tract_version", f.tract_version.as_str()),
+        (
+            "runtime.version",
+            f.runtime.as_ref().map_or("", |r| r.version.as_str()),
+        ),
+    ];
+    for (name, value) in fields {
+        if value.len() > MAX_FINGERPRINT_FIELD {
+            return Err(AppError::Invalid(format!(
+                "fingerprint field `{name}` is {} bytes (at most {MAX_FINGERPRINT_FIELD})",
+                value.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The sampler-chosen k archs of every served space, seeded by the device id.
@@ -266,7 +297,8 @@ pub async fn release(
     let n = store
         .release_leases(&auth.device_id, &req.lease_ids, &reason, max_attempts)
         .await?;
-    tracing::info!(device = %auth.device_id, released = n, "leases released: {reason}");
+    // `reason` is the client's text: logged escaped, it cannot forge lines.
+    tracing::info!(device = %auth.device_id, released = n, reason = ?reason, "leases released");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -292,6 +324,7 @@ async fn validate(
         return Err("idempotency key must be 1-128 characters of [A-Za-z0-9_-]".into());
     }
     check_latency(r.median_ms)?;
+    check_sample_json(&r.sample_json)?;
     if r.invalid_reasons.len() > MAX_REASONS {
         return Err(format!(
             "at most {MAX_REASONS} invalid_reasons per result (got {})",
@@ -332,6 +365,22 @@ fn check_latency(median_ms: f64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Why a result's `sample_json` cannot be stored: over
+/// [`MAX_SAMPLE_JSON_BYTES`], or not a JSON object.
+fn check_sample_json(text: &str) -> Result<(), String> {
+    if text.len() > MAX_SAMPLE_JSON_BYTES {
+        return Err(format!(
+            "sample_json is {} bytes (at most {MAX_SAMPLE_JSON_BYTES})",
+            text.len()
+        ));
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err("sample_json is not a JSON object".into()),
+        Err(e) => Err(format!("sample_json is not JSON: {e}")),
+    }
 }
 
 /// What a result measured, or why it names nothing this host knows.
@@ -419,7 +468,8 @@ pub async fn results(
     }
     for (key, reason) in &rejected {
         Metrics::inc(&metrics.results_rejected);
-        tracing::warn!(device = %auth.device_id, key = %key, "result rejected: {reason}");
+        // Keys and reasons quote the client's text: logged escaped.
+        tracing::warn!(device = %auth.device_id, key = ?key, reason = ?reason, "result rejected");
     }
     Err(AppError::rejected_results(rejected))
 }
@@ -459,25 +509,4 @@ async fn acknowledge(
         transfers.maybe_auto(device_id, space).await;
     }
     ack
-}
-
-/// `GET /v1/models/{id}`: a user model's ONNX bytes (device or admin token).
-pub async fn model_bytes(
-    State(config): State<Arc<ServiceConfig>>,
-    State(store): State<Store>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, AppError> {
-    let token =
-        bearer(&headers).ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
-    let allowed = same_secret(token, &config.admin_token)
-        || store.device_by_token(&hash_token(token)).await?.is_some();
-    if !allowed {
-        return Err(AppError::Unauthorized("unknown token".into()));
-    }
-    let bytes = store
-        .model_bytes(&id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no model `{id}`")))?;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }

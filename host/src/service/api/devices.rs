@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use nasflat_predictor::PredictorError;
 use nasflat_shared::{Arch, SearchSpace};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::service::auth::Admin;
 use crate::service::domain::{Purpose, TransferState, Trigger};
-use crate::service::error::{AppError, OptionalBody, Wire};
+use crate::service::error::{AppError, OptionalBody, Query, Wire};
 use crate::service::knowledge::SpaceKnowledge;
 use crate::service::knowledge::Spaces;
 use crate::service::predictions::PredictionCache;

@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod devices;
+pub mod model_stream;
 pub mod models;
 pub mod ops;
 pub mod predict;
@@ -20,9 +21,10 @@ use nasflat_shared::protocol::{
     ReleaseRequest, ResultAck, ResultBatch,
 };
 
+use super::auth::{self, Gate};
 use super::config::ServiceConfig;
 use super::dashboard;
-use super::error::not_found;
+use super::error::{method_not_allowed, not_found};
 use super::metrics;
 use super::net;
 use super::openapi::{self, ApiDocument, Auth, Body, Method, Route, fields, schema};
@@ -139,13 +141,13 @@ fn model_routes(max_model_bytes: usize) -> Vec<ServiceRoute> {
             "/v1/models/{id}",
             Auth::DeviceOrAdmin,
             "Download a user model's ONNX bytes",
-            agents::model_bytes,
+            models::download,
         )
         .answers(200, Body::Raw(OCTET_STREAM)),
         route(
             Get,
             "/v1/models",
-            Auth::Public,
+            Auth::Viewer,
             "List user models",
             models::list,
         )
@@ -154,7 +156,7 @@ fn model_routes(max_model_bytes: usize) -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/models/{id}/results",
-            Auth::Public,
+            Auth::Viewer,
             "A user model's results per device",
             models::results,
         )
@@ -169,7 +171,7 @@ fn device_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/devices",
-            Auth::Public,
+            Auth::Viewer,
             "Agent and built-in devices",
             devices::list,
         )
@@ -178,7 +180,7 @@ fn device_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/devices/{id}",
-            Auth::Public,
+            Auth::Viewer,
             "Device detail: samples, fingerprint, queue, predictor quality",
             devices::detail,
         )
@@ -186,7 +188,7 @@ fn device_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/devices/{id}/samples/{key}",
-            Auth::Public,
+            Auth::Viewer,
             "One sample's timing and provenance (the agent's sample JSON)",
             devices::sample,
         )
@@ -194,7 +196,7 @@ fn device_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/devices/{id}/predict",
-            Auth::Public,
+            Auth::Viewer,
             "Predict one architecture",
             predict::predict_one,
         )
@@ -203,7 +205,7 @@ fn device_routes() -> Vec<ServiceRoute> {
         route(
             Post,
             "/v1/devices/{id}/predict",
-            Auth::Public,
+            Auth::Viewer,
             "Predict a batch (up to the whole space)",
             predict::predict_batch,
         )
@@ -230,7 +232,7 @@ fn device_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/transfers/{id}",
-            Auth::Public,
+            Auth::Viewer,
             "Transfer status and progress",
             devices::transfer_status,
         )
@@ -238,7 +240,7 @@ fn device_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/leases",
-            Auth::Public,
+            Auth::Viewer,
             "The lease queue",
             devices::leases,
         )
@@ -262,7 +264,7 @@ fn search_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/v1/searches/{id}",
-            Auth::Public,
+            Auth::Viewer,
             "A search with its candidates' measured latencies so far",
             searches::show,
         )
@@ -294,17 +296,23 @@ fn ops_routes() -> Vec<ServiceRoute> {
         route(
             Get,
             "/metrics",
-            Auth::Public,
+            Auth::Viewer,
             "Prometheus metrics",
             ops::metrics,
         )
         .answers(200, Body::Raw("text/plain; version=0.0.4")),
-        route(Get, "/", Auth::Public, "Dashboard (HTML)", dashboard::index)
-            .answers(200, Body::Raw(HTML)),
+        route(
+            Get,
+            "/",
+            Auth::Dashboard,
+            "Dashboard (HTML)",
+            dashboard::index,
+        )
+        .answers(200, Body::Raw(HTML)),
         route(
             Get,
             "/dashboard/devices/{id}",
-            Auth::Public,
+            Auth::Dashboard,
             "Dashboard of one device (HTML): plots and the search view at a budget",
             dashboard::device_page,
         )
@@ -318,10 +326,19 @@ fn ops_routes() -> Vec<ServiceRoute> {
 pub fn router(state: AppState) -> Router {
     let table = routes(&state.config);
     let document = ApiDocument::new(openapi::document(&table));
-    let app = table
-        .into_iter()
-        .fold(Router::new(), |app, r| app.route(r.path, r.handler));
+    let app = table.into_iter().fold(Router::new(), |app, r| {
+        let gate = Gate {
+            auth: r.auth,
+            config: state.config.clone(),
+            store: state.store.clone(),
+        };
+        let handler = r
+            .handler
+            .route_layer(axum::middleware::from_fn_with_state(gate, auth::require));
+        app.route(r.path, handler)
+    });
     app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.config.request_timeout,
             net::deadline,
@@ -331,6 +348,7 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn(net::head_limits))
         .layer(Extension(document))
         .with_state(state)
 }

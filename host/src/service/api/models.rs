@@ -1,19 +1,26 @@
 //! User models: an operator uploads any ONNX file and picks devices; their
-//! agents receive it as `JobSpec::Model` and the results are listed per device.
+//! agents receive it as `JobSpec::Model` (and only they may download it)
+//! and the results are listed per device.
 
-use axum::extract::{Path, Query, Request, State};
-use axum::http::StatusCode;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::service::auth::Admin;
+use super::model_stream::{ModelBody, receive};
+use crate::service::auth::{Admin, DeviceAuth};
+use crate::service::config::ServiceConfig;
 use crate::service::domain::Purpose;
-use crate::service::error::{AppError, read_body};
+use crate::service::error::{AppError, Query};
 use crate::service::store::Store;
 use crate::service::store::jobs::NewJob;
-use crate::service::store::models::ModelRow;
-use crate::service::store::{hex, new_id};
+use crate::service::store::models::{ModelRow, NewModel};
+use crate::service::store::new_id;
 
 /// `POST /v1/models` query.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -38,9 +45,33 @@ pub struct Uploaded {
     pub jobs: Vec<(String, String)>,
 }
 
-/// `POST /v1/models?name=&devices=&inputs=` (admin), body: the ONNX bytes.
+/// Most devices one upload may name (like every other request list).
+pub const MAX_MODEL_DEVICES: usize = 256;
+/// Most input overrides one upload may name (as a result's model job).
+pub const MAX_MODEL_INPUTS: usize = crate::service::api::agents::MAX_INPUTS;
+
+/// A comma-separated list, trimmed, without empty items, at most `cap` long.
+fn capped_list(text: &str, what: &str, cap: usize) -> Result<Vec<String>, AppError> {
+    let items: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if items.len() > cap {
+        return Err(AppError::Invalid(format!(
+            "at most {cap} {what} per upload (got {})",
+            items.len()
+        )));
+    }
+    Ok(items)
+}
+
+/// `POST /v1/models?name=&devices=&inputs=` (admin), body: the ONNX bytes,
+/// stored as they arrive and checked to be an ONNX model on the way.
 pub async fn upload(
     State(store): State<Store>,
+    State(config): State<Arc<ServiceConfig>>,
     _admin: Admin,
     Query(q): Query<UploadQuery>,
     req: Request,
@@ -49,13 +80,7 @@ pub async fn upload(
     if name.is_empty() || name.len() > 200 {
         return Err(AppError::Invalid("name must be 1 to 200 characters".into()));
     }
-    let devices: Vec<String> = q
-        .devices
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let devices = capped_list(&q.devices, "devices", MAX_MODEL_DEVICES)?;
     if devices.is_empty() {
         return Err(AppError::Invalid(
             "`devices` must name at least one agent device".into(),
@@ -68,15 +93,11 @@ pub async fn upload(
             )));
         }
     }
-    let inputs: Vec<String> = q
-        .inputs
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let inputs = capped_list(
+        q.inputs.as_deref().unwrap_or(""),
+        "input overrides",
+        MAX_MODEL_INPUTS,
+    )?;
     for i in &inputs {
         if i.split(':').count() < 2 {
             return Err(AppError::Invalid(format!(
@@ -84,23 +105,16 @@ pub async fn upload(
             )));
         }
     }
-    let bytes = read_body(req, &()).await?;
-    if bytes.is_empty() {
-        return Err(AppError::BadRequest(
-            "empty body: send the ONNX file".into(),
-        ));
-    }
-    // An ONNX file is a protobuf ModelProto; its first field is ir_version
-    // (field 1, varint: tag byte 0x08). Anything else is not an ONNX model.
-    if bytes.first() != Some(&0x08) {
-        return Err(AppError::Invalid(
-            "the body is not an ONNX model (a ModelProto starts with ir_version)".into(),
-        ));
-    }
     let model_id = new_id("model");
-    let sha = hex(&Sha256::digest(&bytes));
+    let got = receive(&store, &model_id, req.into_body(), config.max_model_bytes).await?;
     store
-        .insert_model(&model_id, &name, &sha, &bytes, &inputs)
+        .insert_model(&NewModel {
+            id: &model_id,
+            name: &name,
+            sha256: &got.sha256,
+            size_bytes: got.size_bytes,
+            inputs: &inputs,
+        })
         .await?;
     let mut jobs = Vec::new();
     for d in &devices {
@@ -116,15 +130,43 @@ pub async fn upload(
             .await?;
         jobs.extend(ids.into_iter().map(|j| (d.clone(), j)));
     }
-    tracing::info!(model = %model_id, name, bytes = bytes.len(), devices = devices.len(), "model uploaded");
+    tracing::info!(model = %model_id, name = ?name, bytes = got.size_bytes, devices = devices.len(), "model uploaded");
     Ok((
         StatusCode::CREATED,
         axum::Json(Uploaded {
             model_id,
-            sha256: sha,
+            sha256: got.sha256,
             jobs,
         }),
     ))
+}
+
+/// `GET /v1/models/{id}`: a user model's ONNX bytes, streamed: to the admin,
+/// or to a device the model was given to measure (the route's gate let
+/// only those two tokens through; another device gets 404, as if the model
+/// did not exist).
+pub async fn download(
+    State(store): State<Store>,
+    device: Option<Extension<DeviceAuth>>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let missing = || AppError::NotFound(format!("no model `{id}` for this token"));
+    if let Some(Extension(d)) = &device
+        && !store.model_assigned(&d.device_id, &id).await?
+    {
+        return Err(missing());
+    }
+    let model = store.model(&id).await?.ok_or_else(missing)?;
+    let size = u64::try_from(model.size_bytes).unwrap_or(0);
+    let body = ModelBody::new(store, model.id, size);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, size.to_string()),
+        ],
+        Body::new(body),
+    )
+        .into_response())
 }
 
 /// `GET /v1/models`.

@@ -21,9 +21,9 @@ use crate::service::store::Store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
-    /// The database answers.
+    /// The database answers and takes writes.
     Ok,
-    /// The database does not answer.
+    /// The database does not answer, or is locked for writing.
     Degraded,
 }
 
@@ -49,7 +49,7 @@ pub async fn healthz(
     State(store): State<Store>,
     State(spaces): State<Spaces>,
 ) -> (StatusCode, axum::Json<Health>) {
-    let (status, database) = match store.ping().await {
+    let (status, database) = match store.ping().await.and(store.writable().await) {
         Ok(()) => (HealthStatus::Ok, "ok".to_string()),
         Err(e) => (HealthStatus::Degraded, e.to_string()),
     };

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{FromRef, Path, Query, State};
+use axum::extract::{FromRef, Path, State};
 use axum::http::HeaderMap;
 use nasflat_shared::{Arch, SearchSpace};
 use schemars::JsonSchema;
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::devices::{builtin, parse_space, resolve_rows, space_of};
 use crate::service::config::ServiceConfig;
-use crate::service::error::{AppError, Reply, Wire};
+use crate::service::error::{AppError, Query, Reply, Wire};
 use crate::service::knowledge::Spaces;
 use crate::service::metrics::Metrics;
 use crate::service::predictions::PredictionCache;

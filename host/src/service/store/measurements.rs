@@ -1,4 +1,5 @@
-//! Measurements uploaded by agents, idempotent on the agent's key.
+//! Measurements uploaded by agents, idempotent on the agent's key (scoped
+//! by device: keys of different devices never collide).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -6,7 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::columns::{parse, subject, subject_columns, text};
-use super::{Store, StoreResult, now_ms};
+use super::{Store, StoreError, StoreResult, now_ms};
 use crate::service::domain::{Purpose, Subject};
 
 /// A validated measurement to store.
@@ -87,18 +88,29 @@ fn measurement(row: &AnyRow) -> StoreResult<MeasurementRow> {
     })
 }
 
+/// What one measurement counts against its device's storage quota: its
+/// sample JSON and reasons plus a fixed 256 bytes for the rest of the row.
+pub fn stored_size(m: &NewMeasurement) -> i64 {
+    let reasons: usize = m.invalid_reasons.iter().map(String::len).sum();
+    i64::try_from(m.sample_json.len() + reasons + 256).unwrap_or(i64::MAX)
+}
+
 impl Store {
     /// Stores a batch of one device's measurements in one transaction and
     /// marks the jobs they answer as done. Returns one outcome per input,
     /// valid only once this returns `Ok` (the transaction committed). If any
     /// outcome is [`StoreOutcome::Rejected`] the transaction is rolled back
     /// and nothing of the batch is stored (the other outcomes then say what
-    /// would have happened).
+    /// would have happened). A batch that would take the device's stored
+    /// bytes ([`stored_size`] of its measurements) past the store's
+    /// per-device quota ([`Store::with_device_quota`]) is not stored:
+    /// [`StoreError::QuotaExceeded`].
     pub async fn store_measurements(
         &self,
         device_id: &str,
         items: &[NewMeasurement],
     ) -> StoreResult<Vec<StoreOutcome>> {
+        let quota_bytes = self.device_quota_bytes();
         let now = now_ms();
         let _w = self.write().await;
         let mut tx = self.pool().begin().await?;
@@ -110,6 +122,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let mut outcomes = Vec::with_capacity(items.len());
+        let mut new_bytes = 0i64;
         for m in items {
             let job = match &m.lease_id {
                 Some(lease) => sqlx::query(
@@ -153,7 +166,7 @@ impl Store {
                 "INSERT INTO measurements (idempotency_key, device_id, job_id, lease_id, purpose, \
                  kind, space, arch_index, model_id, median_ms, valid, invalid_reasons, sample_json, \
                  received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (idempotency_key) DO NOTHING",
+                 ON CONFLICT (device_id, idempotency_key) DO NOTHING",
             )
             .bind(&m.key)
             .bind(device_id)
@@ -184,6 +197,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            new_bytes = new_bytes.saturating_add(stored_size(m));
             outcomes.push(StoreOutcome::New { purpose });
         }
         if outcomes
@@ -191,9 +205,26 @@ impl Store {
             .any(|o| matches!(o, StoreOutcome::Rejected(_)))
         {
             tx.rollback().await?;
-        } else {
-            tx.commit().await?;
+            return Ok(outcomes);
         }
+        let quota = i64::try_from(quota_bytes).unwrap_or(i64::MAX);
+        let within = sqlx::query(
+            "UPDATE devices SET stored_bytes = stored_bytes + $1 \
+             WHERE id = $2 AND stored_bytes + $1 <= $3",
+        )
+        .bind(new_bytes)
+        .bind(device_id)
+        .bind(quota)
+        .execute(&mut *tx)
+        .await?;
+        if new_bytes > 0 && within.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::QuotaExceeded {
+                device: device_id.to_string(),
+                quota_bytes,
+            });
+        }
+        tx.commit().await?;
         Ok(outcomes)
     }
 

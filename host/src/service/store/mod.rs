@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod measurements;
 pub mod models;
 pub mod searches;
+pub mod sqlite_file;
 pub mod transfers;
 
 use std::borrow::Cow;
@@ -42,6 +43,12 @@ pub enum StoreError {
     /// A stored value that does not decode.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A device's measurements would exceed its storage quota.
+    #[error(
+        "device `{device}` reached its storage quota of {quota_bytes} bytes \
+         (--device-quota-mb); nothing of the batch was stored"
+    )]
+    QuotaExceeded { device: String, quota_bytes: u64 },
 }
 
 /// Result alias of the store.
@@ -86,9 +93,10 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The SQLite URL of a database file (created if missing).
+/// The SQLite URL of a database file (created if missing, see
+/// [`sqlite_file::prepare`]).
 pub fn sqlite_url(path: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", path.display())
+    format!("sqlite://{}", path.display())
 }
 
 /// A connection pool plus what differs between the backends.
@@ -101,6 +109,8 @@ pub struct Store {
     /// waiting; serialising this process's write transactions avoids both.
     /// PostgreSQL needs no gate.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Bytes of measurements one device may store (unbounded unless set).
+    device_quota_bytes: u64,
 }
 
 /// Guard of a write section (a no-op on PostgreSQL).
@@ -111,6 +121,11 @@ pub struct WriteGuard<'a> {
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "searches", include_str!("migrations/0002_searches.sql")),
+    (
+        4,
+        "model_chunks_device_keys",
+        include_str!("migrations/0004_model_chunks_device_keys.sql"),
+    ),
 ];
 
 impl Store {
@@ -118,6 +133,14 @@ impl Store {
     pub async fn connect(url: &str) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => sqlite_file::prepare(url).map_err(|e| StoreError::Url {
+                url: redact(url),
+                reason: e.to_string(),
+            })?,
+            Backend::Postgres => url.to_string(),
+        };
+        let url = url.as_str();
         let max = match backend {
             Backend::Sqlite => 4,
             Backend::Postgres => 16,
@@ -140,6 +163,7 @@ impl Store {
             pool,
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            device_quota_bytes: u64::MAX,
         };
         store.migrate().await?;
         Ok(store)
@@ -169,6 +193,18 @@ impl Store {
         Ok(())
     }
 
+    /// This store with a per-device quota of stored measurement bytes
+    /// (`--device-quota-mb`).
+    pub fn with_device_quota(mut self, bytes: u64) -> Store {
+        self.device_quota_bytes = bytes;
+        self
+    }
+
+    /// The per-device quota of stored measurement bytes.
+    pub fn device_quota_bytes(&self) -> u64 {
+        self.device_quota_bytes
+    }
+
     /// The pool, for reads.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -192,6 +228,31 @@ impl Store {
     /// Whether the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").fetch_one(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether a write could start now. On SQLite a database whose write
+    /// lock another process holds still answers reads, so [`Store::ping`]
+    /// cannot tell: this takes the write lock (`BEGIN IMMEDIATE`, waiting
+    /// at most 250 ms) and gives it back. PostgreSQL: always.
+    pub async fn writable(&self) -> StoreResult<()> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        let _gate = self.write().await;
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("PRAGMA busy_timeout = 250")
+            .execute(&mut *conn)
+            .await?;
+        let began = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await;
+        if began.is_ok() {
+            sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+        }
+        // Back to sqlx's default wait for every other use of the connection.
+        sqlx::query("PRAGMA busy_timeout = 5000")
+            .execute(&mut *conn)
+            .await?;
+        began?;
         Ok(())
     }
 
