@@ -325,7 +325,11 @@ impl TrialDevice<'_> {
 
     /// `--mode evolution`: the open-space predictor's answers (evolution
     /// and its table-exhaustive twin), true latency only for table rows.
-    fn open_runs(&self, fitted: &fewshot::Fitted<'_>, transfer_seconds: f64) -> Result<Vec<NasRun>> {
+    fn open_runs(
+        &self,
+        fitted: &fewshot::Fitted<'_>,
+        transfer_seconds: f64,
+    ) -> Result<Vec<NasRun>> {
         let plan = self.plan;
         let search = OpenSearch {
             data: &plan.data,
@@ -509,7 +513,7 @@ struct GroupStats {
 
 impl GroupStats {
     fn of(rs: &[&NasRun]) -> Self {
-        let answered: Vec<&&NasRun> = rs.iter().filter(|r| r.arch_index.is_some()).collect();
+        let answered: Vec<&&NasRun> = rs.iter().filter(|r| !r.arch.is_empty()).collect();
         let ms: Vec<f64> = answered.iter().filter_map(|r| r.true_ms).collect();
         let acc: Vec<f64> = answered.iter().filter_map(|r| r.accuracy).collect();
         let oracle = rs[0].oracle_accuracy;

@@ -114,18 +114,15 @@ impl OpenSearch<'_> {
             for (i, c) in self.constraints.iter().enumerate() {
                 let predictor = format!("nasflat-open@{w}");
                 let started = Instant::now();
-                let evolved = match evolution::evolve(
-                    &scorer,
-                    c,
-                    &self.args.config(self.seed),
-                    RANKED_LIMIT,
-                ) {
-                    Ok(o) => (Some(o.chosen), o.evaluated),
-                    Err(PredictorError::NoFeasibleArchitecture { .. }) => {
-                        (None, self.args.evaluations)
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+                let evolved =
+                    match evolution::evolve(&scorer, c, &self.args.config(self.seed), RANKED_LIMIT)
+                    {
+                        Ok(o) => (Some(o.chosen), o.evaluated),
+                        Err(PredictorError::NoFeasibleArchitecture { .. }) => {
+                            (None, self.args.evaluations)
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                 out.push(OpenAnswer {
                     mode: Mode::Evolution,
                     predictor: predictor.clone(),
@@ -142,7 +139,11 @@ impl OpenSearch<'_> {
 
     /// The open-space predictor on every table row, and each row's objective.
     fn table_predictions(&self, latency: &ArchLatency<'_, '_>) -> Result<(Vec<f64>, Vec<f64>)> {
-        let archs: Vec<Arch> = FbnetArch::table().iter().copied().map(Arch::Fbnet).collect();
+        let archs: Vec<Arch> = FbnetArch::table()
+            .iter()
+            .copied()
+            .map(Arch::Fbnet)
+            .collect();
         let ms = latency.predict_archs(&archs)?;
         let objective = self.objective.scores(self.data)?;
         Ok((ms, objective))

@@ -1051,7 +1051,14 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
         results: samples
             .iter()
             .enumerate()
-            .map(|(i, l)| result(&dev, Some(l.lease_id.clone()), l.job.clone(), 5.0 + i as f64))
+            .map(|(i, l)| {
+                result(
+                    &dev,
+                    Some(l.lease_id.clone()),
+                    l.job.clone(),
+                    5.0 + i as f64,
+                )
+            })
             .collect(),
     };
     let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
@@ -1071,11 +1078,18 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
         .await
         .unwrap();
 
-    let (status, html, _) = call(&app, get(&format!("/dashboard/devices/{dev}?budget_ms=14"))).await;
+    let (status, html, _) =
+        call(&app, get(&format!("/dashboard/devices/{dev}?budget_ms=14"))).await;
     let html = String::from_utf8(html).unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("before risk bounds") && html.contains("/transfer"), "{html}");
-    assert!(state.store.transfers(&dev).await.unwrap().is_empty(), "a preview started a transfer");
+    assert!(
+        html.contains("before risk bounds") && html.contains("/transfer"),
+        "{html}"
+    );
+    assert!(
+        state.store.transfers(&dev).await.unwrap().is_empty(),
+        "a preview started a transfer"
+    );
 
     let search = || {
         json_post(
@@ -1085,11 +1099,24 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
         )
     };
     let e = err(&app, search(), StatusCode::CONFLICT).await;
-    assert!(e.message.contains("v-before-0002") && e.message.contains("no leave-one-out residuals"), "{}", e.message);
-    let id = e.message.split("transfer `").nth(1).and_then(|s| s.split('`').next()).unwrap().to_string();
+    assert!(
+        e.message.contains("v-before-0002") && e.message.contains("no leave-one-out residuals"),
+        "{}",
+        e.message
+    );
+    let id = e
+        .message
+        .split("transfer `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap()
+        .to_string();
     let started = state.store.transfers(&dev).await.unwrap();
     assert_eq!(started.len(), 1);
-    assert_eq!((started[0].id.as_str(), started[0].trigger), (id.as_str(), Trigger::Manual));
+    assert_eq!(
+        (started[0].id.as_str(), started[0].trigger),
+        (id.as_str(), Trigger::Manual)
+    );
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     loop {
@@ -1102,7 +1129,12 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
         }
     }
     let (status, bytes, _) = call(&app, search()).await;
-    assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert!(v["residual_quantile"].as_f64().unwrap().is_finite());
     assert_ne!(v["predictor_version"], "v-before-0002");

@@ -510,17 +510,33 @@ async fn a_search_and_its_verification_jobs_are_stored_together() {
             .insert_search_with_verification(&mut first, 2)
             .await
             .unwrap();
-        let ids: Vec<String> = first.candidates.iter().filter_map(|c| c.job_id.clone()).collect();
+        let ids: Vec<String> = first
+            .candidates
+            .iter()
+            .filter_map(|c| c.job_id.clone())
+            .collect();
         assert_eq!(ids.len(), 2);
         assert!(first.candidates[2].job_id.is_none());
         assert_eq!(store.search("search-a").await.unwrap(), Some(first.clone()));
         let jobs = store.jobs_of_device(&dev).await.unwrap();
         assert_eq!(jobs.len(), 2);
-        assert!(jobs.iter().all(|j| j.purpose == Purpose::Verify && ids.contains(&j.id)));
+        assert!(
+            jobs.iter()
+                .all(|j| j.purpose == Purpose::Verify && ids.contains(&j.id))
+        );
 
         let mut clash = verify_search("search-a", &dev);
-        assert!(store.insert_search_with_verification(&mut clash, 3).await.is_err());
-        assert_eq!(store.jobs_of_device(&dev).await.unwrap().len(), 2, "orphan jobs left");
+        assert!(
+            store
+                .insert_search_with_verification(&mut clash, 3)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            store.jobs_of_device(&dev).await.unwrap().len(),
+            2,
+            "orphan jobs left"
+        );
         assert!(clash.candidates.iter().all(|c| c.job_id.is_none()));
         assert_eq!(store.search("search-a").await.unwrap(), Some(first));
     }
@@ -535,10 +551,20 @@ async fn verification_reads_only_the_named_jobs() {
     for (store, _dir) in stores().await {
         let dev = device(&store).await;
         let mut a = verify_search("search-a", &dev);
-        store.insert_search_with_verification(&mut a, 2).await.unwrap();
+        store
+            .insert_search_with_verification(&mut a, 2)
+            .await
+            .unwrap();
         let mut b = verify_search("search-b", &dev);
-        store.insert_search_with_verification(&mut b, 1).await.unwrap();
-        let a_jobs: Vec<String> = a.candidates.iter().filter_map(|c| c.job_id.clone()).collect();
+        store
+            .insert_search_with_verification(&mut b, 1)
+            .await
+            .unwrap();
+        let a_jobs: Vec<String> = a
+            .candidates
+            .iter()
+            .filter_map(|c| c.job_id.clone())
+            .collect();
         let b_job = b.candidates[0].job_id.clone().unwrap();
         // The agent leases all three (oldest first: a's two, then b's) and
         // measures a's first and b's.

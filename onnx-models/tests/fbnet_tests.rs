@@ -198,6 +198,10 @@ fn analytic_cost_matches_the_graph_off_the_table() {
         let graph = cost_of(arch, &zeros());
         let analytic = nasflat_shared::fbnet_cost(arch);
         assert_eq!(analytic.params, graph.params, "{arch}");
-        assert_eq!(analytic.flops, graph.flops(FlopsConvention::Flopth), "{arch}");
+        assert_eq!(
+            analytic.flops,
+            graph.flops(FlopsConvention::Flopth),
+            "{arch}"
+        );
     }
 }

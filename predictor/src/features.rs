@@ -229,12 +229,14 @@ impl RawArch {
     fn of(arch: &nasflat_shared::Arch, vocab: usize) -> Self {
         let graph = arch.graph();
         let (costs, additive) = match arch {
-            nasflat_shared::Arch::Nb201(a) => {
-                (nb201_node_costs(a), crate::additive::nb201_additive(a).to_vec())
-            }
-            nasflat_shared::Arch::Fbnet(a) => {
-                (fbnet_node_costs(a), crate::additive::fbnet_additive(a).to_vec())
-            }
+            nasflat_shared::Arch::Nb201(a) => (
+                nb201_node_costs(a),
+                crate::additive::nb201_additive(a).to_vec(),
+            ),
+            nasflat_shared::Arch::Fbnet(a) => (
+                fbnet_node_costs(a),
+                crate::additive::fbnet_additive(a).to_vec(),
+            ),
         };
         let flops: f64 = costs.iter().map(|c| c.flops).sum();
         let params: f64 = costs.iter().map(|c| c.params).sum();
@@ -379,7 +381,8 @@ impl ArchFeatures {
                 self.node_features
                     .extend(standardise_with(node, &self.node_stats));
             }
-            self.cost.extend(standardise_with(&r.cost, &self.cost_stats));
+            self.cost
+                .extend(standardise_with(&r.cost, &self.cost_stats));
             self.flops.push(r.flops);
             self.params.push(r.params);
             self.additive.extend_from_slice(&r.additive);
@@ -463,13 +466,11 @@ fn all_column_stats(rows: &[Vec<f64>]) -> Vec<(f64, f64)> {
 
 /// `(v - mean) / std` per column; 0 for a constant column.
 fn standardise_with(values: &[f64], stats: &[(f64, f64)]) -> impl Iterator<Item = f32> {
-    values.iter().zip(stats).map(|(&v, &(m, s))| {
-        if s > 1e-12 {
-            ((v - m) / s) as f32
-        } else {
-            0.0
-        }
-    })
+    values.iter().zip(stats).map(
+        |(&v, &(m, s))| {
+            if s > 1e-12 { ((v - m) / s) as f32 } else { 0.0 }
+        },
+    )
 }
 
 /// Raw features of `archs`, each checked to have the space's node count.
@@ -509,7 +510,6 @@ fn standardise_rows(rows: &[Vec<f64>]) -> Vec<f32> {
     }
     out
 }
-
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

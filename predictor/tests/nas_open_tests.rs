@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use nasflat_predictor::PredictorError;
+use nasflat_predictor::Samples;
 use nasflat_predictor::baselines::{AdditiveModel, SourceMatrix};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
@@ -15,7 +16,6 @@ use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
 use nasflat_predictor::nas::evolution::{EvolutionConfig, evolve};
 use nasflat_predictor::nas::{Constraint, Objective, bound, exhaustive};
 use nasflat_predictor::train::{self, TransferOptions};
-use nasflat_predictor::Samples;
 use nasflat_shared::data::paper_tasks;
 use nasflat_shared::{Arch, FbnetArch, SearchSpace};
 
@@ -48,7 +48,12 @@ fn setup() -> Setup {
         .clone();
     let target = task.test[0].clone();
     let valid = data.valid_rows(data.device_index(&target).unwrap());
-    let rows: Vec<usize> = valid.iter().copied().step_by(valid.len() / 20).take(20).collect();
+    let rows: Vec<usize> = valid
+        .iter()
+        .copied()
+        .step_by(valid.len() / 20)
+        .take(20)
+        .collect();
     Setup {
         sources: SourceMatrix::new(data, &task.train).unwrap(),
         samples: Samples::from_table(data, &target, &rows).unwrap(),
@@ -94,9 +99,18 @@ fn features_by_value_equal_the_table_rows() {
             by_value.node_features[i * n * nf..(i + 1) * n * nf],
             f.node_features[r * n * nf..(r + 1) * n * nf]
         );
-        assert_eq!(by_value.cost[i * c..(i + 1) * c], f.cost[r * c..(r + 1) * c]);
-        assert_eq!(by_value.additive[i * a..(i + 1) * a], f.additive[r * a..(r + 1) * a]);
-        assert_eq!((by_value.flops[i], by_value.params[i]), (f.flops[r], f.params[r]));
+        assert_eq!(
+            by_value.cost[i * c..(i + 1) * c],
+            f.cost[r * c..(r + 1) * c]
+        );
+        assert_eq!(
+            by_value.additive[i * a..(i + 1) * a],
+            f.additive[r * a..(r + 1) * a]
+        );
+        assert_eq!(
+            (by_value.flops[i], by_value.params[i]),
+            (f.flops[r], f.params[r])
+        );
     }
     let nb = Arch::Nb201(nasflat_shared::Nb201Arch::from_index(3).unwrap());
     assert!(matches!(
@@ -190,5 +204,9 @@ fn table_only_supplementary_inputs_are_refused() {
         ArchLatency::new(&fitted, data, 0.85),
         Err(PredictorError::InvalidInput { .. })
     ));
-    assert!(Objective::Synflow.of_fbnet(&FbnetArch::from_index(0).unwrap()).is_err());
+    assert!(
+        Objective::Synflow
+            .of_fbnet(&FbnetArch::from_index(0).unwrap())
+            .is_err()
+    );
 }

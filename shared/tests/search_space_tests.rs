@@ -88,5 +88,10 @@ fn fbnet_analytic_cost_matches_zcp_table_on_all_rows() {
         })
         .map(|(i, _)| i)
         .collect();
-    assert!(bad.is_empty(), "{} rows differ, first {:?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert!(
+        bad.is_empty(),
+        "{} rows differ, first {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
 }

@@ -296,9 +296,9 @@ impl Searcher {
             Ok(id) => AppError::Conflict(format!(
                 "{why}; transfer `{id}` was started to recompute them: search again once GET /v1/transfers/{id} is done"
             )),
-            Err(AppError::Conflict(running)) => AppError::Conflict(format!(
-                "{why}; {running}: search again once it is done"
-            )),
+            Err(AppError::Conflict(running)) => {
+                AppError::Conflict(format!("{why}; {running}: search again once it is done"))
+            }
             Err(e) => e,
         }
     }

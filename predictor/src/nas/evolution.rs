@@ -129,9 +129,7 @@ pub fn evolve(
         seen: HashMap::new(),
         scored: Vec::new(),
     };
-    let initial: Vec<FbnetArch> = (0..config.population)
-        .map(|_| run.random_arch())
-        .collect();
+    let initial: Vec<FbnetArch> = (0..config.population).map(|_| run.random_arch()).collect();
     let mut population = run.evaluate(&initial)?;
     // Children that were scored before cost nothing; the cap on generations
     // ends a search whose space is exhausted before its budget.
@@ -338,17 +336,27 @@ mod tests {
         let c = Constraint::new(3.0, 0.1).unwrap();
         for seed in 0..5 {
             let out = evolve(&Synthetic, &c, &config(seed), 10).unwrap();
-            assert_eq!(out.chosen.objective, 157.0, "seed {seed}: {}", out.chosen.arch);
+            assert_eq!(
+                out.chosen.objective, 157.0,
+                "seed {seed}: {}",
+                out.chosen.arch
+            );
             assert!(out.chosen.upper_ms <= 3.0);
             assert!(out.evaluated <= 10_000);
             assert!(out.ranked.iter().all(|r| r.upper_ms <= 3.0));
-            assert!(out.ranked.windows(2).all(|w| w[0].objective >= w[1].objective));
+            assert!(
+                out.ranked
+                    .windows(2)
+                    .all(|w| w[0].objective >= w[1].objective)
+            );
         }
     }
 
     #[test]
     fn finds_a_hidden_target_architecture() {
-        let target: FbnetArch = "7_8_1_8_4_8_8_8_7_4_1_4_7_3_2_7_3_2_4_2_4_5".parse().unwrap();
+        let target: FbnetArch = "7_8_1_8_4_8_8_8_7_4_1_4_7_3_2_7_3_2_4_2_4_5"
+            .parse()
+            .unwrap();
         let c = Constraint::new(2.0, 0.1).unwrap();
         let out = evolve(&Target(target), &c, &config(5), 10).unwrap();
         assert_eq!(out.chosen.arch, target);
@@ -389,11 +397,23 @@ mod tests {
             Err(PredictorError::NoFeasibleArchitecture { .. })
         ));
         for bad in [
-            EvolutionConfig { population: 1, ..small },
-            EvolutionConfig { tournament: 0, ..small },
-            EvolutionConfig { tournament: 65, ..small },
+            EvolutionConfig {
+                population: 1,
+                ..small
+            },
+            EvolutionConfig {
+                tournament: 0,
+                ..small
+            },
+            EvolutionConfig {
+                tournament: 65,
+                ..small
+            },
             EvolutionConfig { batch: 0, ..small },
-            EvolutionConfig { budget: 10, ..small },
+            EvolutionConfig {
+                budget: 10,
+                ..small
+            },
         ] {
             assert!(matches!(
                 evolve(&Synthetic, &c, &bad, 10),

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use nasflat_shared::{FbnetArch, SearchSpace, fbnet_cost};
 use nasflat_shared::data::{self, NumericTable};
+use nasflat_shared::{FbnetArch, SearchSpace, fbnet_cost};
 
 use crate::dataset::SpaceData;
 use crate::error::{PredictorError, Result};

@@ -109,7 +109,10 @@ const LATEST_SEARCH_SQL: &str = "SELECT id, device_id, space, objective, max_lat
 
 /// `$1, $2, ..., $n`.
 fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Job states and valid measured ms of a search's verification jobs, by job id.
@@ -229,7 +232,8 @@ impl Store {
         }
         for row in q.fetch_all(self.pool()).await? {
             let state: String = row.try_get("state")?;
-            out.states.insert(row.try_get("id")?, parse::<JobState>(&state)?);
+            out.states
+                .insert(row.try_get("id")?, parse::<JobState>(&state)?);
         }
         let measured_sql = format!(
             "SELECT job_id, median_ms FROM measurements WHERE job_id IN ({list}) \
