@@ -2,6 +2,7 @@
 
 mod demo;
 mod nas_cli;
+mod nas_evolution;
 mod service_cli;
 
 use std::path::PathBuf;

@@ -27,6 +27,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 
+use crate::nas_evolution::{self, EvolutionArgs, OpenSearch};
+
 /// Arguments of `nas`.
 #[derive(Args)]
 pub(crate) struct NasArgs {
@@ -74,6 +76,8 @@ pub(crate) struct NasArgs {
     /// Write every run as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    evolution: EvolutionArgs,
 }
 
 /// One answer of one predictor, the JSON `runs[]` entry.
@@ -101,6 +105,9 @@ struct NasRun {
     oracle_accuracy: f64,
     /// Seconds of transfer + search for this answer.
     seconds: f64,
+    /// Distinct architectures the evolution scored (`--mode evolution`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evaluations: Option<usize>,
 }
 
 /// Everything fixed before the first trial.
@@ -155,6 +162,7 @@ impl Plan {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let data = SpaceData::load(args.space)?;
         let objective = args.dataset.scores(&data)?;
+        nas_evolution::check(args.space, args.dataset, &args.mode, &args.evolution)?;
         let metad2a = metad2a_list(&args)?;
         let oracle = oracles(&data, &args.device, &constraints, &objective)?;
         let sources = SourceMatrix::new(&data, &task.train)?;
@@ -301,6 +309,10 @@ impl TrialDevice<'_> {
         models.push(("trivial".into(), Box::new(trivial), 0.0));
         let mut runs = Vec::new();
         for &mode in &self.plan.args.mode {
+            if mode == Mode::Evolution {
+                runs.extend(self.open_runs(&fitted, transfer_seconds)?);
+                continue;
+            }
             for (name, model, fit_s) in &models {
                 runs.extend(self.search_all(name, model.as_ref(), mode, *fit_s)?);
             }
@@ -309,6 +321,55 @@ impl TrialDevice<'_> {
             }
         }
         Ok(runs)
+    }
+
+    /// `--mode evolution`: the open-space predictor's answers (evolution
+    /// and its table-exhaustive twin), true latency only for table rows.
+    fn open_runs(
+        &self,
+        fitted: &fewshot::Fitted<'_>,
+        transfer_seconds: f64,
+    ) -> Result<Vec<NasRun>> {
+        let plan = self.plan;
+        let search = OpenSearch {
+            data: &plan.data,
+            objective: plan.args.dataset,
+            constraints: &plan.constraints,
+            blends: &plan.args.blend,
+            args: &plan.args.evolution,
+            seed: self.seed,
+            transfer_seconds,
+        };
+        let column = plan.data.device_index(self.device)?;
+        Ok(search
+            .answers(fitted)?
+            .into_iter()
+            .map(|a| {
+                let max_ms = plan.constraints[a.constraint].max_ms();
+                let index = a.chosen.and_then(|c| c.arch.index());
+                let true_ms = index.and_then(|r| plan.data.latency(column, r));
+                NasRun {
+                    space: plan.args.space.to_string(),
+                    task: plan.args.task.clone(),
+                    device: self.device.to_string(),
+                    constraint_ms: max_ms,
+                    mode: a.mode.to_string(),
+                    predictor: a.predictor,
+                    trial: self.trial,
+                    seed: self.seed,
+                    arch: a.chosen.map(|c| c.arch.key()).unwrap_or_default(),
+                    arch_index: index,
+                    predicted_ms: a.chosen.map(|c| c.predicted_ms),
+                    upper_ms: a.chosen.map(|c| c.upper_ms),
+                    true_ms,
+                    accuracy: a.chosen.map(|c| c.objective),
+                    violated: true_ms.is_some_and(|t| t > max_ms),
+                    oracle_accuracy: plan.oracle[&(self.device.to_string(), a.constraint)],
+                    seconds: a.seconds,
+                    evaluations: (a.mode == Mode::Evolution).then_some(a.evaluated),
+                }
+            })
+            .collect())
     }
 
     /// The k target samples of this device (seeded by trial and position).
@@ -382,6 +443,7 @@ impl TrialDevice<'_> {
             violated: true_ms.is_some_and(|t| t > max_ms),
             oracle_accuracy: plan.oracle[&(self.device.to_string(), constraint)],
             seconds,
+            evaluations: None,
         })
     }
 }
@@ -451,7 +513,7 @@ struct GroupStats {
 
 impl GroupStats {
     fn of(rs: &[&NasRun]) -> Self {
-        let answered: Vec<&&NasRun> = rs.iter().filter(|r| r.arch_index.is_some()).collect();
+        let answered: Vec<&&NasRun> = rs.iter().filter(|r| !r.arch.is_empty()).collect();
         let ms: Vec<f64> = answered.iter().filter_map(|r| r.true_ms).collect();
         let acc: Vec<f64> = answered.iter().filter_map(|r| r.accuracy).collect();
         let oracle = rs[0].oracle_accuracy;

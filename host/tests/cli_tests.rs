@@ -296,3 +296,109 @@ fn serve_creates_private_token_files() {
         }
     }
 }
+
+#[test]
+fn nas_evolution_refuses_what_it_cannot_search() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--space", "nb201", "--task", "ND", "--device", "pixel2"],
+            "searches FBNet's open space",
+        ),
+        (
+            &[
+                "--space",
+                "fbnet",
+                "--task",
+                "FD",
+                "--device",
+                "fpga",
+                "--dataset",
+                "synflow",
+            ],
+            "flops or params",
+        ),
+        (
+            &[
+                "--space",
+                "fbnet",
+                "--task",
+                "FD",
+                "--device",
+                "fpga",
+                "--dataset",
+                "flops",
+                "--evaluations",
+                "10",
+            ],
+            "evolution budget",
+        ),
+    ];
+    for (args, needle) in cases {
+        let base = [
+            "nas",
+            "--mode",
+            "evolution",
+            "--latency-ms",
+            "20",
+            "--trials",
+            "1",
+        ];
+        let (code, _, err) = host(&[&base[..], args].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// `--mode evolution` answers with architectures the FBNet parser accepts,
+/// within the budget by their bound, with the evaluations it was given, and
+/// the same predictor's exhaustive table answer beside it.
+#[test]
+fn nas_evolution_answers_valid_architectures_within_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("evo.json");
+    let args = [
+        "nas",
+        "--space",
+        "fbnet",
+        "--task",
+        "FD",
+        "--device",
+        "fpga",
+        "--latency-ms",
+        "24",
+        "--dataset",
+        "flops",
+        "--mode",
+        "evolution",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--evaluations",
+        "200",
+        "--population",
+        "20",
+        "--tournament",
+        "5",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (code, out, err) = host(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("| evolution | nasflat-open@0.85 | fpga |"),
+        "{out}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let evo: Vec<&serde_json::Value> = runs.iter().filter(|r| r["mode"] == "evolution").collect();
+    assert_eq!(evo.len(), 1);
+    let arch: nasflat_shared::FbnetArch = evo[0]["arch"].as_str().unwrap().parse().unwrap();
+    assert_eq!(arch.key(), evo[0]["arch"].as_str().unwrap());
+    assert!(evo[0]["upper_ms"].as_f64().unwrap() <= 24.0);
+    assert!(evo[0]["evaluations"].as_u64().unwrap() <= 200);
+    assert!(
+        runs.iter()
+            .any(|r| r["mode"] == "exhaustive" && r["predictor"] == "nasflat-open@0.85")
+    );
+}

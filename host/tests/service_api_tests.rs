@@ -8,6 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use nasflat_host::service::api::router;
+use nasflat_host::service::domain::{TransferState, Trigger};
 use nasflat_host::service::store::transfers::NewPredictions;
 use nasflat_host::service::{AppState, ServiceConfig, build_state};
 use nasflat_shared::protocol::{
@@ -1244,4 +1245,110 @@ async fn a_permanent_release_fails_the_job_at_once() {
     let again: PlanResponse = ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &all)).await;
     assert!(again.leases.iter().any(|l| l.job == kept.job));
     assert!(again.leases.iter().all(|l| l.job != failed.job));
+}
+
+/// A predictor stored before risk bounds existed (no residuals for its
+/// version) cannot bound a search: the dashboard's preview says how to fix
+/// it and starts nothing; a `POST` search answers 409 naming the transfer
+/// it started to recompute them, and once that transfer is done the same
+/// search is answered with a bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
+    let mut samples = lease(&app, &dev, &tok, 16).await;
+    samples.extend(lease(&app, &dev, &tok, 16).await);
+    let batch = ResultBatch {
+        results: samples
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                result(
+                    &dev,
+                    Some(l.lease_id.clone()),
+                    l.job.clone(),
+                    5.0 + i as f64,
+                )
+            })
+            .collect(),
+    };
+    let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    let rows = state.spaces.served(SearchSpace::Nb201).unwrap().data.rows();
+    state
+        .store
+        .put_predictions(&NewPredictions {
+            device_id: &dev,
+            space: SearchSpace::Nb201,
+            version: "v-before-0002",
+            transfer_id: "tr-old",
+            base_version: "base",
+            init_from: None,
+            train_rows: &[1, 2],
+            latencies: &vec![10.0; rows],
+        })
+        .await
+        .unwrap();
+
+    let (status, html, _) =
+        call(&app, get(&format!("/dashboard/devices/{dev}?budget_ms=14"))).await;
+    let html = String::from_utf8(html).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("before risk bounds") && html.contains("/transfer"),
+        "{html}"
+    );
+    assert!(
+        state.store.transfers(&dev).await.unwrap().is_empty(),
+        "a preview started a transfer"
+    );
+
+    let search = || {
+        json_post(
+            &format!("/v1/devices/{dev}/search"),
+            Some(ADMIN),
+            serde_json::json!({"max_latency_ms": 14.0}),
+        )
+    };
+    let e = err(&app, search(), StatusCode::CONFLICT).await;
+    assert!(
+        e.message.contains("v-before-0002") && e.message.contains("no leave-one-out residuals"),
+        "{}",
+        e.message
+    );
+    let id = e
+        .message
+        .split("transfer `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+        .unwrap()
+        .to_string();
+    let started = state.store.transfers(&dev).await.unwrap();
+    assert_eq!(started.len(), 1);
+    assert_eq!(
+        (started[0].id.as_str(), started[0].trigger),
+        (id.as_str(), Trigger::Manual)
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let t = state.store.transfer(&id).await.unwrap().unwrap();
+        match t.state {
+            TransferState::Done => break,
+            TransferState::Failed => panic!("re-run transfer failed: {}", t.message),
+            _ if std::time::Instant::now() > deadline => panic!("transfer still {:?}", t.state),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    let (status, bytes, _) = call(&app, search()).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(v["residual_quantile"].as_f64().unwrap().is_finite());
+    assert_ne!(v["predictor_version"], "v-before-0002");
 }

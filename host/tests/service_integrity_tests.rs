@@ -358,6 +358,7 @@ async fn client_text_is_logged_escaped() {
         device_id: dev.device_id.clone(),
         lease_ids: vec![],
         reason: "done\nERROR forged: the host is compromised".into(),
+        permanent: false,
     };
     call(
         &app,

@@ -508,3 +508,126 @@ async fn searches_and_residuals_round_trip() {
         );
     }
 }
+
+fn verify_search(id: &str, device_id: &str) -> nasflat_host::service::store::searches::SearchRow {
+    use nasflat_host::service::store::searches::{SearchRow, SearchSource, StoredCandidate};
+    SearchRow {
+        id: id.into(),
+        device_id: device_id.into(),
+        space: SearchSpace::Nb201,
+        objective: Objective::Cifar100,
+        max_latency_ms: 14.0,
+        risk: 0.1,
+        predictor_version: "v1".into(),
+        source: SearchSource::Transfer,
+        residual_quantile: 0.1,
+        candidates: [7, 9, 11]
+            .iter()
+            .map(|&index| StoredCandidate {
+                index,
+                predicted_ms: 10.0,
+                upper_ms: 11.0,
+                objective: 70.0,
+                job_id: None,
+            })
+            .collect(),
+        created_ms: 1,
+    }
+}
+
+/// A search's verification jobs and the search row are written in one
+/// transaction: when the search cannot be stored (here its id is taken),
+/// no job is left queued for the agent; when it can, both are there and
+/// each candidate names its job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_and_its_verification_jobs_are_stored_together() {
+    for (store, _dir) in stores().await {
+        let dev = device(&store).await;
+        let mut first = verify_search("search-a", &dev);
+        store
+            .insert_search_with_verification(&mut first, 2)
+            .await
+            .unwrap();
+        let ids: Vec<String> = first
+            .candidates
+            .iter()
+            .filter_map(|c| c.job_id.clone())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert!(first.candidates[2].job_id.is_none());
+        assert_eq!(store.search("search-a").await.unwrap(), Some(first.clone()));
+        let jobs = store.jobs_of_device(&dev).await.unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert!(
+            jobs.iter()
+                .all(|j| j.purpose == Purpose::Verify && ids.contains(&j.id))
+        );
+
+        let mut clash = verify_search("search-a", &dev);
+        assert!(
+            store
+                .insert_search_with_verification(&mut clash, 3)
+                .await
+                .is_err()
+        );
+        assert_eq!(
+            store.jobs_of_device(&dev).await.unwrap().len(),
+            2,
+            "orphan jobs left"
+        );
+        assert!(clash.candidates.iter().all(|c| c.job_id.is_none()));
+        assert_eq!(store.search("search-a").await.unwrap(), Some(first));
+    }
+}
+
+/// `verification` reads exactly the named jobs: their states, and the valid
+/// verify measurements by job id; another search's job on the same device
+/// is not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_reads_only_the_named_jobs() {
+    use nasflat_host::service::domain::JobState;
+    for (store, _dir) in stores().await {
+        let dev = device(&store).await;
+        let mut a = verify_search("search-a", &dev);
+        store
+            .insert_search_with_verification(&mut a, 2)
+            .await
+            .unwrap();
+        let mut b = verify_search("search-b", &dev);
+        store
+            .insert_search_with_verification(&mut b, 1)
+            .await
+            .unwrap();
+        let a_jobs: Vec<String> = a
+            .candidates
+            .iter()
+            .filter_map(|c| c.job_id.clone())
+            .collect();
+        let b_job = b.candidates[0].job_id.clone().unwrap();
+        // The agent leases all three (oldest first: a's two, then b's) and
+        // measures a's first and b's.
+        let leases = store.claim_jobs(&dev, 3, 60_000).await.unwrap();
+        assert_eq!(leases.len(), 3);
+        let lease_of = |job: &str| {
+            leases
+                .iter()
+                .find(|g| g.job.id == job)
+                .map(|g| g.lease_id.clone())
+                .unwrap()
+        };
+        let results = vec![
+            arch_result("m1", Some(&lease_of(&a_jobs[0])), 7, 9.5),
+            arch_result("m2", Some(&lease_of(&b_job)), 7, 4.0),
+        ];
+        store.store_measurements(&dev, &results).await.unwrap();
+
+        let v = store.verification(&a_jobs).await.unwrap();
+        assert_eq!(v.states.len(), 2);
+        assert_eq!(v.states[&a_jobs[0]], JobState::Done);
+        assert_eq!(v.states[&a_jobs[1]], JobState::Leased);
+        assert_eq!(v.measured_ms.len(), 1);
+        assert_eq!(v.measured_ms[&a_jobs[0]], 9.5);
+        assert!(!v.states.contains_key(&b_job) && !v.measured_ms.contains_key(&b_job));
+        assert_eq!(store.verification(&[]).await.unwrap(), Default::default());
+    }
+}

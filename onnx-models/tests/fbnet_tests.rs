@@ -179,3 +179,29 @@ fn tract_runs_other_batch_and_resolution() {
         assert_eq!(util::run_with_tract(&model), vec![batch, 100]);
     }
 }
+
+/// Off the table, the graph walker and `nasflat_shared::fbnet_cost` (the
+/// closed form the predictor uses for any architecture) agree: uniform
+/// architectures of every block and a spread of mixed ones.
+#[test]
+fn analytic_cost_matches_the_graph_off_the_table() {
+    let mut archs: Vec<FbnetArch> = (0..9u8)
+        .map(|b| FbnetArch::from_ids(&[b; FBNET_LAYERS]).unwrap())
+        .collect();
+    archs.extend((0..12u64).map(|s| {
+        let ids: Vec<u8> = (0..FBNET_LAYERS as u64)
+            .map(|l| ((l * 7 + s * 13 + l * s) % 9) as u8)
+            .collect();
+        FbnetArch::from_ids(&ids).unwrap()
+    }));
+    for arch in archs.iter().filter(|a| a.index().is_none()) {
+        let graph = cost_of(arch, &zeros());
+        let analytic = nasflat_shared::fbnet_cost(arch);
+        assert_eq!(analytic.params, graph.params, "{arch}");
+        assert_eq!(
+            analytic.flops,
+            graph.flops(FlopsConvention::Flopth),
+            "{arch}"
+        );
+    }
+}

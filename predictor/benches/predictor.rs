@@ -11,6 +11,9 @@
 //!   samples (transfer + stack) and the exhaustive risk-aware search of the
 //!   whole space under one budget (the NAS answer's wall clock).
 //!
+//! - `fewshot_fit_evolution_search` (FBNet): the same fit and the
+//!   evolutionary search over FBNet's whole space (3,000 architectures).
+//!
 //! `cargo bench -p nasflat-predictor --bench predictor`
 
 use criterion::measurement::WallTime;
@@ -19,6 +22,8 @@ use nasflat_predictor::baselines::{SourceMatrix, stacked_predict};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::fewshot::{self, FewShot};
 use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
+use nasflat_predictor::nas::evolution::{EvolutionConfig, evolve};
 use nasflat_predictor::nas::{self, Constraint, Mode, Objective, Problem};
 use nasflat_predictor::train;
 use nasflat_predictor::train::TransferOptions;
@@ -129,6 +134,34 @@ fn nas_bench(
         b.iter(|| {
             let fitted = pipeline.fit(target, &samples, &opts)?;
             nas::search(&fitted, &problem, &budget, Mode::Exhaustive)
+        })
+    });
+    if data.space == SearchSpace::Fbnet {
+        evolution_bench(group, data, &pipeline, target, &samples, &opts, &budget);
+    }
+}
+
+/// FBNet: transfer + the evolutionary search over the whole space at the
+/// default settings (3,000 distinct architectures scored).
+fn evolution_bench(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    data: &SpaceData,
+    pipeline: &FewShot<'_>,
+    target: &str,
+    samples: &Samples,
+    opts: &fewshot::Options,
+    budget: &Constraint,
+) {
+    let config = EvolutionConfig::default();
+    group.bench_function("fewshot_fit_evolution_search", |b| {
+        b.iter(|| {
+            let fitted = pipeline.fit(target, samples, opts)?;
+            let latency = ArchLatency::new(&fitted, data, opts.blend)?;
+            let scorer = PipelineScorer {
+                latency: &latency,
+                objective: Objective::Flops,
+            };
+            evolve(&scorer, budget, &config, nas::RANKED_LIMIT)
         })
     });
 }

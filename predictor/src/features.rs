@@ -206,72 +206,87 @@ pub struct ArchFeatures {
     pub additive_dim: usize,
     /// Standardised encodings attached for `--supplementary` (`[len, dim]`, dim).
     pub encodings: std::collections::BTreeMap<EncodingKind, (Vec<f32>, usize)>,
+    /// The space the rows belong to.
+    pub space: SearchSpace,
+    /// Mean and standard deviation of each per-node cost feature over the
+    /// space's table (what [`ArchFeatures::for_archs`] standardises with).
+    node_stats: Vec<(f64, f64)>,
+    /// The same for the analytic cost vector.
+    cost_stats: Vec<(f64, f64)>,
+}
+
+/// One architecture's unstandardised features.
+struct RawArch {
+    ops: Vec<u32>,
+    node: Vec<f64>,
+    cost: Vec<f64>,
+    flops: f64,
+    params: f64,
+    additive: Vec<f64>,
+}
+
+impl RawArch {
+    fn of(arch: &nasflat_shared::Arch, vocab: usize) -> Self {
+        let graph = arch.graph();
+        let (costs, additive) = match arch {
+            nasflat_shared::Arch::Nb201(a) => (
+                nb201_node_costs(a),
+                crate::additive::nb201_additive(a).to_vec(),
+            ),
+            nasflat_shared::Arch::Fbnet(a) => (
+                fbnet_node_costs(a),
+                crate::additive::fbnet_additive(a).to_vec(),
+            ),
+        };
+        let flops: f64 = costs.iter().map(|c| c.flops).sum();
+        let params: f64 = costs.iter().map(|c| c.params).sum();
+        let mut counts = vec![0.0; vocab.saturating_sub(2)];
+        for &o in &graph.ops {
+            if o >= 2 {
+                counts[o - 2] += 1.0;
+            }
+        }
+        let mut cost = vec![(flops / 1e6).ln_1p(), (params / 1e3).ln_1p()];
+        cost.extend(counts);
+        for c in &costs[1..costs.len() - 1] {
+            cost.push((c.flops / 1e6).ln_1p());
+        }
+        RawArch {
+            ops: graph.ops.iter().map(|&o| o as u32).collect(),
+            node: costs.iter().flat_map(|c| c.log_vector()).collect(),
+            cost,
+            flops,
+            params,
+            additive,
+        }
+    }
 }
 
 impl ArchFeatures {
     /// Builds all features of a space.
     pub fn build(space: SearchSpace, zcp_table: &NumericTable) -> Result<Self> {
         let len = zcp_table.rows();
+        let archs = (0..len)
+            .map(|row| nasflat_shared::Arch::from_index(space, row))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let nodes = ArchGraph::node_count(space);
-        let vocab = ArchGraph::op_vocab_size(space);
-        let mut ops = Vec::with_capacity(len * nodes);
-        let mut node_raw = Vec::with_capacity(len * nodes * NODE_FEATURES);
-        let mut cost_raw: Vec<Vec<f64>> = Vec::with_capacity(len);
-        let (mut flops, mut params) = (Vec::with_capacity(len), Vec::with_capacity(len));
         let mut aggregation = vec![0f32; nodes * nodes];
-        let additive_dim = crate::additive::additive_dim(space);
-        let mut additive = Vec::with_capacity(len * additive_dim);
-        for row in 0..len {
-            let arch = nasflat_shared::Arch::from_index(space, row)?;
-            let graph = arch.graph();
-            if graph.len() != nodes {
-                return Err(PredictorError::input(
-                    "graph",
-                    "the space's node count",
-                    format!("row {row} with {} nodes", graph.len()),
-                ));
-            }
-            if row == 0 {
-                for i in 0..nodes {
-                    for j in 0..nodes {
-                        aggregation[j * nodes + i] = f32::from(graph.adjacency[i][j]);
-                    }
+        if let Some(first) = archs.first() {
+            let graph = first.graph();
+            for i in 0..nodes {
+                for j in 0..nodes {
+                    aggregation[j * nodes + i] = f32::from(graph.adjacency[i][j]);
                 }
-            }
-            ops.extend(graph.ops.iter().map(|&o| o as u32));
-            let costs = match arch {
-                nasflat_shared::Arch::Nb201(a) => {
-                    additive.extend(crate::additive::nb201_additive(&a));
-                    nb201_node_costs(&a)
-                }
-                nasflat_shared::Arch::Fbnet(a) => {
-                    additive.extend(crate::additive::fbnet_additive(&a));
-                    fbnet_node_costs(&a)
-                }
-            };
-            let total_flops: f64 = costs.iter().map(|c| c.flops).sum();
-            let total_params: f64 = costs.iter().map(|c| c.params).sum();
-            flops.push(total_flops);
-            params.push(total_params);
-            let mut counts = vec![0.0; vocab.saturating_sub(2)];
-            for &o in &graph.ops {
-                if o >= 2 {
-                    counts[o - 2] += 1.0;
-                }
-            }
-            let mut cost = vec![(total_flops / 1e6).ln_1p(), (total_params / 1e3).ln_1p()];
-            cost.extend(counts);
-            for c in &costs[1..costs.len() - 1] {
-                cost.push((c.flops / 1e6).ln_1p());
-            }
-            cost_raw.push(cost);
-            for c in &costs {
-                node_raw.extend(c.log_vector());
             }
         }
-        let node_features = standardise_interleaved(&node_raw, NODE_FEATURES);
-        let cost_dim = cost_raw.first().map_or(0, Vec::len);
-        let cost = standardise_rows(&cost_raw);
+        let raw = raw_features(space, &archs)?;
+        let node_rows: Vec<Vec<f64>> = raw
+            .iter()
+            .flat_map(|r| r.node.chunks(NODE_FEATURES).map(<[f64]>::to_vec))
+            .collect();
+        let cost_rows: Vec<Vec<f64>> = raw.iter().map(|r| r.cost.clone()).collect();
+        let node_stats = all_column_stats(&node_rows);
+        let cost_stats = all_column_stats(&cost_rows);
         let zcp_dim = zcp_table.names().len();
         let zcp_rows: Vec<Vec<f64>> = (0..len)
             .map(|r| {
@@ -284,22 +299,94 @@ impl ArchFeatures {
             })
             .collect();
         let zcp = standardise_rows(&zcp_rows);
-        Ok(ArchFeatures {
+        let mut features = ArchFeatures {
             len,
             nodes,
-            ops,
+            ops: Vec::new(),
             aggregation,
-            node_features,
+            node_features: Vec::new(),
             zcp,
             zcp_dim,
-            cost,
-            cost_dim,
-            flops,
-            params,
-            additive,
-            additive_dim,
+            cost: Vec::new(),
+            cost_dim: cost_stats.len(),
+            flops: Vec::new(),
+            params: Vec::new(),
+            additive: Vec::new(),
+            additive_dim: crate::additive::additive_dim(space),
             encodings: std::collections::BTreeMap::new(),
-        })
+            space,
+            node_stats,
+            cost_stats,
+        };
+        features.fill(&raw);
+        Ok(features)
+    }
+
+    /// The same features of architectures given by value (any architecture
+    /// of the space, not only table rows), standardised with the space's
+    /// statistics so that row `i` of the result is what the predictor would
+    /// see for `archs[i]` if it were in the table. Table-only inputs (ZCP
+    /// columns, cached encodings) are absent: width 0, no encodings, so a
+    /// predictor configured with them must not be fed these (see
+    /// [`ArchFeatures::table_only`]).
+    pub fn for_archs(&self, archs: &[nasflat_shared::Arch]) -> Result<Self> {
+        if let Some(a) = archs.iter().find(|a| a.space() != self.space) {
+            return Err(PredictorError::input(
+                "architectures",
+                format!("{} architectures", self.space),
+                format!("a {} architecture", a.space()),
+            ));
+        }
+        let raw = raw_features(self.space, archs)?;
+        let mut out = self.clone_shape();
+        out.len = archs.len();
+        out.fill(&raw);
+        Ok(out)
+    }
+
+    /// Whether a supplementary input exists only for table rows (read from
+    /// a table or a cached file), so [`ArchFeatures::for_archs`] lacks it.
+    pub fn table_only(kind: Supplementary) -> bool {
+        !matches!(kind, Supplementary::None | Supplementary::Cost)
+    }
+
+    /// Everything but the per-row vectors.
+    fn clone_shape(&self) -> Self {
+        ArchFeatures {
+            len: 0,
+            nodes: self.nodes,
+            ops: Vec::new(),
+            aggregation: self.aggregation.clone(),
+            node_features: Vec::new(),
+            zcp: Vec::new(),
+            zcp_dim: 0,
+            cost: Vec::new(),
+            cost_dim: self.cost_dim,
+            flops: Vec::new(),
+            params: Vec::new(),
+            additive: Vec::new(),
+            additive_dim: self.additive_dim,
+            encodings: std::collections::BTreeMap::new(),
+            space: self.space,
+            node_stats: self.node_stats.clone(),
+            cost_stats: self.cost_stats.clone(),
+        }
+    }
+
+    /// Appends the rows of `raw`, standardised with the stored statistics.
+    fn fill(&mut self, raw: &[RawArch]) {
+        for r in raw {
+            self.ops.extend_from_slice(&r.ops);
+            for node in r.node.chunks(NODE_FEATURES) {
+                self.node_features
+                    .extend(standardise_with(node, &self.node_stats));
+            }
+            self.cost
+                .extend(standardise_with(&r.cost, &self.cost_stats));
+            self.flops.push(r.flops);
+            self.params.push(r.params);
+            self.additive.extend_from_slice(&r.additive);
+        }
     }
 
     /// Additive latency features of `row`.
@@ -372,6 +459,42 @@ fn column_stats(rows: &[Vec<f64>], col: usize) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+fn all_column_stats(rows: &[Vec<f64>]) -> Vec<(f64, f64)> {
+    let dim = rows.first().map_or(0, Vec::len);
+    (0..dim).map(|c| column_stats(rows, c)).collect()
+}
+
+/// `(v - mean) / std` per column; 0 for a constant column.
+fn standardise_with(values: &[f64], stats: &[(f64, f64)]) -> impl Iterator<Item = f32> {
+    values.iter().zip(stats).map(
+        |(&v, &(m, s))| {
+            if s > 1e-12 { ((v - m) / s) as f32 } else { 0.0 }
+        },
+    )
+}
+
+/// Raw features of `archs`, each checked to have the space's node count.
+fn raw_features(space: SearchSpace, archs: &[nasflat_shared::Arch]) -> Result<Vec<RawArch>> {
+    let nodes = ArchGraph::node_count(space);
+    let vocab = ArchGraph::op_vocab_size(space);
+    archs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let raw = RawArch::of(a, vocab);
+            if raw.ops.len() == nodes {
+                Ok(raw)
+            } else {
+                Err(PredictorError::input(
+                    "graph",
+                    "the space's node count",
+                    format!("architecture {i} with {} nodes", raw.ops.len()),
+                ))
+            }
+        })
+        .collect()
+}
+
 fn standardise_rows(rows: &[Vec<f64>]) -> Vec<f32> {
     let dim = rows.first().map_or(0, Vec::len);
     let stats: Vec<(f64, f64)> = (0..dim).map(|c| column_stats(rows, c)).collect();
@@ -386,11 +509,6 @@ fn standardise_rows(rows: &[Vec<f64>]) -> Vec<f32> {
         }
     }
     out
-}
-
-fn standardise_interleaved(values: &[f64], dim: usize) -> Vec<f32> {
-    let rows: Vec<Vec<f64>> = values.chunks(dim).map(<[f64]>::to_vec).collect();
-    standardise_rows(&rows)
 }
 
 #[cfg(test)]

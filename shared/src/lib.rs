@@ -13,6 +13,7 @@ pub mod arch;
 pub mod data;
 pub mod error;
 pub mod fbnet;
+pub mod fbnet_cost;
 pub mod graph;
 pub mod nb201;
 pub mod protocol;
@@ -27,6 +28,7 @@ pub use error::{Result, SpaceError};
 pub use fbnet::{
     BlockShape, FBNET_LAYERS, FbnetArch, FbnetBlock, FbnetLayer, FbnetMacro, FbnetVariant,
 };
+pub use fbnet_cost::{NetCost, fbnet_cost};
 pub use graph::ArchGraph;
 pub use nb201::{NB201_EDGE_NODES, NB201_EDGES, NB201_SIZE, Nb201Arch, Nb201Op};
 pub use space::SearchSpace;

@@ -70,3 +70,28 @@ fn search_space_names_parse() {
     let err = "darts".parse::<SearchSpace>().unwrap_err().to_string();
     assert!(err.contains("darts"));
 }
+
+/// The analytic counter gives `fbnet/zcp.csv`'s params and FLOPs exactly on
+/// every table row (the predictor uses it for architectures off the table).
+#[test]
+fn fbnet_analytic_cost_matches_zcp_table_on_all_rows() {
+    let zcp = nasflat_shared::data::zcp_table(SearchSpace::Fbnet).unwrap();
+    let (params, flops) = (zcp.column("params").unwrap(), zcp.column("flops").unwrap());
+    let archs = FbnetArch::table();
+    assert_eq!(archs.len(), 5000);
+    let bad: Vec<usize> = archs
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            let c = nasflat_shared::fbnet_cost(a);
+            Some(c.params as f64) != params[*i] || Some(c.flops as f64) != flops[*i]
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} rows differ, first {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}

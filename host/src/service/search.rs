@@ -11,7 +11,6 @@
 //! their measurements back by job id, so it shows measured next to
 //! predicted latency as soon as the agent uploads them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -25,14 +24,14 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::api::devices::{builtin, space_of};
-use super::domain::{JobState, Purpose};
+use super::domain::{JobState, Trigger};
 use super::error::AppError;
 use super::knowledge::{SpaceKnowledge, Spaces};
 use super::predictions::PredictionCache;
-use super::store::jobs::NewJob;
-use super::store::searches::{SearchRow, SearchSource, StoredCandidate};
+use super::store::searches::{SearchRow, SearchSource, StoredCandidate, Verification};
 use super::store::transfers::PredictionRow;
 use super::store::{Store, new_id, now_ms};
+use super::transfer::{SampleSet, TransferRunner};
 
 /// Risk of exceeding the budget when the request names none.
 pub const DEFAULT_RISK: f64 = 0.1;
@@ -128,6 +127,8 @@ pub struct Searcher {
     spaces: Spaces,
     store: Store,
     predictions: Arc<PredictionCache>,
+    /// Re-runs the transfer of a predictor stored without residuals.
+    transfers: TransferRunner,
 }
 
 impl<S> FromRef<S> for Searcher
@@ -135,14 +136,25 @@ where
     Spaces: FromRef<S>,
     Store: FromRef<S>,
     Arc<PredictionCache>: FromRef<S>,
+    TransferRunner: FromRef<S>,
 {
     fn from_ref(state: &S) -> Searcher {
         Searcher {
             spaces: Spaces::from_ref(state),
             store: Store::from_ref(state),
             predictions: Arc::<PredictionCache>::from_ref(state),
+            transfers: TransferRunner::from_ref(state),
         }
     }
+}
+
+/// Whether a search may start a transfer to recompute a predictor's
+/// missing residuals: a stored search (`POST`, admin) may, a preview (the
+/// dashboard's `GET`) only says how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backfill {
+    Start,
+    Explain,
 }
 
 /// A served predictor's latencies with the residuals of its transfer.
@@ -214,6 +226,7 @@ impl Searcher {
         &self,
         device_id: &str,
         space: SearchSpace,
+        backfill: Backfill,
     ) -> Result<(Latencies, String, SearchSource), AppError> {
         if let Some((k, _)) = builtin(&self.spaces, device_id) {
             if k.space != space {
@@ -242,9 +255,9 @@ impl Searcher {
             .residuals(device_id, space, &prediction.version)
             .await?
         else {
-            return Err(AppError::Conflict(format!(
-                "the {space} predictor of `{device_id}` predates risk bounds; run a transfer again"
-            )));
+            return Err(self
+                .without_residuals(device_id, space, &prediction.version, backfill)
+                .await);
         };
         let version = prediction.version.clone();
         let served = Served {
@@ -254,9 +267,50 @@ impl Searcher {
         Ok((Latencies::Served(served), version, SearchSource::Transfer))
     }
 
+    /// The 409 of a predictor stored without residuals (a transfer finished
+    /// before migration 0002): its bound cannot be computed from what is
+    /// stored, since the residuals leave each sample out of the fitted
+    /// pipeline, so the transfer must run again. With [`Backfill::Start`]
+    /// that transfer is started here and the error names it.
+    async fn without_residuals(
+        &self,
+        device_id: &str,
+        space: SearchSpace,
+        version: &str,
+        backfill: Backfill,
+    ) -> AppError {
+        let why = format!(
+            "the {space} predictor of `{device_id}` (version {version}) was stored before risk bounds \
+             existed and has no leave-one-out residuals to bound its predictions with"
+        );
+        if backfill == Backfill::Explain {
+            return AppError::Conflict(format!(
+                "{why}; POST /v1/devices/{device_id}/transfer (or POST a search) re-runs its transfer, which stores them"
+            ));
+        }
+        match self
+            .transfers
+            .start(device_id, space, SampleSet::Plan, Trigger::Manual)
+            .await
+        {
+            Ok(id) => AppError::Conflict(format!(
+                "{why}; transfer `{id}` was started to recompute them: search again once GET /v1/transfers/{id} is done"
+            )),
+            Err(AppError::Conflict(running)) => {
+                AppError::Conflict(format!("{why}; {running}: search again once it is done"))
+            }
+            Err(e) => e,
+        }
+    }
+
     /// The answer to `q` on `device_id`, not stored and without jobs.
-    async fn searched(&self, device_id: &str, q: &Question) -> Result<SearchRow, AppError> {
-        let (latencies, version, source) = self.latencies(device_id, q.space).await?;
+    async fn searched(
+        &self,
+        device_id: &str,
+        q: &Question,
+        backfill: Backfill,
+    ) -> Result<SearchRow, AppError> {
+        let (latencies, version, source) = self.latencies(device_id, q.space, backfill).await?;
         if q.verify > 0 && source == SearchSource::Table {
             return Err(AppError::Invalid(format!(
                 "`{device_id}` is a built-in device: its latencies are measured already, there is no agent to verify on"
@@ -301,15 +355,15 @@ impl Searcher {
         req: &SearchRequest,
     ) -> Result<SearchView, AppError> {
         let q = self.question(req)?;
-        let row = self.searched(device_id, &q).await?;
-        view_of(row, &HashMap::new(), &HashMap::new())
+        let row = self.searched(device_id, &q, Backfill::Explain).await?;
+        view_of(row, &Verification::default())
     }
 
     /// Runs a search for `device_id`, queues its verification jobs and
-    /// stores it.
+    /// stores it (jobs and search in one transaction).
     pub async fn run(&self, device_id: &str, req: &SearchRequest) -> Result<SearchRow, AppError> {
         let q = self.question(req)?;
-        let mut row = self.searched(device_id, &q).await?;
+        let mut row = self.searched(device_id, &q, Backfill::Start).await?;
         if q.verify > row.candidates.len() {
             return Err(AppError::Invalid(format!(
                 "verify {} but the search has {} candidates (at most {RANKED_LIMIT})",
@@ -317,36 +371,10 @@ impl Searcher {
                 row.candidates.len()
             )));
         }
-        let job_ids = self
-            .queue_verification(device_id, q.space, &row.candidates[..q.verify])
+        self.store
+            .insert_search_with_verification(&mut row, q.verify)
             .await?;
-        for (c, job) in row.candidates.iter_mut().zip(job_ids) {
-            c.job_id = Some(job);
-        }
-        self.store.insert_search(&row).await?;
         Ok(row)
-    }
-
-    async fn queue_verification(
-        &self,
-        device_id: &str,
-        space: SearchSpace,
-        top: &[StoredCandidate],
-    ) -> Result<Vec<String>, AppError> {
-        if top.is_empty() {
-            return Ok(Vec::new());
-        }
-        let jobs: Vec<NewJob> = top
-            .iter()
-            .map(|c| NewJob::Arch {
-                space,
-                index: c.index,
-            })
-            .collect();
-        Ok(self
-            .store
-            .insert_jobs(device_id, Purpose::Verify, &jobs)
-            .await?)
     }
 
     /// A stored search by id.
@@ -366,38 +394,16 @@ impl Searcher {
         Ok(self.store.latest_search(device_id, space).await?)
     }
 
-    /// A search with its verification jobs' states and measurements.
+    /// A search with its verification jobs' states and measurements (read
+    /// by the search's own job ids).
     pub async fn view(&self, row: SearchRow) -> Result<SearchView, AppError> {
-        let (states, measured) = if row.source == SearchSource::Transfer {
-            self.verification_of(&row.device_id).await?
-        } else {
-            (HashMap::new(), HashMap::new())
-        };
-        view_of(row, &states, &measured)
-    }
-
-    /// Job states and valid measured ms by job id, for a device.
-    async fn verification_of(
-        &self,
-        device_id: &str,
-    ) -> Result<(HashMap<String, JobState>, HashMap<String, f64>), AppError> {
-        let states = self
-            .store
-            .jobs_of_device(device_id)
-            .await?
-            .into_iter()
-            .filter(|j| j.purpose == Purpose::Verify)
-            .map(|j| (j.id, j.state))
+        let jobs: Vec<String> = row
+            .candidates
+            .iter()
+            .filter_map(|c| c.job_id.clone())
             .collect();
-        let measured = self
-            .store
-            .measurements_of_device(device_id)
-            .await?
-            .into_iter()
-            .filter(|m| m.valid && m.purpose == Purpose::Verify)
-            .filter_map(|m| Some((m.job_id?, m.median_ms)))
-            .collect();
-        Ok((states, measured))
+        let verification = self.store.verification(&jobs).await?;
+        view_of(row, &verification)
     }
 }
 
@@ -425,11 +431,8 @@ fn answer(
 }
 
 /// Joins a stored search with its jobs' states and measurements.
-fn view_of(
-    row: SearchRow,
-    states: &HashMap<String, JobState>,
-    measured: &HashMap<String, f64>,
-) -> Result<SearchView, AppError> {
+fn view_of(row: SearchRow, verification: &Verification) -> Result<SearchView, AppError> {
+    let (states, measured) = (&verification.states, &verification.measured_ms);
     let space = row.space;
     let budget = row.max_latency_ms;
     let candidates: Vec<CandidateView> = row

@@ -290,10 +290,16 @@ impl AdditiveModel {
 
     /// Predicted ms of one row.
     pub fn predict(&self, data: &SpaceData, row: usize) -> f64 {
-        let x = data.features.additive_row(row);
-        let p = self.plain.predict(x);
+        self.predict_features(data.features.additive_row(row), data.flops[row])
+    }
+
+    /// Predicted ms of an architecture given by its additive features and
+    /// its FLOPs in the table's convention (any architecture, not only a
+    /// table row: the evolutionary search scores FBNet's whole space).
+    pub fn predict_features(&self, additive: &[f64], flops: f64) -> f64 {
+        let p = self.plain.predict(additive);
         let v = match &self.anchored {
-            Some(a) => 0.5 * (p + a.predict(&anchored_row(data, row, x))),
+            Some(a) => 0.5 * (p + a.predict(&anchored(flops, additive))),
             None => p,
         };
         v.max(self.floor)
@@ -302,8 +308,12 @@ impl AdditiveModel {
 
 /// `[FLOPs, additive features...]` of one row (the anchor first).
 fn anchored_row(data: &SpaceData, row: usize, additive: &[f64]) -> Vec<f64> {
+    anchored(data.flops[row], additive)
+}
+
+fn anchored(flops: f64, additive: &[f64]) -> Vec<f64> {
     let mut v = Vec::with_capacity(additive.len() + 1);
-    v.push(data.flops[row]);
+    v.push(flops);
     v.extend_from_slice(additive);
     v
 }

@@ -6,12 +6,15 @@
 //! ([`rule`]: first 3 predicted within the budget, most accurate of them),
 //! and the exhaustive risk-aware search ([`exhaustive`]: every architecture
 //! of the space, the best whose conformal upper bound, [`bound`], is within
-//! the budget). Any [`LatencyModel`] can rank: the served pipeline, the
+//! the budget); on FBNet also the evolutionary search over the whole 9^22
+//! space ([`evolution`], latencies by [`arch_latency`]). Any [`LatencyModel`] can rank: the served pipeline, the
 //! trivial FLOPs/params fit, or the true latencies (the oracle).
 
+pub mod arch_latency;
 pub mod bound;
 pub mod candidate;
 pub mod constraint;
+pub mod evolution;
 pub mod exhaustive;
 pub mod latency;
 pub mod objective;
@@ -37,6 +40,9 @@ pub enum Mode {
     Metad2a500,
     /// Every architecture, bounded at the constraint's risk.
     Exhaustive,
+    /// FBNet's whole space by evolution ([`evolution::evolve`]), bounded at
+    /// the constraint's risk; not a table search.
+    Evolution,
 }
 
 impl Mode {
@@ -45,6 +51,7 @@ impl Mode {
         match self {
             Mode::Metad2a500 => "metad2a500",
             Mode::Exhaustive => "exhaustive",
+            Mode::Evolution => "evolution",
         }
     }
 }
@@ -61,9 +68,10 @@ impl FromStr for Mode {
         match s.to_ascii_lowercase().as_str() {
             "metad2a500" => Ok(Mode::Metad2a500),
             "exhaustive" => Ok(Mode::Exhaustive),
+            "evolution" => Ok(Mode::Evolution),
             _ => Err(PredictorError::input(
                 "mode",
-                "metad2a500 or exhaustive",
+                "metad2a500, exhaustive or evolution",
                 format!("`{s}`"),
             )),
         }
@@ -122,6 +130,13 @@ pub fn search(
                 exhaustive::rank_feasible(&predicted, problem.objective, q, max_ms, RANKED_LIMIT);
             (ranked, q, bound::upper_ms(min(&predicted), q))
         }
+        Mode::Evolution => {
+            return Err(PredictorError::input(
+                "mode",
+                "metad2a500 or exhaustive for a table search",
+                "evolution (it searches architectures off the table: nas::evolution::evolve)",
+            ));
+        }
     };
     let chosen = ranked
         .first()
@@ -141,7 +156,7 @@ pub fn search(
 fn bound_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Metad2a500 => "predicted latency of the candidate list",
-        Mode::Exhaustive => "upper latency bound",
+        Mode::Exhaustive | Mode::Evolution => "upper latency bound",
     }
 }
 

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use nasflat_shared::SearchSpace;
 use nasflat_shared::data::{self, NumericTable};
+use nasflat_shared::{FbnetArch, SearchSpace, fbnet_cost};
 
 use crate::dataset::SpaceData;
 use crate::error::{PredictorError, Result};
@@ -85,6 +85,24 @@ impl Objective {
             Objective::Params => Ok(data.params.clone()),
             Objective::Synflow => column(&data::zcp_table(data.space)?, "synflow"),
             _ => column(&data::nb201_accuracy()?, &format!("{}_test", self.name())),
+        }
+    }
+}
+
+impl Objective {
+    /// The objective of any FBNet architecture, in or off the table: FLOPs
+    /// and params by [`nasflat_shared::fbnet_cost`] (equal to the table's
+    /// columns on its rows); synflow and the accuracies exist for table rows
+    /// only, so they cannot score an open-space search.
+    pub fn of_fbnet(self, arch: &FbnetArch) -> Result<f64> {
+        match self {
+            Objective::Flops => Ok(fbnet_cost(arch).flops as f64),
+            Objective::Params => Ok(fbnet_cost(arch).params as f64),
+            other => Err(PredictorError::input(
+                "objective",
+                "flops or params (computable for any FBNet architecture)",
+                format!("`{other}`, which exists for table rows only"),
+            )),
         }
     }
 }

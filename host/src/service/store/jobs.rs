@@ -118,6 +118,55 @@ const JOB_COLUMNS_SQL_BY_DEVICE: &str = "SELECT id, device_id, purpose, space, a
      lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
      WHERE device_id = $1 ORDER BY seq, id";
 
+/// Inserts queued jobs inside the caller's transaction (so a caller can
+/// write them together with what they belong to); returns their ids.
+pub(super) async fn insert_job_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    device_id: &str,
+    purpose: Purpose,
+    jobs: &[NewJob],
+) -> StoreResult<Vec<String>> {
+    let now = now_ms();
+    let mut ids = Vec::with_capacity(jobs.len());
+    for (i, j) in jobs.iter().enumerate() {
+        let id = new_id("job");
+        let (what, inputs) = match j {
+            NewJob::Arch { space, index } => (
+                Subject::Arch {
+                    space: *space,
+                    arch_index: *index,
+                },
+                "[]".to_string(),
+            ),
+            NewJob::Model { model_id, inputs } => (
+                Subject::Model {
+                    model_id: model_id.clone(),
+                },
+                serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
+            ),
+        };
+        let (_, space, index, model) = subject_columns(&what);
+        sqlx::query(
+            "INSERT INTO jobs (id, device_id, purpose, space, arch_index, model_id, inputs_json, \
+             state, lease_id, lease_expires_ms, attempts, last_error, seq, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', NULL, NULL, 0, NULL, $8, $9)",
+        )
+        .bind(&id)
+        .bind(device_id)
+        .bind(text(purpose))
+        .bind(space)
+        .bind(index)
+        .bind(model)
+        .bind(inputs)
+        .bind(now.saturating_mul(1000).saturating_add(int(i)))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 impl Store {
     /// Queues jobs for a device in one transaction; returns their ids.
     pub async fn insert_jobs(
@@ -126,46 +175,9 @@ impl Store {
         purpose: Purpose,
         jobs: &[NewJob],
     ) -> StoreResult<Vec<String>> {
-        let now = now_ms();
         let _w = self.write().await;
         let mut tx = self.pool().begin().await?;
-        let mut ids = Vec::with_capacity(jobs.len());
-        for (i, j) in jobs.iter().enumerate() {
-            let id = new_id("job");
-            let (what, inputs) = match j {
-                NewJob::Arch { space, index } => (
-                    Subject::Arch {
-                        space: *space,
-                        arch_index: *index,
-                    },
-                    "[]".to_string(),
-                ),
-                NewJob::Model { model_id, inputs } => (
-                    Subject::Model {
-                        model_id: model_id.clone(),
-                    },
-                    serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
-                ),
-            };
-            let (_, space, index, model) = subject_columns(&what);
-            sqlx::query(
-                "INSERT INTO jobs (id, device_id, purpose, space, arch_index, model_id, inputs_json, \
-                 state, lease_id, lease_expires_ms, attempts, last_error, seq, created_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', NULL, NULL, 0, NULL, $8, $9)",
-            )
-            .bind(&id)
-            .bind(device_id)
-            .bind(text(purpose))
-            .bind(space)
-            .bind(index)
-            .bind(model)
-            .bind(inputs)
-            .bind(now.saturating_mul(1000).saturating_add(int(i)))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            ids.push(id);
-        }
+        let ids = insert_job_rows(&mut tx, device_id, purpose, jobs).await?;
         tx.commit().await?;
         Ok(ids)
     }

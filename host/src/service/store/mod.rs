@@ -122,6 +122,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "searches", include_str!("migrations/0002_searches.sql")),
     (
+        3,
+        "verification_lookup",
+        include_str!("migrations/0003_verification_lookup.sql"),
+    ),
+    (
         4,
         "model_chunks_device_keys",
         include_str!("migrations/0004_model_chunks_device_keys.sql"),

@@ -1,17 +1,23 @@
-//! Latency-constrained searches and the residuals their bound is made of.
+//! Latency-constrained searches, their verification jobs (queued in the
+//! search's own transaction, read back by job id) and the residuals their
+//! bound is made of.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use nasflat_predictor::nas::Objective;
 use nasflat_shared::SearchSpace;
 
+use crate::service::domain::{JobState, Purpose};
+
 use super::columns::{parse, text};
+use super::jobs::{NewJob, insert_job_rows};
 use super::{Store, StoreError, StoreResult, decode_f64s, encode_f64s};
 
 /// What answered a search's latencies.
@@ -101,6 +107,50 @@ const LATEST_SEARCH_SQL: &str = "SELECT id, device_id, space, objective, max_lat
      predictor_version, source, residual_quantile, candidates_json, created_ms FROM searches \
      WHERE device_id = $1 AND space = $2 ORDER BY created_ms DESC, id DESC LIMIT 1";
 
+/// `$1, $2, ..., $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Job states and valid measured ms of a search's verification jobs, by job id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verification {
+    /// State of each job found.
+    pub states: HashMap<String, JobState>,
+    /// Latest valid measurement of each measured job (ms).
+    pub measured_ms: HashMap<String, f64>,
+}
+
+async fn insert_search_row(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    s: &SearchRow,
+) -> StoreResult<()> {
+    let json = serde_json::to_string(&s.candidates)
+        .map_err(|e| StoreError::Corrupt(format!("search candidates: {e}")))?;
+    sqlx::query(
+        "INSERT INTO searches (id, device_id, space, objective, max_latency_ms, risk, \
+         predictor_version, source, residual_quantile, candidates_json, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&s.id)
+    .bind(&s.device_id)
+    .bind(text(s.space))
+    .bind(s.objective.name())
+    .bind(s.max_latency_ms)
+    .bind(s.risk)
+    .bind(&s.predictor_version)
+    .bind(s.source.name())
+    .bind(s.residual_quantile)
+    .bind(json)
+    .bind(s.created_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn search_row(row: &AnyRow) -> StoreResult<SearchRow> {
     let json: String = row.try_get("candidates_json")?;
     let source: String = row.try_get("source")?;
@@ -125,30 +175,79 @@ fn search_row(row: &AnyRow) -> StoreResult<SearchRow> {
 }
 
 impl Store {
-    /// Stores a search.
+    /// Stores a search (no verification jobs).
     pub async fn insert_search(&self, s: &SearchRow) -> StoreResult<()> {
-        let json = serde_json::to_string(&s.candidates)
-            .map_err(|e| StoreError::Corrupt(format!("search candidates: {e}")))?;
         let _w = self.write().await;
-        sqlx::query(
-            "INSERT INTO searches (id, device_id, space, objective, max_latency_ms, risk, \
-             predictor_version, source, residual_quantile, candidates_json, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&s.id)
-        .bind(&s.device_id)
-        .bind(text(s.space))
-        .bind(s.objective.name())
-        .bind(s.max_latency_ms)
-        .bind(s.risk)
-        .bind(&s.predictor_version)
-        .bind(s.source.name())
-        .bind(s.residual_quantile)
-        .bind(json)
-        .bind(s.created_ms)
-        .execute(self.pool())
-        .await?;
+        let mut tx = self.pool().begin().await?;
+        insert_search_row(&mut tx, s).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Queues the verification jobs of `s`'s first `verify` candidates for
+    /// its device, records their ids on those candidates and stores the
+    /// search, in **one** transaction: a crash or a failed insert leaves
+    /// neither jobs without their search nor a search without its jobs.
+    pub async fn insert_search_with_verification(
+        &self,
+        s: &mut SearchRow,
+        verify: usize,
+    ) -> StoreResult<()> {
+        let top: Vec<NewJob> = s
+            .candidates
+            .iter()
+            .take(verify)
+            .map(|c| NewJob::Arch {
+                space: s.space,
+                index: c.index,
+            })
+            .collect();
+        let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
+        let ids = insert_job_rows(&mut tx, &s.device_id, Purpose::Verify, &top).await?;
+        let mut stored = s.clone();
+        for (c, id) in stored.candidates.iter_mut().zip(ids) {
+            c.job_id = Some(id);
+        }
+        insert_search_row(&mut tx, &stored).await?;
+        tx.commit().await?;
+        *s = stored;
+        Ok(())
+    }
+
+    /// The states and valid measured latencies of exactly these verification
+    /// jobs (a search's), by job id: primary-key lookups on `jobs` and the
+    /// `measurements_job` index (migration 0003), never a device's history.
+    pub async fn verification(&self, job_ids: &[String]) -> StoreResult<Verification> {
+        let mut out = Verification::default();
+        if job_ids.is_empty() {
+            return Ok(out);
+        }
+        let list = placeholders(job_ids.len());
+        let jobs_sql = format!("SELECT id, state FROM jobs WHERE id IN ({list})");
+        // Audited: a literal plus generated `$N` placeholders; every value is bound.
+        let mut q = sqlx::query(AssertSqlSafe(jobs_sql));
+        for id in job_ids {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(self.pool()).await? {
+            let state: String = row.try_get("state")?;
+            out.states
+                .insert(row.try_get("id")?, parse::<JobState>(&state)?);
+        }
+        let measured_sql = format!(
+            "SELECT job_id, median_ms FROM measurements WHERE job_id IN ({list}) \
+             AND valid = 1 AND purpose = 'verify' ORDER BY received_ms, idempotency_key"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(measured_sql));
+        for id in job_ids {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(self.pool()).await? {
+            out.measured_ms
+                .insert(row.try_get("job_id")?, row.try_get("median_ms")?);
+        }
+        Ok(out)
     }
 
     /// One search.

@@ -43,6 +43,8 @@ DROP TABLE measurements;
 ALTER TABLE measurements_scoped RENAME TO measurements;
 CREATE INDEX measurements_device ON measurements (device_id, space, arch_index);
 CREATE INDEX measurements_model ON measurements (model_id);
+-- 0003's index went with the old table.
+CREATE INDEX measurements_job ON measurements (job_id);
 
 -- Bytes of measurements stored per device (sample JSON, reasons and 256 per
 -- row, see `stored_size`), checked against the per-device quota in the
