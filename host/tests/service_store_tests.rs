@@ -606,7 +606,7 @@ async fn verification_reads_only_the_named_jobs() {
         let b_job = b.candidates[0].job_id.clone().unwrap();
         // The agent leases all three (oldest first: a's two, then b's) and
         // measures a's first and b's.
-        let leases = store.claim_jobs(&dev, 3, 60_000).await.unwrap();
+        let leases = store.claim_jobs(&dev, 3, 60_000, None).await.unwrap();
         assert_eq!(leases.len(), 3);
         let lease_of = |job: &str| {
             leases
