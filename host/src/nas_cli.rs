@@ -74,6 +74,12 @@ pub(crate) struct NasArgs {
     /// Write every run as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write, per (trial, device), the fitted pipeline's predictions of
+    /// every architecture (GNN alone and linear stack) and their
+    /// leave-one-out log predictions on the k samples into this folder, for
+    /// offline study of bounds (docs/experiments/nas.md).
+    #[arg(long)]
+    dump_dir: Option<PathBuf>,
 }
 
 /// One answer of one predictor, the JSON `runs[]` entry.
@@ -286,6 +292,9 @@ impl TrialDevice<'_> {
         let started = Instant::now();
         let fitted = pipeline.fit(self.device, &samples, &opts)?;
         let transfer_seconds = started.elapsed().as_secs_f64();
+        if let Some(dir) = &self.plan.args.dump_dir {
+            self.dump(dir, &fitted)?;
+        }
         let trivial = TrivialFit::fit(data, &samples)?;
         let truth = TableLatency::new(data, self.device)?;
         let mut models: Vec<(String, Box<dyn LatencyModel + '_>, f64)> = blends
@@ -309,6 +318,32 @@ impl TrialDevice<'_> {
             }
         }
         Ok(runs)
+    }
+
+    /// Writes `fitted`'s predictions for offline study (`--dump-dir`).
+    fn dump(&self, dir: &std::path::Path, fitted: &fewshot::Fitted<'_>) -> Result<()> {
+        let all: Vec<usize> = (0..self.plan.data.rows()).collect();
+        let parts = fitted.predict_blends(&all, &[0.0, 1.0])?;
+        let samples = fitted.samples();
+        let logs: Vec<f64> = samples.iter().map(|s| s.ms.ln()).collect();
+        let loo = |w: f64| -> Result<Vec<f64>> {
+            let r = fitted.loo_log_residuals_at(w)?;
+            Ok(logs.iter().zip(&r).map(|(l, r)| l - r).collect())
+        };
+        let json = serde_json::json!({
+            "device": self.device,
+            "seed": self.seed,
+            "rows": samples.rows(),
+            "ms": samples.latencies(),
+            "gnn_loo_log": loo(0.0)?,
+            "stack_loo_log": loo(1.0)?,
+            "gnn_ms": parts[0],
+            "stack_ms": parts[1],
+        });
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{}-seed{}.json", self.device, self.seed));
+        std::fs::write(&path, serde_json::to_string(&json)?)
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     /// The k target samples of this device (seeded by trial and position).
