@@ -115,8 +115,8 @@ def pick_w(t, risk, grid):
 
 def variants(risk):
     out = {}
-    for w in [0.0, 0.5, 0.7, 0.85, 1.0]:
-        for scale in [1.0, 1.5, 2.0, 3.0]:
+    for w in [0.0, 0.5, 0.7, 0.85, 0.95, 1.0]:
+        for scale in [1.0, 1.5, 2.0, 2.5, 3.0]:
             r = min(risk * scale, 0.99)
             for integer in [False, True]:
                 out[f"global w={w} risk*{scale} int={integer}"] = (

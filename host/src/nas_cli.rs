@@ -15,9 +15,12 @@ use nasflat_predictor::baselines::SourceMatrix;
 use nasflat_predictor::correlation::mean_std;
 use nasflat_predictor::dataset::{SpaceData, sample_rows};
 use nasflat_predictor::fewshot::{self, DEFAULT_BLEND, FewShot};
-use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::model::{
+    Predictor, PredictorConfig, TrainConfig, load_checkpoint, save_checkpoint,
+};
 use nasflat_predictor::nas::{
-    self, Blended, Constraint, LatencyModel, Mode, Objective, Problem, TableLatency, TrivialFit,
+    self, Blended, BoundOptions, Constraint, LatencyModel, Mode, Objective, Problem, TableLatency,
+    TrivialFit, bound,
 };
 use nasflat_predictor::train::{self, TransferOptions};
 use nasflat_predictor::{PredictorError, Samples};
@@ -55,6 +58,15 @@ pub(crate) struct NasArgs {
     /// Accepted chance of exceeding the budget (exhaustive mode).
     #[arg(long, default_value_t = 0.1)]
     risk: f64,
+    /// The exhaustive bound's conformal quantile is taken at level
+    /// risk x this factor (>= 1; capped at 0.5). Default chosen on task ND's
+    /// source devices (docs/experiments/nas.md).
+    #[arg(long, default_value_t = bound::DEFAULT_RISK_FACTOR)]
+    risk_factor: f64,
+    /// Treat a device whose k samples are all whole ms as reporting whole ms
+    /// (its budget then holds up to the next integer): true or false.
+    #[arg(long, default_value_t = bound::DEFAULT_QUANTISED, action = clap::ArgAction::Set)]
+    quantised: bool,
     /// Target samples k.
     #[arg(long, default_value_t = 20)]
     samples: usize,
@@ -80,6 +92,11 @@ pub(crate) struct NasArgs {
     /// offline study of bounds (docs/experiments/nas.md).
     #[arg(long)]
     dump_dir: Option<PathBuf>,
+    /// Keep each trial's pretrained predictor here (one checkpoint per task,
+    /// source list, seed and epochs) and reuse it: runs of several devices
+    /// under the same seeds then pretrain once. Off by default.
+    #[arg(long)]
+    pretrained_cache: Option<PathBuf>,
 }
 
 /// One answer of one predictor, the JSON `runs[]` entry.
@@ -151,6 +168,12 @@ impl Plan {
         if args.samples < 2 {
             bail!("--samples {}: a transfer needs at least 2", args.samples);
         }
+        if !(args.risk_factor.is_finite() && args.risk_factor >= 1.0) {
+            bail!(
+                "--risk-factor {}: must be a number >= 1 (1 = the plain conformal rank)",
+                args.risk_factor
+            );
+        }
         if let Some(w) = args.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
             bail!("--blend {w}: weights must lie in [0, 1]");
         }
@@ -174,6 +197,13 @@ impl Plan {
             metad2a,
             oracle,
         })
+    }
+
+    fn bound_options(&self) -> BoundOptions {
+        BoundOptions {
+            risk_factor: self.args.risk_factor,
+            quantised: self.args.quantised,
+        }
     }
 
     fn train_config(&self) -> TrainConfig {
@@ -241,14 +271,7 @@ fn oracles(
 /// One trial: pretrain once, then every device, mode and budget.
 fn run_trial(plan: &Plan, trial: usize, seed: u64) -> Result<Vec<NasRun>> {
     let train_config = plan.train_config();
-    let pretrained = train::pretrain(
-        &plan.data,
-        &plan.task.train,
-        &PredictorConfig::default(),
-        &train_config,
-        seed,
-        None,
-    )?;
+    let pretrained = pretrained(plan, &train_config, seed)?;
     let pipeline = FewShot {
         pretrained: &pretrained,
         data: &plan.data,
@@ -265,6 +288,40 @@ fn run_trial(plan: &Plan, trial: usize, seed: u64) -> Result<Vec<NasRun>> {
         runs.extend(ctx.run(&pipeline, &train_config, p)?);
     }
     Ok(runs)
+}
+
+/// The trial's pretrained predictor: from `--pretrained-cache` when a
+/// checkpoint of the same sources, seed and epochs is there, else trained
+/// (and saved there when the flag is given).
+fn pretrained(plan: &Plan, train_config: &TrainConfig, seed: u64) -> Result<Predictor> {
+    let fresh = || {
+        train::pretrain(
+            &plan.data,
+            &plan.task.train,
+            &PredictorConfig::default(),
+            train_config,
+            seed,
+            None,
+        )
+    };
+    let Some(dir) = &plan.args.pretrained_cache else {
+        return Ok(fresh()?);
+    };
+    let sources = plan.task.train.join("+");
+    let prefix = dir.join(format!(
+        "{}-{sources}-seed{seed}-e{}",
+        plan.args.space, train_config.epochs
+    ));
+    if prefix.with_extension("json").exists() {
+        let (predictor, _) =
+            load_checkpoint(&prefix).with_context(|| format!("reading {}", prefix.display()))?;
+        return Ok(predictor);
+    }
+    let predictor = fresh()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    save_checkpoint(&predictor, &[], &prefix)
+        .with_context(|| format!("writing {}", prefix.display()))?;
+    Ok(predictor)
 }
 
 /// One device of one trial.
@@ -371,11 +428,12 @@ impl TrialDevice<'_> {
         let mut runs = Vec::new();
         for (i, c) in self.plan.constraints.iter().enumerate() {
             let started = Instant::now();
-            let outcome = match nas::search(model, &problem, c, mode) {
-                Ok(o) => Some(o.chosen),
-                Err(PredictorError::NoFeasibleArchitecture { .. }) => None,
-                Err(e) => return Err(e.into()),
-            };
+            let outcome =
+                match nas::search_with(model, &problem, c, mode, &self.plan.bound_options()) {
+                    Ok(o) => Some(o.chosen),
+                    Err(PredictorError::NoFeasibleArchitecture { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
             let seconds = fit_seconds + started.elapsed().as_secs_f64();
             runs.push(self.record(name, mode, i, outcome, seconds)?);
         }

@@ -15,11 +15,13 @@ pub mod constraint;
 pub mod exhaustive;
 pub mod latency;
 pub mod objective;
+pub mod resolution;
 pub mod rule;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use bound::BoundOptions;
 pub use candidate::Candidate;
 pub use constraint::Constraint;
 pub use latency::{Blended, LatencyModel, TableLatency, TrivialFit};
@@ -93,12 +95,24 @@ pub struct SearchOutcome {
     pub residual_quantile: f64,
 }
 
-/// Searches `problem` under `constraint` with `model`'s predictions.
+/// Searches `problem` under `constraint` with `model`'s predictions and the
+/// default [`BoundOptions`].
 pub fn search(
     model: &dyn LatencyModel,
     problem: &Problem<'_>,
     constraint: &Constraint,
     mode: Mode,
+) -> Result<SearchOutcome> {
+    search_with(model, problem, constraint, mode, &BoundOptions::default())
+}
+
+/// [`search`] with explicit bound settings (exhaustive mode only).
+pub fn search_with(
+    model: &dyn LatencyModel,
+    problem: &Problem<'_>,
+    constraint: &Constraint,
+    mode: Mode,
+    bound_options: &BoundOptions,
 ) -> Result<SearchOutcome> {
     let max_ms = constraint.max_ms();
     let (ranked, quantile, lowest) = match mode {
@@ -117,9 +131,19 @@ pub fn search(
             let rows: Vec<usize> = (0..problem.objective.len()).collect();
             let predicted = model.predict(&rows)?;
             let residuals = model.loo_log_residuals()?;
-            let q = bound::conformal_quantile(&residuals, constraint.risk());
-            let ranked =
-                exhaustive::rank_feasible(&predicted, problem.objective, q, max_ms, RANKED_LIMIT);
+            let q = bound::conformal_quantile(&residuals, bound_options.level(constraint.risk()));
+            let step = if bound_options.quantised {
+                resolution::detect(&model.sample_ms())
+            } else {
+                None
+            };
+            let ranked = exhaustive::rank_feasible_at(
+                &predicted,
+                problem.objective,
+                q,
+                (max_ms, step),
+                RANKED_LIMIT,
+            );
             (ranked, q, bound::upper_ms(min(&predicted), q))
         }
     };
