@@ -35,7 +35,29 @@ def load_tables():
     acc_rows = list(csv.reader(gzip.open(os.path.join(DATA, "accuracy.csv.gz"), "rt")))
     col = acc_rows[0].index("cifar100_test")
     acc = np.array([float(r[col]) if r[col] else np.nan for r in acc_rows[1:]])
+    zrows = list(csv.reader(gzip.open(os.path.join(DATA, "zcp.csv.gz"), "rt")))
+    fi, pi = zrows[0].index("cifar10_flops"), zrows[0].index("cifar10_params")
+    global FLOPS_PARAMS
+    FLOPS_PARAMS = np.array([[1.0, float(r[fi] or 0), float(r[pi] or 0)] for r in zrows[1:]])
     return {n: lat[:, i] for i, n in enumerate(names)}, acc
+
+
+FLOPS_PARAMS = None
+
+
+def upper_trivial(t, risk):
+    """The trivial baseline (predictor/src/nas/latency.rs TrivialFit): least
+    squares of ms on [1, FLOPs, params], floored at half the fastest
+    sample, with its own leave-one-out log residuals."""
+    x = FLOPS_PARAMS[t.rows]
+    floor = 0.5 * t.ms.min()
+    res = []
+    for i in range(len(t.ms)):
+        m = np.arange(len(t.ms)) != i
+        c = np.linalg.solve(x[m].T @ x[m], x[m].T @ t.ms[m])
+        res.append(math.log(t.ms[i]) - math.log(max(x[i] @ c, floor)))
+    c = np.linalg.solve(x.T @ x, x.T @ t.ms)
+    return np.log(np.maximum(FLOPS_PARAMS @ c, floor)) + conformal(np.array(res), risk)
 
 
 def conformal(scores, risk):
@@ -103,6 +125,36 @@ def upper_scaled(t, w, risk, eps):
     return p + q * sig
 
 
+def upper_top(t, w, risk, acc, share):
+    """Conformal over the residuals of the most accurate `share` of the k
+    samples only (the architectures a search answers are accurate ones)."""
+    p = (1 - w) * t.g + w * t.s
+    pi = (1 - w) * t.gl + w * t.sl
+    r = np.log(t.ms) - pi
+    a = acc[t.rows]
+    keep = a >= np.quantile(a, 1 - share)
+    return p + conformal(r[keep], risk)
+
+
+def upper_shift(t, w, risk, acc):
+    """Residual ~ a + b * accuracy fitted on the k samples (leave-one-out
+    for the samples' own scores); bound = prediction + shift + conformal
+    quantile of the shifted residuals."""
+    p = (1 - w) * t.g + w * t.s
+    pi = (1 - w) * t.gl + w * t.sl
+    r = np.log(t.ms) - pi
+    a = acc[t.rows]
+    x = np.stack([np.ones_like(a), a], 1)
+    scores = []
+    for i in range(len(r)):
+        m = np.arange(len(r)) != i
+        c, *_ = np.linalg.lstsq(x[m], r[m], rcond=None)
+        scores.append(r[i] - x[i] @ c)
+    c, *_ = np.linalg.lstsq(x, r, rcond=None)
+    shift = c[0] + c[1] * np.nan_to_num(acc)
+    return p + shift + conformal(np.array(scores), risk)
+
+
 def pick_w(t, risk, grid):
     """The blend weight whose LOO conformal quantile (the bound's width) is
     smallest on the k samples."""
@@ -113,8 +165,16 @@ def pick_w(t, risk, grid):
     return grid[int(np.argmin(widths))]
 
 
-def variants(risk):
+def variants(risk, acc):
     out = {}
+    for w in [0.85, 1.0]:
+        for scale in [1.0, 2.0]:
+            r = risk * scale
+            for share in [0.5, 0.3]:
+                out[f"top{share} w={w} risk*{scale}"] = (
+                    lambda t, w=w, r=r, sh=share: upper_top(t, w, r, acc, sh), False)
+            out[f"acc-shift w={w} risk*{scale}"] = (
+                lambda t, w=w, r=r: upper_shift(t, w, r, acc), False)
     for w in [0.0, 0.5, 0.7, 0.85, 0.95, 1.0]:
         for scale in [1.0, 1.5, 2.0, 2.5, 3.0]:
             r = min(risk * scale, 0.99)
@@ -125,6 +185,10 @@ def variants(risk):
             for integer in [False, True]:
                 out[f"scaled w={w} eps={eps} int={integer}"] = (
                     lambda t, w=w, e=eps: upper_scaled(t, w, risk, e), integer)
+    for scale in [1.0, 1.5, 2.0, 2.5, 3.0]:
+        for integer in [False, True]:
+            out[f"trivial risk*{scale} int={integer}"] = (
+                lambda t, r=risk * scale: upper_trivial(t, r), integer)
     grid = [0.0, 0.25, 0.5, 0.7, 0.85, 1.0]
     for integer in [False, True]:
         out[f"pick-w global int={integer}"] = (
@@ -141,6 +205,47 @@ def budgets_for(lat, device, args):
     return [float(np.percentile(col, p, method="lower")) for p in args.percentiles]
 
 
+def report(args, lat, acc, trials, devices, chosen):
+    """Per (device, C): true ms / accuracy (mean ± std over trials) /
+    violation rate, regret, for each variant; then the summary."""
+    head = " | ".join(n for n, _ in chosen)
+    print(f"| device | C ms | {head} | oracle |")
+    print("|---|---|" + "---|" * (len(chosen) + 1))
+    summary = {n: [] for n, _ in chosen}
+    for dev in devices:
+        col = lat[dev]
+        truth = np.where(np.isfinite(col), col, np.inf)
+        for c in budgets_for(lat, dev, args):
+            oracle = acc[(truth <= c) & np.isfinite(acc)].max()
+            cells = []
+            for name, (upper_fn, integer) in chosen:
+                picks = []
+                for t in trials:
+                    if t.device == dev:
+                        res = resolution(t.ms) if integer else None
+                        picks.append(answer(upper_fn(t), acc, c, res))
+                got = [a for a in picks if a is not None]
+                ms = np.array([truth[a] for a in got])
+                ac = np.array([acc[a] for a in got])
+                viol = float(np.sum(ms > c)) / len(picks)
+                regret = oracle - ac.mean() if len(got) else float("nan")
+                none = len(picks) - len(got)
+                summary[name].append((regret, viol, none, len(picks)))
+                extra = f" ({none} none)" if none else ""
+                cells.append(f"{ms.mean():.2f} ± {ms.std():.2f} / {ac.mean():.2f} ± {ac.std():.2f}"
+                             f" / {100*viol:.0f}%{extra}, regret {regret:.2f}")
+            print(f"| {dev} | {c:g} | " + " | ".join(cells) + f" | {oracle:.2f} |")
+    print()
+    print("| variant | pairs | mean regret | worst pair regret | pairs above 1.0 | violation rate | answers |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rows in summary.items():
+        r = np.array([x[0] for x in rows])
+        answered = sum(x[3] - x[2] for x in rows)
+        total = sum(x[3] for x in rows)
+        print(f"| {name} | {len(rows)} | {np.nanmean(r):.2f} | {np.nanmax(r):.2f} | "
+              f"{int(np.sum(r > 1.0))} | {100*np.mean([x[1] for x in rows]):.1f}% | {answered}/{total} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dump_dir")
@@ -150,6 +255,8 @@ def main():
     ap.add_argument("--risk", type=float, default=0.1)
     ap.add_argument("--only", default=None, help="substring filter on variant names")
     ap.add_argument("--pairs", action="store_true", help="print per-pair rows")
+    ap.add_argument("--report", default=None,
+                    help="';'-separated variant names: print the per-pair table of these")
     args = ap.parse_args()
     lat, acc = load_tables()
     trials = [Trial(p) for p in sorted(glob.glob(os.path.join(args.dump_dir, "*.json")))]
@@ -158,7 +265,10 @@ def main():
     devices = sorted({t.device for t in trials})
     seeds = sorted({t.seed for t in trials})
     print(f"devices {devices}; seeds {seeds}; risk {args.risk}", file=sys.stderr)
-    vs = variants(args.risk)
+    vs = variants(args.risk, acc)
+    if args.report:
+        report(args, lat, acc, trials, devices, [(n, vs[n]) for n in args.report.split(";")])
+        return
     results = []
     for name, (upper_fn, integer) in vs.items():
         if args.only and args.only not in name:

@@ -9,8 +9,9 @@
 /// bound must stay an upper one (a level of 0.5 is the median residual).
 pub const MAX_LEVEL: f64 = 0.5;
 
-/// Settings of the exhaustive search's bound. Their defaults were chosen on
-/// task ND's source devices only (leave-one-source-out simulated searches,
+/// Settings of the exhaustive search's bound. Their defaults (the `nas`
+/// command's, at blend [`super::SEARCH_BLEND`]) were chosen on task ND's
+/// source devices only (leave-one-source-out simulated searches,
 /// seeds 0-9; docs/experiments/nas.md), never on its test devices.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BoundOptions {
@@ -35,12 +36,18 @@ impl Default for BoundOptions {
 }
 
 /// Default [`BoundOptions::risk_factor`] (selection: docs/experiments/nas.md).
-pub const DEFAULT_RISK_FACTOR: f64 = 1.0;
+pub const DEFAULT_RISK_FACTOR: f64 = 2.0;
 
 /// Default [`BoundOptions::quantised`] (selection: docs/experiments/nas.md).
 pub const DEFAULT_QUANTISED: bool = false;
 
 impl BoundOptions {
+    /// The plain split-conformal rank at the user's risk, no quantisation.
+    pub const PLAIN: BoundOptions = BoundOptions {
+        risk_factor: 1.0,
+        quantised: false,
+    };
+
     /// The quantile level used for a user's `risk`: non-decreasing in
     /// `risk`, so the bound never loosens when the user asks for less risk.
     pub fn level(&self, risk: f64) -> f64 {
