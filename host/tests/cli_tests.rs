@@ -239,7 +239,7 @@ fn nas_bad_input_exits_2_naming_what_is_wrong() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("risk 1.5"), "{err}");
     // A risk factor below 1 would tighten the user's risk, not calibrate it.
-    for f in ["0.5", "nan"] {
+    for (f, shown) in [("0.5", "0.5"), ("nan", "NaN")] {
         let (code, _, err) = nas(&[
             "--device",
             "pixel2",
@@ -250,7 +250,7 @@ fn nas_bad_input_exits_2_naming_what_is_wrong() {
         ]);
         assert_eq!(code, 2, "{err}");
         assert!(
-            err.contains(&format!("--risk-factor {f}: must be a number >= 1")),
+            err.contains(&format!("--risk-factor {shown}: must be a number >= 1")),
             "{err}"
         );
     }
