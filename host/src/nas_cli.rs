@@ -14,10 +14,13 @@ use clap::Args;
 use nasflat_predictor::baselines::SourceMatrix;
 use nasflat_predictor::correlation::mean_std;
 use nasflat_predictor::dataset::{SpaceData, sample_rows};
-use nasflat_predictor::fewshot::{self, DEFAULT_BLEND, FewShot};
-use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::fewshot::{self, FewShot};
+use nasflat_predictor::model::{
+    Predictor, PredictorConfig, TrainConfig, load_checkpoint, save_checkpoint,
+};
 use nasflat_predictor::nas::{
-    self, Blended, Constraint, LatencyModel, Mode, Objective, Problem, TableLatency, TrivialFit,
+    self, Blended, BoundOptions, Constraint, LatencyModel, Mode, Objective, Problem, TableLatency,
+    TrivialFit, bound,
 };
 use nasflat_predictor::train::{self, TransferOptions};
 use nasflat_predictor::{PredictorError, Samples};
@@ -57,6 +60,15 @@ pub(crate) struct NasArgs {
     /// Accepted chance of exceeding the budget (exhaustive mode).
     #[arg(long, default_value_t = 0.1)]
     risk: f64,
+    /// The exhaustive bound's conformal quantile is taken at level
+    /// risk x this factor (>= 1; capped at 0.5). Default chosen on task ND's
+    /// source devices (docs/experiments/nas.md).
+    #[arg(long, default_value_t = bound::DEFAULT_RISK_FACTOR)]
+    risk_factor: f64,
+    /// Treat a device whose k samples are all whole ms as reporting whole ms
+    /// (its budget then holds up to the next integer): true or false.
+    #[arg(long, default_value_t = bound::DEFAULT_QUANTISED, action = clap::ArgAction::Set)]
+    quantised: bool,
     /// Target samples k.
     #[arg(long, default_value_t = 20)]
     samples: usize,
@@ -67,8 +79,9 @@ pub(crate) struct NasArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Weight(s) of the linear stack in the pipeline, comma-separated; 0 =
-    /// the paper's GNN alone (Table 8's predictor).
-    #[arg(long, value_delimiter = ',', default_values_t = [DEFAULT_BLEND])]
+    /// the paper's GNN alone (Table 8's predictor). Default: the NAS blend
+    /// chosen on ND's sources (the service serves 0.85).
+    #[arg(long, value_delimiter = ',', default_values_t = [nas::SEARCH_BLEND])]
     blend: Vec<f64>,
     /// Pretraining epochs (default: the space's).
     #[arg(long)]
@@ -78,6 +91,17 @@ pub(crate) struct NasArgs {
     json: Option<PathBuf>,
     #[command(flatten)]
     evolution: EvolutionArgs,
+    /// Write, per (trial, device), the fitted pipeline's predictions of
+    /// every architecture (GNN alone and linear stack) and their
+    /// leave-one-out log predictions on the k samples into this folder, for
+    /// offline study of bounds (docs/experiments/nas.md).
+    #[arg(long)]
+    dump_dir: Option<PathBuf>,
+    /// Keep each trial's pretrained predictor here (one checkpoint per task,
+    /// source list, seed and epochs) and reuse it: runs of several devices
+    /// under the same seeds then pretrain once. Off by default.
+    #[arg(long)]
+    pretrained_cache: Option<PathBuf>,
 }
 
 /// One answer of one predictor, the JSON `runs[]` entry.
@@ -152,6 +176,12 @@ impl Plan {
         if args.samples < 2 {
             bail!("--samples {}: a transfer needs at least 2", args.samples);
         }
+        if !(args.risk_factor.is_finite() && args.risk_factor >= 1.0) {
+            bail!(
+                "--risk-factor {}: must be a number >= 1 (1 = the plain conformal rank)",
+                args.risk_factor
+            );
+        }
         if let Some(w) = args.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
             bail!("--blend {w}: weights must lie in [0, 1]");
         }
@@ -176,6 +206,13 @@ impl Plan {
             metad2a,
             oracle,
         })
+    }
+
+    fn bound_options(&self) -> BoundOptions {
+        BoundOptions {
+            risk_factor: self.args.risk_factor,
+            quantised: self.args.quantised,
+        }
     }
 
     fn train_config(&self) -> TrainConfig {
@@ -243,14 +280,7 @@ fn oracles(
 /// One trial: pretrain once, then every device, mode and budget.
 fn run_trial(plan: &Plan, trial: usize, seed: u64) -> Result<Vec<NasRun>> {
     let train_config = plan.train_config();
-    let pretrained = train::pretrain(
-        &plan.data,
-        &plan.task.train,
-        &PredictorConfig::default(),
-        &train_config,
-        seed,
-        None,
-    )?;
+    let pretrained = pretrained(plan, &train_config, seed)?;
     let pipeline = FewShot {
         pretrained: &pretrained,
         data: &plan.data,
@@ -267,6 +297,40 @@ fn run_trial(plan: &Plan, trial: usize, seed: u64) -> Result<Vec<NasRun>> {
         runs.extend(ctx.run(&pipeline, &train_config, p)?);
     }
     Ok(runs)
+}
+
+/// The trial's pretrained predictor: from `--pretrained-cache` when a
+/// checkpoint of the same sources, seed and epochs is there, else trained
+/// (and saved there when the flag is given).
+fn pretrained(plan: &Plan, train_config: &TrainConfig, seed: u64) -> Result<Predictor> {
+    let fresh = || {
+        train::pretrain(
+            &plan.data,
+            &plan.task.train,
+            &PredictorConfig::default(),
+            train_config,
+            seed,
+            None,
+        )
+    };
+    let Some(dir) = &plan.args.pretrained_cache else {
+        return Ok(fresh()?);
+    };
+    let sources = plan.task.train.join("+");
+    let prefix = dir.join(format!(
+        "{}-{sources}-seed{seed}-e{}",
+        plan.args.space, train_config.epochs
+    ));
+    if prefix.with_extension("json").exists() {
+        let (predictor, _) =
+            load_checkpoint(&prefix).with_context(|| format!("reading {}", prefix.display()))?;
+        return Ok(predictor);
+    }
+    let predictor = fresh()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    save_checkpoint(&predictor, &[], &prefix)
+        .with_context(|| format!("writing {}", prefix.display()))?;
+    Ok(predictor)
 }
 
 /// One device of one trial.
@@ -294,6 +358,9 @@ impl TrialDevice<'_> {
         let started = Instant::now();
         let fitted = pipeline.fit(self.device, &samples, &opts)?;
         let transfer_seconds = started.elapsed().as_secs_f64();
+        if let Some(dir) = &self.plan.args.dump_dir {
+            self.dump(dir, &fitted)?;
+        }
         let trivial = TrivialFit::fit(data, &samples)?;
         let truth = TableLatency::new(data, self.device)?;
         let mut models: Vec<(String, Box<dyn LatencyModel + '_>, f64)> = blends
@@ -372,6 +439,32 @@ impl TrialDevice<'_> {
             .collect())
     }
 
+    /// Writes `fitted`'s predictions for offline study (`--dump-dir`).
+    fn dump(&self, dir: &std::path::Path, fitted: &fewshot::Fitted<'_>) -> Result<()> {
+        let all: Vec<usize> = (0..self.plan.data.rows()).collect();
+        let parts = fitted.predict_blends(&all, &[0.0, 1.0])?;
+        let samples = fitted.samples();
+        let logs: Vec<f64> = samples.iter().map(|s| s.ms.ln()).collect();
+        let loo = |w: f64| -> Result<Vec<f64>> {
+            let r = fitted.loo_log_residuals_at(w)?;
+            Ok(logs.iter().zip(&r).map(|(l, r)| l - r).collect())
+        };
+        let json = serde_json::json!({
+            "device": self.device,
+            "seed": self.seed,
+            "rows": samples.rows(),
+            "ms": samples.latencies(),
+            "gnn_loo_log": loo(0.0)?,
+            "stack_loo_log": loo(1.0)?,
+            "gnn_ms": parts[0],
+            "stack_ms": parts[1],
+        });
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{}-seed{}.json", self.device, self.seed));
+        std::fs::write(&path, serde_json::to_string(&json)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
     /// The k target samples of this device (seeded by trial and position).
     fn samples(&self, p: usize) -> Result<Samples> {
         let data = &self.plan.data;
@@ -397,11 +490,12 @@ impl TrialDevice<'_> {
         let mut runs = Vec::new();
         for (i, c) in self.plan.constraints.iter().enumerate() {
             let started = Instant::now();
-            let outcome = match nas::search(model, &problem, c, mode) {
-                Ok(o) => Some(o.chosen),
-                Err(PredictorError::NoFeasibleArchitecture { .. }) => None,
-                Err(e) => return Err(e.into()),
-            };
+            let outcome =
+                match nas::search_with(model, &problem, c, mode, &self.plan.bound_options()) {
+                    Ok(o) => Some(o.chosen),
+                    Err(PredictorError::NoFeasibleArchitecture { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
             let seconds = fit_seconds + started.elapsed().as_secs_f64();
             runs.push(self.record(name, mode, i, outcome, seconds)?);
         }

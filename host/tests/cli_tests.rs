@@ -238,6 +238,22 @@ fn nas_bad_input_exits_2_naming_what_is_wrong() {
     let (code, _, err) = nas(&["--device", "pixel2", "--latency-ms", "14", "--risk", "1.5"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("risk 1.5"), "{err}");
+    // A risk factor below 1 would tighten the user's risk, not calibrate it.
+    for (f, shown) in [("0.5", "0.5"), ("nan", "NaN")] {
+        let (code, _, err) = nas(&[
+            "--device",
+            "pixel2",
+            "--latency-ms",
+            "14",
+            "--risk-factor",
+            f,
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(&format!("--risk-factor {shown}: must be a number >= 1")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use super::bound::upper_ms;
 use super::candidate::Candidate;
+use super::resolution;
 
 /// The rows whose bound `predicted[r] * exp(quantile)` is <= `max_ms`,
 /// ranked by objective (best first; ties: lower bound first), at most
@@ -15,6 +16,20 @@ pub fn rank_feasible(
     max_ms: f64,
     limit: usize,
 ) -> Vec<Candidate> {
+    rank_feasible_at(predicted, objective, quantile, (max_ms, None), limit)
+}
+
+/// [`rank_feasible`] for a device that reports in steps of `budget.1` ms
+/// (`None`: continuous): a bound is within `budget.0` as
+/// [`resolution::within`] says.
+pub fn rank_feasible_at(
+    predicted: &[f64],
+    objective: &[f64],
+    quantile: f64,
+    budget: (f64, Option<f64>),
+    limit: usize,
+) -> Vec<Candidate> {
+    let (max_ms, step) = budget;
     let mut feasible: Vec<Candidate> = predicted
         .iter()
         .zip(objective)
@@ -25,7 +40,7 @@ pub fn rank_feasible(
             upper_ms: upper_ms(ms, quantile),
             objective,
         })
-        .filter(|c| c.upper_ms <= max_ms && c.objective.is_finite())
+        .filter(|c| resolution::within(c.upper_ms, max_ms, step) && c.objective.is_finite())
         .collect();
     feasible.sort_by(|a, b| {
         b.objective

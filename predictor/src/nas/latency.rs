@@ -16,6 +16,12 @@ pub trait LatencyModel {
     /// Out-of-sample residuals `ln(measured) - ln(predicted)` on the k
     /// target samples (empty when the model is exact).
     fn loo_log_residuals(&self) -> Result<Vec<f64>>;
+
+    /// The k measured latencies the model was fitted on (empty when unknown
+    /// or exact): the search reads the device's reporting step from them.
+    fn sample_ms(&self) -> Vec<f64> {
+        Vec::new()
+    }
 }
 
 impl LatencyModel for Fitted<'_> {
@@ -25,6 +31,10 @@ impl LatencyModel for Fitted<'_> {
 
     fn loo_log_residuals(&self) -> Result<Vec<f64>> {
         Fitted::loo_log_residuals(self)
+    }
+
+    fn sample_ms(&self) -> Vec<f64> {
+        self.samples().latencies()
     }
 }
 
@@ -47,6 +57,10 @@ impl LatencyModel for Blended<'_, '_> {
 
     fn loo_log_residuals(&self) -> Result<Vec<f64>> {
         self.fitted.loo_log_residuals_at(self.blend)
+    }
+
+    fn sample_ms(&self) -> Vec<f64> {
+        self.fitted.samples().latencies()
     }
 }
 
@@ -86,6 +100,7 @@ pub struct TrivialFit<'a> {
     coef: [f64; 3],
     floor: f64,
     residuals: Vec<f64>,
+    sample_ms: Vec<f64>,
 }
 
 /// Predictions below this share of the fastest sample are raised to it: a
@@ -125,6 +140,7 @@ impl<'a> TrivialFit<'a> {
             coef,
             floor,
             residuals,
+            sample_ms: samples.latencies(),
         })
     }
 }
@@ -139,6 +155,10 @@ impl LatencyModel for TrivialFit<'_> {
 
     fn loo_log_residuals(&self) -> Result<Vec<f64>> {
         Ok(self.residuals.clone())
+    }
+
+    fn sample_ms(&self) -> Vec<f64> {
+        self.sample_ms.clone()
     }
 }
 

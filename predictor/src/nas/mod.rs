@@ -18,17 +18,26 @@ pub mod evolution;
 pub mod exhaustive;
 pub mod latency;
 pub mod objective;
+pub mod resolution;
 pub mod rule;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use bound::BoundOptions;
 pub use candidate::Candidate;
 pub use constraint::Constraint;
 pub use latency::{Blended, LatencyModel, TableLatency, TrivialFit};
 pub use objective::Objective;
 
 use crate::error::{PredictorError, Result};
+
+/// Weight of the linear stack in the pipeline a NAS searches with (the
+/// `nas` command's default `--blend`). Chosen with the bound's settings on
+/// task ND's source devices (docs/experiments/nas.md): the search answers
+/// near the budget, where the stack's lower spread matters more than the
+/// GNN's ranking; the service's served blend stays `fewshot::DEFAULT_BLEND`.
+pub const SEARCH_BLEND: f64 = 0.95;
 
 /// Candidates listed in an exhaustive answer (the chosen one first).
 pub const RANKED_LIMIT: usize = 10;
@@ -101,12 +110,25 @@ pub struct SearchOutcome {
     pub residual_quantile: f64,
 }
 
-/// Searches `problem` under `constraint` with `model`'s predictions.
+/// Searches `problem` under `constraint` with `model`'s predictions and the
+/// plain conformal bound ([`BoundOptions::PLAIN`], what the service uses at
+/// its served blend); the `nas` command passes [`BoundOptions::default`].
 pub fn search(
     model: &dyn LatencyModel,
     problem: &Problem<'_>,
     constraint: &Constraint,
     mode: Mode,
+) -> Result<SearchOutcome> {
+    search_with(model, problem, constraint, mode, &BoundOptions::PLAIN)
+}
+
+/// [`search`] with explicit bound settings (exhaustive mode only).
+pub fn search_with(
+    model: &dyn LatencyModel,
+    problem: &Problem<'_>,
+    constraint: &Constraint,
+    mode: Mode,
+    bound_options: &BoundOptions,
 ) -> Result<SearchOutcome> {
     let max_ms = constraint.max_ms();
     let (ranked, quantile, lowest) = match mode {
@@ -125,9 +147,19 @@ pub fn search(
             let rows: Vec<usize> = (0..problem.objective.len()).collect();
             let predicted = model.predict(&rows)?;
             let residuals = model.loo_log_residuals()?;
-            let q = bound::conformal_quantile(&residuals, constraint.risk());
-            let ranked =
-                exhaustive::rank_feasible(&predicted, problem.objective, q, max_ms, RANKED_LIMIT);
+            let q = bound::conformal_quantile(&residuals, bound_options.level(constraint.risk()));
+            let step = if bound_options.quantised {
+                resolution::detect(&model.sample_ms())
+            } else {
+                None
+            };
+            let ranked = exhaustive::rank_feasible_at(
+                &predicted,
+                problem.objective,
+                q,
+                (max_ms, step),
+                RANKED_LIMIT,
+            );
             (ranked, q, bound::upper_ms(min(&predicted), q))
         }
         Mode::Evolution => {
@@ -172,6 +204,24 @@ mod tests {
     struct Fixed {
         ms: Vec<f64>,
         residuals: Vec<f64>,
+    }
+
+    /// [`Fixed`] whose samples were whole (or fractional) ms.
+    struct Reported {
+        fixed: Fixed,
+        samples: Vec<f64>,
+    }
+
+    impl LatencyModel for Reported {
+        fn predict(&self, rows: &[usize]) -> Result<Vec<f64>> {
+            self.fixed.predict(rows)
+        }
+        fn loo_log_residuals(&self) -> Result<Vec<f64>> {
+            self.fixed.loo_log_residuals()
+        }
+        fn sample_ms(&self) -> Vec<f64> {
+            self.samples.clone()
+        }
     }
 
     impl LatencyModel for Fixed {
@@ -253,6 +303,45 @@ mod tests {
         let b = search(&unsure, &problem, &c, Mode::Exhaustive).unwrap();
         assert!(b.residual_quantile > 0.0);
         assert!(b.chosen.upper_ms <= 12.0 && b.chosen.predicted_ms < a.chosen.predicted_ms);
+    }
+
+    /// A device whose samples are whole ms may use the room up to the next
+    /// integer, only when the option is on and the samples show it.
+    #[test]
+    fn whole_ms_devices_answer_up_to_the_next_integer() {
+        let ms = vec![13.0, 14.2, 14.8, 15.1];
+        let acc = vec![70.0, 71.0, 72.0, 73.0];
+        let problem = Problem {
+            objective: &acc,
+            candidates: &[],
+        };
+        let c = Constraint::new(14.0, 0.1).unwrap();
+        let model = |samples: Vec<f64>| Reported {
+            fixed: Fixed {
+                ms: ms.clone(),
+                residuals: vec![0.0; 20],
+            },
+            samples,
+        };
+        let on = BoundOptions {
+            risk_factor: 1.0,
+            quantised: true,
+        };
+        let off = BoundOptions {
+            quantised: false,
+            ..on
+        };
+        let whole = model(vec![9.0, 17.0, 33.0, 16.0]);
+        let fractional = model(vec![9.0, 17.5, 33.0, 16.0]);
+        let chosen = |m: &Reported, o: &BoundOptions| {
+            search_with(m, &problem, &c, Mode::Exhaustive, o)
+                .unwrap()
+                .chosen
+                .row
+        };
+        assert_eq!(chosen(&whole, &on), 2, "14.8 reports as at most 14");
+        assert_eq!(chosen(&whole, &off), 0);
+        assert_eq!(chosen(&fractional, &on), 0);
     }
 
     #[test]
