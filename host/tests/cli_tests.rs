@@ -396,6 +396,8 @@ fn nas_evolution_answers_valid_architectures_within_the_bound() {
         "20",
         "--tournament",
         "5",
+        "--blend",
+        "0.85",
         "--json",
         json.to_str().unwrap(),
     ];
