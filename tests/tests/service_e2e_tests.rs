@@ -30,10 +30,10 @@ async fn real_agent_transfer_then_fresh_measurements_agree() {
     let started = Instant::now();
     let host = HostProcess::start(&dir.path().join("host"), 0, &LIMITS);
     let api = Api::new(&host.url);
-    run_agent(&host.url, &dir.path().join("agent"));
+    let log = run_agent(&host.url, &dir.path().join("agent"));
     let device = api.agent_device().await.unwrap();
     let id = device["id"].as_str().unwrap().to_string();
-    assert_eq!(device["samples"], 20, "{device}");
+    assert_eq!(device["samples"], 20, "{device}\nagent log:\n{log}");
     let version = api.wait_predictor(&id, Duration::from_secs(900)).await;
     let measured_k = started.elapsed().as_secs_f64();
     let (s, queued) = api
