@@ -1308,7 +1308,10 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
         json_post(
             &format!("/v1/devices/{dev}/search"),
             Some(ADMIN),
-            serde_json::json!({"max_latency_ms": 14.0}),
+            // The samples' latencies (5-36 ms) are unrelated to the
+            // architectures, so the re-fit's bound is wide: a generous budget
+            // keeps the check on the residuals, not on feasibility.
+            serde_json::json!({"max_latency_ms": 1000.0}),
         )
     };
     let e = err(&app, search(), StatusCode::CONFLICT).await;
