@@ -114,9 +114,19 @@ pub struct QueueCounts {
     pub failed: i64,
 }
 
-const JOB_COLUMNS_SQL_BY_DEVICE: &str = "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
-     lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
-     WHERE device_id = $1 ORDER BY seq, id";
+/// `SELECT` of every column [`job`] reads, then `$tail` (a literal: the
+/// query stays a static string that sqlx accepts without an audit).
+macro_rules! select_jobs {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
+             lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs ",
+            $tail
+        )
+    };
+}
+
+const JOB_COLUMNS_SQL_BY_DEVICE: &str = select_jobs!("WHERE device_id = $1 ORDER BY seq, id");
 
 /// Inserts queued jobs inside the caller's transaction (so a caller can
 /// write them together with what they belong to); returns their ids.
@@ -225,10 +235,10 @@ impl Store {
                 break;
             }
             let candidates = sqlx::query(
-                "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
-                 lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
-                 WHERE device_id = $1 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $2)) \
-                 ORDER BY seq, id LIMIT $3",
+                select_jobs!(
+                 "WHERE device_id = $1 AND (state = 'queued' OR (state = 'leased' AND lease_expires_ms < $2)) \
+                 ORDER BY seq, id LIMIT $3"
+                ),
             )
             .bind(device_id)
             .bind(now)
@@ -361,11 +371,9 @@ impl Store {
 
     /// Jobs not yet measured (queued or leased), across devices, oldest first.
     pub async fn open_jobs(&self, limit: usize) -> StoreResult<Vec<JobRow>> {
-        let rows = sqlx::query(
-            "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
-             lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
-             WHERE state IN ('queued', 'leased') ORDER BY seq, id LIMIT $1",
-        )
+        let rows = sqlx::query(select_jobs!(
+            "WHERE state IN ('queued', 'leased') ORDER BY seq, id LIMIT $1"
+        ))
         .bind(int(limit))
         .fetch_all(self.pool())
         .await?;
@@ -409,12 +417,10 @@ async fn replay_leases(
     // `prefix` + '-' + random hex: compare the whole prefix with its dash so
     // one key is never a prefix match of another.
     let head = format!("{prefix}-");
-    let rows = sqlx::query(
-        "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
-         lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
-         WHERE device_id = $1 AND state = 'leased' AND substr(lease_id, 1, $2) = $3 \
-         ORDER BY seq, id",
-    )
+    let rows = sqlx::query(select_jobs!(
+        "WHERE device_id = $1 AND state = 'leased' AND substr(lease_id, 1, $2) = $3 \
+         ORDER BY seq, id"
+    ))
     .bind(device_id)
     .bind(int(head.len()))
     .bind(&head)
