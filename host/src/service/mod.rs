@@ -14,6 +14,7 @@
 //! | [`knowledge`] | vendored data + pretrained predictor per space (cached checkpoints) |
 //! | [`transfer`] | background transfer jobs with progress |
 //! | [`predictions`] | served prediction vectors, cached by version |
+//! | [`quality`] | a predictor's Spearman / MAPE on the device's measurements, memoised |
 //! | [`search`] | latency-constrained search on a device, its verification jobs |
 //! | [`dashboard`] | server-rendered HTML + SVG plots |
 //! | [`metrics`] | Prometheus counters |
@@ -33,6 +34,7 @@ pub mod net;
 pub mod onnx_check;
 pub mod openapi;
 pub mod predictions;
+pub mod quality;
 pub mod search;
 pub mod state;
 pub mod store;
@@ -97,6 +99,7 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
             spaces.clone(),
         ),
         predictions: Arc::new(PredictionCache::new(store.clone())),
+        qualities: Arc::default(),
         config,
         store,
         spaces,

@@ -11,6 +11,7 @@ use super::config::ServiceConfig;
 use super::knowledge::Spaces;
 use super::metrics::Metrics;
 use super::predictions::PredictionCache;
+use super::quality::QualityMemo;
 use super::store::Store;
 use super::transfer::TransferRunner;
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub transfers: TransferRunner,
     /// Served predictions, cached by version.
     pub predictions: Arc<PredictionCache>,
+    /// Predictor quality per device, memoised for the fleet page.
+    pub qualities: Arc<QualityMemo>,
 }
 
 /// `FromRef<AppState>` for each field type: `State<T>` then extracts it.
@@ -49,4 +52,5 @@ substate!(
     metrics: Arc<Metrics>,
     transfers: TransferRunner,
     predictions: Arc<PredictionCache>,
+    qualities: Arc<QualityMemo>,
 );

@@ -114,6 +114,28 @@ pub struct QueueCounts {
     pub failed: i64,
 }
 
+impl QueueCounts {
+    /// Adds `n` jobs in `state`, `expired` of them with a lapsed lease.
+    pub(super) fn add(&mut self, state: JobState, n: i64, expired: i64) {
+        match state {
+            JobState::Queued => self.queued += n,
+            JobState::Leased => {
+                self.expired += expired;
+                self.leased += n - expired;
+            }
+            JobState::Done => self.done += n,
+            JobState::Failed => self.failed += n,
+        }
+    }
+}
+
+/// The column counting a group's leased jobs whose lease ended before `$1`.
+macro_rules! expired_sum {
+    () => {
+        "SUM(CASE WHEN state = 'leased' AND lease_expires_ms < $1 THEN 1 ELSE 0 END) AS expired"
+    };
+}
+
 const JOB_COLUMNS_SQL_BY_DEVICE: &str = "SELECT id, device_id, purpose, space, arch_index, model_id, inputs_json, state, \
      lease_id, lease_expires_ms, attempts, last_error, created_ms FROM jobs \
      WHERE device_id = $1 ORDER BY seq, id";
@@ -372,26 +394,31 @@ impl Store {
         rows.iter().map(job).collect()
     }
 
-    /// Queue counts, for one device or all.
+    /// Queue counts, for one device or all, counted by the database.
     pub async fn queue_counts(&self, device_id: Option<&str>) -> StoreResult<QueueCounts> {
-        let now = now_ms();
-        let rows = sqlx::query(
-            "SELECT state, lease_expires_ms FROM jobs WHERE ($1 = '' OR device_id = $1)",
-        )
-        .bind(device_id.unwrap_or(""))
+        // Two statements, not `($1 = '' OR device_id = $1)`: SQLite's plan
+        // for that cannot use the device index and scans every job.
+        let rows = match device_id {
+            Some(id) => sqlx::query(concat!(
+                "SELECT state, COUNT(*) AS n, ",
+                expired_sum!(),
+                " FROM jobs WHERE device_id = $2 GROUP BY state"
+            ))
+            .bind(now_ms())
+            .bind(id),
+            None => sqlx::query(concat!(
+                "SELECT state, COUNT(*) AS n, ",
+                expired_sum!(),
+                " FROM jobs GROUP BY state"
+            ))
+            .bind(now_ms()),
+        }
         .fetch_all(self.pool())
         .await?;
         let mut c = QueueCounts::default();
         for r in &rows {
             let state: JobState = parse(&r.try_get::<String, _>("state")?)?;
-            let expires: Option<i64> = r.try_get("lease_expires_ms")?;
-            match state {
-                JobState::Queued => c.queued += 1,
-                JobState::Leased if expires.is_some_and(|e| e < now) => c.expired += 1,
-                JobState::Leased => c.leased += 1,
-                JobState::Done => c.done += 1,
-                JobState::Failed => c.failed += 1,
-            }
+            c.add(state, r.try_get("n")?, r.try_get("expired")?);
         }
         Ok(c)
     }

@@ -10,6 +10,7 @@
 
 pub mod columns;
 pub mod devices;
+pub mod fleet;
 pub mod jobs;
 pub mod measurements;
 pub mod models;
