@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::config::ServiceConfig;
+use super::fleet_totals::FleetTotals;
 use super::knowledge::Spaces;
 use super::metrics::Metrics;
 use super::predictions::PredictionCache;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub predictions: Arc<PredictionCache>,
     /// Predictor quality per device, memoised for the fleet page.
     pub qualities: Arc<QualityMemo>,
+    /// The fleet's done-job count, kept a minute for the home page.
+    pub fleet_totals: Arc<FleetTotals>,
 }
 
 /// `FromRef<AppState>` for each field type: `State<T>` then extracts it.
@@ -53,4 +56,5 @@ substate!(
     transfers: TransferRunner,
     predictions: Arc<PredictionCache>,
     qualities: Arc<QualityMemo>,
+    fleet_totals: Arc<FleetTotals>,
 );

@@ -6,7 +6,8 @@
 //! predictors' held-out Spearman from [`QualityMemo`] (computed once per
 //! predictor version and measurement count), and only the first
 //! [`PLOTTED_PER_PAGE`] devices of the page load their measurements for
-//! plots. The lease queue and the models are counted by the database too.
+//! plots. The lease queue and the models are counted by the database too
+//! (the fleet's done jobs once a minute, [`FleetTotals`]).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 use super::html::{describe, esc, fmt_time, opt, page, runtime_label, wire_name};
 use super::plots::device_plots;
 use crate::service::error::{AppError, Query};
+use crate::service::fleet_totals::FleetTotals;
 use crate::service::knowledge::{ModelState, Spaces};
 use crate::service::predictions::PredictionCache;
 use crate::service::quality::QualityMemo;
@@ -65,6 +67,7 @@ pub async fn index(
     State(spaces): State<Spaces>,
     State(predictions): State<Arc<PredictionCache>>,
     State(qualities): State<Arc<QualityMemo>>,
+    State(totals): State<Arc<FleetTotals>>,
     Query(query): Query<FleetPage>,
 ) -> Result<Html<String>, AppError> {
     let (page_no, per_page) = query.checked()?;
@@ -102,7 +105,7 @@ pub async fn index(
         b.push_str("<h2>Predictors</h2>");
         b.push_str(&plots.html);
     }
-    lease_queue(&mut b, &store).await?;
+    lease_queue(&mut b, &store, &totals).await?;
     models(&mut b, &store).await?;
     builtins(&mut b, &spaces);
     Ok(page("nasflat host", &b))
@@ -251,9 +254,9 @@ impl Listed<'_> {
 }
 
 /// The fleet's queue counts and its oldest open jobs.
-async fn lease_queue(b: &mut String, store: &Store) -> Result<(), AppError> {
+async fn lease_queue(b: &mut String, store: &Store, totals: &FleetTotals) -> Result<(), AppError> {
     let open = store.open_jobs(50).await?;
-    let counts = store.queue_counts(None).await?;
+    let counts = totals.queue(store).await?;
     let _ = write!(
         b,
         "<h2>Lease queue</h2><p>{} queued, {} leased, {} expired (back in the queue), {} done, {} failed</p>\

@@ -189,4 +189,36 @@ impl Store {
             .map(|r| Ok((r.try_get("model_id")?, r.try_get("n")?)))
             .collect()
     }
+
+    /// Queued, leased, expired and failed jobs of the whole fleet (index
+    /// ranges of `jobs_state`, small); done jobs are left at 0, see
+    /// [`Store::done_jobs`].
+    pub async fn unfinished_queue_counts(&self) -> StoreResult<QueueCounts> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n, \
+             SUM(CASE WHEN state = 'leased' AND lease_expires_ms < $1 THEN 1 ELSE 0 END) AS expired \
+             FROM jobs WHERE state IN ('queued', 'leased', 'failed') GROUP BY state",
+        )
+        .bind(now_ms())
+        .fetch_all(self.pool())
+        .await?;
+        let mut c = QueueCounts::default();
+        for r in &rows {
+            c.add(
+                parse(&r.try_get::<String, _>("state")?)?,
+                r.try_get("n")?,
+                r.try_get("expired")?,
+            );
+        }
+        Ok(c)
+    }
+
+    /// Done jobs of the whole fleet: its measuring history, so this count
+    /// takes time in proportion to it.
+    pub async fn done_jobs(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state = 'done'")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("n")?)
+    }
 }
