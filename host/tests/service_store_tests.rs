@@ -669,6 +669,10 @@ async fn a_keyed_plan_replays_its_leases_on_every_backend() {
             .await
             .unwrap();
         assert_eq!(other.len(), 2);
-        assert!(other.iter().all(|g| !g.replayed && !ids(&first).contains(&g.lease_id)));
+        assert!(
+            other
+                .iter()
+                .all(|g| !g.replayed && !ids(&first).contains(&g.lease_id))
+        );
     }
 }

@@ -118,7 +118,10 @@ struct AgentLog {
 /// of `[A-Za-z0-9]`).
 fn plan_key(agent: usize) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("load{agent:06}x{:010}", NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "load{agent:06}x{:010}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Settings every agent shares.

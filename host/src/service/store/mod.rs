@@ -209,13 +209,10 @@ impl Store {
                 })
             });
         }
-        let pool = options
-            .connect(url)
-            .await
-            .map_err(|e| StoreError::Url {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+        let pool = options.connect(url).await.map_err(|e| StoreError::Url {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
         if backend == Backend::Sqlite {
             // Persistent per database file: readers no longer block the writer.
             sqlx::query("PRAGMA journal_mode=WAL")
