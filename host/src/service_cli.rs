@@ -97,6 +97,12 @@ pub(crate) struct ServiceArgs {
     /// viewer or admin token.
     #[arg(long)]
     public_dashboard: bool,
+    /// SQLite only: `full` syncs every commit to disk before it is
+    /// acknowledged; `normal` (WAL) syncs at checkpoints, several times the
+    /// write rate, and a killed host still loses nothing, but a power loss
+    /// can roll back the last commits (their jobs are then measured again).
+    #[arg(long, default_value = "full")]
+    sqlite_sync: nasflat_host::service::store::SqliteSync,
 }
 
 impl ServiceArgs {
@@ -133,6 +139,7 @@ impl ServiceArgs {
         c.request_timeout = Duration::from_secs(self.request_timeout_secs);
         c.max_connections = self.max_connections;
         c.public_dashboard = self.public_dashboard;
+        c.sqlite_sync = self.sqlite_sync;
         c
     }
 }

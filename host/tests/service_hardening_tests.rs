@@ -380,3 +380,141 @@ async fn stalled_clients_are_cut_off_and_do_not_starve_healthz() {
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("request timeout"), "{answer}");
 }
+
+/// A dashboard page as the viewer: (status, body).
+async fn dashboard(app: &Router, path: &str) -> (StatusCode, String) {
+    let req = Request::get(path)
+        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, bytes) = call(app, req).await;
+    (status, String::from_utf8(bytes).unwrap())
+}
+
+/// The `<tr class="device">` rows of a home page.
+fn device_rows(page: &str) -> Vec<&str> {
+    page.split("<tr class=\"device\">")
+        .skip(1)
+        .map(|r| &r[..r.find("</tr>").unwrap()])
+        .collect()
+}
+
+/// Item 8: the home page lists one page of devices (50 by default) with
+/// links to the others, and each listed device's counts (samples, queued /
+/// leased / done jobs) are its own, counted by the database; bad page
+/// arguments are a JSON 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_page_is_paginated_with_each_devices_counts() {
+    use nasflat_host::service::domain::{Purpose, Subject};
+    use nasflat_host::service::store::jobs::NewJob;
+    use nasflat_host::service::store::measurements::NewMeasurement;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let store = &state.store;
+    let fingerprint = serde_json::to_string(&Fingerprint::simulated("test cpu", 2)).unwrap();
+    let measurement = |key: String, lease: Option<String>, index: usize| NewMeasurement {
+        key,
+        lease_id: lease,
+        subject: Subject::Arch {
+            space: SearchSpace::Nb201,
+            arch_index: index,
+        },
+        median_ms: 5.0,
+        valid: true,
+        invalid_reasons: vec![],
+        sample_json: "{}".into(),
+    };
+    // Device i: 2 jobs measured (done), i % 5 queued, i % 4 ad-hoc samples.
+    let expected = |i: usize| (2 + i % 4, i % 5, 2);
+    let mut queued_total = 0;
+    for i in 0..120 {
+        let id = format!("dev-page-{i:03}");
+        store
+            .insert_device(
+                &id,
+                &format!("board {i}"),
+                &format!("hash-{i}"),
+                &fingerprint,
+            )
+            .await
+            .unwrap();
+        let jobs: Vec<NewJob> = (0..2 + i % 5)
+            .map(|j| NewJob::Arch {
+                space: SearchSpace::Nb201,
+                index: i * 10 + j,
+            })
+            .collect();
+        store
+            .insert_jobs(&id, Purpose::Sample, &jobs)
+            .await
+            .unwrap();
+        let granted = store.claim_jobs(&id, 2, 600_000, None).await.unwrap();
+        let mut batch: Vec<NewMeasurement> = granted
+            .iter()
+            .map(|g| {
+                let Subject::Arch { arch_index, .. } = g.job.subject else {
+                    panic!("arch jobs only")
+                };
+                measurement(g.lease_id.clone(), Some(g.lease_id.clone()), arch_index)
+            })
+            .collect();
+        batch.extend((0..i % 4).map(|k| measurement(format!("adhoc-{k}"), None, 5000 + k)));
+        store.store_measurements(&id, &batch).await.unwrap();
+        queued_total += i % 5;
+    }
+    let check = |page: &str, first: usize, count: usize| {
+        let rows = device_rows(page);
+        assert_eq!(rows.len(), count, "devices listed");
+        for (n, row) in rows.iter().enumerate() {
+            let i = first + n;
+            let (samples, queued, done) = expected(i);
+            assert!(
+                row.contains(&format!(">dev-page-{i:03}</a></td><td>board {i}</td>")),
+                "row {n} should be device {i}: {row}"
+            );
+            assert!(
+                row.contains(&format!("<td>{samples}</td><td>{queued}/0/{done}</td>")),
+                "device {i}: {samples} samples, {queued}/0/{done} jobs: {row}"
+            );
+        }
+    };
+    let (status, first) = dashboard(&app, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    check(&first, 0, 50);
+    assert!(first.contains("devices 1&#8211;50 of 120, page 1 of 3"));
+    assert!(first.contains("href=\"/?page=2\">next"));
+    assert!(first.contains("href=\"/?page=3\">last"));
+    assert!(
+        !first.contains("rel=\"prev\""),
+        "no previous page on page 1"
+    );
+    assert!(first.contains(&format!(
+        "<p>{queued_total} queued, 0 leased, 0 expired (back in the queue), 240 done, 0 failed</p>"
+    )));
+    let (_, last) = dashboard(&app, "/?page=3").await;
+    check(&last, 100, 20);
+    assert!(last.contains("devices 101&#8211;120 of 120, page 3 of 3"));
+    assert!(last.contains("href=\"/?page=2\">&lsaquo; previous"));
+    assert!(
+        !last.contains("rel=\"next\""),
+        "no next page on the last page"
+    );
+    let (_, wide) = dashboard(&app, "/?page=2&per_page=70").await;
+    check(&wide, 70, 50);
+    assert!(wide.contains("href=\"/?page=1&amp;per_page=70\""));
+    let (status, past) = dashboard(&app, "/?page=9").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(device_rows(&past).is_empty() && past.contains("no devices on this page"));
+    for bad in ["/?page=0", "/?per_page=0", "/?per_page=501", "/?page=x"] {
+        let req = Request::get(bad)
+            .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
+            .body(Body::empty())
+            .unwrap();
+        let e = err(&app, req, StatusCode::BAD_REQUEST).await;
+        assert!(
+            e.message.contains("page"),
+            "{bad}: the error names the argument: {}",
+            e.message
+        );
+    }
+}

@@ -631,3 +631,48 @@ async fn verification_reads_only_the_named_jobs() {
         assert_eq!(store.verification(&[]).await.unwrap(), Default::default());
     }
 }
+
+/// A plan retried with its key gets the leases granted under that key back
+/// (renewed), not new ones, on SQLite and on PostgreSQL (whose `substr`
+/// takes no BIGINT length: a keyed plan there was a 500 until the length
+/// was cast, found by `nasflat-loadgen` against two replicas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_plan_replays_its_leases_on_every_backend() {
+    for (store, _dir) in stores().await {
+        let dev = device(&store).await;
+        let jobs: Vec<NewJob> = (0..6)
+            .map(|index| NewJob::Arch {
+                space: SearchSpace::Nb201,
+                index,
+            })
+            .collect();
+        store
+            .insert_jobs(&dev, Purpose::Sample, &jobs)
+            .await
+            .unwrap();
+        let first = store
+            .claim_jobs(&dev, 2, 60_000, Some("planKey0001"))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        let again = store
+            .claim_jobs(&dev, 2, 60_000, Some("planKey0001"))
+            .await
+            .unwrap();
+        let ids = |g: &[nasflat_host::service::store::jobs::Granted]| {
+            g.iter().map(|g| g.lease_id.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&again), ids(&first), "{:?}", store.backend());
+        assert!(again.iter().all(|g| g.replayed));
+        let other = store
+            .claim_jobs(&dev, 2, 60_000, Some("planKey0002"))
+            .await
+            .unwrap();
+        assert_eq!(other.len(), 2);
+        assert!(
+            other
+                .iter()
+                .all(|g| !g.replayed && !ids(&first).contains(&g.lease_id))
+        );
+    }
+}

@@ -9,6 +9,8 @@ use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
 use nasflat_shared::protocol::JobLimits;
 
+use super::store::SqliteSync;
+
 /// Everything `nasflat-host serve` can be told.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -70,6 +72,8 @@ pub struct ServiceConfig {
     pub request_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// When SQLite commits reach the disk (`--sqlite-sync`).
+    pub sqlite_sync: SqliteSync,
 }
 
 impl ServiceConfig {
@@ -103,6 +107,7 @@ impl ServiceConfig {
             header_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(300),
             max_connections: 768,
+            sqlite_sync: SqliteSync::Full,
         }
     }
 

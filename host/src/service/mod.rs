@@ -14,6 +14,8 @@
 //! | [`knowledge`] | vendored data + pretrained predictor per space (cached checkpoints) |
 //! | [`transfer`] | background transfer jobs with progress |
 //! | [`predictions`] | served prediction vectors, cached by version |
+//! | [`fleet_totals`] | the home page's fleet-wide queue counts (done jobs counted once a minute) |
+//! | [`quality`] | a predictor's Spearman / MAPE on the device's measurements, memoised |
 //! | [`search`] | latency-constrained search on a device, its verification jobs |
 //! | [`dashboard`] | server-rendered HTML + SVG plots |
 //! | [`metrics`] | Prometheus counters |
@@ -27,12 +29,14 @@ pub mod config;
 pub mod dashboard;
 pub mod domain;
 pub mod error;
+pub mod fleet_totals;
 pub mod knowledge;
 pub mod metrics;
 pub mod net;
 pub mod onnx_check;
 pub mod openapi;
 pub mod predictions;
+pub mod quality;
 pub mod search;
 pub mod state;
 pub mod store;
@@ -59,7 +63,7 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
     if config.admin_token.len() < 8 || config.enrol_token.len() < 8 {
         anyhow::bail!("the admin and enrolment tokens must be at least 8 characters");
     }
-    let store = Store::connect(&config.db_url)
+    let store = Store::connect_with(&config.db_url, config.sqlite_sync)
         .await
         .with_context(|| format!("opening the database {}", store::redact(&config.db_url)))?
         .with_device_quota(config.device_quota_bytes);
@@ -97,6 +101,8 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
             spaces.clone(),
         ),
         predictions: Arc::new(PredictionCache::new(store.clone())),
+        qualities: Arc::default(),
+        fleet_totals: Arc::default(),
         config,
         store,
         spaces,

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::config::ServiceConfig;
+use super::fleet_totals::FleetTotals;
 use super::knowledge::Spaces;
 use super::metrics::Metrics;
 use super::predictions::PredictionCache;
+use super::quality::QualityMemo;
 use super::store::Store;
 use super::transfer::TransferRunner;
 
@@ -29,6 +31,10 @@ pub struct AppState {
     pub transfers: TransferRunner,
     /// Served predictions, cached by version.
     pub predictions: Arc<PredictionCache>,
+    /// Predictor quality per device, memoised for the fleet page.
+    pub qualities: Arc<QualityMemo>,
+    /// The fleet's done-job count, kept a minute for the home page.
+    pub fleet_totals: Arc<FleetTotals>,
 }
 
 /// `FromRef<AppState>` for each field type: `State<T>` then extracts it.
@@ -49,4 +55,6 @@ substate!(
     metrics: Arc<Metrics>,
     transfers: TransferRunner,
     predictions: Arc<PredictionCache>,
+    qualities: Arc<QualityMemo>,
+    fleet_totals: Arc<FleetTotals>,
 );

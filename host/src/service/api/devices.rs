@@ -20,13 +20,13 @@ use crate::service::error::{AppError, OptionalBody, Query, Wire};
 use crate::service::knowledge::SpaceKnowledge;
 use crate::service::knowledge::Spaces;
 use crate::service::predictions::PredictionCache;
+pub use crate::service::quality::{Quality, quality};
 use crate::service::store::Store;
 use crate::service::store::jobs::{JobRow, NewJob, QueueCounts};
 use crate::service::store::measurements::MeasurementRow;
-use crate::service::store::transfers::{PredictionRow, TransferRow};
+use crate::service::store::transfers::TransferRow;
 use crate::service::transfer::{SampleSet, TransferRunner, samples_of};
 use nasflat_shared::protocol::RuntimeIdentity;
-use nasflat_shared::stats::spearman;
 
 /// A device in `GET /v1/devices`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -50,21 +50,6 @@ pub struct DeviceSummary {
     pub transfer_state: Option<TransferState>,
     /// Last request (agents), epoch ms.
     pub last_seen_ms: Option<i64>,
-}
-
-/// Quality of a served predictor, measured on the device's own samples.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
-pub struct Quality {
-    /// Spearman on the samples it was fitted on.
-    pub fit_spearman: Option<f64>,
-    /// Samples it was fitted on.
-    pub fit_samples: usize,
-    /// Spearman on valid measurements it was not fitted on.
-    pub heldout_spearman: Option<f64>,
-    /// Held-out measurements (distinct archs).
-    pub heldout_samples: usize,
-    /// Mean absolute percentage error on the held-out measurements.
-    pub heldout_mape: Option<f64>,
 }
 
 /// One served predictor in a device's detail.
@@ -124,40 +109,6 @@ pub fn builtin<'a>(spaces: &'a Spaces, id: &str) -> Option<(&'a Arc<SpaceKnowled
     Some((k, column))
 }
 
-/// Quality of `pred` against a device's measurements in `space`.
-pub fn quality(pred: &PredictionRow, measured: &[MeasurementRow], space: SearchSpace) -> Quality {
-    let samples = samples_of(measured, space, SampleSet::All);
-    let fit: HashSet<usize> = pred.train_rows.iter().copied().collect();
-    let (mut fp, mut fm, mut hp, mut hm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for s in samples.iter() {
-        let (r, m) = (&s.row, &s.ms);
-        let Some(&p) = pred.latencies.get(*r) else {
-            continue;
-        };
-        if fit.contains(r) {
-            fp.push(p);
-            fm.push(*m);
-        } else {
-            hp.push(p);
-            hm.push(*m);
-        }
-    }
-    let rho = |a: &[f64], b: &[f64]| (a.len() >= 3).then(|| spearman(a, b));
-    Quality {
-        fit_spearman: rho(&fp, &fm),
-        fit_samples: fp.len(),
-        heldout_spearman: rho(&hp, &hm),
-        heldout_samples: hp.len(),
-        heldout_mape: (!hp.is_empty()).then(|| {
-            hp.iter()
-                .zip(&hm)
-                .map(|(p, m)| ((p - m) / m).abs())
-                .sum::<f64>()
-                / hp.len() as f64
-        }),
-    }
-}
-
 /// Filter of the device list.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListQuery {
@@ -174,27 +125,23 @@ pub async fn list(
     let mut out = Vec::new();
     let want = |k: &str| q.kind.as_deref().is_none_or(|w| w == k);
     if want("agent") {
-        let transfers = store.transfers("").await?;
-        for d in store.devices().await? {
-            let measured = store.measurements_of_device(&d.id).await?;
-            let mut served = Vec::new();
-            let mut versions = Vec::new();
+        // Counted by the database, four queries for the whole fleet.
+        for o in store.device_overviews(0, usize::MAX).await? {
+            let (mut served, mut versions) = (Vec::new(), Vec::new());
             for space in spaces.keys() {
-                if let Some(v) = store.prediction_version(&d.id, *space).await? {
+                if let Some((_, v)) = o.predictors.iter().find(|(s, _)| s == space) {
                     served.push(*space);
-                    versions.push(v);
+                    versions.push(v.clone());
                 }
             }
+            let d = o.device;
             out.push(DeviceSummary {
                 runtime: d.runtime(),
-                transfer_state: transfers
-                    .iter()
-                    .find(|t| t.device_id == d.id)
-                    .map(|t| t.state),
+                transfer_state: o.transfer.map(|t| t.state),
                 id: d.id,
                 name: d.name,
                 kind: "agent".into(),
-                samples: measured.len(),
+                samples: usize::try_from(o.measurements).unwrap_or(0),
                 spaces: served,
                 predictor_versions: versions,
                 last_seen_ms: Some(d.last_seen_ms),

@@ -305,9 +305,10 @@ fn ops_routes() -> Vec<ServiceRoute> {
             Get,
             "/",
             Auth::Dashboard,
-            "Dashboard (HTML)",
+            "Dashboard (HTML): one page of the device list, the lease queue, models",
             dashboard::index,
         )
+        .query(fields::<dashboard::FleetPage>)
         .answers(200, Body::Raw(HTML)),
         route(
             Get,

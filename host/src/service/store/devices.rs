@@ -34,7 +34,7 @@ impl DeviceRow {
     }
 }
 
-fn device(row: &AnyRow) -> StoreResult<DeviceRow> {
+pub(super) fn device(row: &AnyRow) -> StoreResult<DeviceRow> {
     Ok(DeviceRow {
         id: row.try_get("id")?,
         name: row.try_get("name")?,

@@ -114,6 +114,28 @@ pub struct QueueCounts {
     pub failed: i64,
 }
 
+impl QueueCounts {
+    /// Adds `n` jobs in `state`, `expired` of them with a lapsed lease.
+    pub(super) fn add(&mut self, state: JobState, n: i64, expired: i64) {
+        match state {
+            JobState::Queued => self.queued += n,
+            JobState::Leased => {
+                self.expired += expired;
+                self.leased += n - expired;
+            }
+            JobState::Done => self.done += n,
+            JobState::Failed => self.failed += n,
+        }
+    }
+}
+
+/// The column counting a group's leased jobs whose lease ended before `$1`.
+macro_rules! expired_sum {
+    () => {
+        "SUM(CASE WHEN state = 'leased' AND lease_expires_ms < $1 THEN 1 ELSE 0 END) AS expired"
+    };
+}
+
 /// `SELECT` of every column [`job`] reads, then `$tail` (a literal: the
 /// query stays a static string that sqlx accepts without an audit).
 macro_rules! select_jobs {
@@ -138,44 +160,70 @@ pub(super) async fn insert_job_rows(
 ) -> StoreResult<Vec<String>> {
     let now = now_ms();
     let mut ids = Vec::with_capacity(jobs.len());
-    for (i, j) in jobs.iter().enumerate() {
-        let id = new_id("job");
-        let (what, inputs) = match j {
-            NewJob::Arch { space, index } => (
-                Subject::Arch {
-                    space: *space,
-                    arch_index: *index,
-                },
-                "[]".to_string(),
-            ),
-            NewJob::Model { model_id, inputs } => (
-                Subject::Model {
-                    model_id: model_id.clone(),
-                },
-                serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
-            ),
-        };
-        let (_, space, index, model) = subject_columns(&what);
-        sqlx::query(
+    // A registration queues k jobs: one multi-row INSERT per chunk, not one
+    // statement per job, so 1,000 agents registering at once do not hold
+    // the write lock for 300 statements each.
+    for (c, chunk) in jobs.chunks(JOB_INSERT_CHUNK).enumerate() {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|r| {
+                let k = 4 + 6 * r;
+                format!(
+                    "(${k}, $1, $2, ${}, ${}, ${}, ${}, 'queued', NULL, NULL, 0, NULL, ${}, $3)",
+                    k + 1,
+                    k + 2,
+                    k + 3,
+                    k + 4,
+                    k + 5
+                )
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO jobs (id, device_id, purpose, space, arch_index, model_id, inputs_json, \
-             state, lease_id, lease_expires_ms, attempts, last_error, seq, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', NULL, NULL, 0, NULL, $8, $9)",
-        )
-        .bind(&id)
-        .bind(device_id)
-        .bind(text(purpose))
-        .bind(space)
-        .bind(index)
-        .bind(model)
-        .bind(inputs)
-        .bind(now.saturating_mul(1000).saturating_add(int(i)))
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        ids.push(id);
+             state, lease_id, lease_expires_ms, attempts, last_error, seq, created_ms) VALUES {}",
+            rows.join(", ")
+        );
+        // Audited: `sql` is a literal plus generated `$N` placeholders; every
+        // value is bound.
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(device_id)
+            .bind(text(purpose))
+            .bind(now);
+        for (r, j) in chunk.iter().enumerate() {
+            let id = new_id("job");
+            let (what, inputs) = match j {
+                NewJob::Arch { space, index } => (
+                    Subject::Arch {
+                        space: *space,
+                        arch_index: *index,
+                    },
+                    "[]".to_string(),
+                ),
+                NewJob::Model { model_id, inputs } => (
+                    Subject::Model {
+                        model_id: model_id.clone(),
+                    },
+                    serde_json::to_string(inputs).unwrap_or_else(|_| "[]".into()),
+                ),
+            };
+            let (_, space, index, model) = subject_columns(&what);
+            let i = c * JOB_INSERT_CHUNK + r;
+            query = query
+                .bind(id.clone())
+                .bind(space)
+                .bind(index)
+                .bind(model)
+                .bind(inputs)
+                .bind(now.saturating_mul(1000).saturating_add(int(i)));
+            ids.push(id);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(ids)
 }
+
+/// Jobs per INSERT statement (6 bound values each, well under SQLite's and
+/// PostgreSQL's limits on parameters).
+const JOB_INSERT_CHUNK: usize = 200;
 
 impl Store {
     /// Queues jobs for a device in one transaction; returns their ids.
@@ -380,26 +428,31 @@ impl Store {
         rows.iter().map(job).collect()
     }
 
-    /// Queue counts, for one device or all.
+    /// Queue counts, for one device or all, counted by the database.
     pub async fn queue_counts(&self, device_id: Option<&str>) -> StoreResult<QueueCounts> {
-        let now = now_ms();
-        let rows = sqlx::query(
-            "SELECT state, lease_expires_ms FROM jobs WHERE ($1 = '' OR device_id = $1)",
-        )
-        .bind(device_id.unwrap_or(""))
+        // Two statements, not `($1 = '' OR device_id = $1)`: SQLite's plan
+        // for that cannot use the device index and scans every job.
+        let rows = match device_id {
+            Some(id) => sqlx::query(concat!(
+                "SELECT state, COUNT(*) AS n, ",
+                expired_sum!(),
+                " FROM jobs WHERE device_id = $2 GROUP BY state"
+            ))
+            .bind(now_ms())
+            .bind(id),
+            None => sqlx::query(concat!(
+                "SELECT state, COUNT(*) AS n, ",
+                expired_sum!(),
+                " FROM jobs GROUP BY state"
+            ))
+            .bind(now_ms()),
+        }
         .fetch_all(self.pool())
         .await?;
         let mut c = QueueCounts::default();
         for r in &rows {
             let state: JobState = parse(&r.try_get::<String, _>("state")?)?;
-            let expires: Option<i64> = r.try_get("lease_expires_ms")?;
-            match state {
-                JobState::Queued => c.queued += 1,
-                JobState::Leased if expires.is_some_and(|e| e < now) => c.expired += 1,
-                JobState::Leased => c.leased += 1,
-                JobState::Done => c.done += 1,
-                JobState::Failed => c.failed += 1,
-            }
+            c.add(state, r.try_get("n")?, r.try_get("expired")?);
         }
         Ok(c)
     }
@@ -415,10 +468,11 @@ async fn replay_leases(
     lease_ms: i64,
 ) -> StoreResult<Vec<Granted>> {
     // `prefix` + '-' + random hex: compare the whole prefix with its dash so
-    // one key is never a prefix match of another.
+    // one key is never a prefix match of another. The length is cast:
+    // PostgreSQL has substr(text, integer, integer), not bigint.
     let head = format!("{prefix}-");
     let rows = sqlx::query(select_jobs!(
-        "WHERE device_id = $1 AND state = 'leased' AND substr(lease_id, 1, $2) = $3 \
+        "WHERE device_id = $1 AND state = 'leased' AND substr(lease_id, 1, CAST($2 AS INTEGER)) = $3 \
          ORDER BY seq, id"
     ))
     .bind(device_id)

@@ -10,6 +10,7 @@
 
 pub mod columns;
 pub mod devices;
+pub mod fleet;
 pub mod jobs;
 pub mod measurements;
 pub mod models;
@@ -99,6 +100,43 @@ pub fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+/// When a SQLite commit reaches the disk (`PRAGMA synchronous`; ignored on
+/// PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// Every commit is synced to disk before it is acknowledged: nothing
+    /// acknowledged is lost, even on power loss. One sync per request
+    /// bounds the write rate (docs/experiments/host_hardening.md, Scale).
+    #[default]
+    Full,
+    /// WAL commits are synced only at checkpoints: a killed host loses
+    /// nothing, but a power loss or OS crash can roll back the last commits
+    /// (their results and the job states with them, so those jobs are
+    /// measured again, nothing is stored twice).
+    Normal,
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SqliteSync, String> {
+        match s {
+            "full" => Ok(SqliteSync::Full),
+            "normal" => Ok(SqliteSync::Normal),
+            _ => Err(format!("`{s}`: expected full or normal")),
+        }
+    }
+}
+
+impl std::fmt::Display for SqliteSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SqliteSync::Full => "full",
+            SqliteSync::Normal => "normal",
+        })
+    }
+}
+
 /// A connection pool plus what differs between the backends.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -131,11 +169,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "model_chunks_device_keys",
         include_str!("migrations/0004_model_chunks_device_keys.sql"),
     ),
+    (
+        5,
+        "jobs_state",
+        include_str!("migrations/0005_jobs_state.sql"),
+    ),
 ];
 
 impl Store {
     /// Connects, enables WAL on SQLite, and applies the embedded migrations.
     pub async fn connect(url: &str) -> StoreResult<Store> {
+        Store::connect_with(url, SqliteSync::Full).await
+    }
+
+    /// [`Store::connect`] with SQLite commits synced as `sync` says.
+    pub async fn connect_with(url: &str, sync: SqliteSync) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         let url = match backend {
@@ -150,14 +198,21 @@ impl Store {
             Backend::Sqlite => 4,
             Backend::Postgres => 16,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .connect(url)
-            .await
-            .map_err(|e| StoreError::Url {
-                url: redact(url),
-                reason: e.to_string(),
-            })?;
+        let mut options = AnyPoolOptions::new().max_connections(max);
+        if backend == Backend::Sqlite && sync == SqliteSync::Normal {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await.map_err(|e| StoreError::Url {
+            url: redact(url),
+            reason: e.to_string(),
+        })?;
         if backend == Backend::Sqlite {
             // Persistent per database file: readers no longer block the writer.
             sqlx::query("PRAGMA journal_mode=WAL")
