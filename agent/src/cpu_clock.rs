@@ -33,6 +33,9 @@ mod tests {
         }
         let busy = thread_cpu_time() - busy_start;
         assert!(slept < Duration::from_millis(10), "sleeping cost {slept:?}");
-        assert!(busy > Duration::from_millis(5), "busy loop counted {busy:?}");
+        assert!(
+            busy > Duration::from_millis(5),
+            "busy loop counted {busy:?}"
+        );
     }
 }

@@ -303,7 +303,10 @@ mod tests {
         assert!((d.steal_fraction.unwrap() - 0.1).abs() < 1e-9);
         assert!(!d.corrected_by(LabelClock::ThreadCpu));
         let text = d.describe();
-        assert!(text.contains("preempted 33%") && text.contains("stolen"), "{text}");
+        assert!(
+            text.contains("preempted 33%") && text.contains("stolen"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -328,7 +328,10 @@ mod tests {
     #[test]
     fn round_statistic_is_the_quantile() {
         let policy = SettlePolicy::default();
-        assert_eq!(policy.round_statistic(&[4.0, 1.0, 3.0, 2.0, 5.0]), Some(2.0));
+        assert_eq!(
+            policy.round_statistic(&[4.0, 1.0, 3.0, 2.0, 5.0]),
+            Some(2.0)
+        );
         assert_eq!(policy.round_statistic(&[]), None);
         assert!(policy.round_done(3, Duration::from_millis(100)));
         assert!(!policy.round_done(2, Duration::from_secs(1)));

@@ -78,12 +78,10 @@ pub fn table(sample: &Sample) -> String {
     let _ = writeln!(
         out,
         "machine load {}{}",
-        d.load_before
-            .zip(d.load_after)
-            .map_or("load average unknown".to_string(), |(b, a)| format!(
-                "load average {:.2} -> {:.2}",
-                b[0], a[0]
-            )),
+        d.load_before.zip(d.load_after).map_or(
+            "load average unknown".to_string(),
+            |(b, a)| format!("load average {:.2} -> {:.2}", b[0], a[0])
+        ),
         if d.kinds.is_empty() {
             ", undisturbed".to_string()
         } else {

@@ -487,7 +487,7 @@ pub async fn index(
         };
         let _ = write!(b, "<b>{s}</b> {} &nbsp; ", esc(&detail));
     }
-    b.push_str("</p><h2>Devices</h2><table id=\"devices\"><tr><th>device</th><th>name</th><th>runtime</th><th>samples</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
+    b.push_str("</p><h2>Devices</h2><table id=\"devices\"><tr><th>device</th><th>name</th><th>runtime</th><th>samples</th><th>unsettled</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
     let devices = store.devices().await?;
     let transfers = store.transfers("").await?;
     let mut plots = String::new();
@@ -517,10 +517,11 @@ pub async fn index(
         }
         let _ = write!(
             b,
-            "<tr class=\"device\"><td><a href=\"/dashboard/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}/{}</td><td>{transfer}</td><td><code>{version}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"device\"><td><a href=\"/dashboard/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"unsettled\">{}</td><td>{}/{}/{}</td><td>{transfer}</td><td><code>{version}</code></td><td>{}</td><td>{}</td></tr>",
             esc(&d.name),
             esc(&runtime_label(d)),
             measured.len(),
+            unsettled_count(&measured),
             q.queued,
             q.leased + q.expired,
             q.done,
@@ -696,12 +697,17 @@ pub async fn device_page(
             esc(&t.message)
         );
     }
-    b.push_str("</table><h2>Samples</h2><table id=\"samples\"><tr><th>key</th><th>purpose</th><th>what</th><th>median ms</th><th>valid</th><th>received</th></tr>");
+    let _ = write!(
+        b,
+        "</table><h2>Samples</h2><p id=\"unsettled\">{} of {} samples did not settle (measured on a busy or drifting machine): they are kept here, never used for a transfer, and their jobs are measured again</p><table id=\"samples\"><tr><th>key</th><th>purpose</th><th>what</th><th>label ms</th><th>valid</th><th>settled</th><th>received</th></tr>",
+        unsettled_count(&measured),
+        measured.len()
+    );
     for m in measured.iter().rev() {
         let what = describe(&m.subject);
         let _ = write!(
             b,
-            "<tr><td><a href=\"/v1/devices/{id}/samples/{k}\">{k}</a></td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/v1/devices/{id}/samples/{k}\">{k}</a></td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             m.purpose,
             esc(&what),
             m.median_ms,
@@ -709,6 +715,11 @@ pub async fn device_page(
                 "yes".to_string()
             } else {
                 esc(&m.invalid_reasons.join("; "))
+            },
+            match m.settled {
+                Some(true) => "yes",
+                Some(false) => "<b>no</b>",
+                None => "&#8211;",
             },
             fmt_time(m.received_ms),
             id = esc(&id),
@@ -749,4 +760,9 @@ mod tests {
         assert_eq!(s.matches("class=\"pt\"").count(), 2);
         assert_eq!(esc("<a&\"b\">"), "&lt;a&amp;&quot;b&quot;&gt;");
     }
+}
+
+/// Measurements whose label did not settle.
+fn unsettled_count(measured: &[MeasurementRow]) -> usize {
+    measured.iter().filter(|m| m.settled == Some(false)).count()
 }
