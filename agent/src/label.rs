@@ -320,7 +320,7 @@ mod tests {
     #[test]
     fn a_steady_series_settles_after_min_rounds() {
         let policy = SettlePolicy::default();
-        let steady = vec![2.0, 2.01, 1.99, 2.0, 2.005, 2.0];
+        let steady = [2.0, 2.01, 1.99, 2.0, 2.005, 2.0];
         assert!(!policy.judge(&steady[..4]).settled);
         assert!(policy.judge(&steady[..5]).settled);
     }

@@ -736,6 +736,11 @@ fn runtime_label(d: &crate::service::store::devices::DeviceRow) -> String {
         .map_or_else(|| "unknown".to_string(), |r| r.to_string())
 }
 
+/// Measurements whose label did not settle.
+fn unsettled_count(measured: &[MeasurementRow]) -> usize {
+    measured.iter().filter(|m| m.settled == Some(false)).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -760,9 +765,4 @@ mod tests {
         assert_eq!(s.matches("class=\"pt\"").count(), 2);
         assert_eq!(esc("<a&\"b\">"), "&lt;a&amp;&quot;b&quot;&gt;");
     }
-}
-
-/// Measurements whose label did not settle.
-fn unsettled_count(measured: &[MeasurementRow]) -> usize {
-    measured.iter().filter(|m| m.settled == Some(false)).count()
 }
