@@ -14,9 +14,12 @@
 
 pub mod backoff;
 pub mod client;
+pub mod cpu_clock;
+pub mod disturbance;
 pub mod dump;
 pub mod engine;
 pub mod error;
+pub mod label;
 pub mod limits;
 pub mod measure;
 pub mod model;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::label::SettlePolicy;
+
 /// How long and how often to warm up and to time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BenchLimits {
@@ -24,11 +26,19 @@ pub struct BenchLimits {
     pub max_runs: usize,
     /// Sleep between timed runs, to let a passively cooled board shed heat.
     pub cooldown: Duration,
+    /// Rounds, the per-round statistic and when the label has settled: the
+    /// loop goes on past the minimums until it has (or `max_time`).
+    pub settle: SettlePolicy,
+    /// Timings of one model at most (>= 1): a timing whose label did not
+    /// settle, or that was disturbed in a way its clock cannot correct, is
+    /// repeated up to this count.
+    pub attempts: usize,
 }
 
 impl Default for BenchLimits {
-    /// Defaults that give a stable median for a 1-50 ms model in a few
-    /// seconds: 5 warm-ups (<= 1 s), then >= 20 runs and >= 1 s, capped at 10 s.
+    /// Defaults that give a stable label for a 1-50 ms model in a few
+    /// seconds: 5 warm-ups (<= 1 s), then >= 20 runs and >= 1 s, more rounds
+    /// until the label settles, capped at 10 s; at most 3 timings.
     fn default() -> Self {
         BenchLimits {
             warmup_loops: 5,
@@ -38,16 +48,27 @@ impl Default for BenchLimits {
             max_time: Duration::from_secs(10),
             max_runs: 100_000,
             cooldown: Duration::ZERO,
+            settle: SettlePolicy::default(),
+            attempts: 3,
         }
     }
 }
 
 impl BenchLimits {
-    /// Whether the timed loop may stop after `runs` runs and `elapsed` time.
+    /// Whether the timed loop may stop after `runs` runs and `elapsed` time
+    /// (a cap was hit or both minimums were met).
     pub fn done(&self, runs: usize, elapsed: Duration) -> bool {
-        runs >= self.max_runs
-            || elapsed >= self.max_time
-            || (runs >= self.min_runs && elapsed >= self.min_time)
+        self.capped(runs, elapsed) || self.enough(runs, elapsed)
+    }
+
+    /// Whether the timed loop must stop: `max_runs` or `max_time` reached.
+    pub fn capped(&self, runs: usize, elapsed: Duration) -> bool {
+        runs >= self.max_runs || elapsed >= self.max_time
+    }
+
+    /// Whether both minimums (runs and time) were met.
+    pub fn enough(&self, runs: usize, elapsed: Duration) -> bool {
+        runs >= self.min_runs && elapsed >= self.min_time
     }
 
     /// Whether warm-up may stop.
@@ -72,7 +93,10 @@ impl BenchLimits {
                 self.max_time, self.min_time
             ));
         }
-        Ok(())
+        if self.attempts == 0 {
+            return Err("attempts must be at least 1".into());
+        }
+        self.settle.validate()
     }
 }
 

@@ -150,13 +150,18 @@ struct MeasureArgs {
     /// Sleep between timed runs, ms.
     #[arg(long, default_value_t = 0)]
     cooldown_ms: u64,
+    /// Timings of the model at most: one that did not settle, or was
+    /// disturbed in a way its clock cannot correct, is repeated.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    attempts: u64,
     /// Seed of random inputs and generated weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Print one JSON line on stdout instead of a table.
     #[arg(long)]
     json: bool,
-    /// Include every run's time in the JSON (always included in the sample).
+    /// Include every run's wall and thread CPU time in the JSON (always
+    /// included in the samples sent to a host).
     #[arg(long)]
     raw: bool,
 }
@@ -309,6 +314,8 @@ fn measure_cmd(args: MeasureArgs) -> Result<()> {
             max_time: Duration::from_millis(args.max_ms),
             max_runs: args.max_runs,
             cooldown: Duration::from_millis(args.cooldown_ms),
+            attempts: usize::try_from(args.attempts).unwrap_or(1),
+            ..BenchLimits::default()
         },
         runtime: args.runtime.choice(),
         threads: args.threads.max(1),
@@ -330,6 +337,7 @@ fn measure_cmd(args: MeasureArgs) -> Result<()> {
     if args.json {
         if !args.raw {
             sample.timing.times_ms.clear();
+            sample.timing.cpu_times_ms.clear();
         }
         let line = serde_json::to_string(&sample).context("serialising the sample")?;
         writeln!(stdout, "{line}")?;

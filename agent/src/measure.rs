@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
 use crate::error::{AgentError, Result};
+use crate::label::LabelClock;
 use crate::limits::BenchLimits;
 use crate::model::{InputSpec, LoadedModel};
 use crate::provenance::{DynamicState, MachineInfo, Provenance, RunSettings};
 use crate::runtime::{RuntimeChoice, RuntimeInfo, RuntimeKind, prepare};
-use crate::timing::{FirstRun, Timing, time_model};
+use crate::timing::{Attempt, FirstRun, Timing, time_with_retries};
 use crate::tract_engine::TractEngine;
 
 /// What to measure.
@@ -60,7 +61,7 @@ impl Default for MeasureOptions {
     }
 }
 
-/// A measured sample: the label is `timing.summary.median_ms`.
+/// A measured sample: the label is `timing.estimate` ([`crate::label`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     /// File name or architecture string.
@@ -73,8 +74,11 @@ pub struct Sample {
     pub optimize_ms: f64,
     /// Whether stale value_info had to be ignored to load the model.
     pub ignored_value_info: bool,
-    /// Timing results.
+    /// Timing results (of the last attempt).
     pub timing: Timing,
+    /// Earlier timings that were repeated (did not settle, or disturbed in
+    /// a way the label clock cannot correct), oldest first.
+    pub repeated: Vec<Attempt>,
     /// Machine, settings and state before/after.
     pub provenance: Provenance,
     /// Whether the sample can be used as a label.
@@ -84,9 +88,16 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// The training label: median run time, ms.
+    /// The training label, ms: the median over rounds of each round's low
+    /// quantile, on the thread's CPU clock for one inference thread
+    /// ([`crate::label`]).
     pub fn label_ms(&self) -> f64 {
-        self.timing.summary.median_ms
+        self.timing.estimate.label_ms()
+    }
+
+    /// Whether the label settled.
+    pub fn settled(&self) -> bool {
+        self.timing.estimate.settled()
     }
 }
 
@@ -181,12 +192,15 @@ struct Timed {
     batch_size: Option<usize>,
     timing: Timing,
     first: FirstRun,
+    repeated: Vec<Attempt>,
 }
 
 fn time_on_tract(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> {
     let (model, arch) = load(source, options)?;
     let mut engine = TractEngine::new(&model)?;
-    let (timing, first) = time_model(&mut engine, &options.limits, options.seed)?;
+    let clock = LabelClock::for_threads(options.threads);
+    let (timing, first, repeated) =
+        time_with_retries(&mut engine, &options.limits, clock, options.seed)?;
     Ok(Timed {
         name: model.name.clone(),
         arch,
@@ -199,6 +213,7 @@ fn time_on_tract(source: &ModelSource, options: &MeasureOptions) -> Result<Timed
             .and_then(|i| i.shape.first().copied()),
         timing,
         first,
+        repeated,
     })
 }
 
@@ -232,7 +247,9 @@ fn time_on_ort(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> 
         .model_inputs()
         .first()
         .and_then(|i| i.shape.first().copied());
-    let (timing, first) = time_model(&mut model, &options.limits, options.seed)?;
+    let clock = LabelClock::for_threads(options.threads);
+    let (timing, first, repeated) =
+        time_with_retries(&mut model, &options.limits, clock, options.seed)?;
     Ok(Timed {
         name,
         arch,
@@ -242,6 +259,7 @@ fn time_on_ort(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> 
         batch_size,
         timing,
         first,
+        repeated,
     })
 }
 
@@ -282,6 +300,7 @@ pub fn measure_with_first_run(
         optimize_ms: timed.optimize_ms,
         ignored_value_info: timed.ignored_value_info,
         timing: timed.timing,
+        repeated: timed.repeated,
         provenance: Provenance {
             machine,
             settings: RunSettings {
@@ -317,6 +336,17 @@ fn invalid_reasons(
         reasons.push(format!(
             "timed for less than the minimum {:?}",
             options.limits.min_time
+        ));
+    }
+    if !timing.estimate.settled() {
+        let v = &timing.estimate.verdict;
+        reasons.push(format!(
+            "the label did not settle after {} attempts (last: {} rounds, drift {:.1}%, {:.0}% of rounds within {:.0}%)",
+            options.limits.attempts,
+            timing.estimate.rounds.len(),
+            v.drift * 100.0,
+            v.agreement * 100.0,
+            timing.estimate.policy.band * 100.0
         ));
     }
     if let Some(why) = before.instability(after) {

@@ -54,7 +54,54 @@ pub fn table(sample: &Sample) -> String {
         "runs         {} timed after {} warm-up",
         s.runs, sample.timing.warmup_runs
     );
-    let _ = writeln!(out, "median       {:.4} ms   (the label)", s.median_ms);
+    let e = &sample.timing.estimate;
+    let _ = writeln!(
+        out,
+        "label        {:.4} ms   ({}; {} rounds, {})",
+        e.label_ms(),
+        match e.clock {
+            crate::label::LabelClock::ThreadCpu => "thread CPU time",
+            crate::label::LabelClock::Wall => "wall time",
+        },
+        e.rounds.len(),
+        if e.settled() {
+            "settled".to_string()
+        } else {
+            format!(
+                "NOT settled: drift {:.1}%, {:.0}% of rounds agree",
+                e.verdict.drift * 100.0,
+                e.verdict.agreement * 100.0
+            )
+        }
+    );
+    let d = &sample.timing.disturbance;
+    let _ = writeln!(
+        out,
+        "machine load {}{}",
+        d.load_before.zip(d.load_after).map_or(
+            "load average unknown".to_string(),
+            |(b, a)| format!("load average {:.2} -> {:.2}", b[0], a[0])
+        ),
+        if d.kinds.is_empty() {
+            ", undisturbed".to_string()
+        } else {
+            format!(", DISTURBED: {}", d.describe())
+        }
+    );
+    if !sample.repeated.is_empty() {
+        let _ = writeln!(
+            out,
+            "repeated     {} earlier timing(s): {}",
+            sample.repeated.len(),
+            sample
+                .repeated
+                .iter()
+                .map(|a| format!("{:.4} ms", a.label_ms))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let _ = writeln!(out, "median       {:.4} ms   (wall clock)", s.median_ms);
     let _ = writeln!(
         out,
         "min/mean/max {:.4} / {:.4} / {:.4} ms   std {:.4} ms   CV {:.2}%",

@@ -22,6 +22,14 @@ fn quick() -> MeasureOptions {
             max_time: Duration::from_secs(5),
             max_runs: 5,
             cooldown: Duration::ZERO,
+            // Five runs make one or two rounds: settle on one, time once.
+            settle: nasflat_agent::label::SettlePolicy {
+                round_runs: 1,
+                min_rounds: 1,
+                window: 1,
+                ..Default::default()
+            },
+            attempts: 1,
         },
         ..MeasureOptions::default()
     }

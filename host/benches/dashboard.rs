@@ -114,6 +114,8 @@ async fn fill(store: &Store, dir: &Path) {
                     valid: true,
                     invalid_reasons: Vec::new(),
                     sample_json: "{}".into(),
+                    // Every 20th sample unsettled, as a busy fleet reports.
+                    settled: Some(arch_index % 20 != 0),
                 }
             })
             .collect();

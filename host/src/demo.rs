@@ -17,6 +17,7 @@ use nasflat_shared::SearchSpace;
 
 use axum::extract::FromRef;
 use nasflat_host::service::auth::new_token;
+use nasflat_host::service::conditions::{ConditionsTally, SampleConditions};
 use nasflat_host::service::domain::{Purpose, TransferState};
 use nasflat_host::service::search::{SearchRequest, SearchView, Searcher};
 use nasflat_host::service::store::jobs::NewJob;
@@ -56,6 +57,8 @@ pub(crate) struct DemoReport {
     pub seconds: f64,
     /// The closing search, verified on this machine.
     pub search: SearchView,
+    /// The measuring conditions of every sample of the run.
+    pub conditions: ConditionsTally,
 }
 
 /// The local agent, run until its queue is empty.
@@ -118,6 +121,19 @@ async fn verified_search(
     agent.measure().await?;
     let row = searcher.get(&row.id).await?;
     Ok(searcher.view(row).await?)
+}
+
+/// The measuring conditions of every sample the device uploaded (read
+/// from the samples' provenance), so the demo can say whether its numbers
+/// were taken on a busy machine.
+async fn conditions_of(state: &AppState, device: &str) -> Result<ConditionsTally> {
+    let mut all = Vec::new();
+    for m in state.store.measurements_of_device(device).await? {
+        if let Some(text) = state.store.sample_json(device, &m.key).await? {
+            all.push(SampleConditions::of_text(&text));
+        }
+    }
+    Ok(ConditionsTally::of(&all))
 }
 
 /// Median of the finite values.
@@ -332,7 +348,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     let (mut p, mut m) = (Vec::new(), Vec::new());
     for row in measured
         .iter()
-        .filter(|r| r.purpose == Purpose::Extra && r.valid)
+        .filter(|r| r.purpose == Purpose::Extra && r.valid && r.settled != Some(false))
     {
         if let Some(i) = row.subject.row_in(space)
             && let Some(&v) = pred.latencies.get(i)
@@ -342,6 +358,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
         }
     }
     let search = verified_search(&state, &device, &pred.latencies, &local).await?;
+    let conditions = conditions_of(&state, &device).await?;
     let report = DemoReport {
         url: format!("{url}/?token={viewer}"),
         device_id: device,
@@ -350,12 +367,14 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
         version,
         seconds: started.elapsed().as_secs_f64(),
         search,
+        conditions,
     };
     println!(
         "Spearman (served predictions vs {} fresh measurements on this machine): {:.3}",
         report.fresh, report.spearman
     );
     print_search(&report.search);
+    println!("{}", report.conditions.summary_line());
     println!("dashboard: {}", report.url);
     if !options.exit {
         println!("serving until Ctrl-C");

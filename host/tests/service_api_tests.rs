@@ -1355,3 +1355,118 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
     assert!(v["residual_quantile"].as_f64().unwrap().is_finite());
     assert_ne!(v["predictor_version"], "v-before-0002");
 }
+
+/// A sample JSON as the agent writes it, with its settle verdict and what
+/// disturbed the machine.
+fn sample_json_settled(settled: bool, kinds: &[&str]) -> String {
+    serde_json::json!({
+        "timing": {
+            "estimate": {"clock": "thread_cpu", "verdict": {"settled": settled, "label_ms": 2.0}},
+            "disturbance": {"kinds": kinds, "load_before": [3.1, 2.0, 1.0], "load_after": [3.4, 2.0, 1.0]}
+        },
+        "provenance": {"machine": {"cores": 2}}
+    })
+    .to_string()
+}
+
+/// A sample whose label did not settle is stored for the record, never used
+/// for a transfer, and its job is measured again until it settles or its
+/// attempts are used up; the API and the dashboard count such samples. A
+/// result of an agent from before the settle rule (no flag) is used as
+/// before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsettled_sample_is_requeued_and_never_transferred() {
+    use nasflat_host::service::domain::JobState;
+    use nasflat_host::service::transfer::{SampleSet, samples_of};
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app_configured(dir.path(), |c| c.max_attempts = 3).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id, reg.device_token);
+    let leases = lease(&app, &dev, &tok, 3).await;
+    let (busy, old, quiet) = (&leases[0], &leases[1], &leases[2]);
+    // The agent marks it valid: the host must read the flag itself.
+    let mut unsettled = result(&dev, Some(busy.lease_id.clone()), busy.job.clone(), 9.0);
+    unsettled.sample_json = sample_json_settled(false, &["preempted", "loaded"]);
+    let from_old_agent = result(&dev, Some(old.lease_id.clone()), old.job.clone(), 3.0);
+    let mut settled = result(&dev, Some(quiet.lease_id.clone()), quiet.job.clone(), 2.0);
+    settled.sample_json = sample_json_settled(true, &[]);
+    let batch = ResultBatch {
+        results: vec![unsettled, from_old_agent, settled],
+    };
+    let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    assert_eq!(ack.acked.len(), 3);
+
+    let job_of = |jobs: &[nasflat_host::service::store::jobs::JobRow], spec: &JobSpec| {
+        jobs.iter()
+            .find(|j| nasflat_host::service::api::agents::job_spec(j).is_ok_and(|s| &s == spec))
+            .cloned()
+            .unwrap()
+    };
+    let jobs = state.store.jobs_of_device(&dev).await.unwrap();
+    let requeued = job_of(&jobs, &busy.job);
+    assert_eq!(requeued.state, JobState::Queued, "{requeued:?}");
+    assert!(
+        requeued
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("did not settle")),
+        "{requeued:?}"
+    );
+    assert_eq!(job_of(&jobs, &old.job).state, JobState::Done);
+    assert_eq!(job_of(&jobs, &quiet.job).state, JobState::Done);
+
+    // Stored with its flag, left out of every transfer's samples.
+    let rows = state.store.measurements_of_device(&dev).await.unwrap();
+    let flags: Vec<Option<bool>> = rows.iter().map(|r| r.settled).collect();
+    assert_eq!(flags.iter().filter(|f| **f == Some(false)).count(), 1);
+    assert_eq!(flags.iter().filter(|f| f.is_none()).count(), 1, "old agent");
+    for set in [SampleSet::Plan, SampleSet::All] {
+        let samples = samples_of(&rows, SearchSpace::Nb201, set);
+        assert_eq!(samples.len(), 2, "{set:?}");
+        assert!(
+            samples.iter().all(|s| s.ms < 9.0),
+            "the unsettled 9 ms was used"
+        );
+    }
+
+    // The API and the dashboard count it.
+    let list: serde_json::Value = ok(&app, get("/v1/devices?kind=agent")).await;
+    let mine = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == dev.as_str())
+        .unwrap();
+    assert_eq!(mine["unsettled"], 1, "{mine}");
+    let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
+    assert_eq!(detail["unsettled"], 1);
+    let (s, page, _) = call(&app, get(&format!("/dashboard/devices/{dev}"))).await;
+    assert_eq!(s, StatusCode::OK);
+    let page = String::from_utf8(page).unwrap();
+    assert!(page.contains("1 of 3 samples did not settle"), "{page}");
+
+    // Measured again while attempts remain; failed, saying why, after.
+    for attempt in 2..=3 {
+        let again = lease(&app, &dev, &tok, 16).await;
+        let l = again
+            .iter()
+            .find(|l| l.job == busy.job)
+            .unwrap_or_else(|| panic!("attempt {attempt}: the job did not come back"));
+        let mut r = result(&dev, Some(l.lease_id.clone()), l.job.clone(), 9.0);
+        r.sample_json = sample_json_settled(false, &["canary_changed"]);
+        let batch = ResultBatch { results: vec![r] };
+        let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    }
+    let jobs = state.store.jobs_of_device(&dev).await.unwrap();
+    let given_up = job_of(&jobs, &busy.job);
+    assert_eq!(given_up.state, JobState::Failed, "{given_up:?}");
+    assert!(
+        given_up
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("no sample settled")),
+        "{given_up:?}"
+    );
+    let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
+    assert_eq!(detail["unsettled"], 3);
+}

@@ -423,6 +423,7 @@ async fn the_home_page_is_paginated_with_each_devices_counts() {
         valid: true,
         invalid_reasons: vec![],
         sample_json: "{}".into(),
+        settled: None,
     };
     // Device i: 2 jobs measured (done), i % 5 queued, i % 4 ad-hoc samples.
     let expected = |i: usize| (2 + i % 4, i % 5, 2);

@@ -54,6 +54,7 @@ fn arch_result(key: &str, lease: Option<&str>, index: usize, ms: f64) -> NewMeas
         valid: true,
         invalid_reasons: vec![],
         sample_json: "{}".into(),
+        settled: None,
     }
 }
 
@@ -257,10 +258,12 @@ async fn measurements_are_idempotent_and_close_their_job() {
             out,
             vec![
                 StoreOutcome::New {
-                    purpose: Purpose::Sample
+                    purpose: Purpose::Sample,
+                    requeued: false
                 },
                 StoreOutcome::New {
-                    purpose: Purpose::Adhoc
+                    purpose: Purpose::Adhoc,
+                    requeued: false
                 }
             ]
         );

@@ -638,6 +638,16 @@ async fn demo_command_prints_spearman_and_dashboard() {
     assert!(dashboard.starts_with("http://127.0.0.1:"), "{dashboard}");
     assert!(dashboard.contains("/?token="), "{dashboard}");
     println!("e2e: demo: {line}");
+    // It says whether its numbers were taken on a busy machine.
+    let conditions = stdout
+        .lines()
+        .find(|l| l.starts_with("measuring conditions: "))
+        .unwrap_or_else(|| panic!("no measuring-conditions line: {stdout}"));
+    assert!(
+        conditions.contains("none disturbed") || conditions.contains("WARNING"),
+        "{conditions}"
+    );
+    println!("e2e: demo: {conditions}");
     // The closing search: chosen architecture, prediction and bound within
     // the budget, and the agent's measurement with whether the budget held.
     let search: Vec<&str> = stdout

@@ -25,6 +25,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod conditions;
 pub mod config;
 pub mod dashboard;
 pub mod domain;
@@ -66,7 +67,8 @@ pub async fn build_state(config: ServiceConfig) -> anyhow::Result<AppState> {
     let store = Store::connect_with(&config.db_url, config.sqlite_sync)
         .await
         .with_context(|| format!("opening the database {}", store::redact(&config.db_url)))?
-        .with_device_quota(config.device_quota_bytes);
+        .with_device_quota(config.device_quota_bytes)
+        .with_max_attempts(config.max_attempts);
     let abandoned = store
         .delete_abandoned_chunks(
             i64::try_from(config.request_timeout.as_millis()).unwrap_or(i64::MAX),

@@ -52,7 +52,9 @@ pub struct TransferRunner {
 }
 
 /// The samples of a device in a space; repeated measurements of one arch
-/// are merged by their median.
+/// are merged by their median. Invalid samples and samples whose label did
+/// not settle are left out (an agent from before the settle rule reports
+/// nothing: its valid samples count).
 pub fn samples_of(measurements: &[MeasurementRow], space: SearchSpace, set: SampleSet) -> Samples {
     let mut by_row: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for m in measurements {
@@ -60,7 +62,7 @@ pub fn samples_of(measurements: &[MeasurementRow], space: SearchSpace, set: Samp
             SampleSet::Plan => m.purpose == Purpose::Sample,
             SampleSet::All => true,
         };
-        if !(wanted && m.valid) {
+        if !(wanted && m.valid && m.settled != Some(false)) {
             continue;
         }
         if let Some(row) = m.subject.row_in(space) {

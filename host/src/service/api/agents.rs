@@ -16,6 +16,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::service::auth::{self, DeviceAuth, bearer, expect_device, hash_token, same_secret};
+use crate::service::conditions::SampleConditions;
 use crate::service::config::ServiceConfig;
 use crate::service::domain::{Purpose, Subject};
 use crate::service::error::{AppError, Reply, Wire};
@@ -324,7 +325,7 @@ async fn validate(
         return Err("idempotency key must be 1-128 characters of [A-Za-z0-9_-]".into());
     }
     check_latency(r.median_ms)?;
-    check_sample_json(&r.sample_json)?;
+    let sample = check_sample_json(&r.sample_json)?;
     if r.invalid_reasons.len() > MAX_REASONS {
         return Err(format!(
             "at most {MAX_REASONS} invalid_reasons per result (got {})",
@@ -347,6 +348,7 @@ async fn validate(
         valid: r.valid,
         invalid_reasons: r.invalid_reasons.clone(),
         sample_json: r.sample_json.clone(),
+        settled: SampleConditions::of(&sample).settled,
     })
 }
 
@@ -367,9 +369,9 @@ fn check_latency(median_ms: f64) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a result's `sample_json` cannot be stored: over
+/// A result's `sample_json`, parsed, or why it cannot be stored: over
 /// [`MAX_SAMPLE_JSON_BYTES`], or not a JSON object.
-fn check_sample_json(text: &str) -> Result<(), String> {
+fn check_sample_json(text: &str) -> Result<serde_json::Value, String> {
     if text.len() > MAX_SAMPLE_JSON_BYTES {
         return Err(format!(
             "sample_json is {} bytes (at most {MAX_SAMPLE_JSON_BYTES})",
@@ -377,7 +379,7 @@ fn check_sample_json(text: &str) -> Result<(), String> {
         ));
     }
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
         Ok(_) => Err("sample_json is not a JSON object".into()),
         Err(e) => Err(format!("sample_json is not JSON: {e}")),
     }
@@ -490,8 +492,12 @@ async fn acknowledge(
     let mut new_samples: Vec<SearchSpace> = Vec::new();
     for (m, outcome) in accepted.iter().zip(outcomes) {
         match outcome {
-            StoreOutcome::New { purpose } => {
+            StoreOutcome::New { purpose, requeued } => {
                 Metrics::inc(&metrics.results_stored);
+                if *requeued {
+                    tracing::info!(device = %device_id, key = ?m.key,
+                        "the sample did not settle; its job is queued again");
+                }
                 if *purpose == Purpose::Sample
                     && m.valid
                     && let Subject::Arch { space, .. } = m.subject

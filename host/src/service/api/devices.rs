@@ -42,6 +42,9 @@ pub struct DeviceSummary {
     pub runtime: Option<RuntimeIdentity>,
     /// Measurements stored (agents) or architectures in the table (built-ins).
     pub samples: usize,
+    /// Of them, measurements whose label did not settle (a busy or drifting
+    /// machine): kept, never used for a transfer, their jobs measured again.
+    pub unsettled: usize,
     /// Spaces with a served predictor (or the built-in's own space).
     pub spaces: Vec<SearchSpace>,
     /// Served predictor versions.
@@ -90,6 +93,9 @@ pub struct DeviceDetail {
     pub last_seen_ms: Option<i64>,
     /// Measurements (agents).
     pub samples: Vec<MeasurementRow>,
+    /// Of them, measurements whose label did not settle (see
+    /// [`DeviceSummary::unsettled`]).
+    pub unsettled: usize,
     /// The device's queue.
     pub queue: QueueCounts,
     /// Its jobs not yet measured.
@@ -142,6 +148,7 @@ pub async fn list(
                 name: d.name,
                 kind: "agent".into(),
                 samples: usize::try_from(o.measurements).unwrap_or(0),
+                unsettled: usize::try_from(o.unsettled).unwrap_or(0),
                 spaces: served,
                 predictor_versions: versions,
                 last_seen_ms: Some(d.last_seen_ms),
@@ -157,6 +164,7 @@ pub async fn list(
                     kind: "builtin".into(),
                     runtime: None,
                     samples: k.data.valid_rows(c).len(),
+                    unsettled: 0,
                     spaces: vec![*space],
                     predictor_versions: vec![format!("{space}-table")],
                     transfer_state: None,
@@ -195,6 +203,7 @@ pub async fn detail(
             created_ms: None,
             last_seen_ms: None,
             samples: Vec::new(),
+            unsettled: 0,
             queue: QueueCounts::default(),
             open_jobs: Vec::new(),
             transfers: Vec::new(),
@@ -238,6 +247,7 @@ pub async fn detail(
         open_jobs: jobs.into_iter().filter(|j| j.state.is_open()).collect(),
         transfers: store.transfers(&id).await?,
         predictors,
+        unsettled: samples.iter().filter(|m| m.settled == Some(false)).count(),
         samples,
         id: d.id,
         name: d.name,

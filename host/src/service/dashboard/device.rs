@@ -131,12 +131,17 @@ pub async fn device_page(
             esc(&t.message)
         );
     }
-    b.push_str("</table><h2>Samples</h2><table id=\"samples\"><tr><th>key</th><th>purpose</th><th>what</th><th>median ms</th><th>valid</th><th>received</th></tr>");
+    let _ = write!(
+        b,
+        "</table><h2>Samples</h2><p id=\"unsettled\">{} of {} samples did not settle (measured on a busy or drifting machine): they are kept here, never used for a transfer, and their jobs are measured again</p><table id=\"samples\"><tr><th>key</th><th>purpose</th><th>what</th><th>label ms</th><th>valid</th><th>settled</th><th>received</th></tr>",
+        measured.iter().filter(|m| m.settled == Some(false)).count(),
+        measured.len()
+    );
     for m in measured.iter().rev() {
         let what = describe(&m.subject);
         let _ = write!(
             b,
-            "<tr><td><a href=\"/v1/devices/{id}/samples/{k}\">{k}</a></td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/v1/devices/{id}/samples/{k}\">{k}</a></td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             m.purpose,
             esc(&what),
             m.median_ms,
@@ -144,6 +149,11 @@ pub async fn device_page(
                 "yes".to_string()
             } else {
                 esc(&m.invalid_reasons.join("; "))
+            },
+            match m.settled {
+                Some(true) => "yes",
+                Some(false) => "<b>no</b>",
+                None => "&#8211;",
             },
             fmt_time(m.received_ms),
             id = esc(&id),

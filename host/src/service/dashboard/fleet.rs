@@ -79,7 +79,7 @@ pub async fn index(
     b.push_str("<h2>Devices</h2>");
     let nav = pager(page_no, per_page, total, devices.len());
     b.push_str(&nav);
-    b.push_str("<table id=\"devices\"><tr><th>device</th><th>name</th><th>runtime</th><th>samples</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
+    b.push_str("<table id=\"devices\"><tr><th>device</th><th>name</th><th>runtime</th><th>samples</th><th>unsettled</th><th>queue (queued/leased/done)</th><th>transfer</th><th>predictor</th><th>held-out Spearman</th><th>last seen</th></tr>");
     let mut plots = Plots::default();
     for o in &devices {
         let cells = Listed {
@@ -239,10 +239,11 @@ impl Listed<'_> {
         }
         plots.devices += usize::from(plotted);
         Ok(format!(
-            "<tr class=\"device\"><td><a href=\"/dashboard/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}/{}/{}</td><td>{transfer}</td><td><code>{version}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"device\"><td><a href=\"/dashboard/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"unsettled\">{}</td><td>{}/{}/{}</td><td>{transfer}</td><td><code>{version}</code></td><td>{}</td><td>{}</td></tr>",
             esc(&d.name),
             esc(&runtime_label(d)),
             o.measurements,
+            o.unsettled,
             o.queue.queued,
             o.queue.leased + o.queue.expired,
             o.queue.done,

@@ -38,6 +38,8 @@ pub struct DeviceOverview {
     pub device: DeviceRow,
     /// Measurements stored (valid or not, any subject).
     pub measurements: i64,
+    /// Of those, samples whose label did not settle (kept out of transfers).
+    pub unsettled: i64,
     /// Its jobs by state.
     pub queue: QueueCounts,
     /// Its newest transfer, if any.
@@ -66,7 +68,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT d.id AS id, d.name AS name, d.fingerprint_json AS fingerprint_json, \
              d.created_ms AS created_ms, d.last_seen_ms AS last_seen_ms, \
-             (SELECT COUNT(*) FROM measurements m WHERE m.device_id = d.id) AS measurements \
+             (SELECT COUNT(*) FROM measurements m WHERE m.device_id = d.id) AS measurements, \
+             (SELECT COUNT(*) FROM measurements m WHERE m.device_id = d.id AND m.settled = 0) AS unsettled \
              FROM devices d ORDER BY d.created_ms, d.id LIMIT $1 OFFSET $2",
         )
         .bind(limit)
@@ -78,6 +81,7 @@ impl Store {
             page.push(DeviceOverview {
                 device: device(r)?,
                 measurements: r.try_get("measurements")?,
+                unsettled: r.try_get("unsettled")?,
                 queue: QueueCounts::default(),
                 transfer: None,
                 predictors: Vec::new(),

@@ -27,6 +27,10 @@ pub struct NewMeasurement {
     pub invalid_reasons: Vec<String>,
     /// The full sample (timing, provenance), JSON.
     pub sample_json: String,
+    /// Whether the agent's label settled (`None`: an agent from before the
+    /// settle rule, which did not say). A sample that did not settle sends
+    /// its job back to the queue (until the job's attempts are used up).
+    pub settled: Option<bool>,
 }
 
 /// What happened to one measurement of a batch.
@@ -37,6 +41,8 @@ pub enum StoreOutcome {
     New {
         /// Job purpose.
         purpose: Purpose,
+        /// The sample did not settle and its job was queued again.
+        requeued: bool,
     },
     /// The key was stored before.
     Duplicate,
@@ -64,6 +70,9 @@ pub struct MeasurementRow {
     pub valid: bool,
     /// Why not valid, JSON list.
     pub invalid_reasons: Vec<String>,
+    /// Whether the agent's label settled (`None`: not reported, an agent
+    /// from before the settle rule). Never used for a transfer when `false`.
+    pub settled: Option<bool>,
     /// Receipt time, epoch ms.
     pub received_ms: i64,
 }
@@ -71,6 +80,7 @@ pub struct MeasurementRow {
 fn measurement(row: &AnyRow) -> StoreResult<MeasurementRow> {
     let reasons: String = row.try_get("invalid_reasons")?;
     let valid: i64 = row.try_get("valid")?;
+    let settled: Option<i64> = row.try_get("settled")?;
     Ok(MeasurementRow {
         key: row.try_get("idempotency_key")?,
         device_id: row.try_get("device_id")?,
@@ -84,6 +94,7 @@ fn measurement(row: &AnyRow) -> StoreResult<MeasurementRow> {
         median_ms: row.try_get("median_ms")?,
         valid: valid != 0,
         invalid_reasons: serde_json::from_str(&reasons).unwrap_or_default(),
+        settled: settled.map(|s| s != 0),
         received_ms: row.try_get("received_ms")?,
     })
 }
@@ -93,6 +104,36 @@ fn measurement(row: &AnyRow) -> StoreResult<MeasurementRow> {
 pub fn stored_size(m: &NewMeasurement) -> i64 {
     let reasons: usize = m.invalid_reasons.iter().map(String::len).sum();
     i64::try_from(m.sample_json.len() + reasons + 256).unwrap_or(i64::MAX)
+}
+
+/// Sends the job of a sample that did not settle back to the queue, or,
+/// once it has had `max_attempts` leases, fails it saying why. Returns
+/// whether it was queued again.
+async fn requeue_unsettled(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    job_id: &str,
+    max_attempts: i64,
+) -> StoreResult<bool> {
+    let again = sqlx::query(
+        "UPDATE jobs SET state = 'queued', lease_expires_ms = NULL, \
+         last_error = 'the sample did not settle; measuring again' \
+         WHERE id = $1 AND attempts < $2",
+    )
+    .bind(job_id)
+    .bind(max_attempts)
+    .execute(&mut **tx)
+    .await?;
+    if again.rows_affected() > 0 {
+        return Ok(true);
+    }
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', lease_expires_ms = NULL, \
+         last_error = 'no sample settled within the attempts allowed' WHERE id = $1",
+    )
+    .bind(job_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(false)
 }
 
 impl Store {
@@ -165,7 +206,8 @@ impl Store {
             let inserted = sqlx::query(
                 "INSERT INTO measurements (idempotency_key, device_id, job_id, lease_id, purpose, \
                  kind, space, arch_index, model_id, median_ms, valid, invalid_reasons, sample_json, \
-                 received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 received_ms, settled) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                  ON CONFLICT (device_id, idempotency_key) DO NOTHING",
             )
             .bind(&m.key)
@@ -182,23 +224,31 @@ impl Store {
             .bind(serde_json::to_string(&m.invalid_reasons).unwrap_or_else(|_| "[]".into()))
             .bind(&m.sample_json)
             .bind(now)
+            .bind(m.settled.map(i64::from))
             .execute(&mut *tx)
             .await?;
             if inserted.rows_affected() == 0 {
                 outcomes.push(StoreOutcome::Duplicate);
                 continue;
             }
-            if let Some(id) = &job_id {
-                sqlx::query(
-                    "UPDATE jobs SET state = 'done', lease_expires_ms = NULL, last_error = NULL \
-                     WHERE id = $1",
-                )
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            let requeued = match &job_id {
+                Some(id) if m.settled == Some(false) => {
+                    requeue_unsettled(&mut tx, id, self.max_attempts()).await?
+                }
+                Some(id) => {
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'done', lease_expires_ms = NULL, \
+                         last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    false
+                }
+                None => false,
+            };
             new_bytes = new_bytes.saturating_add(stored_size(m));
-            outcomes.push(StoreOutcome::New { purpose });
+            outcomes.push(StoreOutcome::New { purpose, requeued });
         }
         if outcomes
             .iter()
@@ -235,7 +285,7 @@ impl Store {
     ) -> StoreResult<Vec<MeasurementRow>> {
         let rows = sqlx::query(
             "SELECT idempotency_key, device_id, job_id, purpose, kind, space, arch_index, model_id, \
-             median_ms, valid, invalid_reasons, received_ms FROM measurements \
+             median_ms, valid, invalid_reasons, settled, received_ms FROM measurements \
              WHERE device_id = $1 ORDER BY received_ms, idempotency_key",
         )
         .bind(device_id)
@@ -248,7 +298,7 @@ impl Store {
     pub async fn measurements_of_model(&self, model_id: &str) -> StoreResult<Vec<MeasurementRow>> {
         let rows = sqlx::query(
             "SELECT idempotency_key, device_id, job_id, purpose, kind, space, arch_index, model_id, \
-             median_ms, valid, invalid_reasons, received_ms FROM measurements \
+             median_ms, valid, invalid_reasons, settled, received_ms FROM measurements \
              WHERE model_id = $1 ORDER BY device_id, received_ms",
         )
         .bind(model_id)

@@ -149,12 +149,18 @@ pub struct Store {
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Bytes of measurements one device may store (unbounded unless set).
     device_quota_bytes: u64,
+    /// Leases a job may get before a sample of it that did not settle
+    /// fails it instead of queueing it again.
+    max_attempts: i64,
 }
 
 /// Guard of a write section (a no-op on PostgreSQL).
 pub struct WriteGuard<'a> {
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
+
+/// Leases a job may get by default (`ServiceConfig::max_attempts`'s default).
+pub const DEFAULT_MAX_ATTEMPTS: i64 = 5;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
@@ -174,6 +180,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "jobs_state",
         include_str!("migrations/0005_jobs_state.sql"),
     ),
+    (6, "settled", include_str!("migrations/0006_settled.sql")),
 ];
 
 impl Store {
@@ -224,6 +231,7 @@ impl Store {
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
             device_quota_bytes: u64::MAX,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
         };
         store.migrate().await?;
         Ok(store)
@@ -258,6 +266,18 @@ impl Store {
     pub fn with_device_quota(mut self, bytes: u64) -> Store {
         self.device_quota_bytes = bytes;
         self
+    }
+
+    /// Sets how many leases a job may get before a sample of it that did not
+    /// settle fails it (default [`DEFAULT_MAX_ATTEMPTS`]).
+    pub fn with_max_attempts(mut self, attempts: i64) -> Store {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Leases a job may get before an unsettled sample fails it.
+    pub fn max_attempts(&self) -> i64 {
+        self.max_attempts
     }
 
     /// The per-device quota of stored measurement bytes.
