@@ -41,7 +41,7 @@ fn unknown_sampler_and_encoding_names_exit_2_naming_the_choices() {
     let (code, _, err) = host(&["eval", "--sampler", "zcp-median", "--quiet"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread>"),
+        err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread|kmeans-cosine>"),
         "{err}"
     );
     let (code, _, err) = host(&["eval", "--supplementary", "word2vec", "--quiet"]);

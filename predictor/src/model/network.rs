@@ -9,7 +9,7 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
 use nasflat_shared::{Arch, ArchGraph, SearchSpace};
 
-use super::config::{GnnKind, PredictorConfig};
+use super::config::{GnnKind, PAPER_SUPPLEMENTARY_OUT, PredictorConfig};
 use super::gnn::{DgfLayer, GatLayer};
 use super::layers::{Mlp, ParamFactory};
 use super::memo::{Level, Step, needed_positions};
@@ -48,6 +48,24 @@ impl GraphBatch {
         rows: &[usize],
         device: usize,
     ) -> Result<Self> {
+        Self::build_mixed(features, config, rows, &vec![device; rows.len()])
+    }
+
+    /// Gathers rows of the feature tables, graph `i` paired with hardware
+    /// row `devices[i]` (the paper's pretraining batches mix devices).
+    pub fn build_mixed(
+        features: &ArchFeatures,
+        config: &PredictorConfig,
+        rows: &[usize],
+        devices: &[usize],
+    ) -> Result<Self> {
+        if devices.len() != rows.len() {
+            return Err(PredictorError::input(
+                "batch devices",
+                format!("one per graph ({})", rows.len()),
+                devices.len().to_string(),
+            ));
+        }
         let n = features.nodes;
         let b = rows.len();
         let mut ops = vec![0u32; b * n];
@@ -80,7 +98,7 @@ impl GraphBatch {
             } else {
                 None
             },
-            devices: Tensor::from_vec(vec![device as u32; b], b, &cpu)?,
+            devices: Tensor::from_vec(devices.iter().map(|&d| d as u32).collect(), b, &cpu)?,
         })
     }
 }
@@ -94,6 +112,8 @@ struct Network {
     ophw_mlp: Option<Mlp>,
     dgf: Vec<DgfLayer>,
     gat: Vec<GatLayer>,
+    /// The paper's supplementary embedder, when configured.
+    supplementary: Option<Mlp>,
     head: Mlp,
 }
 
@@ -109,8 +129,18 @@ impl Network {
             ophw_mlp: self.ophw_mlp.as_ref().map(Mlp::detached),
             dgf: self.dgf.iter().map(DgfLayer::detached).collect(),
             gat: self.gat.iter().map(GatLayer::detached).collect(),
+            supplementary: self.supplementary.as_ref().map(Mlp::detached),
             head: self.head.detached(),
         }
+    }
+}
+
+/// The supplementary encoding as the head sees it: through the paper's
+/// embedder when the network has one, raw otherwise.
+fn embed_supplementary(net: &Network, raw: &Tensor) -> Result<Tensor> {
+    match &net.supplementary {
+        Some(mlp) => mlp.forward(raw),
+        None => Ok(raw.clone()),
     }
 }
 
@@ -210,7 +240,23 @@ impl Predictor {
             1
         };
         let hw_in_head = if config.ophw { 0 } else { config.hw_dim };
-        let head_in = branches * width + supplementary_dim + hw_in_head;
+        let supplementary = if supplementary_dim > 0 && !config.supplementary_embedder.is_empty() {
+            Some(Mlp::new(
+                &mut f,
+                "supp_emb",
+                supplementary_dim,
+                &config.supplementary_embedder,
+                PAPER_SUPPLEMENTARY_OUT,
+            )?)
+        } else {
+            None
+        };
+        let supp_in_head = if supplementary.is_some() {
+            PAPER_SUPPLEMENTARY_OUT
+        } else {
+            supplementary_dim
+        };
+        let head_in = branches * width + supp_in_head + hw_in_head;
         let head = Mlp::new(&mut f, "head", head_in, &config.head, 1)?;
         let graph = Arch::from_index(space, 0)?.graph();
         let mut agg = vec![0f32; nodes * nodes];
@@ -242,6 +288,7 @@ impl Predictor {
                 ophw_mlp,
                 dgf,
                 gat,
+                supplementary,
                 head,
             },
             aggregation: Tensor::from_vec(agg, (nodes, nodes), &cpu)?,
@@ -307,7 +354,7 @@ impl Predictor {
             readouts.push(x.i(n - 1)?);
         }
         if let Some(s) = &batch.supplementary {
-            readouts.push(s.clone());
+            readouts.push(embed_supplementary(&self.net, s)?);
         }
         if self.net.ophw_mlp.is_none() {
             readouts.push(hw);
@@ -494,7 +541,8 @@ impl Predictor {
             for &r in rows {
                 features.push_supplementary(self.config.supplementary, r, &mut supp);
             }
-            readouts.push(Tensor::from_vec(supp, (b, dim), &cpu)?);
+            let raw = Tensor::from_vec(supp, (b, dim), &cpu)?;
+            readouts.push(embed_supplementary(net, &raw)?);
         }
         if net.ophw_mlp.is_none() {
             readouts.push(hw.broadcast_as((b, self.config.hw_dim))?.contiguous()?);
