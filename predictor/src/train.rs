@@ -296,8 +296,8 @@ pub fn fit_paper(
             }
             let rows: Vec<usize> = batch.iter().map(|&(s, i)| sets[s].archs[i]).collect();
             let devices: Vec<usize> = batch.iter().map(|&(s, _)| sets[s].row).collect();
-            let graphs = GraphBatch::build_mixed(features, model.config(), &rows, &devices)?;
-            let loss = pair_hinge(&model.forward(&graphs)?, &y, &pairs, phase.margin)?;
+            let scores = model.forward_rows(features, &rows, &devices)?;
+            let loss = pair_hinge(&scores, &y, &pairs, phase.margin)?;
             opt.backward_step(&loss)?;
             total += f64::from(loss.to_scalar::<f32>()?);
             steps += 1;

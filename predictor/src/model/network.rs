@@ -407,19 +407,62 @@ impl Predictor {
         let chunks: Vec<&[usize]> = rows.chunks(chunk).collect();
         crate::parallel::map_in_groups(&chunks, threads, "prediction", |rows| {
             Ok(self
-                .predict_pass(&net, features, rows, device)?
+                .memo_pass(&net, features, rows, &vec![device; rows.len()])?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?)
         })
     }
 
-    /// One memoised pass over `rows` (validated by the caller) -> `[B]`.
-    fn predict_pass(
+    /// Scores a training batch, graph `i` on hardware row `devices[i]`,
+    /// inside autograd: the same function as [`Self::forward`], computed by
+    /// the memoised pass (each distinct node state once, only the states the
+    /// readout needs, attention over predecessors only instead of a dense
+    /// node x node matrix), so a step costs a fraction of the dense one.
+    pub fn forward_rows(
+        &self,
+        features: &ArchFeatures,
+        rows: &[usize],
+        devices: &[usize],
+    ) -> Result<Tensor> {
+        if devices.len() != rows.len() {
+            return Err(PredictorError::input(
+                "batch devices",
+                format!("one per graph ({})", rows.len()),
+                devices.len().to_string(),
+            ));
+        }
+        if let Some(&r) = rows.iter().find(|&&r| r >= features.len) {
+            return Err(PredictorError::input(
+                "row",
+                format!("< {}", features.len),
+                r.to_string(),
+            ));
+        }
+        if let Some(&d) = devices.iter().find(|&&d| d >= self.devices.len()) {
+            return Err(PredictorError::input(
+                "device row",
+                format!("< {}", self.devices.len()),
+                d.to_string(),
+            ));
+        }
+        if features.nodes != self.preds.len() {
+            return Err(PredictorError::input(
+                "features",
+                format!("graphs of {} nodes (the model's space)", self.preds.len()),
+                format!("{} nodes", features.nodes),
+            ));
+        }
+        self.memo_pass(&self.net, features, rows, devices)
+    }
+
+    /// One memoised pass over `rows`, graph `i` on hardware row
+    /// `devices[i]` (validated by the caller) -> `[B]`.
+    fn memo_pass(
         &self,
         net: &Network,
         features: &ArchFeatures,
         rows: &[usize],
-        device: usize,
+        devices: &[usize],
     ) -> Result<Tensor> {
         let n = features.nodes;
         let b = rows.len();
@@ -430,7 +473,9 @@ impl Predictor {
             let at = (rows[g] * n + v) * NODE_FEATURES;
             &features.node_features[at..at + NODE_FEATURES]
         };
-        // Level 0: a node's own inputs (position, op, cost features).
+        // Level 0: a node's own inputs (position, op, cost features, and
+        // the hardware row when every node sees it).
+        let ophw = net.ophw_mlp.is_some();
         let inputs = Level::from_keys(b, n, |flat| {
             let (g, v) = (flat / n, flat % n);
             let mut bits = [0u32; NODE_FEATURES];
@@ -439,7 +484,8 @@ impl Predictor {
                     *bit = x.to_bits();
                 }
             }
-            (v, features.ops[rows[g] * n + v], bits)
+            let device = if ophw { devices[g] } else { 0 };
+            (v, features.ops[rows[g] * n + v], bits, device)
         });
         let mut rep_ops = Vec::with_capacity(inputs.len());
         let mut rep_costs = Vec::with_capacity(inputs.len() * NODE_FEATURES);
@@ -457,14 +503,25 @@ impl Predictor {
         } else {
             op
         };
-        let hw = net.hw_emb.i(device..device + 1)?;
+        let hw_rows = |ids: Vec<u32>| -> Result<Tensor> {
+            let len = ids.len();
+            Ok(net
+                .hw_emb
+                .index_select(&Tensor::from_vec(ids, len, &cpu)?, 0)?)
+        };
         let all = vec![true; n];
         let (gate_level, gate) = match &net.ophw_mlp {
             Some(mlp) => {
                 let mut x = Tensor::cat(
                     &[
                         &op,
-                        &hw.broadcast_as((u0, self.config.hw_dim))?.contiguous()?,
+                        &hw_rows(
+                            inputs
+                                .reps()
+                                .iter()
+                                .map(|&flat| devices[flat / n] as u32)
+                                .collect(),
+                        )?,
                     ],
                     1,
                 )?;
@@ -545,7 +602,7 @@ impl Predictor {
             readouts.push(embed_supplementary(net, &raw)?);
         }
         if net.ophw_mlp.is_none() {
-            readouts.push(hw.broadcast_as((b, self.config.hw_dim))?.contiguous()?);
+            readouts.push(hw_rows(devices.iter().map(|&d| d as u32).collect())?);
         }
         let h = Tensor::cat(&readouts, 1)?;
         Ok(net.head.forward(&h)?.squeeze(1)?)
