@@ -645,3 +645,25 @@ impl GroupStats {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A paper-recipe checkpoint is never read for a served run (nor the
+    /// other way round); served names are unchanged.
+    #[test]
+    fn cache_prefix_keeps_recipes_apart() {
+        let dir = std::path::Path::new("/c");
+        let sources = vec!["a".to_string(), "b".to_string()];
+        let served = TrainConfig::for_space(SearchSpace::Nb201);
+        let paper = TrainConfig {
+            recipe: Recipe::Paper,
+            ..served.clone()
+        };
+        let a = cache_prefix(dir, SearchSpace::Nb201, &sources, 3, &served);
+        let b = cache_prefix(dir, SearchSpace::Nb201, &sources, 3, &paper);
+        assert_ne!(a, b);
+        assert_eq!(a, dir.join("nb201-a+b-seed3-e60"));
+    }
+}

@@ -420,3 +420,21 @@ fn nas_evolution_answers_valid_architectures_within_the_bound() {
             .any(|r| r["mode"] == "exhaustive" && r["predictor"] == "nasflat-open@0.85")
     );
 }
+
+/// `--recipe` takes `served` or `paper`; anything else exits 2 naming the
+/// flag and the choices, in every subcommand that trains.
+#[test]
+fn unknown_recipe_exits_2_naming_the_flag() {
+    for command in [
+        vec!["eval", "--recipe", "bogus", "--quiet"],
+        vec!["serve", "--recipe", "bogus"],
+        vec!["nas", "--recipe", "bogus"],
+    ] {
+        let (code, _, err) = host(&command);
+        assert_eq!(code, 2, "{command:?}: {err}");
+        assert!(
+            err.contains("--recipe") && err.contains("bogus") && err.contains("served or paper"),
+            "{command:?}: {err}"
+        );
+    }
+}
