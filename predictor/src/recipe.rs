@@ -165,7 +165,10 @@ mod tests {
         assert!((mid - (1e-3 + 1e-6) / 2.0).abs() < 1e-12, "{mid}");
         let quarter = cosine_lr(1e-3, PAPER_ETA_MIN, 50, 200);
         let expected = 1e-6 + (1e-3 - 1e-6) * (1.0 + (std::f64::consts::PI / 4.0).cos()) / 2.0;
-        assert!((quarter - expected).abs() < 1e-12, "{quarter} vs {expected}");
+        assert!(
+            (quarter - expected).abs() < 1e-12,
+            "{quarter} vs {expected}"
+        );
         // The last epoch trains just above the floor.
         assert!(lrs[epochs - 1] < 1.2e-6, "{}", lrs[epochs - 1]);
     }
@@ -202,9 +205,9 @@ mod tests {
             .flat_map(|(s, &n)| (0..n).map(move |i| (s, i)))
             .collect();
         assert_eq!(seen, expected);
-        for set in 0..3 {
+        for (set, &size) in sizes.iter().enumerate() {
             let share = batches[0].iter().filter(|(s, _)| *s == set).count();
-            let expected = 128.0 * sizes[set] as f64 / 170.0;
+            let expected = 128.0 * size as f64 / 170.0;
             assert!(
                 (share as f64 - expected).abs() < 0.35 * expected + 3.0,
                 "device {set}: {share} of 128, expected ~{expected:.0}"

@@ -360,6 +360,9 @@ pub fn pretrain(
     Ok(model)
 }
 
+/// Source sample sets with the `(min, max)` latency of each.
+type RangedSets = (Vec<DeviceSamples>, Vec<(f64, f64)>);
+
 /// The paper's source data: one random set of `n` architectures measured
 /// on every source (its code draws `train_samps` once for all devices),
 /// each source's latencies with the range of its whole table column (its
@@ -369,7 +372,7 @@ fn paper_source_sets(
     sources: &[String],
     n: usize,
     rng: &mut StdRng,
-) -> Result<(Vec<DeviceSamples>, Vec<(f64, f64)>)> {
+) -> Result<RangedSets> {
     let columns = sources
         .iter()
         .map(|name| data.device_index(name))
@@ -381,12 +384,7 @@ fn paper_source_sets(
                 .all(|&c| data.latency(c, r).is_some_and(|v| v > 0.0))
         })
         .collect();
-    let archs = sample_rows(
-        "every source device",
-        &common,
-        n.min(common.len()),
-        rng,
-    )?;
+    let archs = sample_rows("every source device", &common, n.min(common.len()), rng)?;
     let mut sets = Vec::with_capacity(sources.len());
     let mut ranges = Vec::with_capacity(sources.len());
     for (row, (name, &column)) in sources.iter().zip(&columns).enumerate() {

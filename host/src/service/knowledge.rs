@@ -384,8 +384,10 @@ mod tests {
         assert_ne!(key(&config, &served), key(&paper_config, &paper_full));
         let text = serde_json::to_string(&served).unwrap_or_default();
         assert!(!text.contains("recipe"), "{text}");
-        assert!(!serde_json::to_string(&config)
-            .unwrap_or_default()
-            .contains("supplementary_embedder"));
+        assert!(
+            !serde_json::to_string(&config)
+                .unwrap_or_default()
+                .contains("supplementary_embedder")
+        );
     }
 }

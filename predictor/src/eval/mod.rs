@@ -557,7 +557,13 @@ fn predict_scratch_paper(ctx: &TrialContext<'_>, case: &TargetCase) -> Result<Pr
     let supp = data
         .features
         .supplementary_dim(opts.predictor.supplementary);
-    let untrained = Predictor::new(&opts.predictor, data.space, &ctx.task.train, supp, case.seed)?;
+    let untrained = Predictor::new(
+        &opts.predictor,
+        data.space,
+        &ctx.task.train,
+        supp,
+        case.seed,
+    )?;
     let transfer = TransferOptions {
         train: opts.train.clone(),
         seed: case.seed,
