@@ -14,7 +14,7 @@ use nasflat_predictor::baselines::Method;
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::eval::{self, EvalOptions, report};
 use nasflat_predictor::features::Supplementary;
-use nasflat_predictor::model::{GnnKind, LossKind, PredictorConfig, TrainConfig};
+use nasflat_predictor::model::{GnnKind, LossKind, PredictorConfig, Recipe, TrainConfig};
 use nasflat_predictor::partition::{self, EdgeWeight};
 use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
@@ -107,13 +107,24 @@ struct EvalArgs {
     #[arg(long)]
     source_samples: Option<usize>,
     /// Sample selection for the target: random, params, oracle (reads true
-    /// latencies: reference only), <zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>,
-    /// uncertainty or uncertainty:<static sampler>.
-    #[arg(long, default_value = "random")]
-    sampler: Sampler,
+    /// latencies: reference only), <zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread|kmeans-cosine>,
+    /// uncertainty or uncertainty:<static sampler>. Default: random; with
+    /// `--recipe paper` the paper's final configuration (NB201
+    /// caz-kmeans-cosine, FBNet cate-kmeans-cosine).
+    #[arg(long)]
+    sampler: Option<Sampler>,
     /// Supplementary encoding: none, zcp, cost, all, arch2vec, cate or caz.
+    /// Default: cost; with `--recipe paper` the paper's final configuration
+    /// (NB201 zcp, FBNet arch2vec).
     #[arg(long)]
     supplementary: Option<Supplementary>,
+    /// Training recipe: `served` (what `serve` uses) or `paper` (the
+    /// paper's released code: cosine rate decay, mixed-device pretraining
+    /// batches, 150 epochs x 25 / 800 source samples, last-4-epoch readout,
+    /// embedded supplementary input, no per-node costs;
+    /// docs/experiments/paper_recipe.md).
+    #[arg(long, default_value = "served")]
+    recipe: Recipe,
     /// Folder of retrained encodings, read instead of the ones compiled
     /// into this binary (default: $NASFLAT_ENCODINGS_DIR when set).
     #[arg(long)]
@@ -250,7 +261,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
     }
     let mut all_runs = Vec::new();
     for (space, tasks) in selected {
-        let mut train = TrainConfig::for_space(space);
+        let mut train = TrainConfig::for_recipe(space, args.recipe);
         if let Some(v) = args.source_samples {
             train.source_samples = v;
         }
@@ -273,15 +284,23 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             train.loss = v;
         }
         train.hw_init = !args.no_hw_init;
+        let base = PredictorConfig::for_recipe(args.recipe);
         let mut predictor = PredictorConfig {
             gnn_kind: args.gnn,
             ophw: !args.no_ophw,
-            node_costs: !args.no_node_costs,
-            ..PredictorConfig::default()
+            node_costs: base.node_costs && !args.no_node_costs,
+            ..base
         };
-        if let Some(s) = args.supplementary {
-            predictor.supplementary = s;
-        }
+        predictor.supplementary = match (args.supplementary, args.recipe) {
+            (Some(s), _) => s,
+            (None, Recipe::Paper) => Supplementary::paper_final(space),
+            (None, Recipe::Served) => predictor.supplementary,
+        };
+        let sampler = match (args.sampler, args.recipe) {
+            (Some(s), _) => s,
+            (None, Recipe::Paper) => Sampler::paper_final(space),
+            (None, Recipe::Served) => Sampler::Random,
+        };
         let data = SpaceData::load_with(space, args.encodings_dir.as_deref())
             .with_context(|| format!("loading {space}"))?;
         for note in data.encodings.notes() {
@@ -293,7 +312,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             trials: args.trials,
             samples: args.samples,
             seed: args.seed,
-            sampler: args.sampler,
+            sampler,
             methods: methods.clone(),
             predictor,
             train,
@@ -308,9 +327,11 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             .map(|t| eval::trial_seed(opts.seed, t).to_string())
             .collect();
         eprintln!(
-            "{space}: tasks {:?}, sampler {}, trial seeds [{}], train {:?}",
+            "{space}: tasks {:?}, recipe {}, sampler {}, supplementary {}, trial seeds [{}], train {:?}",
             opts.tasks,
+            opts.train.recipe,
             opts.sampler,
+            opts.predictor.supplementary,
             seeds.join(", "),
             opts.train
         );
@@ -322,7 +343,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         }
         all_runs.extend(eval::evaluate(&data, &opts)?);
     }
-    if args.sampler.is_oracle() {
+    if args.sampler.is_some_and(Sampler::is_oracle) {
         println!("(sampler `oracle`: uses the targets' true latencies; reference only)\n");
     }
     println!("{}", report::markdown(&all_runs));

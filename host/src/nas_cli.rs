@@ -16,7 +16,7 @@ use nasflat_predictor::correlation::mean_std;
 use nasflat_predictor::dataset::{SpaceData, sample_rows};
 use nasflat_predictor::fewshot::{self, FewShot};
 use nasflat_predictor::model::{
-    Predictor, PredictorConfig, TrainConfig, load_checkpoint, save_checkpoint,
+    Predictor, PredictorConfig, Recipe, TrainConfig, load_checkpoint, save_checkpoint,
 };
 use nasflat_predictor::nas::{
     self, Blended, BoundOptions, Constraint, LatencyModel, Mode, Objective, Problem, TableLatency,
@@ -83,9 +83,12 @@ pub(crate) struct NasArgs {
     /// chosen on ND's sources (the service serves 0.85).
     #[arg(long, value_delimiter = ',', default_values_t = [nas::SEARCH_BLEND])]
     blend: Vec<f64>,
-    /// Pretraining epochs (default: the space's).
+    /// Pretraining epochs (default: the recipe's for the space).
     #[arg(long)]
     epochs: Option<usize>,
+    /// Training recipe: `served` or `paper` (docs/experiments/paper_recipe.md).
+    #[arg(long, default_value = "served")]
+    recipe: Recipe,
     /// Write every run as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -216,7 +219,7 @@ impl Plan {
     }
 
     fn train_config(&self) -> TrainConfig {
-        let mut t = TrainConfig::for_space(self.args.space);
+        let mut t = TrainConfig::for_recipe(self.args.space, self.args.recipe);
         if let Some(e) = self.args.epochs {
             t.epochs = e;
         }
@@ -307,7 +310,7 @@ fn pretrained(plan: &Plan, train_config: &TrainConfig, seed: u64) -> Result<Pred
         train::pretrain(
             &plan.data,
             &plan.task.train,
-            &PredictorConfig::default(),
+            &PredictorConfig::for_recipe(train_config.recipe),
             train_config,
             seed,
             None,
@@ -316,11 +319,7 @@ fn pretrained(plan: &Plan, train_config: &TrainConfig, seed: u64) -> Result<Pred
     let Some(dir) = &plan.args.pretrained_cache else {
         return Ok(fresh()?);
     };
-    let sources = plan.task.train.join("+");
-    let prefix = dir.join(format!(
-        "{}-{sources}-seed{seed}-e{}",
-        plan.args.space, train_config.epochs
-    ));
+    let prefix = cache_prefix(dir, plan.args.space, &plan.task.train, seed, train_config);
     if prefix.with_extension("json").exists() {
         let (predictor, _) =
             load_checkpoint(&prefix).with_context(|| format!("reading {}", prefix.display()))?;
@@ -331,6 +330,27 @@ fn pretrained(plan: &Plan, train_config: &TrainConfig, seed: u64) -> Result<Pred
     save_checkpoint(&predictor, &[], &prefix)
         .with_context(|| format!("writing {}", prefix.display()))?;
     Ok(predictor)
+}
+
+/// Where [`pretrained`] keeps the checkpoint of these sources, seed, epochs
+/// and recipe (a paper-recipe checkpoint is never read for a served run,
+/// nor the other way round; served names are those of earlier versions).
+fn cache_prefix(
+    dir: &std::path::Path,
+    space: SearchSpace,
+    sources: &[String],
+    seed: u64,
+    train: &TrainConfig,
+) -> PathBuf {
+    let recipe = match train.recipe {
+        Recipe::Served => String::new(),
+        other => format!("-{other}"),
+    };
+    dir.join(format!(
+        "{space}-{}-seed{seed}-e{}{recipe}",
+        sources.join("+"),
+        train.epochs
+    ))
 }
 
 /// One device of one trial.
@@ -623,5 +643,27 @@ impl GroupStats {
             unanswered: rs.len() - answered.len(),
             seconds: mean_std(&seconds).0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A paper-recipe checkpoint is never read for a served run (nor the
+    /// other way round); served names are unchanged.
+    #[test]
+    fn cache_prefix_keeps_recipes_apart() {
+        let dir = std::path::Path::new("/c");
+        let sources = vec!["a".to_string(), "b".to_string()];
+        let served = TrainConfig::for_space(SearchSpace::Nb201);
+        let paper = TrainConfig {
+            recipe: Recipe::Paper,
+            ..served.clone()
+        };
+        let a = cache_prefix(dir, SearchSpace::Nb201, &sources, 3, &served);
+        let b = cache_prefix(dir, SearchSpace::Nb201, &sources, 3, &paper);
+        assert_ne!(a, b);
+        assert_eq!(a, dir.join("nb201-a+b-seed3-e60"));
     }
 }

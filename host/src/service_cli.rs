@@ -10,6 +10,7 @@ use clap::Args;
 use nasflat_host::service::auth::new_token;
 use nasflat_host::service::store::sqlite_url;
 use nasflat_host::service::{self, ServiceConfig};
+use nasflat_predictor::model::{PredictorConfig, Recipe};
 use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
 use nasflat_shared::protocol::JobLimits;
@@ -60,6 +61,13 @@ pub(crate) struct ServiceArgs {
     /// bytes per row); past it its uploads get 507 and wait in its spool.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     device_quota_mb: u64,
+    /// Training recipe: `served` or `paper` (the paper's released code:
+    /// cosine rate decay, mixed-device pretraining batches, 150 epochs,
+    /// last-4-epoch readout, embedded supplementary input, no per-node
+    /// costs; docs/experiments/paper_recipe.md). Cached checkpoints are
+    /// kept apart per recipe.
+    #[arg(long, default_value = "served")]
+    recipe: Recipe,
     /// Pretraining epochs (default: per space, see TrainConfig).
     #[arg(long)]
     pretrain_epochs: Option<usize>,
@@ -129,6 +137,8 @@ impl ServiceArgs {
         c.max_body_bytes = self.max_body_mb.max(1) << 20;
         c.max_model_bytes = self.max_model_mb.max(1) << 20;
         c.device_quota_bytes = self.device_quota_mb.saturating_mul(1 << 20);
+        c.recipe = self.recipe;
+        c.predictor = PredictorConfig::for_recipe(self.recipe);
         c.pretrain_epochs = self.pretrain_epochs;
         c.source_samples = self.source_samples;
         c.transfer_epochs = self.transfer_epochs;

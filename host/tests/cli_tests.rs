@@ -41,7 +41,7 @@ fn unknown_sampler_and_encoding_names_exit_2_naming_the_choices() {
     let (code, _, err) = host(&["eval", "--sampler", "zcp-median", "--quiet"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread>"),
+        err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread|kmeans-cosine>"),
         "{err}"
     );
     let (code, _, err) = host(&["eval", "--supplementary", "word2vec", "--quiet"]);
@@ -419,4 +419,22 @@ fn nas_evolution_answers_valid_architectures_within_the_bound() {
         runs.iter()
             .any(|r| r["mode"] == "exhaustive" && r["predictor"] == "nasflat-open@0.85")
     );
+}
+
+/// `--recipe` takes `served` or `paper`; anything else exits 2 naming the
+/// flag and the choices, in every subcommand that trains.
+#[test]
+fn unknown_recipe_exits_2_naming_the_flag() {
+    for command in [
+        vec!["eval", "--recipe", "bogus", "--quiet"],
+        vec!["serve", "--recipe", "bogus"],
+        vec!["nas", "--recipe", "bogus"],
+    ] {
+        let (code, _, err) = host(&command);
+        assert_eq!(code, 2, "{command:?}: {err}");
+        assert!(
+            err.contains("--recipe") && err.contains("bogus") && err.contains("served or paper"),
+            "{command:?}: {err}"
+        );
+    }
 }

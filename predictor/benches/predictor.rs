@@ -14,14 +14,23 @@
 //! - `fewshot_fit_evolution_search` (FBNet): the same fit and the
 //!   evolutionary search over FBNet's whole space (3,000 architectures).
 //!
+//! - `paper_pretrain_1_epoch/<task>`: one epoch of the paper recipe's
+//!   pretraining (`--recipe paper`: 25 / 800 source samples per device,
+//!   128-graph mixed batches, memoised pass); x 150 = a task's pretraining;
+//! - `paper_step_dense` / `paper_step_memo`: forward + backward of one
+//!   128-graph mixed-device batch through the dense forward and through the
+//!   memoised pass the paper recipe trains with (same scores, see
+//!   `predictor/tests/recipe_tests.rs`).
+//!
 //! `cargo bench -p nasflat-predictor --bench predictor`
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group};
 use nasflat_predictor::baselines::{SourceMatrix, stacked_predict};
 use nasflat_predictor::dataset::SpaceData;
+use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::fewshot::{self, FewShot};
-use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::model::{GraphBatch, PredictorConfig, Recipe, TrainConfig};
 use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
 use nasflat_predictor::nas::evolution::{EvolutionConfig, evolve};
 use nasflat_predictor::nas::{self, Constraint, Mode, Objective, Problem};
@@ -166,9 +175,59 @@ fn evolution_bench(
     });
 }
 
+/// The paper recipe's pretraining cost: one epoch per task (x 150 = the
+/// task's pretraining), and one training step dense against memoised.
+fn paper_benches(c: &mut Criterion, space: SearchSpace, tasks: &[&str]) {
+    let Ok(data) = SpaceData::load(space) else {
+        eprintln!("cannot load {space}");
+        return;
+    };
+    let Ok(task_set) = paper_tasks() else { return };
+    let config = PredictorConfig {
+        supplementary: Supplementary::paper_final(space),
+        ..PredictorConfig::for_recipe(Recipe::Paper)
+    };
+    let mut one_epoch = TrainConfig::for_recipe(space, Recipe::Paper);
+    one_epoch.epochs = 1;
+    let mut group = c.benchmark_group(format!("{space}"));
+    group.sample_size(10);
+    for name in tasks {
+        let Ok(task) = task_set.task(space, name) else {
+            return;
+        };
+        group.bench_function(format!("paper_pretrain_1_epoch/{name}"), |b| {
+            b.iter(|| train::pretrain(&data, &task.train, &config, &one_epoch, 0, None))
+        });
+    }
+    let devices: Vec<String> = (0..5).map(|d| format!("d{d}")).collect();
+    let supp = data.features.supplementary_dim(config.supplementary);
+    let Ok(model) = Predictor::new(&config, space, &devices, supp, 0) else {
+        return;
+    };
+    let rows: Vec<usize> = (0..128).map(|i| i * 37 % data.rows()).collect();
+    let rows_devices: Vec<usize> = (0..128).map(|i| i % devices.len()).collect();
+    group.bench_function("paper_step_dense", |b| {
+        b.iter(|| {
+            let batch = GraphBatch::build_mixed(&data.features, &config, &rows, &rows_devices)?;
+            model.forward(&batch)?.sqr()?.mean_all()?.backward()?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })
+    });
+    group.bench_function("paper_step_memo", |b| {
+        b.iter(|| {
+            let scores = model.forward_rows(&data.features, &rows, &rows_devices)?;
+            scores.sqr()?.mean_all()?.backward()?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })
+    });
+    group.finish();
+}
+
 fn predictor(c: &mut Criterion) {
     space_benches(c, SearchSpace::Nb201, "N1");
     space_benches(c, SearchSpace::Fbnet, "F1");
+    paper_benches(c, SearchSpace::Nb201, &["N1", "NA"]);
+    paper_benches(c, SearchSpace::Fbnet, &["F1", "FA"]);
 }
 
 criterion_group!(benches, predictor);

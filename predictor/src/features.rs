@@ -128,6 +128,15 @@ pub enum Supplementary {
 }
 
 impl Supplementary {
+    /// The supplementary encoding of the paper's final configuration (its
+    /// Table 7, appendix A.2): ZCP on NB201, Arch2Vec on FBNet.
+    pub fn paper_final(space: SearchSpace) -> Supplementary {
+        match space {
+            SearchSpace::Nb201 => Supplementary::Zcp,
+            SearchSpace::Fbnet => Supplementary::Arch2vec,
+        }
+    }
+
     /// The encoding this option reads from [`ArchFeatures::encodings`], if any.
     pub fn encoding(self) -> Option<EncodingKind> {
         match self {

@@ -168,7 +168,7 @@ impl Fitted<'_> {
     /// The transferred GNN's calibrated ms alone (blend 0).
     pub fn gnn_ms(&self, rows: &[usize]) -> Result<Vec<f64>> {
         let t = &self.transferred;
-        let scores = t.model.predict(&self.data.features, rows, t.row)?;
+        let scores = t.scores(&self.data.features, rows)?;
         Ok(t.calibration.apply_all(&scores))
     }
 
@@ -185,7 +185,7 @@ impl Fitted<'_> {
     pub fn loo_log_residuals_at(&self, w: f64) -> Result<Vec<f64>> {
         let rows = self.samples.rows();
         let t = &self.transferred;
-        let scores = t.model.predict(&self.data.features, &rows, t.row)?;
+        let scores = t.scores(&self.data.features, &rows)?;
         let gnn = loo_calibrated_logs(&scores, &self.samples.latencies());
         let predicted: Vec<f64> = match self.stack_for(std::slice::from_ref(&w))? {
             Some(stack) if w > 0.0 => gnn

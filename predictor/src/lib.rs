@@ -22,6 +22,7 @@ pub mod model;
 pub mod nas;
 pub mod parallel;
 pub mod partition;
+pub mod recipe;
 pub mod sampler;
 pub mod samples;
 pub mod train;

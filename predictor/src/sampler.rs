@@ -18,6 +18,7 @@ use crate::baselines::SourceMatrix;
 use crate::dataset::{SpaceData, sample_rows};
 use crate::encoding::EncodingKind;
 use crate::error::{PredictorError, Result};
+use nasflat_shared::SearchSpace;
 
 /// How an encoding sampler chooses among encoded architectures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +30,9 @@ pub enum Selection {
     /// The paper code's cosine variant: one draw per quantile of mean
     /// cosine similarity to all candidates.
     CosineSpread,
+    /// The paper code's default (`kmeancosine`): half one random member
+    /// per KMeans cluster, half [`Selection::CosineSpread`].
+    KmeansCosine,
 }
 
 impl Selection {
@@ -37,6 +41,7 @@ impl Selection {
             Selection::Cosine => "cosine",
             Selection::Kmeans => "kmeans",
             Selection::CosineSpread => "cosine-spread",
+            Selection::KmeansCosine => "kmeans-cosine",
         }
     }
 }
@@ -75,7 +80,7 @@ pub enum Sampler {
 }
 
 const EXPECTED: &str = "random, params, oracle, \
-                        <zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>, \
+                        <zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread|kmeans-cosine>, \
                         uncertainty or uncertainty:<static sampler>";
 
 impl From<StaticSampler> for Sampler {
@@ -116,6 +121,8 @@ impl std::str::FromStr for Sampler {
         }
         let (encoding, selection) = if let Some(e) = lower.strip_suffix("-cosine-spread") {
             (e, Selection::CosineSpread)
+        } else if let Some(e) = lower.strip_suffix("-kmeans-cosine") {
+            (e, Selection::KmeansCosine)
         } else if let Some(e) = lower.strip_suffix("-cosine") {
             (e, Selection::Cosine)
         } else if let Some(e) = lower.strip_suffix("-kmeans") {
@@ -154,6 +161,16 @@ impl std::fmt::Display for Sampler {
 }
 
 impl Sampler {
+    /// The sampler of the paper's final configuration (its Table 7,
+    /// appendix A.2: CAZ on NB201, CATE on FBNet) with its code's default
+    /// selection, `kmeancosine`.
+    pub fn paper_final(space: SearchSpace) -> Sampler {
+        match space {
+            SearchSpace::Nb201 => Sampler::Encoded(EncodingKind::Caz, Selection::KmeansCosine),
+            SearchSpace::Fbnet => Sampler::Encoded(EncodingKind::Cate, Selection::KmeansCosine),
+        }
+    }
+
     /// Whether the sampler reads the target's true latencies before
     /// measuring (results are a reference, not an achievable protocol).
     pub fn is_oracle(self) -> bool {
@@ -226,6 +243,7 @@ impl Sampler {
                     Selection::Cosine => selection::cosine(enc, valid, k, rng),
                     Selection::Kmeans => selection::kmeans(enc, valid, k, rng),
                     Selection::CosineSpread => selection::cosine_spread(enc, valid, k, rng),
+                    Selection::KmeansCosine => selection::kmeans_cosine(enc, valid, k, rng),
                 }
             }
             Sampler::Oracle => {
@@ -274,6 +292,7 @@ mod tests {
             "caz-kmeans",
             "arch2vec-cosine",
             "cate-cosine-spread",
+            "caz-kmeans-cosine",
             "uncertainty:params",
             "uncertainty:cate-cosine",
         ] {
@@ -303,7 +322,7 @@ mod tests {
         }
         let err = "foo-cosine".parse::<Sampler>().unwrap_err().to_string();
         assert!(
-            err.contains("<zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread>"),
+            err.contains("<zcp|arch2vec|cate|caz>-<cosine|kmeans|cosine-spread|kmeans-cosine>"),
             "{err}"
         );
     }

@@ -12,7 +12,12 @@ use crate::calibrate::LogLinearCalibration;
 use crate::correlation::spearman;
 use crate::dataset::{SpaceData, sample_rows};
 use crate::error::{PredictorError, Result};
-use crate::model::{GraphBatch, LossKind, Predictor, PredictorConfig, TrainConfig};
+use crate::features::ArchFeatures;
+use crate::model::{GraphBatch, LossKind, Predictor, PredictorConfig, Recipe, TrainConfig};
+use crate::recipe::{
+    PAPER_ETA_MIN, PAPER_PRETRAIN_BATCH, PAPER_READOUT_EPOCHS, cosine_lr, min_max, mixed_batches,
+    pair_hinge, random_pairs, range,
+};
 use crate::samples::Samples;
 
 /// Measured samples of one device, paired with its hardware-embedding row.
@@ -70,6 +75,41 @@ pub struct Phase {
     pub loss: LossKind,
     /// Hinge margin.
     pub margin: f64,
+    /// Served: constant rate, per-device batches, every pair; paper: see
+    /// [`fit_paper`].
+    pub recipe: Recipe,
+}
+
+impl Phase {
+    /// The pretraining phase of `train` (the paper's recipe pretrains on
+    /// [`PAPER_PRETRAIN_BATCH`] graphs per step).
+    pub fn pretraining(train: &TrainConfig) -> Self {
+        Phase {
+            epochs: train.epochs,
+            lr: train.lr,
+            weight_decay: train.weight_decay,
+            batch_size: match train.recipe {
+                Recipe::Served => train.batch_size,
+                Recipe::Paper => PAPER_PRETRAIN_BATCH,
+            },
+            loss: train.loss,
+            margin: train.margin,
+            recipe: train.recipe,
+        }
+    }
+
+    /// The transfer phase of `train` (fresh optimiser, transfer rate).
+    pub fn transfer(train: &TrainConfig) -> Self {
+        Phase {
+            epochs: train.transfer_epochs,
+            lr: train.transfer_lr,
+            weight_decay: train.weight_decay,
+            batch_size: train.batch_size,
+            loss: train.loss,
+            margin: train.margin,
+            recipe: train.recipe,
+        }
+    }
 }
 
 /// Pairwise hinge loss (TA-GATES): for every pair with `y_i > y_j`,
@@ -108,8 +148,34 @@ fn standardised_log(latencies: &[f64]) -> Vec<f64> {
     logs.iter().map(|v| (v - mean) / std).collect()
 }
 
-/// Trains `model` on the samples of one or more devices.
+/// Trains `model` on the samples of one or more devices with the recipe of
+/// `phase` (the paper's min-max targets span each set's own samples here;
+/// [`pretrain`] spans each source's whole table column).
 pub fn fit(
+    model: &Predictor,
+    data: &SpaceData,
+    sets: &[DeviceSamples],
+    phase: Phase,
+    rng: &mut StdRng,
+    progress: Option<&ProgressBar>,
+) -> Result<f64> {
+    match phase.recipe {
+        Recipe::Served => fit_served(model, data, sets, phase, rng, progress),
+        Recipe::Paper => {
+            let ranges: Vec<(f64, f64)> = sets.iter().map(|s| range(&s.latencies)).collect();
+            let run = PaperRun {
+                sets,
+                ranges: &ranges,
+                snapshots: None,
+            };
+            fit_paper(model, &data.features, run, phase, rng, progress)
+        }
+    }
+}
+
+/// The served recipe: constant-rate AdamW, batches of one device, every
+/// ordered pair of a batch ranked on standardised log latency.
+fn fit_served(
     model: &Predictor,
     data: &SpaceData,
     sets: &[DeviceSamples],
@@ -170,8 +236,88 @@ pub fn fit(
     Ok(last)
 }
 
-/// Draws `n` random measured archs per source device (seeded) and pretrains
-/// a fresh predictor on them.
+/// What [`fit_paper`] trains on: sample sets, the latency range each set's
+/// targets are min-max normalised over, and where to keep the readout
+/// snapshots (transfer only).
+pub struct PaperRun<'a> {
+    /// One set per device.
+    pub sets: &'a [DeviceSamples],
+    /// `(min, max)` latency per set.
+    pub ranges: &'a [(f64, f64)],
+    /// Receives a copy of the model after each of the last
+    /// [`PAPER_READOUT_EPOCHS`] epochs, when given.
+    pub snapshots: Option<&'a mut Vec<Predictor>>,
+}
+
+/// The paper's recipe ([`crate::recipe`]): cosine-decayed AdamW, min-max
+/// targets per device, shuffled batches drawn across all sets, the hinge on
+/// 4n random pairs per batch. Returns the last epoch's mean loss.
+pub fn fit_paper(
+    model: &Predictor,
+    features: &ArchFeatures,
+    run: PaperRun<'_>,
+    phase: Phase,
+    rng: &mut StdRng,
+    progress: Option<&ProgressBar>,
+) -> Result<f64> {
+    if phase.loss != LossKind::Hinge {
+        return Err(PredictorError::input(
+            "loss",
+            "hinge (the paper's recipe ranks pairs)",
+            format!("{:?}", phase.loss),
+        ));
+    }
+    let PaperRun {
+        sets,
+        ranges,
+        mut snapshots,
+    } = run;
+    let params = ParamsAdamW {
+        lr: phase.lr,
+        weight_decay: phase.weight_decay,
+        ..ParamsAdamW::default()
+    };
+    let mut opt = AdamW::new(model.vars(), params)?;
+    let targets: Vec<Vec<f64>> = sets
+        .iter()
+        .zip(ranges)
+        .map(|(s, &(lo, hi))| min_max(&s.latencies, lo, hi))
+        .collect();
+    let sizes: Vec<usize> = sets.iter().map(|s| s.archs.len()).collect();
+    let mut last = f64::NAN;
+    for epoch in 0..phase.epochs {
+        opt.set_learning_rate(cosine_lr(phase.lr, PAPER_ETA_MIN, epoch, phase.epochs));
+        let (mut total, mut steps) = (0.0, 0usize);
+        for batch in mixed_batches(&sizes, phase.batch_size, rng)? {
+            let y: Vec<f64> = batch.iter().map(|&(s, i)| targets[s][i]).collect();
+            let pairs = random_pairs(&y, rng);
+            if pairs.is_empty() {
+                continue;
+            }
+            let rows: Vec<usize> = batch.iter().map(|&(s, i)| sets[s].archs[i]).collect();
+            let devices: Vec<usize> = batch.iter().map(|&(s, _)| sets[s].row).collect();
+            let scores = model.forward_rows(features, &rows, &devices)?;
+            let loss = pair_hinge(&scores, &y, &pairs, phase.margin)?;
+            opt.backward_step(&loss)?;
+            total += f64::from(loss.to_scalar::<f32>()?);
+            steps += 1;
+        }
+        last = total / steps.max(1) as f64;
+        if let Some(kept) = snapshots.as_deref_mut()
+            && epoch + PAPER_READOUT_EPOCHS >= phase.epochs
+        {
+            kept.push(model.try_clone()?);
+        }
+        if let Some(p) = progress {
+            p.inc(1);
+        }
+    }
+    Ok(last)
+}
+
+/// Draws `n` random measured archs per source device (seeded; the paper's
+/// recipe draws one set for all sources) and pretrains a fresh predictor on
+/// them.
 pub fn pretrain(
     data: &SpaceData,
     sources: &[String],
@@ -184,6 +330,17 @@ pub fn pretrain(
     let mut rng = StdRng::seed_from_u64(seed);
     let supp = data.features.supplementary_dim(config.supplementary);
     let model = Predictor::new(config, data.space, sources, supp, seed)?;
+    if train.recipe == Recipe::Paper {
+        let (sets, ranges) = paper_source_sets(data, sources, train.source_samples, &mut rng)?;
+        let run = PaperRun {
+            sets: &sets,
+            ranges: &ranges,
+            snapshots: None,
+        };
+        let phase = Phase::pretraining(train);
+        fit_paper(&model, &data.features, run, phase, &mut rng, progress)?;
+        return Ok(model);
+    }
     let mut sets = Vec::with_capacity(sources.len());
     for (row, name) in sources.iter().enumerate() {
         let column = data.device_index(name)?;
@@ -192,16 +349,60 @@ pub fn pretrain(
         let archs = sample_rows(name, &valid, n, &mut rng)?;
         sets.push(DeviceSamples::gather(data, name, column, row, archs)?);
     }
-    let phase = Phase {
-        epochs: train.epochs,
-        lr: train.lr,
-        weight_decay: train.weight_decay,
-        batch_size: train.batch_size,
-        loss: train.loss,
-        margin: train.margin,
-    };
-    fit(&model, data, &sets, phase, &mut rng, progress)?;
+    fit(
+        &model,
+        data,
+        &sets,
+        Phase::pretraining(train),
+        &mut rng,
+        progress,
+    )?;
     Ok(model)
+}
+
+/// Source sample sets with the `(min, max)` latency of each.
+type RangedSets = (Vec<DeviceSamples>, Vec<(f64, f64)>);
+
+/// The paper's source data: one random set of `n` architectures measured
+/// on every source (its code draws `train_samps` once for all devices),
+/// each source's latencies with the range of its whole table column (its
+/// min-max normalisation spans the device's table).
+fn paper_source_sets(
+    data: &SpaceData,
+    sources: &[String],
+    n: usize,
+    rng: &mut StdRng,
+) -> Result<RangedSets> {
+    let columns = sources
+        .iter()
+        .map(|name| data.device_index(name))
+        .collect::<Result<Vec<_>>>()?;
+    let common: Vec<usize> = (0..data.rows())
+        .filter(|&r| {
+            columns
+                .iter()
+                .all(|&c| data.latency(c, r).is_some_and(|v| v > 0.0))
+        })
+        .collect();
+    let archs = sample_rows("every source device", &common, n.min(common.len()), rng)?;
+    let mut sets = Vec::with_capacity(sources.len());
+    let mut ranges = Vec::with_capacity(sources.len());
+    for (row, (name, &column)) in sources.iter().zip(&columns).enumerate() {
+        sets.push(DeviceSamples::gather(
+            data,
+            name,
+            column,
+            row,
+            archs.clone(),
+        )?);
+        let table: Vec<f64> = data
+            .valid_rows(column)
+            .into_iter()
+            .filter_map(|r| data.latency(column, r))
+            .collect();
+        ranges.push(range(&table));
+    }
+    Ok((sets, ranges))
 }
 
 /// The source device whose latencies on the target's samples correlate best
@@ -241,6 +442,39 @@ pub struct Transferred {
     pub calibration: LogLinearCalibration,
     /// Source whose embedding initialised the target's, if any.
     pub init_from: Option<String>,
+    /// The paper's readout: copies of the model after each of the last
+    /// [`PAPER_READOUT_EPOCHS`] transfer epochs, whose scores are averaged;
+    /// empty: the model's own scores.
+    pub snapshots: Vec<Predictor>,
+}
+
+impl Transferred {
+    /// Scores of `rows` on the target: the model's, or the mean of the
+    /// readout snapshots' when there are any.
+    pub fn scores(&self, features: &ArchFeatures, rows: &[usize]) -> Result<Vec<f64>> {
+        readout_scores(&self.model, &self.snapshots, self.row, features, rows)
+    }
+}
+
+/// `model`'s scores of `rows` on hardware row `row`, or the mean of the
+/// `snapshots`' scores when there are any.
+fn readout_scores(
+    model: &Predictor,
+    snapshots: &[Predictor],
+    row: usize,
+    features: &ArchFeatures,
+    rows: &[usize],
+) -> Result<Vec<f64>> {
+    if snapshots.is_empty() {
+        return model.predict(features, rows, row);
+    }
+    let mut mean = vec![0.0; rows.len()];
+    for snapshot in snapshots {
+        for (m, s) in mean.iter_mut().zip(snapshot.predict(features, rows, row)?) {
+            *m += s / snapshots.len() as f64;
+        }
+    }
+    Ok(mean)
 }
 
 /// How a transfer runs: the optimisation settings, its seed and an
@@ -307,29 +541,42 @@ pub fn transfer_measured(
         archs,
         latencies,
     };
-    let phase = Phase {
-        epochs: train.transfer_epochs,
-        lr: train.transfer_lr,
-        weight_decay: train.weight_decay,
-        batch_size: train.batch_size,
-        loss: train.loss,
-        margin: train.margin,
-    };
+    let phase = Phase::transfer(train);
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    fit(
-        &model,
-        data,
-        std::slice::from_ref(&set),
-        phase,
-        &mut rng,
-        opts.progress.as_ref(),
-    )?;
-    let scores = model.predict(&data.features, &set.archs, row)?;
-    let calibration = LogLinearCalibration::fit(&scores, &set.latencies);
+    let mut snapshots = Vec::new();
+    match train.recipe {
+        Recipe::Served => {
+            fit(
+                &model,
+                data,
+                std::slice::from_ref(&set),
+                phase,
+                &mut rng,
+                opts.progress.as_ref(),
+            )?;
+        }
+        Recipe::Paper => {
+            let run = PaperRun {
+                sets: std::slice::from_ref(&set),
+                ranges: &[range(&set.latencies)],
+                snapshots: Some(&mut snapshots),
+            };
+            fit_paper(
+                &model,
+                &data.features,
+                run,
+                phase,
+                &mut rng,
+                opts.progress.as_ref(),
+            )?;
+        }
+    }
+    let scores = readout_scores(&model, &snapshots, row, &data.features, &set.archs)?;
     Ok(Transferred {
         model,
         row,
-        calibration,
+        calibration: LogLinearCalibration::fit(&scores, &set.latencies),
         init_from: init.map(|i| pretrained.devices()[i].clone()),
+        snapshots,
     })
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nasflat_predictor::model::{PredictorConfig, TrainConfig};
+use nasflat_predictor::model::{PredictorConfig, Recipe, TrainConfig};
 use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
 use nasflat_shared::protocol::JobLimits;
@@ -53,6 +53,9 @@ pub struct ServiceConfig {
     pub max_attempts: i64,
     /// Network shape of the predictor.
     pub predictor: PredictorConfig,
+    /// Training recipe (served or the paper's); with the network shape,
+    /// part of the checkpoint cache key.
+    pub recipe: Recipe,
     /// Pretraining epochs override.
     pub pretrain_epochs: Option<usize>,
     /// Source samples per device override.
@@ -98,6 +101,7 @@ impl ServiceConfig {
             device_quota_bytes: 256 << 20,
             max_attempts: 5,
             predictor: PredictorConfig::default(),
+            recipe: Recipe::Served,
             pretrain_epochs: None,
             source_samples: None,
             transfer_epochs: None,
@@ -113,7 +117,7 @@ impl ServiceConfig {
 
     /// Training settings of a space with the overrides applied.
     pub fn train_config(&self, space: SearchSpace) -> TrainConfig {
-        let mut t = TrainConfig::for_space(space);
+        let mut t = TrainConfig::for_recipe(space, self.recipe);
         if let Some(v) = self.pretrain_epochs {
             t.epochs = v;
         }

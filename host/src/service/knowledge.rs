@@ -356,3 +356,38 @@ impl Deref for Spaces {
         &self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nasflat_predictor::model::Recipe;
+
+    fn key(config: &PredictorConfig, train: &TrainConfig) -> String {
+        let sources = vec!["a".to_string(), "b".to_string()];
+        settings_key(SearchSpace::Nb201, config, train, &sources, 0)
+    }
+
+    /// Two recipes never share a cached checkpoint, even with every other
+    /// setting equal; the served key is what it was before recipes existed
+    /// (no `recipe` field), so served caches stay valid.
+    #[test]
+    fn the_recipe_is_part_of_the_checkpoint_key() {
+        let config = PredictorConfig::default();
+        let served = TrainConfig::for_space(SearchSpace::Nb201);
+        let paper = TrainConfig {
+            recipe: Recipe::Paper,
+            ..served.clone()
+        };
+        assert_ne!(key(&config, &served), key(&config, &paper));
+        let paper_full = TrainConfig::for_recipe(SearchSpace::Nb201, Recipe::Paper);
+        let paper_config = PredictorConfig::for_recipe(Recipe::Paper);
+        assert_ne!(key(&config, &served), key(&paper_config, &paper_full));
+        let text = serde_json::to_string(&served).unwrap_or_default();
+        assert!(!text.contains("recipe"), "{text}");
+        assert!(
+            !serde_json::to_string(&config)
+                .unwrap_or_default()
+                .contains("supplementary_embedder")
+        );
+    }
+}

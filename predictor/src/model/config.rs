@@ -60,6 +60,64 @@ impl std::str::FromStr for LossKind {
     }
 }
 
+/// How the predictor is trained: today's served recipe or the paper's
+/// released code's (`correlation_trainer/main_trf.py`), compared in
+/// docs/experiments/paper_recipe.md.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// Constant-rate AdamW, 16 graphs of one device per step, standardised
+    /// log latency, every ordered pair ranked, last-epoch readout (what
+    /// `serve` and `eval` use by default).
+    #[default]
+    Served,
+    /// The paper's code: cosine decay to 1e-6, 128 graphs mixed across
+    /// source devices per pretraining step with per-device min-max
+    /// latencies and 4n random pairs, one architecture set for all
+    /// sources, 150 epochs, readout averaged over the last 4 transfer
+    /// epochs, supplementary input through a [128, 128] embedder.
+    Paper,
+}
+
+impl Recipe {
+    /// Whether this is the served (default) recipe; the served recipe is
+    /// left out of serialised settings so existing cache keys stay valid.
+    pub fn is_served(&self) -> bool {
+        *self == Recipe::Served
+    }
+}
+
+impl std::str::FromStr for Recipe {
+    type Err = PredictorError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "served" => Ok(Recipe::Served),
+            "paper" => Ok(Recipe::Paper),
+            other => Err(PredictorError::input(
+                "recipe",
+                "served or paper",
+                format!("`{other}`"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Recipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Recipe::Served => "served",
+            Recipe::Paper => "paper",
+        })
+    }
+}
+
+/// Hidden widths of the paper's supplementary-encoding embedder
+/// (`zcp_embedder_dims` in the paper's code).
+pub const PAPER_SUPPLEMENTARY_HIDDEN: [usize; 2] = [128, 128];
+
+/// Output width of that embedder (`zcp_embedding_dim` in the paper's code).
+pub const PAPER_SUPPLEMENTARY_OUT: usize = 48;
+
 /// Shape of the network (paper Table 20 and Appendix A.4.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictorConfig {
@@ -85,6 +143,28 @@ pub struct PredictorConfig {
     pub supplementary: Supplementary,
     /// Feed analytic per-node cost features next to the op embeddings.
     pub node_costs: bool,
+    /// Pass the supplementary encoding through an MLP (`[hidden...]` then
+    /// [`PAPER_SUPPLEMENTARY_OUT`] units) before the head, as the paper's
+    /// code does; empty: the raw encoding goes to the head. Left out of
+    /// serialised settings when empty, so older checkpoints still load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub supplementary_embedder: Vec<usize>,
+}
+
+impl PredictorConfig {
+    /// The paper's inputs for [`Recipe::Paper`]: operations only (no
+    /// per-node costs) and the supplementary embedder; the served
+    /// defaults otherwise.
+    pub fn for_recipe(recipe: Recipe) -> Self {
+        match recipe {
+            Recipe::Served => PredictorConfig::default(),
+            Recipe::Paper => PredictorConfig {
+                node_costs: false,
+                supplementary_embedder: PAPER_SUPPLEMENTARY_HIDDEN.to_vec(),
+                ..PredictorConfig::default()
+            },
+        }
+    }
 }
 
 impl Default for PredictorConfig {
@@ -101,6 +181,7 @@ impl Default for PredictorConfig {
             ophw: true,
             supplementary: Supplementary::Cost,
             node_costs: true,
+            supplementary_embedder: Vec::new(),
         }
     }
 }
@@ -129,6 +210,11 @@ pub struct TrainConfig {
     /// Initialise the target's hardware embedding from the best-correlated
     /// source device (paper Section 5.2); otherwise from the mean row.
     pub hw_init: bool,
+    /// Served or paper recipe; part of every checkpoint cache key that
+    /// hashes this struct (absent from the JSON when served, so served
+    /// keys are unchanged).
+    #[serde(default, skip_serializing_if = "Recipe::is_served")]
+    pub recipe: Recipe,
 }
 
 impl TrainConfig {
@@ -154,6 +240,27 @@ impl TrainConfig {
             loss: LossKind::Hinge,
             margin: 0.1,
             hw_init: true,
+            recipe: Recipe::Served,
+        }
+    }
+
+    /// The settings of `recipe` on `space`. [`Recipe::Paper`]: Table 20's
+    /// 150 pretraining epochs, Table 7's source samples (25 NB201, 800
+    /// FBNet), the transfer settings of Table 20 (batch 16 in transfer;
+    /// pretraining batches are [`crate::recipe::PAPER_PRETRAIN_BATCH`]).
+    pub fn for_recipe(space: SearchSpace, recipe: Recipe) -> Self {
+        let served = TrainConfig::for_space(space);
+        match recipe {
+            Recipe::Served => served,
+            Recipe::Paper => TrainConfig {
+                epochs: 150,
+                source_samples: match space {
+                    SearchSpace::Nb201 => 25,
+                    SearchSpace::Fbnet => 800,
+                },
+                recipe,
+                ..served
+            },
         }
     }
 
@@ -171,6 +278,13 @@ impl TrainConfig {
                 "learning rate",
                 "positive rates",
                 format!("lr {}, transfer lr {}", self.lr, self.transfer_lr),
+            ));
+        }
+        if self.recipe == Recipe::Paper && self.loss != LossKind::Hinge {
+            return Err(PredictorError::input(
+                "loss",
+                "hinge with --recipe paper (the paper ranks pairs)",
+                "mse",
             ));
         }
         if self.source_samples == 0 {

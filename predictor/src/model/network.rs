@@ -9,7 +9,7 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
 use nasflat_shared::{Arch, ArchGraph, SearchSpace};
 
-use super::config::{GnnKind, PredictorConfig};
+use super::config::{GnnKind, PAPER_SUPPLEMENTARY_OUT, PredictorConfig};
 use super::gnn::{DgfLayer, GatLayer};
 use super::layers::{Mlp, ParamFactory};
 use super::memo::{Level, Step, needed_positions};
@@ -48,6 +48,24 @@ impl GraphBatch {
         rows: &[usize],
         device: usize,
     ) -> Result<Self> {
+        Self::build_mixed(features, config, rows, &vec![device; rows.len()])
+    }
+
+    /// Gathers rows of the feature tables, graph `i` paired with hardware
+    /// row `devices[i]` (the paper's pretraining batches mix devices).
+    pub fn build_mixed(
+        features: &ArchFeatures,
+        config: &PredictorConfig,
+        rows: &[usize],
+        devices: &[usize],
+    ) -> Result<Self> {
+        if devices.len() != rows.len() {
+            return Err(PredictorError::input(
+                "batch devices",
+                format!("one per graph ({})", rows.len()),
+                devices.len().to_string(),
+            ));
+        }
         let n = features.nodes;
         let b = rows.len();
         let mut ops = vec![0u32; b * n];
@@ -80,7 +98,7 @@ impl GraphBatch {
             } else {
                 None
             },
-            devices: Tensor::from_vec(vec![device as u32; b], b, &cpu)?,
+            devices: Tensor::from_vec(devices.iter().map(|&d| d as u32).collect(), b, &cpu)?,
         })
     }
 }
@@ -94,6 +112,8 @@ struct Network {
     ophw_mlp: Option<Mlp>,
     dgf: Vec<DgfLayer>,
     gat: Vec<GatLayer>,
+    /// The paper's supplementary embedder, when configured.
+    supplementary: Option<Mlp>,
     head: Mlp,
 }
 
@@ -109,8 +129,18 @@ impl Network {
             ophw_mlp: self.ophw_mlp.as_ref().map(Mlp::detached),
             dgf: self.dgf.iter().map(DgfLayer::detached).collect(),
             gat: self.gat.iter().map(GatLayer::detached).collect(),
+            supplementary: self.supplementary.as_ref().map(Mlp::detached),
             head: self.head.detached(),
         }
+    }
+}
+
+/// The supplementary encoding as the head sees it: through the paper's
+/// embedder when the network has one, raw otherwise.
+fn embed_supplementary(net: &Network, raw: &Tensor) -> Result<Tensor> {
+    match &net.supplementary {
+        Some(mlp) => mlp.forward(raw),
+        None => Ok(raw.clone()),
     }
 }
 
@@ -210,7 +240,23 @@ impl Predictor {
             1
         };
         let hw_in_head = if config.ophw { 0 } else { config.hw_dim };
-        let head_in = branches * width + supplementary_dim + hw_in_head;
+        let supplementary = if supplementary_dim > 0 && !config.supplementary_embedder.is_empty() {
+            Some(Mlp::new(
+                &mut f,
+                "supp_emb",
+                supplementary_dim,
+                &config.supplementary_embedder,
+                PAPER_SUPPLEMENTARY_OUT,
+            )?)
+        } else {
+            None
+        };
+        let supp_in_head = if supplementary.is_some() {
+            PAPER_SUPPLEMENTARY_OUT
+        } else {
+            supplementary_dim
+        };
+        let head_in = branches * width + supp_in_head + hw_in_head;
         let head = Mlp::new(&mut f, "head", head_in, &config.head, 1)?;
         let graph = Arch::from_index(space, 0)?.graph();
         let mut agg = vec![0f32; nodes * nodes];
@@ -242,6 +288,7 @@ impl Predictor {
                 ophw_mlp,
                 dgf,
                 gat,
+                supplementary,
                 head,
             },
             aggregation: Tensor::from_vec(agg, (nodes, nodes), &cpu)?,
@@ -307,7 +354,7 @@ impl Predictor {
             readouts.push(x.i(n - 1)?);
         }
         if let Some(s) = &batch.supplementary {
-            readouts.push(s.clone());
+            readouts.push(embed_supplementary(&self.net, s)?);
         }
         if self.net.ophw_mlp.is_none() {
             readouts.push(hw);
@@ -360,19 +407,62 @@ impl Predictor {
         let chunks: Vec<&[usize]> = rows.chunks(chunk).collect();
         crate::parallel::map_in_groups(&chunks, threads, "prediction", |rows| {
             Ok(self
-                .predict_pass(&net, features, rows, device)?
+                .memo_pass(&net, features, rows, &vec![device; rows.len()])?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?)
         })
     }
 
-    /// One memoised pass over `rows` (validated by the caller) -> `[B]`.
-    fn predict_pass(
+    /// Scores a training batch, graph `i` on hardware row `devices[i]`,
+    /// inside autograd: the same function as [`Self::forward`], computed by
+    /// the memoised pass (each distinct node state once, only the states the
+    /// readout needs, attention over predecessors only instead of a dense
+    /// node x node matrix), so a step costs a fraction of the dense one.
+    pub fn forward_rows(
+        &self,
+        features: &ArchFeatures,
+        rows: &[usize],
+        devices: &[usize],
+    ) -> Result<Tensor> {
+        if devices.len() != rows.len() {
+            return Err(PredictorError::input(
+                "batch devices",
+                format!("one per graph ({})", rows.len()),
+                devices.len().to_string(),
+            ));
+        }
+        if let Some(&r) = rows.iter().find(|&&r| r >= features.len) {
+            return Err(PredictorError::input(
+                "row",
+                format!("< {}", features.len),
+                r.to_string(),
+            ));
+        }
+        if let Some(&d) = devices.iter().find(|&&d| d >= self.devices.len()) {
+            return Err(PredictorError::input(
+                "device row",
+                format!("< {}", self.devices.len()),
+                d.to_string(),
+            ));
+        }
+        if features.nodes != self.preds.len() {
+            return Err(PredictorError::input(
+                "features",
+                format!("graphs of {} nodes (the model's space)", self.preds.len()),
+                format!("{} nodes", features.nodes),
+            ));
+        }
+        self.memo_pass(&self.net, features, rows, devices)
+    }
+
+    /// One memoised pass over `rows`, graph `i` on hardware row
+    /// `devices[i]` (validated by the caller) -> `[B]`.
+    fn memo_pass(
         &self,
         net: &Network,
         features: &ArchFeatures,
         rows: &[usize],
-        device: usize,
+        devices: &[usize],
     ) -> Result<Tensor> {
         let n = features.nodes;
         let b = rows.len();
@@ -383,7 +473,9 @@ impl Predictor {
             let at = (rows[g] * n + v) * NODE_FEATURES;
             &features.node_features[at..at + NODE_FEATURES]
         };
-        // Level 0: a node's own inputs (position, op, cost features).
+        // Level 0: a node's own inputs (position, op, cost features, and
+        // the hardware row when every node sees it).
+        let ophw = net.ophw_mlp.is_some();
         let inputs = Level::from_keys(b, n, |flat| {
             let (g, v) = (flat / n, flat % n);
             let mut bits = [0u32; NODE_FEATURES];
@@ -392,7 +484,8 @@ impl Predictor {
                     *bit = x.to_bits();
                 }
             }
-            (v, features.ops[rows[g] * n + v], bits)
+            let device = if ophw { devices[g] } else { 0 };
+            (v, features.ops[rows[g] * n + v], bits, device)
         });
         let mut rep_ops = Vec::with_capacity(inputs.len());
         let mut rep_costs = Vec::with_capacity(inputs.len() * NODE_FEATURES);
@@ -410,14 +503,25 @@ impl Predictor {
         } else {
             op
         };
-        let hw = net.hw_emb.i(device..device + 1)?;
+        let hw_rows = |ids: Vec<u32>| -> Result<Tensor> {
+            let len = ids.len();
+            Ok(net
+                .hw_emb
+                .index_select(&Tensor::from_vec(ids, len, &cpu)?, 0)?)
+        };
         let all = vec![true; n];
         let (gate_level, gate) = match &net.ophw_mlp {
             Some(mlp) => {
                 let mut x = Tensor::cat(
                     &[
                         &op,
-                        &hw.broadcast_as((u0, self.config.hw_dim))?.contiguous()?,
+                        &hw_rows(
+                            inputs
+                                .reps()
+                                .iter()
+                                .map(|&flat| devices[flat / n] as u32)
+                                .collect(),
+                        )?,
                     ],
                     1,
                 )?;
@@ -494,10 +598,11 @@ impl Predictor {
             for &r in rows {
                 features.push_supplementary(self.config.supplementary, r, &mut supp);
             }
-            readouts.push(Tensor::from_vec(supp, (b, dim), &cpu)?);
+            let raw = Tensor::from_vec(supp, (b, dim), &cpu)?;
+            readouts.push(embed_supplementary(net, &raw)?);
         }
         if net.ophw_mlp.is_none() {
-            readouts.push(hw.broadcast_as((b, self.config.hw_dim))?.contiguous()?);
+            readouts.push(hw_rows(devices.iter().map(|&d| d as u32).collect())?);
         }
         let h = Tensor::cat(&readouts, 1)?;
         Ok(net.head.forward(&h)?.squeeze(1)?)

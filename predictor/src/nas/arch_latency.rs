@@ -88,7 +88,7 @@ impl<'f, 'a> ArchLatency<'f, 'a> {
         let features = self.data.features.for_archs(archs)?;
         let t = self.fitted.transferred();
         let rows: Vec<usize> = (0..archs.len()).collect();
-        let scores = t.model.predict(&features, &rows, t.row)?;
+        let scores = t.scores(&features, &rows)?;
         let gnn = t.calibration.apply_all(&scores);
         let Some(additive) = &self.additive else {
             return Ok(gnn);

@@ -135,6 +135,77 @@ pub fn kmeans(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
     let dim = enc.dim();
     let point = |i: usize| enc.row(rows[i]);
     let n = rows.len();
+    let (assignment, centres) = clusters(enc, rows, k, rng)?;
+    let mut counts = vec![0usize; k];
+    for &c in &assignment {
+        if c < k {
+            counts[c] += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..k).collect();
+    order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
+    let mut taken = vec![false; n];
+    let mut picked = Vec::with_capacity(k);
+    for c in order {
+        let centre = &centres[c * dim..(c + 1) * dim];
+        let best = (0..n)
+            .filter(|&i| !taken[i])
+            .min_by(|&a, &b| {
+                dist2(point(a), centre)
+                    .total_cmp(&dist2(point(b), centre))
+                    .then(a.cmp(&b))
+            })
+            .ok_or_else(|| PredictorError::internal("sampler", "ran out of candidates"))?;
+        taken[best] = true;
+        picked.push(rows[best]);
+    }
+    Ok(picked)
+}
+
+/// The paper code's default selection (`kmeancosine` in `main_trf.py`):
+/// `k / 2` architectures by KMeans, one drawn at random from each cluster
+/// (its `get_distinct_arch2vecs_kmeans`), the other `k - k / 2` by
+/// [`cosine_spread`] over the candidates not yet drawn (the paper's code
+/// draws both halves from all candidates and may repeat one).
+pub fn kmeans_cosine(
+    enc: &Encoding,
+    rows: &[usize],
+    k: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<usize>> {
+    check(rows, k, enc)?;
+    let half = k / 2;
+    let mut picked = Vec::with_capacity(k);
+    if half > 0 {
+        let (assignment, _) = clusters(enc, rows, half, rng)?;
+        for c in 0..half {
+            let members: Vec<usize> = (0..rows.len()).filter(|&i| assignment[i] == c).collect();
+            if members.is_empty() {
+                return Err(PredictorError::internal("sampler", "an empty cluster"));
+            }
+            picked.push(rows[members[rng.random_range(0..members.len())]]);
+        }
+    }
+    let rest: Vec<usize> = rows
+        .iter()
+        .copied()
+        .filter(|r| !picked.contains(r))
+        .collect();
+    picked.extend(cosine_spread(enc, &rest, k - half, rng)?);
+    Ok(picked)
+}
+
+/// KMeans (k-means++ seeding, Lloyd iterations, empty clusters re-seeded)
+/// over the candidates: the cluster of each candidate and the centres.
+fn clusters(
+    enc: &Encoding,
+    rows: &[usize],
+    k: usize,
+    rng: &mut impl Rng,
+) -> Result<(Vec<usize>, Vec<f32>)> {
+    let dim = enc.dim();
+    let point = |i: usize| enc.row(rows[i]);
+    let n = rows.len();
     let mut centres: Vec<f32> = Vec::with_capacity(k * dim);
     // k-means++: each next centre drawn with probability ~ squared distance
     // to the nearest centre so far; uniformly among unused points once every
@@ -229,30 +300,7 @@ pub fn kmeans(enc: &Encoding, rows: &[usize], k: usize, rng: &mut impl Rng) -> R
             }
         }
     }
-    let mut counts = vec![0usize; k];
-    for &c in &assignment {
-        if c < k {
-            counts[c] += 1;
-        }
-    }
-    let mut order: Vec<usize> = (0..k).collect();
-    order.sort_by(|&a, &b| counts[b].cmp(&counts[a]).then(a.cmp(&b)));
-    let mut taken = vec![false; n];
-    let mut picked = Vec::with_capacity(k);
-    for c in order {
-        let centre = &centres[c * dim..(c + 1) * dim];
-        let best = (0..n)
-            .filter(|&i| !taken[i])
-            .min_by(|&a, &b| {
-                dist2(point(a), centre)
-                    .total_cmp(&dist2(point(b), centre))
-                    .then(a.cmp(&b))
-            })
-            .ok_or_else(|| PredictorError::internal("sampler", "ran out of candidates"))?;
-        taken[best] = true;
-        picked.push(rows[best]);
-    }
-    Ok(picked)
+    Ok((assignment, centres))
 }
 
 /// `order` split into k contiguous buckets as numpy's `array_split` does
@@ -365,6 +413,31 @@ mod tests {
             groups.sort_unstable();
             assert_eq!(groups, vec![0, 1, 2], "seed {seed}: {a:?}");
         }
+    }
+
+    /// k = 6 on three groups: the KMeans half is one random member of each
+    /// group (not always the same one), the cosine half fills the rest,
+    /// all distinct.
+    #[test]
+    fn kmeans_cosine_takes_one_per_cluster_then_the_cosine_spread() {
+        let e = clusters();
+        let rows: Vec<usize> = (0..12).collect();
+        let mut firsts = std::collections::BTreeSet::new();
+        for seed in 0..10 {
+            let a = kmeans_cosine(&e, &rows, 6, &mut StdRng::seed_from_u64(seed)).unwrap();
+            assert_eq!(a.len(), 6);
+            let mut groups: Vec<usize> = a[..3].iter().map(|r| r / 4).collect();
+            groups.sort_unstable();
+            assert_eq!(groups, vec![0, 1, 2], "seed {seed}: {a:?}");
+            let mut unique = a.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), 6, "seed {seed}: {a:?}");
+            firsts.extend(a[..3].iter().copied());
+        }
+        assert!(firsts.len() > 3, "members drawn at random: {firsts:?}");
+        let odd = kmeans_cosine(&e, &rows, 5, &mut StdRng::seed_from_u64(2)).unwrap();
+        assert_eq!(odd.len(), 5);
     }
 
     #[test]
