@@ -426,7 +426,7 @@ async fn the_home_page_is_paginated_with_each_devices_counts() {
         settled: None,
     };
     // Device i: 2 jobs measured (done), i % 5 queued, i % 4 ad-hoc samples.
-    let expected = |i: usize| (2 + i % 4, i % 5, 2);
+    let expected = |i: usize| (2 + i % 4, usize::from(i % 4 >= 2), i % 5, 2);
     let mut queued_total = 0;
     for i in 0..120 {
         let id = format!("dev-page-{i:03}");
@@ -460,6 +460,10 @@ async fn the_home_page_is_paginated_with_each_devices_counts() {
             })
             .collect();
         batch.extend((0..i % 4).map(|k| measurement(format!("adhoc-{k}"), None, 5000 + k)));
+        // The second ad-hoc sample of a device did not settle.
+        for m in batch.iter_mut().filter(|m| m.key == "adhoc-1") {
+            m.settled = Some(false);
+        }
         store.store_measurements(&id, &batch).await.unwrap();
         queued_total += i % 5;
     }
@@ -468,14 +472,16 @@ async fn the_home_page_is_paginated_with_each_devices_counts() {
         assert_eq!(rows.len(), count, "devices listed");
         for (n, row) in rows.iter().enumerate() {
             let i = first + n;
-            let (samples, queued, done) = expected(i);
+            let (samples, unsettled, queued, done) = expected(i);
             assert!(
                 row.contains(&format!(">dev-page-{i:03}</a></td><td>board {i}</td>")),
                 "row {n} should be device {i}: {row}"
             );
             assert!(
-                row.contains(&format!("<td>{samples}</td><td>{queued}/0/{done}</td>")),
-                "device {i}: {samples} samples, {queued}/0/{done} jobs: {row}"
+                row.contains(&format!(
+                    "<td>{samples}</td><td class=\"unsettled\">{unsettled}</td><td>{queued}/0/{done}</td>"
+                )),
+                "device {i}: {samples} samples ({unsettled} unsettled), {queued}/0/{done} jobs: {row}"
             );
         }
     };
