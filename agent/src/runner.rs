@@ -599,13 +599,27 @@ fn measure_options(
     })
 }
 
-/// Wraps a sample as an upload with a fresh idempotency key.
+/// Per-run times an uploaded sample carries at most. The settle rule can
+/// time a sub-millisecond model thousands of times; the label, its rounds and
+/// the summaries describe those runs, and without this bound a batch of such
+/// samples outgrew a host's request body limit and was refused for good.
+pub const MAX_UPLOADED_RUNS: usize = 1_000;
+
+/// Wraps a sample as an upload with a fresh idempotency key. The per-run
+/// CPU times stay local (`measure --json --raw` shows them), and the wall
+/// times travel only up to [`MAX_UPLOADED_RUNS`].
 pub fn to_result(
     device_id: &str,
     lease_id: Option<String>,
     job: JobSpec,
     sample: &Sample,
 ) -> MeasurementResult {
+    let mut sample = sample.clone();
+    sample.timing.cpu_times_ms.clear();
+    if sample.timing.times_ms.len() > MAX_UPLOADED_RUNS {
+        sample.timing.times_ms.clear();
+    }
+    let sample = &sample;
     MeasurementResult {
         idempotency_key: new_key(),
         device_id: device_id.to_string(),
