@@ -81,6 +81,17 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// AdamW over `model`'s parameters at this phase's rate and decay (both
+    /// recipes start from it; the paper's then schedules the rate).
+    fn optimizer(&self, model: &Predictor) -> Result<AdamW> {
+        let params = ParamsAdamW {
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            ..ParamsAdamW::default()
+        };
+        Ok(AdamW::new(model.vars(), params)?)
+    }
+
     /// The pretraining phase of `train` (the paper's recipe pretrains on
     /// [`PAPER_PRETRAIN_BATCH`] graphs per step).
     pub fn pretraining(train: &TrainConfig) -> Self {
@@ -183,12 +194,7 @@ fn fit_served(
     rng: &mut StdRng,
     progress: Option<&ProgressBar>,
 ) -> Result<f64> {
-    let params = ParamsAdamW {
-        lr: phase.lr,
-        weight_decay: phase.weight_decay,
-        ..ParamsAdamW::default()
-    };
-    let mut opt = AdamW::new(model.vars(), params)?;
+    let mut opt = phase.optimizer(model)?;
     let targets: Vec<Vec<f64>> = sets
         .iter()
         .map(|s| standardised_log(&s.latencies))
@@ -272,12 +278,7 @@ pub fn fit_paper(
         ranges,
         mut snapshots,
     } = run;
-    let params = ParamsAdamW {
-        lr: phase.lr,
-        weight_decay: phase.weight_decay,
-        ..ParamsAdamW::default()
-    };
-    let mut opt = AdamW::new(model.vars(), params)?;
+    let mut opt = phase.optimizer(model)?;
     let targets: Vec<Vec<f64>> = sets
         .iter()
         .zip(ranges)
