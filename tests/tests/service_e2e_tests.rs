@@ -33,7 +33,9 @@ async fn real_agent_transfer_then_fresh_measurements_agree() {
     let log = run_agent(&host.url, &dir.path().join("agent"));
     let device = api.agent_device().await.unwrap();
     let id = device["id"].as_str().unwrap().to_string();
-    assert_eq!(device["samples"], 20, "{device}\nagent log:\n{log}");
+    // A sample whose label did not settle is stored and measured again.
+    let settled = device["samples"].as_u64().unwrap() - device["unsettled"].as_u64().unwrap();
+    assert_eq!(settled, 20, "{device}\nagent log:\n{log}");
     let version = api.wait_predictor(&id, Duration::from_secs(900)).await;
     let measured_k = started.elapsed().as_secs_f64();
     let (s, queued) = api
@@ -182,7 +184,7 @@ async fn real_agent_verifies_a_search() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["purpose"] == "verify")
+        .filter(|m| m["purpose"] == "verify" && m["settled"] != false)
         .count();
     assert_eq!(verified, 3);
 }
@@ -299,9 +301,20 @@ async fn host_killed_during_uploads(db: Option<&str>) {
         archs.len(),
         spool.len()
     );
-    assert_eq!(samples.len(), 20);
-    assert_eq!(keys.len(), 20);
-    assert_eq!(archs.len(), 20, "an arch was measured twice");
+    // A label that did not settle is stored and its job measured again
+    // (by design, more likely on a loaded machine), so there may be more
+    // samples than archs; but no result is stored twice, and each arch has
+    // exactly one settled sample.
+    assert_eq!(keys.len(), samples.len(), "a result was stored twice");
+    assert_eq!(archs.len(), 20);
+    let settled: Vec<u64> = samples
+        .iter()
+        .filter(|m| m["settled"] != false)
+        .map(|m| m["arch_index"].as_u64().unwrap())
+        .collect();
+    let settled_archs: HashSet<u64> = settled.iter().copied().collect();
+    assert_eq!(settled.len(), 20, "an arch was settled twice: {settled:?}");
+    assert_eq!(settled_archs.len(), 20);
     assert!(spool.is_empty());
     assert_eq!(detail["queue"]["done"], 20);
     let plain = strip_ansi(&log);
@@ -310,8 +323,9 @@ async fn host_killed_during_uploads(db: Option<&str>) {
         .rev()
         .find(|l| l.contains(" done"))
         .unwrap_or("");
+    let n = samples.len();
     assert!(
-        done.contains("measured=20") && done.contains("uploaded=20"),
+        done.contains(&format!("measured={n}")) && done.contains(&format!("uploaded={n}")),
         "{done}"
     );
     println!(
