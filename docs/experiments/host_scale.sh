@@ -8,9 +8,9 @@
 #
 # BIN_DIR holds nasflat-host and nasflat-loadgen (e.g. target/debug). The
 # hosts pretrain once into $CHECKPOINTS (default /tmp/nasflat-scale-ckpt)
-# and the load starts only when they are ready; every device gets 300
-# sample jobs (--samples 300) and no transfer (--no-auto-transfer), so the
-# load is the agent protocol alone. Extra flags: $HOST_ARGS for the hosts
+# and the load starts only when they are ready; every device gets $SAMPLES
+# (default 300) sample jobs per search space and no transfer
+# (--no-auto-transfer), so the load is the agent protocol alone. Extra flags: $HOST_ARGS for the hosts
 # (e.g. --sqlite-sync normal), $LOADGEN_ARGS for the load generator.
 set -euo pipefail
 bin=$1 db=$2 agents=$3 secs=$4
@@ -24,7 +24,7 @@ start_host() { # $1: port, $2...: extra serve flags
   local port=$1; shift
   "$bin/nasflat-host" serve --listen "127.0.0.1:$port" --data-dir "$work/host-$port" \
     --checkpoints "$ckpt" "${tokens[@]}" --pretrain-epochs 20 --source-samples 25 \
-    --no-auto-transfer --samples 300 --max-connections 2000 ${HOST_ARGS:-} "$@" \
+    --no-auto-transfer --samples "${SAMPLES:-300}" --max-connections 2000 ${HOST_ARGS:-} "$@" \
     >"$work/host-$port.out" 2>"$work/host-$port.log" &
   pids+=($!)
   for _ in $(seq 1200); do
