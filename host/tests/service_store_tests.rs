@@ -679,3 +679,46 @@ async fn a_keyed_plan_replays_its_leases_on_every_backend() {
         );
     }
 }
+
+/// A registration stores the device and its sample jobs together (one
+/// transaction, one commit): the jobs are there, queued, in the order given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_device_comes_with_its_sample_jobs() {
+    for (store, _dir) in stores().await {
+        let id = new_id("dev");
+        let jobs: Vec<NewJob> = [7usize, 3, 11]
+            .into_iter()
+            .map(|index| NewJob::Arch {
+                space: SearchSpace::Nb201,
+                index,
+            })
+            .collect();
+        store
+            .enrol_device(&id, "board", &format!("hash-{id}"), "{}", &jobs)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.device_by_token(&format!("hash-{id}")).await.unwrap(),
+            Some(id.clone())
+        );
+        let stored = store.jobs_of_device(&id).await.unwrap();
+        let indices: Vec<usize> = stored
+            .iter()
+            .map(|j| match &j.subject {
+                Subject::Arch { arch_index, .. } => *arch_index,
+                Subject::Model { .. } => usize::MAX,
+            })
+            .collect();
+        assert_eq!(indices, [7, 3, 11], "{:?}", store.backend());
+        assert!(stored.iter().all(|j| j.purpose == Purpose::Sample));
+        assert_eq!(store.queue_counts(Some(&id)).await.unwrap().queued, 3);
+        // Enrolling the same id again fails and adds no job.
+        assert!(
+            store
+                .enrol_device(&id, "again", "other-hash", "{}", &jobs)
+                .await
+                .is_err()
+        );
+        assert_eq!(store.jobs_of_device(&id).await.unwrap().len(), 3);
+    }
+}

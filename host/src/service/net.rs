@@ -12,6 +12,7 @@
 //! header timeout), so a flood of stalled clients delays `/healthz` by at
 //! most that timeout instead of starving it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 
 use super::config::ServiceConfig;
@@ -32,6 +33,28 @@ use super::error::AppError;
 /// How long to wait before accepting again after `accept` failed (out of
 /// file descriptors, typically): retrying at once would spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Pending connections the kernel queues before `accept`. tokio's
+/// `TcpListener::bind` leaves a small backlog (128 here: of 1,200 clients
+/// connecting at once to a listener that accepted none, 129 got in); with a
+/// fleet connecting in the same second (agents enrolled at once, or
+/// reconnecting after a restart), a full queue drops SYNs and each dropped
+/// client waits out the 1 s SYN retransmission timeout. Linux caps the
+/// value at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` for [`serve_connections`] with a listen backlog of
+/// [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, as `TcpListener::bind` sets).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// The connection limits of `serve` (flags `--header-timeout-secs`,
 /// `--max-connections`; the request deadline is [`deadline`]'s).

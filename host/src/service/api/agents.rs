@@ -100,12 +100,15 @@ pub async fn register(
     }
     let device_id = new_id("dev");
     let device_token = auth::new_token();
-    store
-        .insert_device(&device_id, name, &hash_token(&device_token), &fingerprint)
-        .await?;
     let plan = plan_jobs(&config, &spaces, &device_id)?;
     store
-        .insert_jobs(&device_id, Purpose::Sample, &plan)
+        .enrol_device(
+            &device_id,
+            name,
+            &hash_token(&device_token),
+            &fingerprint,
+            &plan,
+        )
         .await?;
     Metrics::inc(&metrics.registrations);
     tracing::info!(device = %device_id, name = ?name, jobs = plan.len(), "device registered");

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::jobs::{NewJob, insert_job_rows};
 use super::{Store, StoreResult, now_ms};
+use crate::service::domain::Purpose;
 
 /// One registered device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,7 +47,7 @@ pub(super) fn device(row: &AnyRow) -> StoreResult<DeviceRow> {
 }
 
 impl Store {
-    /// Inserts a new device.
+    /// Inserts a new device (with no jobs).
     pub async fn insert_device(
         &self,
         id: &str,
@@ -53,8 +55,25 @@ impl Store {
         token_hash: &str,
         fingerprint_json: &str,
     ) -> StoreResult<()> {
+        self.enrol_device(id, name, token_hash, fingerprint_json, &[])
+            .await
+    }
+
+    /// Inserts a new device and queues its sample jobs in one transaction:
+    /// a registration is one commit (one fsync on SQLite, where a storm of
+    /// registrations queues on the write gate), and a crash between the two
+    /// cannot leave an enrolled device without its jobs.
+    pub async fn enrol_device(
+        &self,
+        id: &str,
+        name: &str,
+        token_hash: &str,
+        fingerprint_json: &str,
+        jobs: &[NewJob],
+    ) -> StoreResult<()> {
         let now = now_ms();
         let _w = self.write().await;
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO devices (id, name, token_hash, fingerprint_json, created_ms, last_seen_ms) \
              VALUES ($1, $2, $3, $4, $5, $5)",
@@ -64,8 +83,10 @@ impl Store {
         .bind(token_hash)
         .bind(fingerprint_json)
         .bind(now)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        insert_job_rows(&mut tx, id, Purpose::Sample, jobs).await?;
+        tx.commit().await?;
         Ok(())
     }
 
