@@ -1203,8 +1203,9 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
         .await
         .unwrap();
 
-    let (status, html, _) =
-        call(&app, get(&format!("/dashboard/devices/{dev}?budget_ms=14"))).await;
+    let Reply {
+        status, body: html, ..
+    } = call(&app, get(&format!("/dashboard/devices/{dev}?budget_ms=14"))).await;
     let html = String::from_utf8(html).unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(
