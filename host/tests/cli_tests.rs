@@ -27,6 +27,16 @@ fn host_elsewhere(args: &[&str], encodings_env: Option<&Path>) -> (i32, String, 
     run(&mut cmd)
 }
 
+/// Runs the host with `args` and asserts the bad-input contract: exit code
+/// 2 and a message on stderr that names each of `named`.
+fn exits_2_naming(args: &[&str], named: &[&str]) {
+    let (code, _, err) = host(args);
+    assert_eq!(code, 2, "{args:?}: {err}");
+    for n in named {
+        assert!(err.contains(n), "{args:?}: `{n}` not named in: {err}");
+    }
+}
+
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
     (
@@ -38,17 +48,13 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 #[test]
 fn unknown_sampler_and_encoding_names_exit_2_naming_the_choices() {
-    let (code, _, err) = host(&["eval", "--sampler", "zcp-median", "--quiet"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("zcp-median") && err.contains("<cosine|kmeans|cosine-spread|kmeans-cosine>"),
-        "{err}"
+    exits_2_naming(
+        &["eval", "--sampler", "zcp-median", "--quiet"],
+        &["zcp-median", "<cosine|kmeans|cosine-spread|kmeans-cosine>"],
     );
-    let (code, _, err) = host(&["eval", "--supplementary", "word2vec", "--quiet"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("word2vec") && err.contains("arch2vec"),
-        "{err}"
+    exits_2_naming(
+        &["eval", "--supplementary", "word2vec", "--quiet"],
+        &["word2vec", "arch2vec"],
     );
 }
 
@@ -72,14 +78,16 @@ fn comma_separated_tasks_run_across_spaces_and_unknown_names_are_named() {
     assert_eq!(rows.len(), 2, "{out}");
     assert!(rows[0].starts_with("| nb201 | N1 |"), "{out}");
     assert!(rows[1].starts_with("| fbnet | F2 |"), "{out}");
-    let (code, _, err) = host(&["eval", "--task", "N1,X7,Q", "--method", "flops", "--quiet"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("unknown tasks `X7`, `Q`"), "{err}");
-    let (code, _, err) = host(&[
-        "eval", "--space", "fbnet", "--task", "N1", "--method", "flops", "--quiet",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("unknown task `N1` in fbnet"), "{err}");
+    exits_2_naming(
+        &["eval", "--task", "N1,X7,Q", "--method", "flops", "--quiet"],
+        &["unknown tasks `X7`, `Q`"],
+    );
+    exits_2_naming(
+        &[
+            "eval", "--space", "fbnet", "--task", "N1", "--method", "flops", "--quiet",
+        ],
+        &["unknown task `N1` in fbnet"],
+    );
 }
 
 #[test]
@@ -160,13 +168,11 @@ fn learned_encoding_samplers_and_supplementary_run_on_the_compiled_in_files() {
 
 #[test]
 fn tasks_generate_rejects_too_many_devices() {
-    let (code, _, err) = host(&[
-        "tasks", "generate", "--space", "fbnet", "--train", "20", "--test", "8",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("--train 20 --test 8") && err.contains("27 devices"),
-        "{err}"
+    exits_2_naming(
+        &[
+            "tasks", "generate", "--space", "fbnet", "--train", "20", "--test", "8",
+        ],
+        &["--train 20 --test 8", "27 devices"],
     );
 }
 
@@ -209,78 +215,69 @@ fn tasks_generate_writes_a_loadable_task_with_the_requested_sizes() {
 #[test]
 fn nas_bad_input_exits_2_naming_what_is_wrong() {
     let base = ["nas", "--space", "nb201", "--task", "ND", "--trials", "1"];
-    let nas = |extra: &[&str]| {
+    let positive = "must be a positive number of milliseconds";
+    let cases: [(&[&str], &[&str]); 7] = [
+        // A device that is not a test device of the task (here: a source);
+        // the test devices are listed.
+        (
+            &["--device", "pixel3", "--latency-ms", "14"],
+            &["`pixel3` is not a test device of task ND", "pixel2"],
+        ),
+        // A budget that is not positive.
+        (&["--device", "pixel2", "--latency-ms=0"], &[positive]),
+        (&["--device", "pixel2", "--latency-ms=-3"], &[positive]),
+        // A budget below every architecture's latency on the device.
+        (
+            &["--device", "pixel2", "--latency-ms", "0.5"],
+            &["no architecture meets 0.5 ms"],
+        ),
+        // A risk outside (0, 1).
+        (
+            &["--device", "pixel2", "--latency-ms", "14", "--risk", "1.5"],
+            &["risk 1.5"],
+        ),
+        // A risk factor below 1 would tighten the user's risk, not calibrate it.
+        (
+            &[
+                "--device",
+                "pixel2",
+                "--latency-ms",
+                "14",
+                "--risk-factor",
+                "0.5",
+            ],
+            &["--risk-factor 0.5: must be a number >= 1"],
+        ),
+        (
+            &[
+                "--device",
+                "pixel2",
+                "--latency-ms",
+                "14",
+                "--risk-factor",
+                "nan",
+            ],
+            &["--risk-factor NaN: must be a number >= 1"],
+        ),
+    ];
+    for (extra, named) in cases {
         let args: Vec<&str> = base.iter().chain(extra).copied().collect();
-        host(&args)
-    };
-    // A device that is not a test device of the task (here: a source).
-    let (code, _, err) = nas(&["--device", "pixel3", "--latency-ms", "14"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("`pixel3` is not a test device of task ND"),
-        "{err}"
-    );
-    assert!(err.contains("pixel2"), "the test devices are listed: {err}");
-    // A budget that is not positive.
-    for c in ["0", "-3"] {
-        let (code, _, err) = nas(&["--device", "pixel2", &format!("--latency-ms={c}")]);
-        assert_eq!(code, 2, "{err}");
-        assert!(
-            err.contains("must be a positive number of milliseconds"),
-            "{err}"
-        );
-    }
-    // A budget below every architecture's latency on the device.
-    let (code, _, err) = nas(&["--device", "pixel2", "--latency-ms", "0.5"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no architecture meets 0.5 ms"), "{err}");
-    // A risk outside (0, 1).
-    let (code, _, err) = nas(&["--device", "pixel2", "--latency-ms", "14", "--risk", "1.5"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("risk 1.5"), "{err}");
-    // A risk factor below 1 would tighten the user's risk, not calibrate it.
-    for (f, shown) in [("0.5", "0.5"), ("nan", "NaN")] {
-        let (code, _, err) = nas(&[
-            "--device",
-            "pixel2",
-            "--latency-ms",
-            "14",
-            "--risk-factor",
-            f,
-        ]);
-        assert_eq!(code, 2, "{err}");
-        assert!(
-            err.contains(&format!("--risk-factor {shown}: must be a number >= 1")),
-            "{err}"
-        );
+        exits_2_naming(&args, named);
     }
 }
 
 #[test]
 fn nas_on_fbnet_refuses_an_accuracy_objective_and_the_nb201_list() {
     let fbnet = ["nas", "--space", "fbnet", "--task", "FD", "--trials", "1"];
-    let (code, _, err) = host(&[&fbnet[..], &["--device", "fpga", "--latency-ms", "20"]].concat());
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("fbnet has no `cifar100` objective") && err.contains("flops"),
-        "{err}"
+    let budget = ["--device", "fpga", "--latency-ms", "20"];
+    exits_2_naming(
+        &[&fbnet[..], &budget].concat(),
+        &["fbnet has no `cifar100` objective", "flops"],
     );
-    let (code, _, err) = host(
-        &[
-            &fbnet[..],
-            &[
-                "--device",
-                "fpga",
-                "--latency-ms",
-                "20",
-                "--dataset",
-                "flops",
-            ],
-        ]
-        .concat(),
+    exits_2_naming(
+        &[&fbnet[..], &budget, &["--dataset", "flops"]].concat(),
+        &["use --mode exhaustive"],
     );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("use --mode exhaustive"), "{err}");
 }
 
 /// `serve` creates its admin, viewer and enrolment tokens readable by the
@@ -291,15 +288,16 @@ fn nas_on_fbnet_refuses_an_accuracy_objective_and_the_nb201_list() {
 fn serve_creates_private_token_files() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (code, _, err) = host(&[
-        "serve",
-        "--listen",
-        "192.0.2.1:9",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("192.0.2.1:9"), "{err}");
+    exits_2_naming(
+        &[
+            "serve",
+            "--listen",
+            "192.0.2.1:9",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &["192.0.2.1:9"],
+    );
     for name in ["admin-token", "viewer-token", "enrol-token"] {
         let path = data.join(name);
         let token = std::fs::read_to_string(&path).unwrap();
@@ -359,9 +357,7 @@ fn nas_evolution_refuses_what_it_cannot_search() {
             "--trials",
             "1",
         ];
-        let (code, _, err) = host(&[&base[..], args].concat());
-        assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains(needle), "{args:?}: {err}");
+        exits_2_naming(&[&base[..], args].concat(), &[needle]);
     }
 }
 
@@ -426,15 +422,10 @@ fn nas_evolution_answers_valid_architectures_within_the_bound() {
 #[test]
 fn unknown_recipe_exits_2_naming_the_flag() {
     for command in [
-        vec!["eval", "--recipe", "bogus", "--quiet"],
-        vec!["serve", "--recipe", "bogus"],
-        vec!["nas", "--recipe", "bogus"],
+        &["eval", "--recipe", "bogus", "--quiet"][..],
+        &["serve", "--recipe", "bogus"],
+        &["nas", "--recipe", "bogus"],
     ] {
-        let (code, _, err) = host(&command);
-        assert_eq!(code, 2, "{command:?}: {err}");
-        assert!(
-            err.contains("--recipe") && err.contains("bogus") && err.contains("served or paper"),
-            "{command:?}: {err}"
-        );
+        exits_2_naming(command, &["--recipe", "bogus", "served or paper"]);
     }
 }

@@ -6,40 +6,14 @@
 //! it was given to, streamed, and only ONNX models are taken.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use axum::Router;
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::{ADMIN, ENROL, Reply, VIEWER, app, call, err, register, register_named};
 use nasflat_host::service::api::models::MAX_MODEL_DEVICES;
-use nasflat_host::service::api::{router, routes};
+use nasflat_host::service::api::routes;
 use nasflat_host::service::openapi::{Auth, Method};
-use nasflat_host::service::{AppState, ServiceConfig, build_state};
-use nasflat_shared::protocol::{
-    ErrorBody, Fingerprint, POSTCARD_MIME, PROTOCOL_VERSION, RegisterRequest, RegisterResponse,
-};
-use tower::ServiceExt;
-
-const ADMIN: &str = "admin-token-for-tests";
-const ENROL: &str = "enrol-token-for-tests";
-const VIEWER: &str = "viewer-token-for-tests";
-
-async fn app(
-    dir: &std::path::Path,
-    configure: impl FnOnce(&mut ServiceConfig),
-) -> (Router, AppState) {
-    let mut c = ServiceConfig::new(
-        nasflat_host::service::store::sqlite_url(&dir.join("access.db")),
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-access"),
-    );
-    c.admin_token = ADMIN.into();
-    c.enrol_token = ENROL.into();
-    c.viewer_token = Some(VIEWER.into());
-    c.pretrain_epochs = Some(1);
-    c.source_samples = Some(2);
-    c.auto_transfer = false;
-    configure(&mut c);
-    let state = build_state(c).await.unwrap();
-    (router(state.clone()), state)
-}
 
 fn request(method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> Request<Body> {
     let mut b = Request::builder().method(method).uri(path);
@@ -47,40 +21,6 @@ fn request(method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> Requ
         b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
     b.body(Body::from(body)).unwrap()
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, bytes.to_vec())
-}
-
-/// Asserts a JSON error with status `want`.
-async fn err(app: &Router, req: Request<Body>, want: StatusCode) -> ErrorBody {
-    let (status, _, bytes) = call(app, req).await;
-    assert_eq!(status, want, "{}", String::from_utf8_lossy(&bytes));
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-async fn register(app: &Router, name: &str) -> RegisterResponse {
-    let req = RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        name: name.into(),
-        device_id: None,
-        fingerprint: Fingerprint::simulated("test cpu", 2),
-    };
-    let r = Request::post("/v1/agents/register")
-        .header(header::CONTENT_TYPE, POSTCARD_MIME)
-        .header(header::ACCEPT, POSTCARD_MIME)
-        .header(header::AUTHORIZATION, format!("Bearer {ENROL}"))
-        .body(Body::from(postcard::to_allocvec(&req).unwrap()))
-        .unwrap();
-    let (status, _, bytes) = call(app, r).await;
-    assert_eq!(status, StatusCode::OK);
-    postcard::from_bytes(&bytes).unwrap()
 }
 
 /// The table's path with each `{param}` filled in.
@@ -96,8 +36,8 @@ fn concrete(path: &str, device: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_non_public_route_needs_its_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path(), |_| {}).await;
-    let dev = register(&app, "board").await;
+    let (app, state) = app(dir.path(), "access", |_| {}).await;
+    let dev = register(&app).await;
     let table = routes(&state.config);
     let public: Vec<&str> = table
         .iter()
@@ -129,7 +69,7 @@ async fn every_non_public_route_needs_its_token() {
             assert_eq!(e.code, "unauthorized", "{method} {path} {token:?}");
         }
         if matches!(r.auth, Auth::Viewer | Auth::Dashboard) && r.method == Method::Get {
-            let (status, _, body) =
+            let Reply { status, body, .. } =
                 call(&app, request(method, &path, Some(VIEWER), Vec::new())).await;
             assert!(
                 status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
@@ -138,9 +78,10 @@ async fn every_non_public_route_needs_its_token() {
             );
         }
     }
-    let (status, _, _) = call(&app, request("GET", "/v1/devices", Some(ADMIN), Vec::new())).await;
+    let Reply { status, .. } =
+        call(&app, request("GET", "/v1/devices", Some(ADMIN), Vec::new())).await;
     assert_eq!(status, StatusCode::OK, "the admin token reads too");
-    let (status, _, _) = call(&app, request("GET", "/healthz", None, Vec::new())).await;
+    let Reply { status, .. } = call(&app, request("GET", "/healthz", None, Vec::new())).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -151,10 +92,12 @@ async fn every_non_public_route_needs_its_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_logs_in_with_its_url_or_is_public_on_request() {
     let dir = tempfile::tempdir().unwrap();
-    let (router, _) = app(dir.path(), |_| {}).await;
-    let dev = register(&router, "board").await;
+    let (router, _) = app(dir.path(), "access", |_| {}).await;
+    let dev = register(&router).await;
     let page = format!("/dashboard/devices/{}", dev.device_id);
-    let (status, headers, _) = call(
+    let Reply {
+        status, headers, ..
+    } = call(
         &router,
         request(
             "GET",
@@ -182,7 +125,7 @@ async fn the_dashboard_logs_in_with_its_url_or_is_public_on_request() {
             .unwrap()
     };
     for path in ["/", page.as_str(), "/v1/devices"] {
-        let (status, _, _) = call(&router, with_cookie(path)).await;
+        let Reply { status, .. } = call(&router, with_cookie(path)).await;
         assert_eq!(status, StatusCode::OK, "{path} with the cookie");
     }
     err(
@@ -193,8 +136,8 @@ async fn the_dashboard_logs_in_with_its_url_or_is_public_on_request() {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (public, _) = app(dir.path(), |c| c.public_dashboard = true).await;
-    let (status, _, body) = call(&public, request("GET", "/", None, vec![])).await;
+    let (public, _) = app(dir.path(), "access", |c| c.public_dashboard = true).await;
+    let Reply { status, body, .. } = call(&public, request("GET", "/", None, vec![])).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     err(
         &public,
@@ -210,7 +153,7 @@ async fn the_dashboard_logs_in_with_its_url_or_is_public_on_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_checks_the_token_before_the_body() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = app(dir.path(), |_| {}).await;
+    let (app, _) = app(dir.path(), "access", |_| {}).await;
     for token in [None, Some("wrong-token-123")] {
         let big = vec![0u8; 17 << 20];
         let e = err(
@@ -276,11 +219,11 @@ fn upload(devices: &str, body: Vec<u8>) -> Request<Body> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_downloads_are_scoped_and_uploads_must_be_onnx() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path(), |c| c.max_model_bytes = 4 << 20).await;
-    let a = register(&app, "a").await;
-    let b = register(&app, "b").await;
+    let (app, state) = app(dir.path(), "access", |c| c.max_model_bytes = 4 << 20).await;
+    let a = register_named(&app, "a").await;
+    let b = register_named(&app, "b").await;
     let model = onnx_model((2 << 20) + 12_345);
-    let (status, _, body) = call(&app, upload(&a.device_id, model.clone())).await;
+    let Reply { status, body, .. } = call(&app, upload(&a.device_id, model.clone())).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -290,7 +233,11 @@ async fn model_downloads_are_scoped_and_uploads_must_be_onnx() {
     let up: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let id = up["model_id"].as_str().unwrap().to_string();
     for token in [ADMIN, a.device_token.as_str()] {
-        let (status, headers, bytes) = call(
+        let Reply {
+            status,
+            headers,
+            body: bytes,
+        } = call(
             &app,
             request("GET", &format!("/v1/models/{id}"), Some(token), vec![]),
         )

@@ -4,133 +4,55 @@
 //! serving.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nasflat_host::service::api::router;
+use common::{ADMIN, ENROL, Reply, call, err, get, nb201, ok, postcard_req, raw, register};
 use nasflat_host::service::domain::{TransferState, Trigger};
 use nasflat_host::service::store::transfers::NewPredictions;
-use nasflat_host::service::{AppState, ServiceConfig, build_state};
+use nasflat_host::service::{AppState, ServiceConfig};
 use nasflat_shared::protocol::{
-    ErrorBody, Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, MeasurementResult,
-    PLAN_KEY_HEADER, POSTCARD_MIME, PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest,
-    RegisterResponse, ReleaseRequest, ResultAck, ResultBatch, RuntimeIdentity, RuntimeKind,
+    Fingerprint, Heartbeat, HeartbeatResponse, JobSpec, Lease, MeasurementResult, PLAN_KEY_HEADER,
+    POSTCARD_MIME, PROTOCOL_VERSION, PlanRequest, PlanResponse, RegisterRequest, RegisterResponse,
+    ReleaseRequest, ResultAck, ResultBatch, RuntimeIdentity, RuntimeKind,
 };
 use nasflat_shared::{Arch, SearchSpace};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tower::ServiceExt;
-
-const ADMIN: &str = "admin-token-for-tests";
-const ENROL: &str = "enrol-token-for-tests";
-const VIEWER: &str = "viewer-token-for-tests";
 
 async fn app(dir: &std::path::Path) -> (Router, AppState) {
     app_configured(dir, |_| {}).await
 }
 
-/// The app with test settings, then `configure`'s.
+/// The app with test settings and a 64 KiB body limit, then `configure`'s.
 async fn app_configured(
     dir: &std::path::Path,
     configure: impl FnOnce(&mut ServiceConfig),
 ) -> (Router, AppState) {
-    let mut c = ServiceConfig::new(
-        nasflat_host::service::store::sqlite_url(&dir.join("api.db")),
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-api"),
-    );
-    c.admin_token = ADMIN.into();
-    c.enrol_token = ENROL.into();
-    c.viewer_token = Some(VIEWER.into());
-    c.max_body_bytes = 64 << 10;
-    c.pretrain_epochs = Some(1);
-    c.source_samples = Some(2);
-    c.auto_transfer = false;
-    configure(&mut c);
-    let state = build_state(c).await.unwrap();
-    (router(state.clone()), state)
+    common::app(dir, "api", |c| {
+        c.max_body_bytes = 64 << 10;
+        configure(c);
+    })
+    .await
 }
 
-fn postcard_req<T: Serialize>(path: &str, token: Option<&str>, body: &T) -> Request<Body> {
-    raw(
-        path,
-        token,
-        POSTCARD_MIME,
-        postcard::to_allocvec(body).unwrap(),
-    )
-}
-
-fn raw(path: &str, token: Option<&str>, mime: &str, body: Vec<u8>) -> Request<Body> {
-    let mut b = Request::post(path)
-        .header(header::CONTENT_TYPE, mime)
-        .header(header::ACCEPT, POSTCARD_MIME);
-    if let Some(t) = token {
-        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    b.body(Body::from(body)).unwrap()
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Vec<u8>, String) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let mime = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap()
-        .to_vec();
-    (status, bytes, mime)
-}
-
-async fn ok<T: DeserializeOwned>(app: &Router, req: Request<Body>) -> T {
-    let (status, bytes, mime) = call(app, req).await;
-    assert!(
-        status.is_success(),
-        "{status}: {}",
-        String::from_utf8_lossy(&bytes)
-    );
-    if mime.starts_with("application/json") {
-        serde_json::from_slice(&bytes).unwrap()
-    } else {
-        postcard::from_bytes(&bytes).unwrap()
-    }
-}
-
-/// Asserts a JSON error with this status and returns its message.
-async fn err(app: &Router, req: Request<Body>, want: StatusCode) -> ErrorBody {
-    let (status, bytes, mime) = call(app, req).await;
-    assert_eq!(status, want, "{}", String::from_utf8_lossy(&bytes));
-    assert!(
-        mime.starts_with("application/json"),
-        "error content type {mime}"
-    );
-    let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
-    assert!(!body.code.is_empty() && !body.message.is_empty());
-    body
-}
-
-async fn register(app: &Router) -> RegisterResponse {
-    let req = RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        name: "board".into(),
-        device_id: None,
-        fingerprint: Fingerprint::simulated("test cpu", 2),
-    };
-    ok(app, postcard_req("/v1/agents/register", Some(ENROL), &req)).await
-}
-
+/// A result under a fresh key, with a provenance in its sample.
 fn result(device: &str, lease: Option<String>, job: JobSpec, ms: f64) -> MeasurementResult {
     MeasurementResult {
-        idempotency_key: format!("key-{}", rand_suffix()),
-        device_id: device.into(),
         lease_id: lease,
-        job,
-        median_ms: ms,
-        valid: true,
-        invalid_reasons: vec![],
         sample_json: "{\"provenance\":{\"cpu\":\"test\"}}".into(),
+        ..common::result(device, &format!("key-{}", rand_suffix()), job, ms)
+    }
+}
+
+/// One result per lease, the `i`-th measured at `ms(i)`.
+fn results_of(dev: &str, leases: &[Lease], ms: impl Fn(usize) -> f64) -> ResultBatch {
+    ResultBatch {
+        results: leases
+            .iter()
+            .enumerate()
+            .map(|(i, l)| result(dev, Some(l.lease_id.clone()), l.job.clone(), ms(i)))
+            .collect(),
     }
 }
 
@@ -142,14 +64,6 @@ fn rand_suffix() -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-fn nb201(i: usize) -> JobSpec {
-    JobSpec::Arch {
-        arch: Arch::from_index(SearchSpace::Nb201, i).unwrap(),
-        batch: 1,
-        resolution: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,27 +104,15 @@ async fn protocol_flow_leases_and_idempotent_results() {
         reason: "test".into(),
         permanent: false,
     };
-    let (s, _, _) = call(&app, postcard_req("/v1/agents/release", Some(&tok), &rel)).await;
+    let Reply { status: s, .. } =
+        call(&app, postcard_req("/v1/agents/release", Some(&tok), &rel)).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let again: PlanResponse = ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &plan(4))).await;
     assert_eq!(again.leases.len(), 1);
     assert_eq!(again.leases[0].job, released.job);
     leases.push(again.leases[0].clone());
     // Upload all 20; a retry of the same batch is acknowledged, not stored twice.
-    let batch = ResultBatch {
-        results: leases
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                result(
-                    &dev,
-                    Some(l.lease_id.clone()),
-                    l.job.clone(),
-                    1.0 + i as f64,
-                )
-            })
-            .collect(),
-    };
+    let batch = results_of(&dev, &leases, |i| 1.0 + i as f64);
     let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
     assert_eq!((ack.acked.len(), ack.rejected.len()), (20, 0));
     let ack: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
@@ -255,7 +157,11 @@ async fn protocol_flow_leases_and_idempotent_results() {
         "{}",
         e.message
     );
-    let (s, text, _) = call(&app, get("/metrics")).await;
+    let Reply {
+        status: s,
+        body: text,
+        ..
+    } = call(&app, get("/metrics")).await;
     let text = String::from_utf8(text).unwrap();
     assert_eq!(s, StatusCode::OK);
     assert!(text.contains("nasflat_results_stored_total 20"), "{text}");
@@ -328,21 +234,15 @@ async fn a_retried_plan_gets_its_leases_again() {
     let longer: PlanResponse = ok(&app, keyed("attemptA1x", 2)).await;
     assert!(ids(&longer).iter().all(|id| !ids(&first).contains(id)));
     for bad in ["short", "has space inside", "dash-is-not-allowed"] {
-        let (s, body, _) = call(&app, keyed(bad, 1)).await;
+        let Reply {
+            status: s, body, ..
+        } = call(&app, keyed(bad, 1)).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(
             String::from_utf8_lossy(&body).contains(PLAN_KEY_HEADER),
             "{bad}"
         );
     }
-}
-
-/// A read with the viewer token.
-fn get(path: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
-        .body(Body::empty())
-        .unwrap()
 }
 
 /// Asserts `body` validates against the 200 JSON schema the document gives
@@ -581,7 +481,9 @@ async fn bad_input_gets_json_errors_and_stores_nothing() {
     err(&app, upload, StatusCode::UNPROCESSABLE_ENTITY).await;
     err(&app, get("/v1/models/model-nope"), StatusCode::UNAUTHORIZED).await;
     // Still serving.
-    let (s, body, _) = call(&app, get("/healthz")).await;
+    let Reply {
+        status: s, body, ..
+    } = call(&app, get("/healthz")).await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(state.store.models().await.unwrap().len(), 0);
 }
@@ -648,7 +550,11 @@ async fn user_models_reach_agents_and_results_are_listed() {
         .header(header::AUTHORIZATION, format!("Bearer {tok}"))
         .body(Body::empty())
         .unwrap();
-    let (s, got, _) = call(&app, bytes).await;
+    let Reply {
+        status: s,
+        body: got,
+        ..
+    } = call(&app, bytes).await;
     assert_eq!((s, got), (StatusCode::OK, onnx));
     let batch = ResultBatch {
         results: vec![result(&dev, Some(lease.lease_id), lease.job, 12.5)],
@@ -683,7 +589,11 @@ async fn the_router_serves_the_route_table() {
             .uri(&path)
             .body(Body::empty())
             .unwrap();
-        let (status, bytes, _) = call(&app, req).await;
+        let Reply {
+            status,
+            body: bytes,
+            ..
+        } = call(&app, req).await;
         let text = String::from_utf8_lossy(&bytes);
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert!(!text.contains("no route for"), "{method} {path}: {text}");
@@ -694,7 +604,7 @@ async fn the_router_serves_the_route_table() {
             .uri(path)
             .body(Body::empty())
             .unwrap();
-        let (status, _, _) = call(&app, req).await;
+        let Reply { status, .. } = call(&app, req).await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
     }
     err(&app, get("/v1/nothing"), StatusCode::NOT_FOUND).await;
@@ -802,7 +712,7 @@ fn best_within(acc: &[f64], bound: impl Fn(usize) -> f64, budget: f64) -> usize 
 }
 
 /// Leases `n` jobs of `dev` (one plan call) and returns them.
-async fn lease(app: &Router, dev: &str, tok: &str, n: u32) -> Vec<nasflat_shared::protocol::Lease> {
+async fn lease(app: &Router, dev: &str, tok: &str, n: u32) -> Vec<Lease> {
     let plan = PlanRequest {
         device_id: dev.into(),
         max_jobs: n,
@@ -855,12 +765,7 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     // The 20 plan samples are measured first, so the next leases are the search's.
     let mut samples = lease(&app, &dev, &tok, 16).await;
     samples.extend(lease(&app, &dev, &tok, 16).await);
-    let batch = ResultBatch {
-        results: samples
-            .iter()
-            .map(|l| result(&dev, Some(l.lease_id.clone()), l.job.clone(), 10.0))
-            .collect(),
-    };
+    let batch = results_of(&dev, &samples, |_| 10.0);
     let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
 
     let k = state.spaces.served(SearchSpace::Nb201).unwrap().clone();
@@ -942,7 +847,11 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     );
 
     // The answer: the most accurate row whose bound is within 14 ms.
-    let (status, bytes, _) = call(
+    let Reply {
+        status,
+        body: bytes,
+        ..
+    } = call(
         &app,
         search(serde_json::json!({"max_latency_ms": 14.0, "risk": 0.1, "verify": 2})),
     )
@@ -1020,7 +929,9 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     // The device page is the search view: the newest search with its
     // budget line, its choice and bound, and both verified measurements.
     let page = |q: &str| get(&format!("/dashboard/devices/{dev}{q}"));
-    let (status, html, _) = call(&app, page("")).await;
+    let Reply {
+        status, body: html, ..
+    } = call(&app, page("")).await;
     let html = String::from_utf8(html).unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("name=\"budget_ms\""), "no budget form");
@@ -1038,10 +949,12 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     let chosen_arch = done["chosen"]["arch"].as_str().unwrap();
     assert!(html.contains(chosen_arch), "chosen arch not shown");
     // A budget from the form: a fresh search, not stored, nothing verified.
-    let (_, html, _) = call(&app, page("?budget_ms=20&risk=0.2")).await;
+    let Reply { body: html, .. } = call(&app, page("?budget_ms=20&risk=0.2")).await;
     let html = String::from_utf8(html).unwrap();
     assert!(html.contains("budget 20.0 ms") && !html.contains("class=\"verified\""));
-    let (status, html, _) = call(&app, page("?budget_ms=0.01")).await;
+    let Reply {
+        status, body: html, ..
+    } = call(&app, page("?budget_ms=0.01")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         String::from_utf8(html)
@@ -1056,7 +969,11 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
 
     // A built-in device is answered from its table: exactly the oracle.
     let builtin = |body| json_post("/v1/devices/nb201:pixel2/search", Some(ADMIN), body);
-    let (status, bytes, _) = call(&app, builtin(serde_json::json!({"max_latency_ms": 14.0}))).await;
+    let Reply {
+        status,
+        body: bytes,
+        ..
+    } = call(&app, builtin(serde_json::json!({"max_latency_ms": 14.0}))).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -1170,7 +1087,11 @@ async fn a_second_runtime_is_a_second_device() {
     assert_eq!(runtime_of(&tract.device_id)["kind"], "tract");
     let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{}", ort.device_id))).await;
     assert_eq!(detail["runtime"]["kind"], "ort");
-    let (s, page, _) = call(&app, get("/")).await;
+    let Reply {
+        status: s,
+        body: page,
+        ..
+    } = call(&app, get("/")).await;
     assert_eq!(s, StatusCode::OK);
     let page = String::from_utf8_lossy(&page);
     assert!(
@@ -1181,7 +1102,11 @@ async fn a_second_runtime_is_a_second_device() {
         page.contains("<td>tract simulated, 1 thread</td>"),
         "{page}"
     );
-    let (s, page, _) = call(&app, get(&format!("/dashboard/devices/{}", ort.device_id))).await;
+    let Reply {
+        status: s,
+        body: page,
+        ..
+    } = call(&app, get(&format!("/dashboard/devices/{}", ort.device_id))).await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8_lossy(&page).contains("runtime <b>ort 1.32.0, 1 thread</b>"));
 }
@@ -1208,7 +1133,7 @@ async fn a_permanent_release_fails_the_job_at_once() {
         permanent,
     };
     for (lease, permanent) in [(failed, true), (kept, false)] {
-        let (s, _, _) = call(
+        let Reply { status: s, .. } = call(
             &app,
             postcard_req(
                 "/v1/agents/release",
@@ -1260,20 +1185,7 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
     let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
     let mut samples = lease(&app, &dev, &tok, 16).await;
     samples.extend(lease(&app, &dev, &tok, 16).await);
-    let batch = ResultBatch {
-        results: samples
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                result(
-                    &dev,
-                    Some(l.lease_id.clone()),
-                    l.job.clone(),
-                    5.0 + i as f64,
-                )
-            })
-            .collect(),
-    };
+    let batch = results_of(&dev, &samples, |i| 5.0 + i as f64);
     let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
     let rows = state.spaces.served(SearchSpace::Nb201).unwrap().data.rows();
     state
@@ -1291,8 +1203,9 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
         .await
         .unwrap();
 
-    let (status, html, _) =
-        call(&app, get(&format!("/dashboard/devices/{dev}?budget_ms=14"))).await;
+    let Reply {
+        status, body: html, ..
+    } = call(&app, get(&format!("/dashboard/devices/{dev}?budget_ms=14"))).await;
     let html = String::from_utf8(html).unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -1344,7 +1257,11 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
             _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
         }
     }
-    let (status, bytes, _) = call(&app, search()).await;
+    let Reply {
+        status,
+        body: bytes,
+        ..
+    } = call(&app, search()).await;
     assert_eq!(
         status,
         StatusCode::CREATED,
@@ -1440,7 +1357,11 @@ async fn an_unsettled_sample_is_requeued_and_never_transferred() {
     assert_eq!(mine["unsettled"], 1, "{mine}");
     let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
     assert_eq!(detail["unsettled"], 1);
-    let (s, page, _) = call(&app, get(&format!("/dashboard/devices/{dev}"))).await;
+    let Reply {
+        status: s,
+        body: page,
+        ..
+    } = call(&app, get(&format!("/dashboard/devices/{dev}"))).await;
     assert_eq!(s, StatusCode::OK);
     let page = String::from_utf8(page).unwrap();
     assert!(page.contains("1 of 3 samples did not settle"), "{page}");

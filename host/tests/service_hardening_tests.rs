@@ -4,105 +4,29 @@
 //! disconnected and cannot starve `/healthz`.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod common;
+
+use std::time::{Duration, Instant};
+
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use nasflat_host::service::api::agents::{MAX_BATCH, MAX_REASONS};
-use nasflat_host::service::api::router;
-use nasflat_host::service::{AppState, ServiceConfig, build_state};
-use nasflat_shared::protocol::{
-    ErrorBody, Fingerprint, JobSpec, MeasurementResult, POSTCARD_MIME, PROTOCOL_VERSION,
-    PlanRequest, PlanResponse, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck,
-    ResultBatch,
+use axum::http::{Request, StatusCode};
+use common::{
+    ENROL, Reply, app, call, config, err, get, nb201, ok, postcard_req, register, result,
 };
-use nasflat_shared::{Arch, SearchSpace};
-use serde::Serialize;
-use std::time::{Duration, Instant};
+use nasflat_host::service::api::agents::{MAX_BATCH, MAX_REASONS};
+use nasflat_host::service::build_state;
+use nasflat_shared::SearchSpace;
+use nasflat_shared::protocol::{
+    Fingerprint, JobSpec, PlanRequest, PlanResponse, ReleaseRequest, ResultAck, ResultBatch,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tower::ServiceExt;
-
-const ADMIN: &str = "admin-token-for-tests";
-const ENROL: &str = "enrol-token-for-tests";
-const VIEWER: &str = "viewer-token-for-tests";
-
-async fn app(dir: &std::path::Path) -> (Router, AppState) {
-    let mut c = ServiceConfig::new(
-        nasflat_host::service::store::sqlite_url(&dir.join("hard.db")),
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-hard"),
-    );
-    c.admin_token = ADMIN.into();
-    c.enrol_token = ENROL.into();
-    c.viewer_token = Some(VIEWER.into());
-    c.pretrain_epochs = Some(1);
-    c.source_samples = Some(2);
-    c.auto_transfer = false;
-    let state = build_state(c).await.unwrap();
-    (router(state.clone()), state)
-}
-
-fn postcard_req<T: Serialize>(path: &str, token: &str, body: &T) -> Request<Body> {
-    Request::post(path)
-        .header(header::CONTENT_TYPE, POSTCARD_MIME)
-        .header(header::ACCEPT, POSTCARD_MIME)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::from(postcard::to_allocvec(body).unwrap()))
-        .unwrap()
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Vec<u8>) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, bytes.to_vec())
-}
-
-/// The JSON error of a response that must have status `want`.
-async fn err(app: &Router, req: Request<Body>, want: StatusCode) -> ErrorBody {
-    let (status, bytes) = call(app, req).await;
-    assert_eq!(status, want, "{}", String::from_utf8_lossy(&bytes));
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-async fn register(app: &Router) -> RegisterResponse {
-    let req = RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        name: "board".into(),
-        device_id: None,
-        fingerprint: Fingerprint::simulated("test cpu", 2),
-    };
-    let (status, bytes) = call(app, postcard_req("/v1/agents/register", ENROL, &req)).await;
-    assert_eq!(status, StatusCode::OK);
-    postcard::from_bytes(&bytes).unwrap()
-}
-
-fn result(device: &str, key: &str, index: usize, ms: f64) -> MeasurementResult {
-    MeasurementResult {
-        idempotency_key: key.into(),
-        device_id: device.into(),
-        lease_id: None,
-        job: JobSpec::Arch {
-            arch: Arch::from_index(SearchSpace::Nb201, index).unwrap(),
-            batch: 1,
-            resolution: None,
-        },
-        median_ms: ms,
-        valid: true,
-        invalid_reasons: vec![],
-        sample_json: "{}".into(),
-    }
-}
 
 async fn metrics_text(app: &Router) -> String {
-    let req = Request::get("/metrics")
-        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
-        .body(Body::empty())
-        .unwrap();
-    let (status, bytes) = call(app, req).await;
+    let Reply { status, body, .. } = call(app, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
-    String::from_utf8(bytes).unwrap()
+    String::from_utf8(body).unwrap()
 }
 
 /// 200 requests with invented methods and paths leave `/metrics` as small
@@ -111,7 +35,7 @@ async fn metrics_text(app: &Router) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invented_methods_and_paths_do_not_grow_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = app(dir.path()).await;
+    let (app, _) = app(dir.path(), "hard", |_| {}).await;
     let invented = |i: usize| {
         let method = format!("M{i}{}", "X".repeat(1000));
         let path = format!("/invented/{i}/{}", "p".repeat(1000));
@@ -158,15 +82,14 @@ async fn invented_methods_and_paths_do_not_grow_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_is_capped_and_releases_a_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path()).await;
+    let (app, state) = app(dir.path(), "hard", |_| {}).await;
     let reg = register(&app).await;
     let (dev, tok) = (reg.device_id, reg.device_token);
     let plan = PlanRequest {
         device_id: dev.clone(),
         max_jobs: 16,
     };
-    let (_, bytes) = call(&app, postcard_req("/v1/agents/plan", &tok, &plan)).await;
-    let granted: PlanResponse = postcard::from_bytes(&bytes).unwrap();
+    let granted: PlanResponse = ok(&app, postcard_req("/v1/agents/plan", Some(&tok), &plan)).await;
     let real: Vec<String> = granted.leases.iter().map(|l| l.lease_id.clone()).collect();
     assert_eq!(real.len(), 16);
     let release = |ids: Vec<String>| ReleaseRequest {
@@ -179,7 +102,7 @@ async fn release_is_capped_and_releases_a_batch() {
     too_many.push(real[0].clone());
     let e = err(
         &app,
-        postcard_req("/v1/agents/release", &tok, &release(too_many)),
+        postcard_req("/v1/agents/release", Some(&tok), &release(too_many)),
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
@@ -196,9 +119,9 @@ async fn release_is_capped_and_releases_a_batch() {
     batch.extend(real[..2].iter().cloned());
     batch.extend((batch.len()..MAX_BATCH).map(|i| format!("lease-{i}")));
     assert_eq!(batch.len(), MAX_BATCH);
-    let (status, _) = call(
+    let Reply { status, .. } = call(
         &app,
-        postcard_req("/v1/agents/release", &tok, &release(batch)),
+        postcard_req("/v1/agents/release", Some(&tok), &release(batch)),
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
@@ -212,16 +135,16 @@ async fn release_is_capped_and_releases_a_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn impossible_latencies_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path()).await;
+    let (app, state) = app(dir.path(), "hard", |_| {}).await;
     let reg = register(&app).await;
     let (dev, tok) = (reg.device_id, reg.device_token);
     for (i, ms) in [1e300, 1e-300, 5e-324, 3.7e6, 9e-7].into_iter().enumerate() {
         let batch = ResultBatch {
-            results: vec![result(&dev, &format!("bad-{i}"), i, ms)],
+            results: vec![result(&dev, &format!("bad-{i}"), nb201(i), ms)],
         };
         let e = err(
             &app,
-            postcard_req("/v1/agents/results", &tok, &batch),
+            postcard_req("/v1/agents/results", Some(&tok), &batch),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -234,9 +157,16 @@ async fn impossible_latencies_are_refused() {
     }
     assert_eq!(state.store.count_measurements().await.unwrap(), 0);
     let batch = ResultBatch {
-        results: vec![result(&dev, "low", 1, 1e-6), result(&dev, "high", 2, 3.6e6)],
+        results: vec![
+            result(&dev, "low", nb201(1), 1e-6),
+            result(&dev, "high", nb201(2), 3.6e6),
+        ],
     };
-    let (status, bytes) = call(&app, postcard_req("/v1/agents/results", &tok, &batch)).await;
+    let Reply {
+        status,
+        body: bytes,
+        ..
+    } = call(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -252,13 +182,13 @@ async fn impossible_latencies_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_inside_results_are_capped() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path()).await;
+    let (app, state) = app(dir.path(), "hard", |_| {}).await;
     let reg = register(&app).await;
     let (dev, tok) = (reg.device_id, reg.device_token);
-    let mut r = result(&dev, "reasons", 1, 5.0);
+    let mut r = result(&dev, "reasons", nb201(1), 5.0);
     r.valid = false;
     r.invalid_reasons = vec!["noisy".into(); MAX_REASONS + 1];
-    let mut m = result(&dev, "inputs", 2, 5.0);
+    let mut m = result(&dev, "inputs", nb201(2), 5.0);
     m.job = JobSpec::Model {
         model_id: "model-x".into(),
         inputs: vec!["x:1".into(); 10_000],
@@ -267,7 +197,7 @@ async fn lists_inside_results_are_capped() {
         let batch = ResultBatch { results: vec![r] };
         let e = err(
             &app,
-            postcard_req("/v1/agents/results", &tok, &batch),
+            postcard_req("/v1/agents/results", Some(&tok), &batch),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -278,15 +208,7 @@ async fn lists_inside_results_are_capped() {
 
 /// The service on a loopback socket with short connection limits.
 async fn serve_limited(dir: &std::path::Path) -> std::net::SocketAddr {
-    let mut c = ServiceConfig::new(
-        nasflat_host::service::store::sqlite_url(&dir.join("net.db")),
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-hard"),
-    );
-    c.admin_token = ADMIN.into();
-    c.enrol_token = ENROL.into();
-    c.pretrain_epochs = Some(1);
-    c.source_samples = Some(2);
-    c.auto_transfer = false;
+    let mut c = config(dir, "hard");
     c.header_timeout = Duration::from_secs(1);
     c.request_timeout = Duration::from_secs(2);
     c.max_connections = 2;
@@ -383,12 +305,8 @@ async fn stalled_clients_are_cut_off_and_do_not_starve_healthz() {
 
 /// A dashboard page as the viewer: (status, body).
 async fn dashboard(app: &Router, path: &str) -> (StatusCode, String) {
-    let req = Request::get(path)
-        .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
-        .body(Body::empty())
-        .unwrap();
-    let (status, bytes) = call(app, req).await;
-    (status, String::from_utf8(bytes).unwrap())
+    let Reply { status, body, .. } = call(app, get(path)).await;
+    (status, String::from_utf8(body).unwrap())
 }
 
 /// The `<tr class="device">` rows of a home page.
@@ -409,7 +327,7 @@ async fn the_home_page_is_paginated_with_each_devices_counts() {
     use nasflat_host::service::store::jobs::NewJob;
     use nasflat_host::service::store::measurements::NewMeasurement;
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path()).await;
+    let (app, state) = app(dir.path(), "hard", |_| {}).await;
     let store = &state.store;
     let fingerprint = serde_json::to_string(&Fingerprint::simulated("test cpu", 2)).unwrap();
     let measurement = |key: String, lease: Option<String>, index: usize| NewMeasurement {
@@ -513,11 +431,7 @@ async fn the_home_page_is_paginated_with_each_devices_counts() {
     assert_eq!(status, StatusCode::OK);
     assert!(device_rows(&past).is_empty() && past.contains("no devices on this page"));
     for bad in ["/?page=0", "/?per_page=0", "/?per_page=501", "/?page=x"] {
-        let req = Request::get(bad)
-            .header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
-            .body(Body::empty())
-            .unwrap();
-        let e = err(&app, req, StatusCode::BAD_REQUEST).await;
+        let e = err(&app, get(bad), StatusCode::BAD_REQUEST).await;
         assert!(
             e.message.contains("page"),
             "{bad}: the error names the argument: {}",

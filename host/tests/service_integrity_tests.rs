@@ -7,125 +7,36 @@
 //! database.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use nasflat_host::service::api::agents::MAX_FINGERPRINT_FIELD;
-use nasflat_host::service::api::router;
-use nasflat_host::service::store::Store;
-use nasflat_host::service::{AppState, ServiceConfig, build_state};
-use nasflat_shared::protocol::{
-    ErrorBody, Fingerprint, JobSpec, MeasurementResult, POSTCARD_MIME, PROTOCOL_VERSION,
-    PlanRequest, RegisterRequest, RegisterResponse, ReleaseRequest, ResultAck, ResultBatch,
+use common::{
+    ENROL, Reply, VIEWER, app, call, err, nb201, postcard_req, raw, register, registration,
 };
-use nasflat_shared::{Arch, SearchSpace};
-use serde::Serialize;
+use nasflat_host::service::api::agents::MAX_FINGERPRINT_FIELD;
+use nasflat_host::service::store::Store;
+use nasflat_shared::protocol::{
+    Fingerprint, MeasurementResult, POSTCARD_MIME, PlanRequest, RegisterResponse, ReleaseRequest,
+    ResultAck, ResultBatch,
+};
 use sqlx::Connection;
-use tower::ServiceExt;
 
-const ADMIN: &str = "admin-token-for-tests";
-const ENROL: &str = "enrol-token-for-tests";
-const VIEWER: &str = "viewer-token-for-tests";
-
-async fn app(
-    dir: &std::path::Path,
-    configure: impl FnOnce(&mut ServiceConfig),
-) -> (Router, AppState) {
-    let mut c = ServiceConfig::new(
-        nasflat_host::service::store::sqlite_url(&dir.join("integrity.db")),
-        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ckpt-integrity"),
-    );
-    c.admin_token = ADMIN.into();
-    c.enrol_token = ENROL.into();
-    c.viewer_token = Some(VIEWER.into());
-    c.pretrain_epochs = Some(1);
-    c.source_samples = Some(2);
-    c.auto_transfer = false;
-    configure(&mut c);
-    let state = build_state(c).await.unwrap();
-    (router(state.clone()), state)
-}
-
-fn postcard_bytes(path: &str, token: &str, bytes: Vec<u8>) -> Request<Body> {
-    Request::post(path)
-        .header(header::CONTENT_TYPE, POSTCARD_MIME)
-        .header(header::ACCEPT, POSTCARD_MIME)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::from(bytes))
-        .unwrap()
-}
-
-fn postcard_req<T: Serialize>(path: &str, token: &str, body: &T) -> Request<Body> {
-    postcard_bytes(path, token, postcard::to_allocvec(body).unwrap())
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String, Vec<u8>) {
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let mime = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, mime, bytes.to_vec())
-}
-
-/// Asserts a `{code, message}` JSON error with status `want`.
-async fn err(app: &Router, req: Request<Body>, want: StatusCode) -> ErrorBody {
-    let (status, mime, bytes) = call(app, req).await;
-    assert_eq!(status, want, "{}", String::from_utf8_lossy(&bytes));
-    assert!(
-        mime.starts_with("application/json"),
-        "{want}: content type `{mime}`"
-    );
-    let body: ErrorBody = serde_json::from_slice(&bytes).unwrap();
-    assert!(!body.code.is_empty() && !body.message.is_empty());
-    body
-}
-
-fn registration(fingerprint: Fingerprint) -> RegisterRequest {
-    RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        name: "board".into(),
-        device_id: None,
-        fingerprint,
-    }
-}
-
-async fn register(app: &Router) -> RegisterResponse {
-    let req = registration(Fingerprint::simulated("test cpu", 2));
-    let (status, _, bytes) = call(app, postcard_req("/v1/agents/register", ENROL, &req)).await;
-    assert_eq!(status, StatusCode::OK);
-    postcard::from_bytes(&bytes).unwrap()
-}
-
+/// A result of NB201 architecture 5 carrying `sample_json`.
 fn result(device: &str, key: &str, sample_json: &str) -> MeasurementResult {
     MeasurementResult {
-        idempotency_key: key.into(),
-        device_id: device.into(),
-        lease_id: None,
-        job: JobSpec::Arch {
-            arch: Arch::from_index(SearchSpace::Nb201, 5).unwrap(),
-            batch: 1,
-            resolution: None,
-        },
-        median_ms: 3.0,
-        valid: true,
-        invalid_reasons: vec![],
         sample_json: sample_json.into(),
+        ..common::result(device, key, nb201(5), 3.0)
     }
 }
 
 fn upload(dev: &RegisterResponse, results: Vec<MeasurementResult>) -> Request<Body> {
     postcard_req(
         "/v1/agents/results",
-        &dev.device_token,
+        Some(&dev.device_token),
         &ResultBatch { results },
     )
 }
@@ -135,11 +46,15 @@ fn upload(dev: &RegisterResponse, results: Vec<MeasurementResult>) -> Request<Bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_are_scoped_by_device() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path(), |_| {}).await;
+    let (app, state) = app(dir.path(), "integrity", |_| {}).await;
     let (a, b) = (register(&app).await, register(&app).await);
     for dev in [&a, &b] {
         let r = upload(dev, vec![result(&dev.device_id, "shared-key", "{}")]);
-        let (status, _, bytes) = call(&app, r).await;
+        let Reply {
+            status,
+            body: bytes,
+            ..
+        } = call(&app, r).await;
         assert_eq!(status, StatusCode::OK);
         let ack: ResultAck = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(ack.acked, ["shared-key"]);
@@ -167,7 +82,7 @@ async fn idempotency_keys_are_scoped_by_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_client_data_is_validated_and_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, state) = app(dir.path(), |c| c.device_quota_bytes = 10_000).await;
+    let (app, state) = app(dir.path(), "integrity", |c| c.device_quota_bytes = 10_000).await;
     let dev = register(&app).await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(5 << 20));
     for (key, sample) in [
@@ -191,7 +106,11 @@ async fn stored_client_data_is_validated_and_bounded() {
     fingerprint.kernel = Some("k".repeat(1 << 20));
     let e = err(
         &app,
-        postcard_req("/v1/agents/register", ENROL, &registration(fingerprint)),
+        postcard_req(
+            "/v1/agents/register",
+            Some(ENROL),
+            &registration("board", fingerprint),
+        ),
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
@@ -204,7 +123,7 @@ async fn stored_client_data_is_validated_and_bounded() {
     // 4 KB samples: two fit in 10,000 bytes, the third does not.
     let sample = format!("{{\"pad\":\"{}\"}}", "y".repeat(4000));
     for i in 0..2 {
-        let (status, _, _) = call(
+        let Reply { status, .. } = call(
             &app,
             upload(
                 &dev,
@@ -230,7 +149,7 @@ async fn stored_client_data_is_validated_and_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_is_503_and_healthz_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = app(dir.path(), |_| {}).await;
+    let (app, _) = app(dir.path(), "integrity", |_| {}).await;
     let dev = register(&app).await;
     let url = format!("sqlite://{}", dir.path().join("integrity.db").display());
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -239,7 +158,7 @@ async fn a_locked_database_is_503_and_healthz_says_so() {
         .await
         .unwrap();
     let health = || Request::get("/healthz").body(Body::empty()).unwrap();
-    let (status, _, body) = call(&app, health()).await;
+    let Reply { status, body, .. } = call(&app, health()).await;
     assert_eq!(
         status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -254,9 +173,9 @@ async fn a_locked_database_is_503_and_healthz_says_so() {
     .await;
     assert_eq!(e.code, "unavailable", "{}", e.message);
     sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-    let (status, _, _) = call(&app, health()).await;
+    let Reply { status, .. } = call(&app, health()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _, _) = call(
+    let Reply { status, .. } = call(
         &app,
         upload(&dev, vec![result(&dev.device_id, "locked", "{}")]),
     )
@@ -269,7 +188,7 @@ async fn a_locked_database_is_503_and_healthz_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_is_json() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = app(dir.path(), |_| {}).await;
+    let (app, _) = app(dir.path(), "integrity", |_| {}).await;
     let viewer = |b: axum::http::request::Builder| {
         b.header(header::AUTHORIZATION, format!("Bearer {VIEWER}"))
             .body(Body::empty())
@@ -309,7 +228,7 @@ async fn every_error_is_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postcard_bodies_with_trailing_bytes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = app(dir.path(), |_| {}).await;
+    let (app, _) = app(dir.path(), "integrity", |_| {}).await;
     let dev = register(&app).await;
     let plan = PlanRequest {
         device_id: dev.device_id.clone(),
@@ -319,7 +238,12 @@ async fn postcard_bodies_with_trailing_bytes_are_refused() {
     bytes.extend_from_slice(b"trailing");
     let e = err(
         &app,
-        postcard_bytes("/v1/agents/plan", &dev.device_token, bytes),
+        raw(
+            "/v1/agents/plan",
+            Some(&dev.device_token),
+            POSTCARD_MIME,
+            bytes,
+        ),
         StatusCode::BAD_REQUEST,
     )
     .await;
@@ -352,7 +276,7 @@ async fn client_text_is_logged_escaped() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     let dir = tempfile::tempdir().unwrap();
-    let (app, _) = app(dir.path(), |_| {}).await;
+    let (app, _) = app(dir.path(), "integrity", |_| {}).await;
     let dev = register(&app).await;
     let release = ReleaseRequest {
         device_id: dev.device_id.clone(),
@@ -362,7 +286,7 @@ async fn client_text_is_logged_escaped() {
     };
     call(
         &app,
-        postcard_req("/v1/agents/release", &dev.device_token, &release),
+        postcard_req("/v1/agents/release", Some(&dev.device_token), &release),
     )
     .await;
     let forged = result("x\nERROR forged: device", "k1", "{}");

@@ -99,6 +99,63 @@ async fn migrations_devices_and_wal() {
     }
 }
 
+/// Migration 0004 rebuilt `measurements` (SQLite cannot change a primary
+/// key in place): after every migration the table has each column that
+/// 0001 and 0006 gave it, once, and the indexes of 0001, 0003 and 0004,
+/// on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn measurements_keep_every_column_and_index_across_migrations() {
+    for (store, _dir) in stores().await {
+        let (columns, indexes) = match store.backend() {
+            Backend::Sqlite => (
+                "SELECT name FROM pragma_table_info('measurements') ORDER BY name",
+                "SELECT name FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name = 'measurements' AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+            ),
+            Backend::Postgres => (
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_name = 'measurements' ORDER BY column_name",
+                "SELECT indexname::text FROM pg_indexes WHERE tablename = 'measurements' \
+                 AND indexname NOT LIKE '%_pkey' ORDER BY indexname",
+            ),
+        };
+        let names =
+            |sql: &'static str| sqlx::query_scalar::<_, String>(sql).fetch_all(store.pool());
+        assert_eq!(
+            names(columns).await.unwrap(),
+            [
+                "arch_index",
+                "device_id",
+                "idempotency_key",
+                "invalid_reasons",
+                "job_id",
+                "kind",
+                "lease_id",
+                "median_ms",
+                "model_id",
+                "purpose",
+                "received_ms",
+                "sample_json",
+                "settled",
+                "space",
+                "valid",
+            ],
+            "{:?}",
+            store.backend()
+        );
+        assert_eq!(
+            names(indexes).await.unwrap(),
+            [
+                "measurements_device",
+                "measurements_job",
+                "measurements_model"
+            ],
+            "{:?}",
+            store.backend()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_are_exclusive_expire_renew_and_release() {
     for (store, _dir) in stores().await {

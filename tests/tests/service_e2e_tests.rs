@@ -6,14 +6,15 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nasflat_agent::client::HostClient;
 use nasflat_shared::protocol::{
-    Fingerprint, Heartbeat, MeasurementResult, PROTOCOL_VERSION, PlanRequest, RegisterRequest,
-    ResultBatch,
+    Fingerprint, MeasurementResult, PROTOCOL_VERSION, PlanRequest, RegisterRequest, ResultBatch,
 };
 use nasflat_shared::stats::spearman;
+use nasflat_tests::sim_agent::{self, Workload};
 use serde_json::json;
 use support::{ADMIN, Api, ENROL, HostProcess, VIEWER, agent_command, run_agent, serial};
 
@@ -354,73 +355,6 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// One simulated agent: register, then plan / heartbeat / upload until idle.
-/// Returns the latency of every call.
-async fn simulated_agent(url: String, i: usize) -> (Vec<f64>, usize) {
-    let mut client = HostClient::new(&url, ENROL).unwrap();
-    let mut lat = Vec::new();
-    let t = Instant::now();
-    let reg = client
-        .register(&RegisterRequest {
-            protocol_version: PROTOCOL_VERSION,
-            name: format!("sim-{i}"),
-            device_id: None,
-            fingerprint: Fingerprint::simulated(&format!("sim-{i}"), 4),
-        })
-        .await
-        .unwrap();
-    lat.push(t.elapsed().as_secs_f64());
-    client.set_token(&reg.device_token);
-    let mut stored = 0;
-    loop {
-        let t = Instant::now();
-        let plan = client
-            .plan(
-                &PlanRequest {
-                    device_id: reg.device_id.clone(),
-                    max_jobs: 4,
-                },
-                &fresh_plan_key(),
-            )
-            .await
-            .unwrap();
-        lat.push(t.elapsed().as_secs_f64());
-        if plan.leases.is_empty() {
-            break;
-        }
-        let t = Instant::now();
-        client
-            .heartbeat(&Heartbeat {
-                device_id: reg.device_id.clone(),
-                lease_ids: plan.leases.iter().map(|l| l.lease_id.clone()).collect(),
-            })
-            .await
-            .unwrap();
-        lat.push(t.elapsed().as_secs_f64());
-        let results: Vec<MeasurementResult> = plan
-            .leases
-            .into_iter()
-            .enumerate()
-            .map(|(j, l)| MeasurementResult {
-                idempotency_key: format!("sim-{i}-{}-{j}", lat.len()),
-                device_id: reg.device_id.clone(),
-                lease_id: Some(l.lease_id),
-                job: l.job,
-                median_ms: 1.0 + j as f64,
-                valid: true,
-                invalid_reasons: vec![],
-                sample_json: "{}".into(),
-            })
-            .collect();
-        let t = Instant::now();
-        let ack = client.upload(&ResultBatch { results }).await.unwrap();
-        lat.push(t.elapsed().as_secs_f64());
-        assert!(ack.rejected.is_empty(), "{:?}", ack.rejected);
-        stored += ack.acked.len();
-    }
-    (lat, stored)
-}
-
 /// (c) 50 concurrent simulated agents over loopback: throughput and p99.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_agents() {
@@ -431,16 +365,29 @@ async fn fifty_concurrent_agents() {
         0,
         &["--no-auto-transfer", "--samples", "12"],
     );
+    let workload = Arc::new(Workload {
+        enrol_token: ENROL.into(),
+        max_jobs: 4,
+        think_per_job: Duration::ZERO,
+        plan_until: None,
+        give_up: Duration::from_secs(60),
+    });
     let started = Instant::now();
     let tasks: Vec<_> = (0..50)
-        .map(|i| tokio::spawn(simulated_agent(host.url.clone(), i)))
+        .map(|i| {
+            let (url, workload) = (host.url.clone(), workload.clone());
+            tokio::spawn(async move { sim_agent::run(&url, &format!("sim-{i}"), &workload).await })
+        })
         .collect();
     let mut lat = Vec::new();
     let mut stored = 0;
     for t in tasks {
-        let (l, s) = t.await.unwrap();
-        lat.extend(l);
-        stored += s;
+        let log = t.await.unwrap();
+        // Every call answered at the first attempt, none rejected.
+        assert!(log.failure.is_none(), "{:?}", log.failure);
+        assert_eq!(log.error_count(), 0, "{:?}", log.errors);
+        lat.extend(log.all_latencies());
+        stored += log.acked.len();
     }
     let wall = started.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);

@@ -1,8 +1,9 @@
 //! `nasflat-loadgen`: simulated agents against running hosts, for sizing a
 //! host (issue 17, "Scale").
 //!
-//! Each simulated agent does what `nasflat-agent run` does on the wire,
-//! through the agent's own [`HostClient`]: register with the enrolment
+//! Each simulated agent is [`nasflat_tests::sim_agent`] (the same one the
+//! end-to-end tests run): it does what `nasflat-agent run` does on the
+//! wire, through the agent's own client: register with the enrolment
 //! token, then plan (with a plan key, reused on retries) / heartbeat /
 //! upload until the host has no more work for it (idle) or `--secs` is up.
 //! It measures nothing: `--think-ms` per job stands in for the measuring
@@ -22,19 +23,14 @@
 //!     --enrol-token ENROL --viewer-token VIEWER --host-pid "$(pgrep -o nasflat-host)"
 //! ```
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use nasflat_agent::client::{ClientError, HostClient};
-use nasflat_shared::protocol::{
-    Fingerprint, Heartbeat, MeasurementResult, PROTOCOL_VERSION, PlanRequest, RegisterRequest,
-    ResultBatch,
-};
+use nasflat_tests::sim_agent::{self, AgentLog, Route, SimAgentError, Workload};
 
 /// Simulated agents against running hosts: throughput, latency per route,
 /// exactly-once storage, host memory.
@@ -75,165 +71,10 @@ struct Args {
     give_up_secs: u64,
 }
 
-/// The protocol calls an agent makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Route {
-    Register,
-    Plan,
-    Heartbeat,
-    Results,
-}
-
-impl Route {
-    fn path(self) -> &'static str {
-        match self {
-            Route::Register => "POST /v1/agents/register",
-            Route::Plan => "POST /v1/agents/plan",
-            Route::Heartbeat => "POST /v1/agents/heartbeat",
-            Route::Results => "POST /v1/agents/results",
-        }
-    }
-}
-
-/// What one simulated agent saw.
-#[derive(Debug, Default)]
-struct AgentLog {
-    /// Latency (s) of each answered request, by route.
-    latencies: BTreeMap<Route, Vec<f64>>,
-    /// Failed attempts (retried), by route.
-    errors: BTreeMap<Route, usize>,
-    /// The device it registered as.
-    device_id: Option<String>,
-    /// Distinct result keys the host acknowledged.
-    acked: HashSet<String>,
-    /// Results it built from its leases.
-    measured: usize,
-    /// Whether it ran out of work before the deadline.
-    idle: bool,
-    /// Why it stopped early, if it did.
-    failure: Option<String>,
-}
-
-/// A fresh plan key, unique in this run (the host takes 8-64 characters
-/// of `[A-Za-z0-9]`).
-fn plan_key(agent: usize) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "load{agent:06}x{:010}",
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Settings every agent shares.
-struct Run {
-    args: Args,
-    deadline: Instant,
-}
-
-impl AgentLog {
-    /// Calls `f` until it answers, retrying transient errors with backoff
-    /// for at most `give_up`; records each attempt under `route`.
-    async fn call<T, F, Fut>(&mut self, route: Route, give_up: Duration, mut f: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, ClientError>>,
-    {
-        let first = Instant::now();
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let t = Instant::now();
-            match f().await {
-                Ok(v) => {
-                    let took = t.elapsed().as_secs_f64();
-                    self.latencies.entry(route).or_default().push(took);
-                    return Ok(v);
-                }
-                Err(e) => {
-                    *self.errors.entry(route).or_default() += 1;
-                    if !e.is_transient() || first.elapsed() > give_up {
-                        bail!("{}: {e}", route.path());
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
-}
-
-/// One simulated agent, from registration to idle or the deadline.
-async fn agent(run: Arc<Run>, i: usize) -> AgentLog {
-    let mut log = AgentLog::default();
-    if let Err(e) = agent_loop(&run, i, &mut log).await {
-        log.failure = Some(format!("{e:#}"));
-    }
-    log
-}
-
-async fn agent_loop(run: &Run, i: usize, log: &mut AgentLog) -> Result<()> {
-    let args = &run.args;
-    let give_up = Duration::from_secs(args.give_up_secs);
-    let url = &args.urls[i % args.urls.len()];
-    let mut client = HostClient::new(url, &args.enrol_token)?;
-    let name = format!("loadgen-{i}");
-    let request = RegisterRequest {
-        protocol_version: PROTOCOL_VERSION,
-        name: name.clone(),
-        device_id: None,
-        fingerprint: Fingerprint::simulated(&name, 4),
-    };
-    let reg = log
-        .call(Route::Register, give_up, || client.register(&request))
-        .await?;
-    log.device_id = Some(reg.device_id.clone());
-    client.set_token(&reg.device_token);
-    while Instant::now() < run.deadline {
-        let key = plan_key(i);
-        let ask = PlanRequest {
-            device_id: reg.device_id.clone(),
-            max_jobs: args.max_jobs,
-        };
-        let plan = log
-            .call(Route::Plan, give_up, || client.plan(&ask, &key))
-            .await?;
-        if plan.leases.is_empty() {
-            log.idle = true;
-            break;
-        }
-        let beat = Heartbeat {
-            device_id: reg.device_id.clone(),
-            lease_ids: plan.leases.iter().map(|l| l.lease_id.clone()).collect(),
-        };
-        log.call(Route::Heartbeat, give_up, || client.heartbeat(&beat))
-            .await?;
-        let jobs = u64::try_from(plan.leases.len()).unwrap_or(u64::MAX);
-        tokio::time::sleep(Duration::from_millis(args.think_ms.saturating_mul(jobs))).await;
-        let results: Vec<MeasurementResult> = plan
-            .leases
-            .into_iter()
-            .enumerate()
-            .map(|(j, l)| MeasurementResult {
-                idempotency_key: format!("{}-r", l.lease_id),
-                device_id: reg.device_id.clone(),
-                lease_id: Some(l.lease_id),
-                job: l.job,
-                median_ms: 1.0 + j as f64,
-                valid: true,
-                invalid_reasons: vec![],
-                sample_json: "{}".into(),
-            })
-            .collect();
-        log.measured += results.len();
-        let batch = ResultBatch { results };
-        let ack = log
-            .call(Route::Results, give_up, || client.upload(&batch))
-            .await?;
-        if !ack.rejected.is_empty() {
-            bail!("results rejected: {:?}", ack.rejected);
-        }
-        log.acked.extend(ack.acked);
-    }
-    Ok(())
+/// One simulated agent, spread round-robin over the URLs.
+async fn agent(urls: Arc<Vec<String>>, workload: Arc<Workload>, i: usize) -> AgentLog {
+    let url = &urls[i % urls.len()];
+    sim_agent::run(url, &format!("loadgen-{i}"), &workload).await
 }
 
 /// `p` quantile (0..1) of sorted values.
@@ -380,7 +221,7 @@ fn report(args: &Args, logs: &[AgentLog], wall: f64, stored: &HashMap<String, u6
             ));
         }
     }
-    let failed: Vec<&str> = logs.iter().filter_map(|l| l.failure.as_deref()).collect();
+    let failed: Vec<&SimAgentError> = logs.iter().filter_map(|l| l.failure.as_ref()).collect();
     println!(
         "\nresults: {measured} built, {acked} acknowledged, {stored_total} stored; \
          {} agents idle before the end, {} failed",
@@ -438,17 +279,21 @@ async fn run() -> Result<bool> {
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let started = Instant::now();
-    let run = Arc::new(Run {
-        deadline: started + Duration::from_secs(args.secs),
-        args,
+    let workload = Arc::new(Workload {
+        enrol_token: args.enrol_token.clone(),
+        max_jobs: args.max_jobs,
+        think_per_job: Duration::from_millis(args.think_ms),
+        plan_until: Some(started + Duration::from_secs(args.secs)),
+        give_up: Duration::from_secs(args.give_up_secs),
     });
-    let mut tasks = Vec::with_capacity(run.args.agents);
-    for i in 0..run.args.agents {
-        let delay = run.args.ramp_secs * i as f64 / run.args.agents as f64;
-        let run = run.clone();
+    let urls = Arc::new(args.urls.clone());
+    let mut tasks = Vec::with_capacity(args.agents);
+    for i in 0..args.agents {
+        let delay = args.ramp_secs * i as f64 / args.agents as f64;
+        let (urls, workload) = (urls.clone(), workload.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs_f64(delay)).await;
-            agent(run, i).await
+            agent(urls, workload, i).await
         }));
     }
     let mut logs = Vec::with_capacity(tasks.len());
@@ -456,6 +301,6 @@ async fn run() -> Result<bool> {
         logs.push(t.await.context("a simulated agent panicked")?);
     }
     let wall = started.elapsed().as_secs_f64();
-    let stored = stored_counts(&run.args.urls[0], &run.args.viewer_token).await?;
-    Ok(report(&run.args, &logs, wall, &stored))
+    let stored = stored_counts(&args.urls[0], &args.viewer_token).await?;
+    Ok(report(&args, &logs, wall, &stored))
 }
