@@ -42,6 +42,9 @@ pub enum ClientError {
     /// The host answered something that is not a protocol message.
     #[error("host {url} sent an undecodable response: {reason}")]
     Garbage { url: String, reason: String },
+    /// The host's base URL (`--host`) cannot be used at all.
+    #[error("host URL {url} is not usable: {reason}")]
+    BadUrl { url: String, reason: String },
 }
 
 impl ClientError {
@@ -62,6 +65,7 @@ pub struct HostClient {
 impl HostClient {
     /// A client for `base` (e.g. `http://10.0.0.2:8080`) with a bearer token.
     pub fn new(base: &str, token: &str) -> Result<HostClient, ClientError> {
+        check_base_url(base)?;
         // reqwest is built without a TLS provider (no OpenSSL, no C
         // toolchain for the board): install ring's. This only fails when a
         // provider is already installed, which is fine.
@@ -170,6 +174,21 @@ impl HostClient {
         let response = self.send(&url, req, None).await?;
         let response = check_status(&url, response).await?;
         decode(&url, response).await
+    }
+}
+
+/// Refuses a base URL that no request could be sent to, before the first
+/// attempt: otherwise each request would fail the same way and be retried as
+/// if the host were down.
+fn check_base_url(base: &str) -> Result<(), ClientError> {
+    let bad = |reason: String| ClientError::BadUrl {
+        url: base.to_string(),
+        reason,
+    };
+    let url = reqwest::Url::parse(base).map_err(|e| bad(e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" => Ok(()),
+        other => Err(bad(format!("scheme {other:?}: expected http or https"))),
     }
 }
 

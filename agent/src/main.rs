@@ -18,6 +18,13 @@ use nasflat_agent::{
 };
 use nasflat_shared::{Arch, SearchSpace};
 
+// build.rs links the `dist` board agent without unwind tables, which is only
+// sound when nothing unwinds.
+#[cfg(all(no_unwind_tables, not(panic = "abort")))]
+compile_error!(
+    "the `dist` profile links the agent without unwind tables (agent/build.rs) and needs panic = \"abort\""
+);
+
 #[derive(Parser)]
 #[command(
     name = "nasflat-agent",

@@ -330,3 +330,31 @@ fn unwritable_spool_exits_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn unusable_host_url_exits_2_without_retrying() {
+    let bin = env!("CARGO_BIN_EXE_nasflat-agent");
+    // (--host, what stderr must say besides naming the URL)
+    let cases = [
+        ("notaurl", "relative URL without a base"),
+        ("ftp://127.0.0.1:9", "expected http or https"),
+        ("http://bad host:9", "invalid international domain name"),
+    ];
+    for (host, says) in cases {
+        let state = tempfile::tempdir().unwrap();
+        let out = Command::new(bin)
+            .args(["run", "--host", host, "--token", "t"])
+            .args(["--max-retries", "3", "--backoff-ms", "10"])
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{host}: {stderr}");
+        assert!(
+            stderr.contains(&format!("host URL {host} is not usable")) && stderr.contains(says),
+            "{host}: {stderr}"
+        );
+        assert!(!stderr.contains("gave up"), "{host}: {stderr}");
+    }
+}
