@@ -35,12 +35,11 @@ use super::error::AppError;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Pending connections the kernel queues before `accept`. tokio's
-/// `TcpListener::bind` leaves a small backlog (128 here: of 1,200 clients
-/// connecting at once to a listener that accepted none, 129 got in); with a
-/// fleet connecting in the same second (agents enrolled at once, or
-/// reconnecting after a restart), a full queue drops SYNs and each dropped
-/// client waits out the 1 s SYN retransmission timeout. Linux caps the
-/// value at `net.core.somaxconn`.
+/// `TcpListener::bind` leaves a small backlog (measured in
+/// docs/experiments/host_hardening.md, "Scale"); with a fleet connecting in
+/// the same second (agents enrolled at once, or reconnecting after a
+/// restart), a full queue drops SYNs and each dropped client waits out the
+/// SYN retransmission timeout. Linux caps the value at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds `addr` for [`serve_connections`] with a listen backlog of
