@@ -65,21 +65,29 @@ pub struct HostClient {
 impl HostClient {
     /// A client for `base` (e.g. `http://10.0.0.2:8080`) with a bearer token.
     pub fn new(base: &str, token: &str) -> Result<HostClient, ClientError> {
-        check_base_url(base)?;
+        let scheme = check_base_url(base)?;
         // reqwest is built without a TLS provider (no OpenSSL, no C
         // toolchain for the board): install ring's. This only fails when a
         // provider is already installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
-            .user_agent(concat!("nasflat-agent/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Permanent {
-                url: base.to_string(),
-                status: 0,
-                reason: format!("cannot build HTTP client: {e}"),
-            })?;
+            .user_agent(concat!("nasflat-agent/", env!("CARGO_PKG_VERSION")));
+        if scheme == Scheme::Http {
+            // A plain-HTTP host needs no trust store. Building one reads and
+            // decodes every certificate under /etc/ssl: most of the CPU of a
+            // load generator starting 1,000 agents at once
+            // (docs/experiments/host_hardening.md, "Registration storm"),
+            // and startup time on a board. An https redirect from such a
+            // host then fails verification instead of being followed.
+            builder = builder.tls_certs_only(std::iter::empty());
+        }
+        let http = builder.build().map_err(|e| ClientError::Permanent {
+            url: base.to_string(),
+            status: 0,
+            reason: format!("cannot build HTTP client: {e}"),
+        })?;
         Ok(HostClient {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -180,14 +188,23 @@ impl HostClient {
 /// Refuses a base URL that no request could be sent to, before the first
 /// attempt: otherwise each request would fail the same way and be retried as
 /// if the host were down.
-fn check_base_url(base: &str) -> Result<(), ClientError> {
+/// The two schemes a host URL may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    Https,
+}
+
+/// The scheme of a usable host URL, or why it is not one.
+fn check_base_url(base: &str) -> Result<Scheme, ClientError> {
     let bad = |reason: String| ClientError::BadUrl {
         url: base.to_string(),
         reason,
     };
     let url = reqwest::Url::parse(base).map_err(|e| bad(e.to_string()))?;
     match url.scheme() {
-        "http" | "https" => Ok(()),
+        "http" => Ok(Scheme::Http),
+        "https" => Ok(Scheme::Https),
         other => Err(bad(format!("scheme {other:?}: expected http or https"))),
     }
 }
@@ -259,5 +276,33 @@ async fn decode<R: DeserializeOwned>(
     } else {
         postcard::from_bytes(&bytes)
             .map_err(|e| garbage(format!("bad postcard body ({} bytes): {e}", bytes.len())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_url_is_http_or_https() {
+        assert_eq!(
+            check_base_url("http://10.0.0.2:8080").unwrap(),
+            Scheme::Http
+        );
+        assert_eq!(check_base_url("https://host.lab/").unwrap(), Scheme::Https);
+        for bad in ["ftp://host", "host:8080", ""] {
+            assert!(
+                matches!(check_base_url(bad), Err(ClientError::BadUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    /// Both kinds of client build: the plain-HTTP one without a trust store,
+    /// the https one with the system's.
+    #[test]
+    fn clients_build_for_both_schemes() {
+        assert!(HostClient::new("http://127.0.0.1:9", "t").is_ok());
+        assert!(HostClient::new("https://127.0.0.1:9", "t").is_ok());
     }
 }

@@ -779,3 +779,118 @@ async fn an_enrolled_device_comes_with_its_sample_jobs() {
         assert_eq!(store.jobs_of_device(&id).await.unwrap().len(), 3);
     }
 }
+
+/// Registrations that arrive while another commit is being written share
+/// the next commit (group commit), each is still answered only after its
+/// own device is stored, and one bad registration in a batch (an id taken)
+/// fails alone. SQLite only: its write gate, held here, makes the storm
+/// queue deterministically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_storm_shares_commits_and_a_bad_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&sqlite_url(&dir.path().join("t.db")))
+        .await
+        .unwrap();
+    let taken = new_id("dev");
+    let job = |index| NewJob::Arch {
+        space: SearchSpace::Nb201,
+        index,
+    };
+    store
+        .enrol_device(&taken, "first", "hash-first", "{}", &[job(1)])
+        .await
+        .unwrap();
+    let before = store.registration_commits();
+    let gate = store.write().await;
+    let mut ids: Vec<String> = (0..40).map(|_| new_id("dev")).collect();
+    ids.insert(17, taken.clone());
+    let calls: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                let jobs = [job(i), job(i + 100)];
+                store
+                    .enrol_device(&id, "storm", &format!("hash-{i}"), "{}", &jobs)
+                    .await
+            })
+        })
+        .collect();
+    wait_until_queued(&store, ids.len()).await;
+    // Nothing is answered before its commit.
+    assert!(calls.iter().all(|c| !c.is_finished()));
+    drop(gate);
+    let mut outcomes = Vec::new();
+    for c in calls {
+        outcomes.push(c.await.unwrap());
+    }
+    for (i, (id, outcome)) in ids.iter().zip(&outcomes).enumerate() {
+        if *id == taken {
+            assert!(outcome.is_err(), "the taken id must fail");
+            continue;
+        }
+        assert!(outcome.is_ok(), "registration {i}: {outcome:?}");
+        assert_eq!(
+            store.device_by_token(&format!("hash-{i}")).await.unwrap(),
+            Some(id.clone())
+        );
+        assert_eq!(store.jobs_of_device(id).await.unwrap().len(), 2);
+    }
+    // The taken device keeps its one job, and is not renamed.
+    assert_eq!(store.jobs_of_device(&taken).await.unwrap().len(), 1);
+    assert_eq!(store.device(&taken).await.unwrap().unwrap().name, "first");
+    // Every good registration was committed (retried alone after its batch
+    // failed), and the failed one in no commit.
+    assert_eq!(store.registration_commits() - before, 40);
+    assert_eq!(store.registrations_waiting(), 0);
+}
+
+/// 60 registrations queued behind one writer are committed in at most two
+/// transactions (the first committer may have taken the first arrival
+/// alone), not 60.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_registrations_at_once_take_at_most_two_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&sqlite_url(&dir.path().join("t.db")))
+        .await
+        .unwrap();
+    let gate = store.write().await;
+    let calls: Vec<_> = (0..60)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = new_id("dev");
+                let jobs = [NewJob::Arch {
+                    space: SearchSpace::Nb201,
+                    index: i,
+                }];
+                store
+                    .enrol_device(&id, "storm", &format!("hash-{i}"), "{}", &jobs)
+                    .await
+                    .map(|()| id)
+            })
+        })
+        .collect();
+    wait_until_queued(&store, 60).await;
+    drop(gate);
+    for c in calls {
+        let id = c.await.unwrap().unwrap();
+        assert_eq!(store.jobs_of_device(&id).await.unwrap().len(), 1);
+    }
+    let commits = store.registration_commits();
+    assert!((1..=2).contains(&commits), "{commits} commits for 60");
+}
+
+/// Waits (at most 30 s) until `n` registrations are queued or being written.
+async fn wait_until_queued(store: &Store, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.registrations_waiting() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {n} registrations queued",
+            store.registrations_waiting()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

@@ -178,6 +178,7 @@ fn store_status(e: &StoreError) -> (StatusCode, &'static str) {
         // 507 is a 5xx: the agent keeps the results in its spool and
         // retries until an operator raises the quota.
         StoreError::QuotaExceeded { .. } => (StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded"),
+        StoreError::NotCommitted { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::jobs::{NewJob, insert_job_rows};
+use super::enrolment::Enrolment;
+use super::jobs::NewJob;
 use super::{Store, StoreResult, now_ms};
-use crate::service::domain::Purpose;
 
 /// One registered device.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,10 +59,8 @@ impl Store {
             .await
     }
 
-    /// Inserts a new device and queues its sample jobs in one transaction:
-    /// a registration is one commit (one fsync on SQLite, where a storm of
-    /// registrations queues on the write gate), and a crash between the two
-    /// cannot leave an enrolled device without its jobs.
+    /// Inserts a new device and queues its sample jobs, committed together
+    /// (see [`Store::enrol`]).
     pub async fn enrol_device(
         &self,
         id: &str,
@@ -71,23 +69,14 @@ impl Store {
         fingerprint_json: &str,
         jobs: &[NewJob],
     ) -> StoreResult<()> {
-        let now = now_ms();
-        let _w = self.write().await;
-        let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO devices (id, name, token_hash, fingerprint_json, created_ms, last_seen_ms) \
-             VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(token_hash)
-        .bind(fingerprint_json)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        insert_job_rows(&mut tx, id, Purpose::Sample, jobs).await?;
-        tx.commit().await?;
-        Ok(())
+        self.enrol(Enrolment {
+            id: id.to_string(),
+            name: name.to_string(),
+            token_hash: token_hash.to_string(),
+            fingerprint_json: fingerprint_json.to_string(),
+            jobs: jobs.to_vec(),
+        })
+        .await
     }
 
     /// Updates name and fingerprint of a re-attaching device.

@@ -221,9 +221,13 @@ pub(super) async fn insert_job_rows(
     Ok(ids)
 }
 
-/// Jobs per INSERT statement (6 bound values each, well under SQLite's and
-/// PostgreSQL's limits on parameters).
-const JOB_INSERT_CHUNK: usize = 200;
+/// Jobs per INSERT statement (6 bound values each). Small on purpose: the
+/// SQLite driver looks up every `$N` placeholder by a linear scan of the
+/// statement's parameter list, so binding a statement costs the square of
+/// its parameters; at 200 jobs (1,203 values) that lookup was most of a
+/// registration's CPU (docs/experiments/host_hardening.md, "Registration
+/// storm").
+const JOB_INSERT_CHUNK: usize = 32;
 
 impl Store {
     /// Queues jobs for a device in one transaction; returns their ids.

@@ -10,6 +10,7 @@
 
 pub mod columns;
 pub mod devices;
+pub mod enrolment;
 pub mod fleet;
 pub mod jobs;
 pub mod measurements;
@@ -50,6 +51,10 @@ pub enum StoreError {
          (--device-quota-mb); nothing of the batch was stored"
     )]
     QuotaExceeded { device: String, quota_bytes: u64 },
+    /// A queued write whose committer ended before answering (the host is
+    /// shutting down); the client retries.
+    #[error("the {what} was not committed: the host is shutting down")]
+    NotCommitted { what: &'static str },
 }
 
 /// Result alias of the store.
@@ -147,6 +152,8 @@ pub struct Store {
     /// waiting; serialising this process's write transactions avoids both.
     /// PostgreSQL needs no gate.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Registrations waiting for their group commit.
+    enrolments: Arc<enrolment::EnrolQueue>,
     /// Bytes of measurements one device may store (unbounded unless set).
     device_quota_bytes: u64,
     /// Leases a job may get before a sample of it that did not settle
@@ -230,6 +237,7 @@ impl Store {
             pool,
             backend,
             write_gate: (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(()))),
+            enrolments: Arc::default(),
             device_quota_bytes: u64::MAX,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         };
