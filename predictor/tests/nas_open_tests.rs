@@ -10,6 +10,8 @@ use nasflat_predictor::Samples;
 use nasflat_predictor::baselines::{AdditiveModel, SourceMatrix};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
+use nasflat_predictor::baselines::{RulesOrigin, StackRules};
+use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::fewshot::{FewShot, Fitted, Options, blend_log};
 use nasflat_predictor::model::{Predictor, PredictorConfig, TrainConfig};
 use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
@@ -73,7 +75,8 @@ fn fit<'a>(base: &'a Predictor, s: &'a Setup) -> Fitted<'a> {
             seed: 5,
             progress: None,
         },
-        blend: 0.85,
+        blend: BlendRule::Fixed(0.85),
+        stack_rules: (StackRules::LEGACY, RulesOrigin::Given),
     };
     pipeline.fit(&s.target, &s.samples, &opts).unwrap()
 }

@@ -17,12 +17,14 @@ use sha2::{Digest, Sha256};
 use super::config::ServiceConfig;
 use super::domain::{Purpose, TransferState, Trigger};
 use super::error::AppError;
+use super::fit_choice::FitChoice;
 use super::knowledge::{Pretrained, SpaceKnowledge, Spaces};
 use super::metrics::Metrics;
 use super::store::measurements::MeasurementRow;
 use super::store::transfers::NewPredictions;
 use super::store::{Store, new_id};
 use nasflat_predictor::error::Result as PredictorResult;
+use nasflat_predictor::baselines::StackRules;
 use nasflat_predictor::fewshot::{self, FewShot};
 use nasflat_predictor::train::TransferOptions;
 use nasflat_predictor::{Sample, Samples};
@@ -309,6 +311,7 @@ impl TransferRunner {
                 init_from: computed.init_from.as_deref(),
                 train_rows: &samples.rows(),
                 latencies: &computed.latencies,
+                choice: Some(&computed.choice),
             })
             .await
             .map_err(|e| (e.into(), n))?;
@@ -348,6 +351,8 @@ impl TransferRunner {
                 progress: Some(bar.clone()),
             },
             blend: self.config.blend,
+            // Derived in `compute`, on the blocking thread.
+            stack_rules: (StackRules::PRIOR, nasflat_predictor::baselines::RulesOrigin::Prior),
         };
         let job = {
             let (k, p, samples, predicted, device) = (
@@ -407,14 +412,17 @@ struct Computed {
     /// Out-of-sample log residuals on the samples (the search's bound).
     residuals: Vec<f64>,
     init_from: Option<String>,
+    choice: FitChoice,
     fit_spearman: f64,
     seconds: f64,
 }
 
 /// Fits the few-shot pipeline (the one `eval` measures) to the device's
-/// samples and predicts every architecture of the space, counting the
-/// predicted architectures in `predicted` (the job's progress), and keeps
-/// its out-of-sample residuals for the searches' risk bound.
+/// samples, with the stack's rules derived by leave-one-source-out on the
+/// space's sources for this many samples, and predicts every architecture
+/// of the space, counting the predicted architectures in `predicted` (the
+/// job's progress), and keeps its out-of-sample residuals for the searches'
+/// risk bound.
 fn compute(
     k: &SpaceKnowledge,
     pretrained: &Pretrained,
@@ -429,7 +437,11 @@ fn compute(
         data: &k.data,
         sources: &k.sources,
     };
-    let fitted = pipeline.fit(device, samples, opts)?;
+    let opts = fewshot::Options {
+        stack_rules: StackRules::derive(&k.data, &k.sources, samples.len(), opts.transfer.seed),
+        ..opts.clone()
+    };
+    let fitted = pipeline.fit(device, samples, &opts)?;
     let all: Vec<usize> = (0..k.data.rows()).collect();
     let mut latencies = Vec::with_capacity(all.len());
     for chunk in all.chunks(1024) {
@@ -442,6 +454,7 @@ fn compute(
         residuals: fitted.loo_log_residuals()?,
         latencies,
         init_from: fitted.init_from().map(str::to_string),
+        choice: FitChoice::from(&fitted.choice()),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
