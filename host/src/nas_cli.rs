@@ -375,7 +375,7 @@ impl TrialDevice<'_> {
                 progress: None,
             },
             blend: BlendRule::Fixed(blends.iter().copied().fold(0.0, f64::max)),
-            stack_rules: StackRules::derive(data, pipeline.sources, samples.len(), self.seed),
+            stack_rules: StackRules::SERVED,
         };
         let started = Instant::now();
         let fitted = pipeline.fit(self.device, &samples, &opts)?;

@@ -88,9 +88,8 @@ fn space_benches(c: &mut Criterion, space: SearchSpace, task: &str) {
     let Ok(sources) = SourceMatrix::new(&data, &task.train) else {
         return;
     };
-    let (rules, _) = StackRules::derive(&data, &sources, archs.len(), 0);
     group.bench_function("stacked_fit_predict_all", |b| {
-        b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all, &rules))
+        b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all, &StackRules::SERVED))
     });
     group.finish();
 }
@@ -123,19 +122,11 @@ fn nas_bench(
     let Ok(budget) = Constraint::new(ms[ms.len() / 2], 0.1) else {
         return;
     };
-    // The served options; the stack rules are derived once here (the
-    // service derives them per transfer, a cost outside this figure).
-    let opts = fewshot::Options::served(
-        TransferOptions {
-            train: TrainConfig::for_space(data.space),
-            seed: 0,
-            progress: None,
-        },
-        data,
-        &matrix,
-        samples.len(),
-        0,
-    );
+    let opts = fewshot::Options::served(TransferOptions {
+        train: TrainConfig::for_space(data.space),
+        seed: 0,
+        progress: None,
+    });
     let pipeline = FewShot {
         pretrained,
         data,

@@ -54,6 +54,43 @@ impl BlendRule {
         }
     }
 
+    /// The blend this rule picks from leave-one-out log-ms predictions of
+    /// the k samples by the GNN (`gnn`) and the stack (`stack`; `None`
+    /// when it cannot be fitted: the GNN alone), against the samples'
+    /// `log_ms`: the blend at weight w predicts `(1 - w) gnn + w stack`.
+    pub fn choose_from_loo(self, gnn: &[f64], stack: Option<&[f64]>, log_ms: &[f64]) -> BlendChoice {
+        let residuals: Vec<Vec<f64>> = BLEND_GRID
+            .iter()
+            .map(|&w| {
+                log_ms
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let g = gnn.get(i).copied().unwrap_or(f64::NAN);
+                        let p = match stack.and_then(|s| s.get(i)) {
+                            Some(l) if w > 0.0 => (1.0 - w) * g + w * l,
+                            _ => g,
+                        };
+                        t - p
+                    })
+                    .collect()
+            })
+            .collect();
+        let weight = match stack {
+            Some(_) => self.choose(&BLEND_GRID, &residuals),
+            None => 0.0,
+        };
+        let at = BLEND_GRID.iter().position(|&w| w == weight);
+        BlendChoice {
+            rule: self,
+            weight,
+            loo_mse: at
+                .and_then(|i| residuals.get(i))
+                .filter(|_| !matches!(self, BlendRule::Fixed(_)))
+                .map(|r| mse_and_se(r).0),
+        }
+    }
+
     /// The weight this rule picks from `residuals`, one LOO log residual
     /// vector per weight of `grid`.
     pub fn choose(self, grid: &[f64], residuals: &[Vec<f64>]) -> f64 {
@@ -159,6 +196,36 @@ mod tests {
         assert_eq!(BlendRule::LooMin.choose(&grid, &near), 0.0);
         assert_eq!(BlendRule::Loo.choose(&grid, &near), 1.0);
         assert_eq!(BlendRule::Fixed(0.7).choose(&grid, &near), 0.7);
+    }
+
+    /// Leave-one-out predictions of k = 20 samples: the stack exact picks
+    /// weight 1; the GNN exact and the stack off picks less; errors of the
+    /// two that cancel pick the middle.
+    #[test]
+    fn the_per_target_choice_follows_the_loo_errors() {
+        let truth: Vec<f64> = (0..20).map(|i| (1.0 + f64::from(i)).ln()).collect();
+        let wobble = |i: usize, a: f64| if i % 2 == 0 { a } else { -a };
+        let off = |a: f64| -> Vec<f64> {
+            truth
+                .iter()
+                .enumerate()
+                .map(|(i, t)| t + wobble(i, a))
+                .collect()
+        };
+        for rule in [BlendRule::Loo, BlendRule::LooMin] {
+            let exact_stack = rule.choose_from_loo(&off(0.3), Some(&truth), &truth);
+            assert_eq!(exact_stack.weight, 1.0, "{rule}");
+            assert!(exact_stack.loo_mse.unwrap() < 1e-20, "{rule}");
+            let exact_gnn = rule.choose_from_loo(&truth, Some(&off(0.3)), &truth);
+            assert_eq!(exact_gnn.weight, 0.0, "{rule}");
+            // GNN +0.2, stack -0.2 on every sample: the even blend cancels.
+            let cancel = rule.choose_from_loo(&off(0.2), Some(&off(-0.2)), &truth);
+            assert_eq!(cancel.weight, 0.5, "{rule}");
+            let no_stack = rule.choose_from_loo(&off(0.3), None, &truth);
+            assert_eq!(no_stack.weight, 0.0, "{rule}");
+        }
+        let fixed = BlendRule::Fixed(0.7).choose_from_loo(&truth, Some(&truth), &truth);
+        assert_eq!((fixed.weight, fixed.loo_mse), (0.7, None));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::baselines::{RulesOrigin, SourceMatrix, Stack, StackChoice, StackRules};
-use crate::blend::{BLEND_GRID, BlendChoice, BlendRule};
+use crate::baselines::{SourceMatrix, Stack, StackChoice, StackRules};
+use crate::blend::{BlendChoice, BlendRule};
 use crate::calibrate::LogLinearCalibration;
 use crate::dataset::SpaceData;
 use crate::error::Result;
@@ -65,25 +65,18 @@ pub struct Options {
     /// How the weight of the linear stack in [`Fitted::predict`] is set;
     /// weight 0 = the paper's predictor alone.
     pub blend: BlendRule,
-    /// The rules the stack weighs its models under, and where they came
-    /// from ([`StackRules::derive`] for the served pipeline).
-    pub stack_rules: (StackRules, RulesOrigin),
+    /// The rules the stack weighs its two models under.
+    pub stack_rules: StackRules,
 }
 
 impl Options {
-    /// The served pipeline's options: the served blend rule and stack rules
-    /// derived by leave-one-source-out on `sources` for `k` samples.
-    pub fn served(
-        transfer: TransferOptions,
-        data: &SpaceData,
-        sources: &SourceMatrix,
-        k: usize,
-        seed: u64,
-    ) -> Self {
+    /// The served pipeline's options: [`BlendRule::SERVED`] and
+    /// [`StackRules::SERVED`].
+    pub fn served(transfer: TransferOptions) -> Self {
         Options {
             transfer,
             blend: BlendRule::SERVED,
-            stack_rules: StackRules::derive(data, sources, k, seed),
+            stack_rules: StackRules::SERVED,
         }
     }
 }
@@ -119,7 +112,7 @@ pub struct Fitted<'a> {
     /// Fitted only when some blend needs it: a fit that cannot use the stack
     /// must not fail because the stack cannot be fitted.
     stack: Option<Stack>,
-    stack_rules: (StackRules, RulesOrigin),
+    stack_rules: StackRules,
     blend: BlendChoice,
 }
 
@@ -153,21 +146,21 @@ impl<'a> FewShot<'a> {
         Ok(fitted)
     }
 
-    fn fit_stack(&self, samples: &Samples, rules: (StackRules, RulesOrigin)) -> Result<Stack> {
+    fn fit_stack(&self, samples: &Samples, rules: StackRules) -> Result<Stack> {
         Stack::fit(
             self.data,
             self.sources,
             &samples.rows(),
             &samples.latencies(),
-            &rules.0,
-            rules.1,
+            &rules,
         )
     }
 }
 
 impl Fitted<'_> {
-    /// The weight `rule` picks from the blend's LOO log residuals on the k
-    /// samples at each weight of [`BLEND_GRID`] (none for a fixed weight).
+    /// The weight `rule` picks from the blend's leave-one-out log
+    /// residuals on the k samples ([`BlendRule::choose_from_loo`]); only
+    /// the k samples are read.
     pub fn choose_blend(&self, rule: BlendRule) -> Result<BlendChoice> {
         if let BlendRule::Fixed(weight) = rule {
             return Ok(BlendChoice {
@@ -176,20 +169,20 @@ impl Fitted<'_> {
                 loo_mse: None,
             });
         }
-        let residuals = BLEND_GRID
-            .iter()
-            .map(|&w| self.loo_log_residuals_at(w))
-            .collect::<Result<Vec<_>>>()?;
-        let weight = rule.choose(&BLEND_GRID, &residuals);
-        let at = BLEND_GRID
-            .iter()
-            .position(|&w| w == weight)
-            .and_then(|i| residuals.get(i));
-        Ok(BlendChoice {
-            rule,
-            weight,
-            loo_mse: at.map(|r| r.iter().map(|x| x * x).sum::<f64>() / r.len().max(1) as f64),
-        })
+        let gnn = self.gnn_loo_logs()?;
+        let stack = self
+            .stack_for(&[1.0])?
+            .map(|s| s.loo_log_predictions());
+        let log_ms: Vec<f64> = self.samples.iter().map(|s| s.ms.ln()).collect();
+        Ok(rule.choose_from_loo(&gnn, stack.as_deref(), &log_ms))
+    }
+
+    /// The GNN's leave-one-out log-ms prediction of each sample (the
+    /// calibration refitted without it).
+    fn gnn_loo_logs(&self) -> Result<Vec<f64>> {
+        let t = &self.transferred;
+        let scores = t.scores(&self.data.features, &self.samples.rows())?;
+        Ok(loo_calibrated_logs(&scores, &self.samples.latencies()))
     }
 
     /// Predicted ms of `rows` at the chosen blend weight.
@@ -220,7 +213,6 @@ impl Fitted<'_> {
             &self.samples.rows(),
             &self.samples.latencies(),
             rules,
-            RulesOrigin::Given,
         )?;
         let mut out = self.blend_with(rows, &[w], Some(&stack))?;
         Ok((out.pop().unwrap_or_default(), stack.choice()))
@@ -257,8 +249,7 @@ impl Fitted<'_> {
                 self.sources,
                 &self.samples.rows(),
                 &self.samples.latencies(),
-                &self.stack_rules.0,
-                self.stack_rules.1,
+                &self.stack_rules,
             )?)),
             (None, false) => None,
         })
@@ -282,10 +273,7 @@ impl Fitted<'_> {
 
     /// [`Fitted::loo_log_residuals`] of the blend at weight `w`.
     pub fn loo_log_residuals_at(&self, w: f64) -> Result<Vec<f64>> {
-        let rows = self.samples.rows();
-        let t = &self.transferred;
-        let scores = t.scores(&self.data.features, &rows)?;
-        let gnn = loo_calibrated_logs(&scores, &self.samples.latencies());
+        let gnn = self.gnn_loo_logs()?;
         let predicted: Vec<f64> = match self.stack_for(std::slice::from_ref(&w))? {
             Some(stack) if w > 0.0 => gnn
                 .iter()

@@ -10,7 +10,7 @@ use nasflat_predictor::Samples;
 use nasflat_predictor::baselines::{AdditiveModel, SourceMatrix};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
-use nasflat_predictor::baselines::{RulesOrigin, StackRules};
+use nasflat_predictor::baselines::StackRules;
 use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::fewshot::{FewShot, Fitted, Options, blend_log};
 use nasflat_predictor::model::{Predictor, PredictorConfig, TrainConfig};
@@ -76,7 +76,7 @@ fn fit<'a>(base: &'a Predictor, s: &'a Setup) -> Fitted<'a> {
             progress: None,
         },
         blend: BlendRule::Fixed(0.85),
-        stack_rules: (StackRules::LEGACY, RulesOrigin::Given),
+        stack_rules: StackRules::LEGACY,
     };
     pipeline.fit(&s.target, &s.samples, &opts).unwrap()
 }

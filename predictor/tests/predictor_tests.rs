@@ -419,10 +419,7 @@ fn fewshot_pipeline_serves_every_blend_from_one_fit() {
             progress: None,
         },
         blend: nasflat_predictor::blend::BlendRule::Fixed(0.85),
-        stack_rules: (
-            nasflat_predictor::baselines::StackRules::LEGACY,
-            nasflat_predictor::baselines::RulesOrigin::Given,
-        ),
+        stack_rules: nasflat_predictor::baselines::StackRules::LEGACY,
     };
     let fitted = pipeline.fit(target, &samples, &opts).unwrap();
     let probe: Vec<usize> = valid.iter().copied().skip(5).step_by(97).collect();

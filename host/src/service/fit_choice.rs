@@ -3,7 +3,7 @@
 //! mirror of [`nasflat_predictor::fewshot::ServedChoice`] with JSON Schemas
 //! (the predictor crate stays free of service crates).
 
-use nasflat_predictor::baselines::{Anchor, RulesOrigin, StackChoice};
+use nasflat_predictor::baselines::{Anchor, StackChoice};
 use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::fewshot::ServedChoice;
 use schemars::JsonSchema;
@@ -33,18 +33,6 @@ pub enum AnchorKind {
     Average,
 }
 
-/// Where the stack's rules came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RulesSource {
-    /// Leave-one-source-out on the space's source devices.
-    LeaveOneSourceOut,
-    /// Too few sources to simulate: the prior rules.
-    Prior,
-    /// Set by the caller.
-    Given,
-}
-
 /// The linear stack's choice.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StackFit {
@@ -57,10 +45,9 @@ pub struct StackFit {
     pub source_gain: f64,
     /// How the additive model's fits are combined.
     pub anchor: AnchorKind,
-    /// Where the rules came from.
-    pub rules_from: RulesSource,
-    /// Simulated transfers onto source devices the rules were scored on.
-    pub simulations: usize,
+    /// Whether the weight was the largest within one standard error of the
+    /// least LOO error (else the least itself).
+    pub one_se: bool,
 }
 
 /// Every choice of a served predictor's fit.
@@ -78,13 +65,6 @@ pub struct FitChoice {
 
 impl From<&StackChoice> for StackFit {
     fn from(c: &StackChoice) -> Self {
-        let (rules_from, simulations) = match c.origin {
-            RulesOrigin::LeaveOneSourceOut { simulations, .. } => {
-                (RulesSource::LeaveOneSourceOut, simulations)
-            }
-            RulesOrigin::Prior => (RulesSource::Prior, 0),
-            RulesOrigin::Given => (RulesSource::Given, 0),
-        };
         StackFit {
             additive_weight: c.additive_weight,
             min_additive_weight: f64::from(c.rules.min_additive_step) / 10.0,
@@ -94,8 +74,7 @@ impl From<&StackChoice> for StackFit {
                 Anchor::Anchored => AnchorKind::Anchored,
                 Anchor::Average => AnchorKind::Average,
             },
-            rules_from,
-            simulations,
+            one_se: c.rules.one_se,
         }
     }
 }

@@ -351,8 +351,7 @@ impl TransferRunner {
                 progress: Some(bar.clone()),
             },
             blend: self.config.blend,
-            // Derived in `compute`, on the blocking thread.
-            stack_rules: (StackRules::PRIOR, nasflat_predictor::baselines::RulesOrigin::Prior),
+            stack_rules: StackRules::SERVED,
         };
         let job = {
             let (k, p, samples, predicted, device) = (
@@ -418,11 +417,10 @@ struct Computed {
 }
 
 /// Fits the few-shot pipeline (the one `eval` measures) to the device's
-/// samples, with the stack's rules derived by leave-one-source-out on the
-/// space's sources for this many samples, and predicts every architecture
-/// of the space, counting the predicted architectures in `predicted` (the
-/// job's progress), and keeps its out-of-sample residuals for the searches'
-/// risk bound.
+/// samples and predicts every architecture of the space, counting the
+/// predicted architectures in `predicted` (the job's progress), and keeps
+/// its out-of-sample residuals for the searches' risk bound and its
+/// choices for the predictor quality.
 fn compute(
     k: &SpaceKnowledge,
     pretrained: &Pretrained,
@@ -437,11 +435,7 @@ fn compute(
         data: &k.data,
         sources: &k.sources,
     };
-    let opts = fewshot::Options {
-        stack_rules: StackRules::derive(&k.data, &k.sources, samples.len(), opts.transfer.seed),
-        ..opts.clone()
-    };
-    let fitted = pipeline.fit(device, samples, &opts)?;
+    let fitted = pipeline.fit(device, samples, opts)?;
     let all: Vec<usize> = (0..k.data.rows()).collect();
     let mut latencies = Vec::with_capacity(all.len());
     for chunk in all.chunks(1024) {

@@ -9,10 +9,8 @@
 pub mod help_mlp;
 pub mod ridge;
 mod stack;
-mod stack_rules;
 
-pub use stack::{Stack, StackChoice, stacked_predict};
-pub use stack_rules::{RulesOrigin, StackRules};
+pub use stack::{Stack, StackChoice, StackRules, stacked_predict};
 
 use serde::{Deserialize, Serialize};
 
@@ -124,27 +122,6 @@ impl SourceMatrix {
     /// Feature row of one architecture.
     pub fn row(&self, r: usize) -> Vec<f64> {
         self.columns.iter().map(|c| c[r]).collect()
-    }
-
-    /// The matrix without source `i` (what a leave-one-source-out
-    /// simulation regresses that source on).
-    pub fn without(&self, i: usize) -> SourceMatrix {
-        SourceMatrix {
-            names: self
-                .names
-                .iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, n)| n.clone())
-                .collect(),
-            columns: self
-                .columns
-                .iter()
-                .enumerate()
-                .filter(|&(j, _)| j != i)
-                .map(|(_, c)| c.clone())
-                .collect(),
-        }
     }
 }
 
@@ -265,8 +242,8 @@ const FLOOR_SHARE: f64 = 0.05;
 /// whose tables hold few distinct integer-ms values), 20 samples cannot pin
 /// six or eight coefficients and shrinking towards FLOPs is the better
 /// prior; on GPUs FLOPs is a poor direction and the plain fit does better.
-/// The served stack takes the anchor its task's source devices favour
-/// ([`StackRules::derive`]); the `additive` baseline keeps the average.
+/// The served stack and the `additive` baseline average the two
+/// ([`StackRules::SERVED`] says why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Anchor {
@@ -357,7 +334,7 @@ impl AdditiveModel {
     }
 
     /// The same two fits predicting as `anchor` says (no refit).
-    pub fn with_anchor(mut self, anchor: Anchor) -> Self {
+    fn with_anchor(mut self, anchor: Anchor) -> Self {
         let q = |i: usize| self.anchored.as_ref().map(|a| a.loo_predictions[i]);
         self.loo_predictions = (0..self.plain.loo_predictions.len())
             .map(|i| {

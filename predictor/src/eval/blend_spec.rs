@@ -6,7 +6,7 @@ use crate::error::{PredictorError, Result};
 /// One blend `eval` evaluates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum BlendSpec {
-    /// The blend rule, with the stack rules derived on the task's sources.
+    /// The blend rule, with the served stack rules.
     Rule(BlendRule),
     /// The served predictor before its choices were made without the test
     /// devices: weight 0.85 and [`crate::baselines::StackRules::LEGACY`]

@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::baselines::{self, Method, RulesOrigin, SourceMatrix, Stack, StackRules, help_mlp::HelpMlp};
+use crate::baselines::{self, Method, SourceMatrix, Stack, StackRules, help_mlp::HelpMlp};
 use crate::blend::{BlendChoice, BlendRule};
 use crate::calibrate::LogLinearCalibration;
 use crate::correlation::{kendall_tau_b, mape, mean_std, spearman, within_fraction};
@@ -249,15 +249,13 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
         let mut per_method: Vec<MethodRecord> = Vec::new();
         let trials: Vec<usize> = (0..opts.trials).collect();
         let records = crate::parallel::map_in_groups(&trials, opts.jobs, "eval", |&trial| {
-            let seed = trial_seed(opts.seed, trial);
             let ctx = TrialContext {
                 data,
                 opts,
                 task,
                 sources: &sources,
-                seed,
+                seed: trial_seed(opts.seed, trial),
                 trial,
-                stack_rules: trial_stack_rules(data, opts, &sources, seed),
             };
             run_trial(&ctx, name, &multi, &main)
         })?;
@@ -282,33 +280,6 @@ pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> 
     Ok(reports)
 }
 
-/// The stack rules of a trial: derived by leave-one-source-out when a
-/// method uses the stack, else the prior (never used).
-fn trial_stack_rules(
-    data: &SpaceData,
-    opts: &EvalOptions,
-    sources: &SourceMatrix,
-    seed: u64,
-) -> (StackRules, RulesOrigin) {
-    let uses_stack = opts.methods.iter().any(|m| match m {
-        Method::Stacked => true,
-        Method::Nasflat => opts.blend.iter().any(|b| b.needs_stack()),
-        _ => false,
-    });
-    if let Ok(v) = std::env::var("NASFLAT_DEV_FIXED") {
-        let anchor = match v.as_str() { "plain" => crate::baselines::Anchor::Plain, "anchored" => crate::baselines::Anchor::Anchored, _ => crate::baselines::Anchor::Average };
-        return (StackRules { min_additive_step: 0, source_gain: 1.0, anchor, one_se: true }, RulesOrigin::Given);
-    }
-    if std::env::var("NASFLAT_DEV_LEGACY").is_ok() {
-        return (StackRules::LEGACY, RulesOrigin::Given);
-    }
-    if uses_stack {
-        StackRules::derive(data, sources, opts.samples, seed)
-    } else {
-        (StackRules::PRIOR, RulesOrigin::Prior)
-    }
-}
-
 /// An outcome with the label it is reported under (`nasflat@0.85`, ...).
 type Labelled = (String, DeviceOutcome);
 
@@ -323,9 +294,6 @@ struct TrialContext<'a> {
     sources: &'a SourceMatrix,
     seed: u64,
     trial: usize,
-    /// The stack's rules for this trial, derived on the task's sources
-    /// (leave-one-source-out, seeded by the trial seed).
-    stack_rules: (StackRules, RulesOrigin),
 }
 
 /// One target device of a trial: its k samples (the same for every method)
@@ -504,7 +472,7 @@ fn predict_nasflat(
         } else {
             0.0
         }),
-        stack_rules: ctx.stack_rules,
+        stack_rules: StackRules::SERVED,
     };
     let pipeline = FewShot {
         pretrained,
@@ -687,16 +655,14 @@ fn predict_closed_form(
     Ok(Prediction::closed_form(method, started, predicted))
 }
 
-/// The linear stack alone under the trial's derived rules, with its choice.
+/// The linear stack alone under the served rules, with its choice.
 fn predict_stacked(ctx: &TrialContext<'_>, case: &TargetCase, started: Instant) -> Result<Prediction> {
-    let (rules, origin) = ctx.stack_rules;
     let stack = Stack::fit(
         ctx.data,
         ctx.sources,
         &case.samples.rows(),
         &case.samples.latencies(),
-        &rules,
-        origin,
+        &StackRules::SERVED,
     )?;
     let predicted = case
         .rest
