@@ -1273,6 +1273,24 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert!(v["residual_quantile"].as_f64().unwrap().is_finite());
     assert_ne!(v["predictor_version"], "v-before-0002");
+
+    // The re-fit's choices (served blend rule, its weight, the stack's
+    // rules) are in the device's predictor quality, typed in the schema.
+    let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
+    let choice = &detail["predictors"][0]["quality"]["choice"];
+    assert_eq!(choice["blend_rule"], "loo", "{detail}");
+    let w = choice["blend_weight"].as_f64().unwrap();
+    assert!(
+        nasflat_predictor::blend::BLEND_GRID.contains(&w),
+        "{choice}"
+    );
+    assert!(choice["blend_loo_mse"].as_f64().unwrap().is_finite());
+    if w > 0.0 {
+        assert_eq!(choice["stack"]["one_se"], true, "{choice}");
+        assert_eq!(choice["stack"]["anchor"], "average", "{choice}");
+    }
+    let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
+    conforms(&doc, "get", "/v1/devices/{id}", &detail);
 }
 
 /// A sample JSON as the agent writes it, with its settle verdict and what

@@ -58,7 +58,12 @@ impl BlendRule {
     /// the k samples by the GNN (`gnn`) and the stack (`stack`; `None`
     /// when it cannot be fitted: the GNN alone), against the samples'
     /// `log_ms`: the blend at weight w predicts `(1 - w) gnn + w stack`.
-    pub fn choose_from_loo(self, gnn: &[f64], stack: Option<&[f64]>, log_ms: &[f64]) -> BlendChoice {
+    pub fn choose_from_loo(
+        self,
+        gnn: &[f64],
+        stack: Option<&[f64]>,
+        log_ms: &[f64],
+    ) -> BlendChoice {
         let residuals: Vec<Vec<f64>> = BLEND_GRID
             .iter()
             .map(|&w| {
@@ -188,11 +193,19 @@ mod tests {
     fn least_error_picks_the_minimum_and_one_se_leans_to_the_stack() {
         let grid = [0.0, 0.5, 1.0];
         // Weight 0.5 is clearly best; 1.0 is far worse.
-        let clear = vec![vec![0.3, -0.3, 0.3], vec![0.01, -0.01, 0.01], vec![0.5, 0.5, -0.5]];
+        let clear = vec![
+            vec![0.3, -0.3, 0.3],
+            vec![0.01, -0.01, 0.01],
+            vec![0.5, 0.5, -0.5],
+        ];
         assert_eq!(BlendRule::LooMin.choose(&grid, &clear), 0.5);
         assert_eq!(BlendRule::Loo.choose(&grid, &clear), 0.5);
         // 0.0 is best by a hair, 1.0 within one standard error of it.
-        let near = vec![vec![0.1, 0.3, 0.0], vec![0.4, 0.4, 0.4], vec![0.11, 0.3, 0.0]];
+        let near = vec![
+            vec![0.1, 0.3, 0.0],
+            vec![0.4, 0.4, 0.4],
+            vec![0.11, 0.3, 0.0],
+        ];
         assert_eq!(BlendRule::LooMin.choose(&grid, &near), 0.0);
         assert_eq!(BlendRule::Loo.choose(&grid, &near), 1.0);
         assert_eq!(BlendRule::Fixed(0.7).choose(&grid, &near), 0.7);

@@ -170,9 +170,7 @@ impl Fitted<'_> {
             });
         }
         let gnn = self.gnn_loo_logs()?;
-        let stack = self
-            .stack_for(&[1.0])?
-            .map(|s| s.loo_log_predictions());
+        let stack = self.stack_for(&[1.0])?.map(|s| s.loo_log_predictions());
         let log_ms: Vec<f64> = self.samples.iter().map(|s| s.ms.ln()).collect();
         Ok(rule.choose_from_loo(&gnn, stack.as_deref(), &log_ms))
     }

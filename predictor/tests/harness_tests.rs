@@ -9,8 +9,8 @@ mod common;
 
 use common::nb201;
 use nasflat_predictor::baselines::Method;
-use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::blend::BlendRule;
+use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::eval::{BlendSpec, DeviceOutcome, EvalOptions, evaluate};
 use nasflat_predictor::model::{PredictorConfig, TrainConfig};
 use nasflat_predictor::sampler::Sampler;

@@ -7,11 +7,11 @@ use std::sync::OnceLock;
 
 use nasflat_predictor::PredictorError;
 use nasflat_predictor::Samples;
+use nasflat_predictor::baselines::StackRules;
 use nasflat_predictor::baselines::{AdditiveModel, SourceMatrix};
+use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
-use nasflat_predictor::baselines::StackRules;
-use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::fewshot::{FewShot, Fitted, Options, blend_log};
 use nasflat_predictor::model::{Predictor, PredictorConfig, TrainConfig};
 use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};

@@ -11,9 +11,9 @@ use std::time::Instant;
 use nasflat_encoders::training::vars_without_gradient;
 use nasflat_predictor::PredictorError;
 use nasflat_predictor::baselines::Method;
+use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::correlation::spearman;
 use nasflat_predictor::dataset::SpaceData;
-use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::eval::{BlendSpec, EvalOptions, evaluate};
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::model::{

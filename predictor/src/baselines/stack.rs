@@ -224,7 +224,10 @@ mod tests {
         assert_eq!(additive_weight(&truth, &off, &truth, &served), 1.0);
         assert_eq!(additive_weight(&off, &truth, &truth, &served), 0.0);
         // The legacy rules keep at least half on the additive model.
-        assert_eq!(additive_weight(&off, &truth, &truth, &StackRules::LEGACY), 0.5);
+        assert_eq!(
+            additive_weight(&off, &truth, &truth, &StackRules::LEGACY),
+            0.5
+        );
         // Sources a hair better than the additive model on average but
         // within one standard error: the one-SE rule keeps the additive
         // model, the plain minimum does not.

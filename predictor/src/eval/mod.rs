@@ -656,7 +656,11 @@ fn predict_closed_form(
 }
 
 /// The linear stack alone under the served rules, with its choice.
-fn predict_stacked(ctx: &TrialContext<'_>, case: &TargetCase, started: Instant) -> Result<Prediction> {
+fn predict_stacked(
+    ctx: &TrialContext<'_>,
+    case: &TargetCase,
+    started: Instant,
+) -> Result<Prediction> {
     let stack = Stack::fit(
         ctx.data,
         ctx.sources,
