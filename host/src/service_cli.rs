@@ -78,10 +78,10 @@ pub(crate) struct ServiceArgs {
     #[arg(long)]
     transfer_epochs: Option<usize>,
     /// How the weight of the linear stack (additive cost model + source
-    /// regression) blended into the served prediction is set: `loo` (per
-    /// device by leave-one-out on its samples, the default), `loo-min`, or
-    /// a fixed weight in [0, 1] (0 = GNN alone).
-    #[arg(long, default_value = "loo")]
+    /// regression) blended into the served prediction is set: a fixed
+    /// weight in [0, 1] (0 = GNN alone; default 0.85), or `loo` / `loo-min`
+    /// (per device by leave-one-out on its samples).
+    #[arg(long, default_value = "0.85")]
     blend: nasflat_predictor::blend::BlendRule,
     /// Seed of pretraining (transfers mix in the device id).
     #[arg(long, default_value_t = 0)]

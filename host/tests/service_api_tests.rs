@@ -1278,17 +1278,17 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
     // rules) are in the device's predictor quality, typed in the schema.
     let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
     let choice = &detail["predictors"][0]["quality"]["choice"];
-    assert_eq!(choice["blend_rule"], "loo", "{detail}");
-    let w = choice["blend_weight"].as_f64().unwrap();
-    assert!(
-        nasflat_predictor::blend::BLEND_GRID.contains(&w),
+    assert_eq!(choice["blend_rule"], "fixed", "{detail}");
+    assert_eq!(
+        choice["blend_weight"],
+        nasflat_predictor::blend::SERVED_BLEND,
         "{choice}"
     );
-    assert!(choice["blend_loo_mse"].as_f64().unwrap().is_finite());
-    if w > 0.0 {
-        assert_eq!(choice["stack"]["one_se"], true, "{choice}");
-        assert_eq!(choice["stack"]["anchor"], "average", "{choice}");
-    }
+    assert!(choice["blend_loo_mse"].is_null(), "{choice}");
+    assert_eq!(choice["stack"]["one_se"], true, "{choice}");
+    assert_eq!(choice["stack"]["anchor"], "average", "{choice}");
+    let w = choice["stack"]["additive_weight"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&w), "{choice}");
     let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
     conforms(&doc, "get", "/v1/devices/{id}", &detail);
 }
