@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn the_per_target_choice_follows_the_loo_errors() {
         let truth: Vec<f64> = (0..20).map(|i| (1.0 + f64::from(i)).ln()).collect();
-        let wobble = |i: usize, a: f64| if i % 2 == 0 { a } else { -a };
+        let wobble = |i: usize, a: f64| if i.is_multiple_of(2) { a } else { -a };
         let off = |a: f64| -> Vec<f64> {
             truth
                 .iter()
