@@ -145,6 +145,7 @@ async fn fill(store: &Store, dir: &Path) {
                 init_from: Some("raspi4"),
                 train_rows: &train,
                 latencies: &predicted,
+                choice: None,
             })
             .await
             .unwrap();

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use nasflat_predictor::baselines::SourceMatrix;
+use nasflat_predictor::baselines::{SourceMatrix, StackRules};
+use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::correlation::mean_std;
 use nasflat_predictor::dataset::{SpaceData, sample_rows};
 use nasflat_predictor::fewshot::{self, FewShot};
@@ -373,7 +374,8 @@ impl TrialDevice<'_> {
                 seed: self.seed.wrapping_mul(7919).wrapping_add(p as u64),
                 progress: None,
             },
-            blend: blends.iter().copied().fold(0.0, f64::max),
+            blend: BlendRule::Fixed(blends.iter().copied().fold(0.0, f64::max)),
+            stack_rules: StackRules::SERVED,
         };
         let started = Instant::now();
         let fitted = pipeline.fit(self.device, &samples, &opts)?;

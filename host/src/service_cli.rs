@@ -77,10 +77,12 @@ pub(crate) struct ServiceArgs {
     /// Transfer epochs.
     #[arg(long)]
     transfer_epochs: Option<usize>,
-    /// Weight in [0, 1] of the linear stack (additive cost model + source
-    /// regression) blended into the served prediction (0 = GNN alone).
-    #[arg(long, default_value_t = nasflat_predictor::fewshot::DEFAULT_BLEND)]
-    blend: f64,
+    /// How the weight of the linear stack (additive cost model + source
+    /// regression) blended into the served prediction is set: a fixed
+    /// weight in [0, 1] (0 = GNN alone; default 0.85), or `loo` / `loo-min`
+    /// (per device by leave-one-out on its samples).
+    #[arg(long, default_value = "0.85")]
+    blend: nasflat_predictor::blend::BlendRule,
     /// Seed of pretraining (transfers mix in the device id).
     #[arg(long, default_value_t = 0)]
     seed: u64,

@@ -785,6 +785,7 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
             init_from: None,
             train_rows: &[1, 2],
             latencies: &truth,
+            choice: None,
         })
         .await
         .unwrap();
@@ -1199,6 +1200,7 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
             init_from: None,
             train_rows: &[1, 2],
             latencies: &vec![10.0; rows],
+            choice: None,
         })
         .await
         .unwrap();
@@ -1271,6 +1273,24 @@ async fn a_predictor_without_residuals_gets_its_transfer_rerun() {
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert!(v["residual_quantile"].as_f64().unwrap().is_finite());
     assert_ne!(v["predictor_version"], "v-before-0002");
+
+    // The re-fit's choices (served blend rule, its weight, the stack's
+    // rules) are in the device's predictor quality, typed in the schema.
+    let detail: serde_json::Value = ok(&app, get(&format!("/v1/devices/{dev}"))).await;
+    let choice = &detail["predictors"][0]["quality"]["choice"];
+    assert_eq!(choice["blend_rule"], "fixed", "{detail}");
+    assert_eq!(
+        choice["blend_weight"],
+        nasflat_predictor::blend::SERVED_BLEND,
+        "{choice}"
+    );
+    assert!(choice["blend_loo_mse"].is_null(), "{choice}");
+    assert_eq!(choice["stack"]["one_se"], true, "{choice}");
+    assert_eq!(choice["stack"]["anchor"], "average", "{choice}");
+    let w = choice["stack"]["additive_weight"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&w), "{choice}");
+    let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
+    conforms(&doc, "get", "/v1/devices/{id}", &detail);
 }
 
 /// A sample JSON as the agent writes it, with its settle verdict and what

@@ -446,6 +446,7 @@ async fn models_transfers_and_predictions_round_trip() {
                 init_from: Some("pixel3"),
                 train_rows: &[1, 2],
                 latencies: &lat,
+                choice: None,
             })
             .await
             .unwrap();
@@ -459,6 +460,7 @@ async fn models_transfers_and_predictions_round_trip() {
                 init_from: None,
                 train_rows: &[3],
                 latencies: &lat[..10],
+                choice: None,
             })
             .await
             .unwrap();

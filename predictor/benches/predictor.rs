@@ -26,7 +26,7 @@
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, criterion_group};
-use nasflat_predictor::baselines::{SourceMatrix, stacked_predict};
+use nasflat_predictor::baselines::{SourceMatrix, StackRules, stacked_predict};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::fewshot::{self, FewShot};
@@ -89,7 +89,7 @@ fn space_benches(c: &mut Criterion, space: SearchSpace, task: &str) {
         return;
     };
     group.bench_function("stacked_fit_predict_all", |b| {
-        b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all))
+        b.iter(|| stacked_predict(&data, &sources, &archs, &ms, &all, &StackRules::SERVED))
     });
     group.finish();
 }
@@ -122,14 +122,11 @@ fn nas_bench(
     let Ok(budget) = Constraint::new(ms[ms.len() / 2], 0.1) else {
         return;
     };
-    let opts = fewshot::Options {
-        transfer: TransferOptions {
-            train: TrainConfig::for_space(data.space),
-            seed: 0,
-            progress: None,
-        },
-        blend: fewshot::DEFAULT_BLEND,
-    };
+    let opts = fewshot::Options::served(TransferOptions {
+        train: TrainConfig::for_space(data.space),
+        seed: 0,
+        progress: None,
+    });
     let pipeline = FewShot {
         pretrained,
         data,
@@ -165,7 +162,7 @@ fn evolution_bench(
     group.bench_function("fewshot_fit_evolution_search", |b| {
         b.iter(|| {
             let fitted = pipeline.fit(target, samples, opts)?;
-            let latency = ArchLatency::new(&fitted, data, opts.blend)?;
+            let latency = ArchLatency::new(&fitted, data, fitted.blend())?;
             let scorer = PipelineScorer {
                 latency: &latency,
                 objective: Objective::Flops,

@@ -7,19 +7,16 @@
 
 use std::borrow::Cow;
 
-use crate::baselines::{SourceMatrix, Stack};
+use serde::{Deserialize, Serialize};
+
+use crate::baselines::{SourceMatrix, Stack, StackChoice, StackRules};
+use crate::blend::{BlendChoice, BlendRule};
 use crate::calibrate::LogLinearCalibration;
 use crate::dataset::SpaceData;
 use crate::error::Result;
 use crate::model::Predictor;
 use crate::samples::{Sample, Samples};
 use crate::train::{self, TransferOptions, Transferred};
-
-/// Default weight of the linear stack in the served and evaluated blend.
-/// Chosen on the 12 paper tasks (3 trials, seeds 0-2, docs/results.md): 0.85
-/// beat the bar on 11 tasks, 0.7 on 10, 0.5 on 8, the GNN alone on none; the
-/// GNN still adds on GPU targets (N3, N4) over the stack alone.
-pub const DEFAULT_BLEND: f64 = 0.85;
 
 /// How far (a factor) a sample's latency may stray from what the other
 /// samples say before [`outliers`] calls it an outlier. Each sample is first
@@ -65,9 +62,33 @@ pub fn outliers(sources: &SourceMatrix, samples: &Samples) -> Vec<Sample> {
 pub struct Options {
     /// The transfer's settings, seed and progress bar.
     pub transfer: TransferOptions,
-    /// Weight of the linear stack in [`Fitted::predict`]; 0 = the paper's
-    /// predictor alone.
-    pub blend: f64,
+    /// How the weight of the linear stack in [`Fitted::predict`] is set;
+    /// weight 0 = the paper's predictor alone.
+    pub blend: BlendRule,
+    /// The rules the stack weighs its two models under.
+    pub stack_rules: StackRules,
+}
+
+impl Options {
+    /// The served pipeline's options: [`BlendRule::SERVED`] and
+    /// [`StackRules::SERVED`].
+    pub fn served(transfer: TransferOptions) -> Self {
+        Options {
+            transfer,
+            blend: BlendRule::SERVED,
+            stack_rules: StackRules::SERVED,
+        }
+    }
+}
+
+/// Every choice a fit made without looking beyond its k samples and the
+/// task's sources: the blend weight and the stack's rules and weight.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServedChoice {
+    /// The blend of GNN and stack.
+    pub blend: BlendChoice,
+    /// The stack's choice (`None` when the blend cannot use the stack).
+    pub stack: Option<StackChoice>,
 }
 
 /// What every fit of one space and task shares: the pretrained predictor,
@@ -91,52 +112,118 @@ pub struct Fitted<'a> {
     /// Fitted only when some blend needs it: a fit that cannot use the stack
     /// must not fail because the stack cannot be fitted.
     stack: Option<Stack>,
-    blend: f64,
+    stack_rules: StackRules,
+    blend: BlendChoice,
 }
 
 impl<'a> FewShot<'a> {
-    /// Transfers the pretrained predictor to `target` on `samples` and, when
-    /// `opts.blend` > 0, fits the linear stack on the same samples.
+    /// Transfers the pretrained predictor to `target` on `samples`, fits
+    /// the linear stack on the same samples when the blend rule may use it,
+    /// and sets the blend weight as the rule says.
     pub fn fit(&self, target: &str, samples: &Samples, opts: &Options) -> Result<Fitted<'a>> {
+        let rule = opts.blend.validate()?;
         let transferred =
             train::transfer_measured(self.pretrained, self.data, target, samples, &opts.transfer)?;
-        let stack = if opts.blend > 0.0 {
-            Some(self.fit_stack(samples)?)
+        let stack = if rule.needs_stack() {
+            Some(self.fit_stack(samples, opts.stack_rules)?)
         } else {
             None
         };
-        Ok(Fitted {
+        let mut fitted = Fitted {
             data: self.data,
             sources: self.sources,
             transferred,
             samples: samples.clone(),
             stack,
-            blend: opts.blend,
-        })
+            stack_rules: opts.stack_rules,
+            blend: BlendChoice {
+                rule,
+                weight: 0.0,
+                loo_mse: None,
+            },
+        };
+        fitted.blend = fitted.choose_blend(rule)?;
+        Ok(fitted)
     }
 
-    fn fit_stack(&self, samples: &Samples) -> Result<Stack> {
+    fn fit_stack(&self, samples: &Samples, rules: StackRules) -> Result<Stack> {
         Stack::fit(
             self.data,
             self.sources,
             &samples.rows(),
             &samples.latencies(),
+            &rules,
         )
     }
 }
 
 impl Fitted<'_> {
-    /// Predicted ms of `rows` at the fitted blend weight.
+    /// The weight `rule` picks from the blend's leave-one-out log
+    /// residuals on the k samples ([`BlendRule::choose_from_loo`]); only
+    /// the k samples are read.
+    pub fn choose_blend(&self, rule: BlendRule) -> Result<BlendChoice> {
+        if let BlendRule::Fixed(weight) = rule {
+            return Ok(BlendChoice {
+                rule,
+                weight,
+                loo_mse: None,
+            });
+        }
+        let gnn = self.gnn_loo_logs()?;
+        let stack = self.stack_for(&[1.0])?.map(|s| s.loo_log_predictions());
+        let log_ms: Vec<f64> = self.samples.iter().map(|s| s.ms.ln()).collect();
+        Ok(rule.choose_from_loo(&gnn, stack.as_deref(), &log_ms))
+    }
+
+    /// The GNN's leave-one-out log-ms prediction of each sample (the
+    /// calibration refitted without it).
+    fn gnn_loo_logs(&self) -> Result<Vec<f64>> {
+        let t = &self.transferred;
+        let scores = t.scores(&self.data.features, &self.samples.rows())?;
+        Ok(loo_calibrated_logs(&scores, &self.samples.latencies()))
+    }
+
+    /// Predicted ms of `rows` at the chosen blend weight.
     pub fn predict(&self, rows: &[usize]) -> Result<Vec<f64>> {
-        let mut out = self.predict_blends(rows, std::slice::from_ref(&self.blend))?;
+        let mut out = self.predict_blends(rows, std::slice::from_ref(&self.blend.weight))?;
         Ok(out.pop().unwrap_or_default())
     }
 
     /// Predicted ms of `rows` at several blend weights (one entry per weight,
     /// in order), sharing the GNN's forward pass and the stack's fit.
     pub fn predict_blends(&self, rows: &[usize], blends: &[f64]) -> Result<Vec<Vec<f64>>> {
+        let stack = self.stack_for(blends)?;
+        self.blend_with(rows, blends, stack.as_deref())
+    }
+
+    /// Predicted ms of `rows` at weight `w` with a stack fitted now under
+    /// `rules` (the transferred GNN shared): `eval` reports the old fixed
+    /// rules beside the derived ones from one transfer.
+    pub fn predict_restacked(
+        &self,
+        rows: &[usize],
+        rules: &StackRules,
+        w: f64,
+    ) -> Result<(Vec<f64>, StackChoice)> {
+        let stack = Stack::fit(
+            self.data,
+            self.sources,
+            &self.samples.rows(),
+            &self.samples.latencies(),
+            rules,
+        )?;
+        let mut out = self.blend_with(rows, &[w], Some(&stack))?;
+        Ok((out.pop().unwrap_or_default(), stack.choice()))
+    }
+
+    fn blend_with(
+        &self,
+        rows: &[usize],
+        blends: &[f64],
+        stack: Option<&Stack>,
+    ) -> Result<Vec<Vec<f64>>> {
         let gnn = self.gnn_ms(rows)?;
-        let linear: Option<Vec<f64>> = self.stack_for(blends)?.map(|s| {
+        let linear: Option<Vec<f64>> = stack.map(|s| {
             rows.iter()
                 .map(|&r| s.predict(self.data, self.sources, r))
                 .collect()
@@ -160,6 +247,7 @@ impl Fitted<'_> {
                 self.sources,
                 &self.samples.rows(),
                 &self.samples.latencies(),
+                &self.stack_rules,
             )?)),
             (None, false) => None,
         })
@@ -178,15 +266,12 @@ impl Fitted<'_> {
     /// would cost k transfers); the stack part is its own leave-one-out fit.
     /// Risk bounds are quantiles of these.
     pub fn loo_log_residuals(&self) -> Result<Vec<f64>> {
-        self.loo_log_residuals_at(self.blend)
+        self.loo_log_residuals_at(self.blend.weight)
     }
 
     /// [`Fitted::loo_log_residuals`] of the blend at weight `w`.
     pub fn loo_log_residuals_at(&self, w: f64) -> Result<Vec<f64>> {
-        let rows = self.samples.rows();
-        let t = &self.transferred;
-        let scores = t.scores(&self.data.features, &rows)?;
-        let gnn = loo_calibrated_logs(&scores, &self.samples.latencies());
+        let gnn = self.gnn_loo_logs()?;
         let predicted: Vec<f64> = match self.stack_for(std::slice::from_ref(&w))? {
             Some(stack) if w > 0.0 => gnn
                 .iter()
@@ -205,7 +290,25 @@ impl Fitted<'_> {
 
     /// The blend weight [`Fitted::predict`] uses.
     pub fn blend(&self) -> f64 {
-        self.blend
+        self.blend.weight
+    }
+
+    /// Every choice of this fit: the blend and the stack's rules and weight.
+    pub fn choice(&self) -> ServedChoice {
+        self.choice_at(self.blend)
+    }
+
+    /// [`Fitted::choice`] with another blend (what `eval` reports for each
+    /// blend rule it evaluates from one fit).
+    pub fn choice_at(&self, blend: BlendChoice) -> ServedChoice {
+        ServedChoice {
+            blend,
+            stack: self
+                .stack
+                .as_ref()
+                .filter(|_| blend.weight > 0.0)
+                .map(Stack::choice),
+        }
     }
 
     /// The samples the pipeline was fitted on.

@@ -10,6 +10,7 @@
 
 pub mod additive;
 pub mod baselines;
+pub mod blend;
 pub mod calibrate;
 pub mod correlation;
 pub mod dataset;

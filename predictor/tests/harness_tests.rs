@@ -9,8 +9,9 @@ mod common;
 
 use common::nb201;
 use nasflat_predictor::baselines::Method;
+use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::dataset::SpaceData;
-use nasflat_predictor::eval::{DeviceOutcome, EvalOptions, evaluate};
+use nasflat_predictor::eval::{BlendSpec, DeviceOutcome, EvalOptions, evaluate};
 use nasflat_predictor::model::{PredictorConfig, TrainConfig};
 use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
@@ -30,7 +31,7 @@ fn options() -> EvalOptions {
         predictor: PredictorConfig::default(),
         train: TrainConfig::for_space(SearchSpace::Nb201),
         help_mlp_epochs: 1,
-        blend: vec![0.0],
+        blend: vec![BlendSpec::Rule(BlendRule::Fixed(0.0))],
         quiet: true,
         jobs: 1,
     }

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use nasflat_predictor::PredictorError;
 use nasflat_predictor::Samples;
+use nasflat_predictor::baselines::StackRules;
 use nasflat_predictor::baselines::{AdditiveModel, SourceMatrix};
+use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::fewshot::{FewShot, Fitted, Options, blend_log};
@@ -73,7 +75,8 @@ fn fit<'a>(base: &'a Predictor, s: &'a Setup) -> Fitted<'a> {
             seed: 5,
             progress: None,
         },
-        blend: 0.85,
+        blend: BlendRule::Fixed(0.85),
+        stack_rules: StackRules::LEGACY,
     };
     pipeline.fit(&s.target, &s.samples, &opts).unwrap()
 }

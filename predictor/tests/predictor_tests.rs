@@ -11,9 +11,10 @@ use std::time::Instant;
 use nasflat_encoders::training::vars_without_gradient;
 use nasflat_predictor::PredictorError;
 use nasflat_predictor::baselines::Method;
+use nasflat_predictor::blend::BlendRule;
 use nasflat_predictor::correlation::spearman;
 use nasflat_predictor::dataset::SpaceData;
-use nasflat_predictor::eval::{EvalOptions, evaluate};
+use nasflat_predictor::eval::{BlendSpec, EvalOptions, evaluate};
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::model::{
     GnnKind, GraphBatch, LossKind, Predictor, PredictorConfig, TrainConfig, load_checkpoint,
@@ -184,7 +185,7 @@ fn eval_opts(task: &str, samples: usize) -> EvalOptions {
         predictor: PredictorConfig::default(),
         train,
         help_mlp_epochs: 1,
-        blend: vec![0.5],
+        blend: vec![BlendSpec::Rule(BlendRule::Fixed(0.5))],
         quiet: true,
         jobs: 1,
     }
@@ -244,7 +245,10 @@ fn additive_model_beats_flops_on_devices_unlike_the_sources() {
 fn blend_weights_outside_zero_one_are_rejected() {
     let data = nb201();
     let mut opts = eval_opts("N1", 20);
-    opts.blend = vec![0.5, 1.5];
+    opts.blend = vec![
+        BlendSpec::Rule(BlendRule::Fixed(0.5)),
+        BlendSpec::Rule(BlendRule::Fixed(1.5)),
+    ];
     let err = evaluate(data, &opts).unwrap_err();
     assert!(err.to_string().contains("blend"), "{err}");
 }
@@ -414,7 +418,8 @@ fn fewshot_pipeline_serves_every_blend_from_one_fit() {
             seed: 5,
             progress: None,
         },
-        blend: 0.85,
+        blend: nasflat_predictor::blend::BlendRule::Fixed(0.85),
+        stack_rules: nasflat_predictor::baselines::StackRules::LEGACY,
     };
     let fitted = pipeline.fit(target, &samples, &opts).unwrap();
     let probe: Vec<usize> = valid.iter().copied().skip(5).step_by(97).collect();

@@ -62,8 +62,8 @@ pub struct ServiceConfig {
     pub source_samples: Option<usize>,
     /// Transfer epochs override.
     pub transfer_epochs: Option<usize>,
-    /// Weight of the linear stack in the served blend (0 = GNN alone).
-    pub blend: f64,
+    /// How the weight of the linear stack in the served blend is set.
+    pub blend: nasflat_predictor::blend::BlendRule,
     /// Seed of pretraining (and, mixed with the device id, of transfer).
     pub seed: u64,
     /// Start a transfer by itself once a device has k valid plan samples.
@@ -105,7 +105,7 @@ impl ServiceConfig {
             pretrain_epochs: None,
             source_samples: None,
             transfer_epochs: None,
-            blend: nasflat_predictor::fewshot::DEFAULT_BLEND,
+            blend: nasflat_predictor::blend::BlendRule::SERVED,
             seed: 0,
             auto_transfer: true,
             header_timeout: Duration::from_secs(30),

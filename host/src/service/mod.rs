@@ -30,6 +30,7 @@ pub mod config;
 pub mod dashboard;
 pub mod domain;
 pub mod error;
+pub mod fit_choice;
 pub mod fleet_totals;
 pub mod knowledge;
 pub mod metrics;

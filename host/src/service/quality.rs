@@ -14,6 +14,7 @@ use nasflat_shared::stats::spearman;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::fit_choice::FitChoice;
 use super::store::measurements::MeasurementRow;
 use super::store::transfers::PredictionRow;
 use super::transfer::{SampleSet, samples_of};
@@ -31,6 +32,9 @@ pub struct Quality {
     pub heldout_samples: usize,
     /// Mean absolute percentage error on the held-out measurements.
     pub heldout_mape: Option<f64>,
+    /// What the fit chose (blend weight, the stack's rules and weight),
+    /// from the device's samples and the source devices only.
+    pub choice: Option<FitChoice>,
 }
 
 /// Quality of `pred` against a device's measurements in `space`.
@@ -64,6 +68,7 @@ pub fn quality(pred: &PredictionRow, measured: &[MeasurementRow], space: SearchS
                 .sum::<f64>()
                 / hp.len() as f64
         }),
+        choice: pred.choice,
     }
 }
 

@@ -17,11 +17,13 @@ use sha2::{Digest, Sha256};
 use super::config::ServiceConfig;
 use super::domain::{Purpose, TransferState, Trigger};
 use super::error::AppError;
+use super::fit_choice::FitChoice;
 use super::knowledge::{Pretrained, SpaceKnowledge, Spaces};
 use super::metrics::Metrics;
 use super::store::measurements::MeasurementRow;
 use super::store::transfers::NewPredictions;
 use super::store::{Store, new_id};
+use nasflat_predictor::baselines::StackRules;
 use nasflat_predictor::error::Result as PredictorResult;
 use nasflat_predictor::fewshot::{self, FewShot};
 use nasflat_predictor::train::TransferOptions;
@@ -309,6 +311,7 @@ impl TransferRunner {
                 init_from: computed.init_from.as_deref(),
                 train_rows: &samples.rows(),
                 latencies: &computed.latencies,
+                choice: Some(&computed.choice),
             })
             .await
             .map_err(|e| (e.into(), n))?;
@@ -348,6 +351,7 @@ impl TransferRunner {
                 progress: Some(bar.clone()),
             },
             blend: self.config.blend,
+            stack_rules: StackRules::SERVED,
         };
         let job = {
             let (k, p, samples, predicted, device) = (
@@ -407,6 +411,7 @@ struct Computed {
     /// Out-of-sample log residuals on the samples (the search's bound).
     residuals: Vec<f64>,
     init_from: Option<String>,
+    choice: FitChoice,
     fit_spearman: f64,
     seconds: f64,
 }
@@ -414,7 +419,8 @@ struct Computed {
 /// Fits the few-shot pipeline (the one `eval` measures) to the device's
 /// samples and predicts every architecture of the space, counting the
 /// predicted architectures in `predicted` (the job's progress), and keeps
-/// its out-of-sample residuals for the searches' risk bound.
+/// its out-of-sample residuals for the searches' risk bound and its
+/// choices for the predictor quality.
 fn compute(
     k: &SpaceKnowledge,
     pretrained: &Pretrained,
@@ -442,6 +448,7 @@ fn compute(
         residuals: fitted.loo_log_residuals()?,
         latencies,
         init_from: fitted.init_from().map(str::to_string),
+        choice: FitChoice::from(&fitted.choice()),
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -8,6 +8,9 @@
 
 pub mod help_mlp;
 pub mod ridge;
+mod stack;
+
+pub use stack::{Stack, StackChoice, StackRules, stacked_predict};
 
 use serde::{Deserialize, Serialize};
 
@@ -228,25 +231,69 @@ pub fn ridge_cost_predict(
 /// fastest measured sample.
 const FLOOR_SHARE: f64 = 0.05;
 
-/// The additive latency model: linear in milliseconds on the additive
-/// features ([`crate::additive`]), as the average of two ridge fits with the
-/// penalty chosen by leave-one-out:
+/// Which of the additive model's two ridge fits predicts:
 ///
 /// - *plain*: shrinks every coefficient towards 0 (a constant latency);
 /// - *anchored*: total FLOPs joins as an unpenalised column, so it shrinks
-///   towards "latency proportional to FLOPs" instead.
+///   towards "latency proportional to FLOPs" instead;
+/// - *average*: the mean of the two.
 ///
-/// Why both: on devices whose latency table is coarse and noisy (phones
+/// Why a choice: on devices whose latency table is coarse and noisy (phones
 /// whose tables hold few distinct integer-ms values), 20 samples cannot pin
 /// six or eight coefficients and shrinking towards FLOPs is the better
 /// prior; on GPUs FLOPs is a poor direction and the plain fit does better.
-/// Their average keeps the anchored fit's gains on the phones at almost no
-/// cost elsewhere (figures: docs/experiments/table7.md, "FLOPs-anchored
-/// additive model").
+/// The served stack and the `additive` baseline average the two
+/// ([`StackRules::SERVED`] says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Anchor {
+    /// The plain ridge alone.
+    Plain,
+    /// The FLOPs-anchored ridge alone.
+    Anchored,
+    /// The mean of the two.
+    Average,
+}
+
+impl Anchor {
+    /// Every anchor, the average (the prior) first.
+    pub const ALL: [Anchor; 3] = [Anchor::Average, Anchor::Plain, Anchor::Anchored];
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Anchor::Plain => "plain",
+            Anchor::Anchored => "anchored",
+            Anchor::Average => "average",
+        }
+    }
+
+    /// The prediction (ms, before the floor) from the plain fit's `p` and
+    /// the anchored fit's `q` (`None` when the anchored fit failed).
+    fn combine(self, p: f64, q: Option<f64>) -> f64 {
+        match (self, q) {
+            (Anchor::Plain, _) | (_, None) => p,
+            (Anchor::Anchored, Some(q)) => q,
+            (Anchor::Average, Some(q)) => 0.5 * (p + q),
+        }
+    }
+}
+
+impl std::fmt::Display for Anchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The additive latency model: linear in milliseconds on the additive
+/// features ([`crate::additive`]), from two ridge fits with the penalty
+/// chosen by leave-one-out, combined as its [`Anchor`] says (figures:
+/// docs/experiments/table7.md, "FLOPs-anchored additive model").
 #[derive(Debug, Clone)]
 pub struct AdditiveModel {
     plain: Ridge,
     anchored: Option<Ridge>,
+    anchor: Anchor,
     /// Smallest prediction (ms): a straight line can dip below zero far from
     /// the samples, and log-space blending needs a positive value.
     pub floor: f64,
@@ -255,8 +302,13 @@ pub struct AdditiveModel {
 }
 
 impl AdditiveModel {
-    /// Fits both ridges on the k samples.
+    /// Fits both ridges on the k samples, predicting with their average.
     pub fn fit(data: &SpaceData, archs: &[usize], ms: &[f64]) -> Result<Self> {
+        Self::fit_with(data, archs, ms, Anchor::Average)
+    }
+
+    /// Fits both ridges on the k samples, predicting as `anchor` says.
+    pub fn fit_with(data: &SpaceData, archs: &[usize], ms: &[f64], anchor: Anchor) -> Result<Self> {
         let f = &data.features;
         let x: Vec<Vec<f64>> = archs.iter().map(|&a| f.additive_row(a).to_vec()).collect();
         let plain = Ridge::fit_loo(&x, ms).ok_or_else(|| {
@@ -271,21 +323,33 @@ impl AdditiveModel {
         // then no direction at all): the plain fit alone is used.
         let anchored = Ridge::fit_loo_anchored(&anchored_x, ms, 1);
         let floor = FLOOR_SHARE * ms.iter().copied().fold(f64::INFINITY, f64::min).max(1e-9);
-        let loo_predictions = match &anchored {
-            Some(a) => plain
-                .loo_predictions
-                .iter()
-                .zip(&a.loo_predictions)
-                .map(|(p, q)| (0.5 * (p + q)).max(floor))
-                .collect(),
-            None => plain.loo_predictions.iter().map(|p| p.max(floor)).collect(),
-        };
-        Ok(AdditiveModel {
+        let model = AdditiveModel {
             plain,
             anchored,
+            anchor,
             floor,
-            loo_predictions,
-        })
+            loo_predictions: Vec::new(),
+        };
+        Ok(model.with_anchor(anchor))
+    }
+
+    /// The same two fits predicting as `anchor` says (no refit).
+    fn with_anchor(mut self, anchor: Anchor) -> Self {
+        let q = |i: usize| self.anchored.as_ref().map(|a| a.loo_predictions[i]);
+        self.loo_predictions = (0..self.plain.loo_predictions.len())
+            .map(|i| {
+                anchor
+                    .combine(self.plain.loo_predictions[i], q(i))
+                    .max(self.floor)
+            })
+            .collect();
+        self.anchor = anchor;
+        self
+    }
+
+    /// How the two fits are combined.
+    pub fn anchor(&self) -> Anchor {
+        self.anchor
     }
 
     /// Predicted ms of one row.
@@ -298,11 +362,11 @@ impl AdditiveModel {
     /// table row: the evolutionary search scores FBNet's whole space).
     pub fn predict_features(&self, additive: &[f64], flops: f64) -> f64 {
         let p = self.plain.predict(additive);
-        let v = match &self.anchored {
-            Some(a) => 0.5 * (p + a.predict(&anchored(flops, additive))),
-            None => p,
-        };
-        v.max(self.floor)
+        let q = self
+            .anchored
+            .as_ref()
+            .map(|a| a.predict(&anchored(flops, additive)));
+        self.anchor.combine(p, q).max(self.floor)
     }
 }
 
@@ -327,107 +391,4 @@ pub fn additive_predict(
 ) -> Result<Vec<f64>> {
     let model = AdditiveModel::fit(data, archs, ms)?;
     Ok(rows.iter().map(|&r| model.predict(data, r)).collect())
-}
-
-/// The additive model keeps at least half the weight (grid 0.5..=1.0): it is
-/// the physical prior, and with 20 leave-one-out errors a free weight
-/// overfits (docs/experiments/table7.md, "Stacking rules").
-const MIN_ADDITIVE_STEP: u32 = 5;
-
-/// The sources join only if they cut the additive model's leave-one-out
-/// error by at least 10%: 20 LOO residuals are noisy, and a small apparent
-/// gain is more often chance than signal (docs/experiments/table7.md,
-/// "Stacking rules").
-const SOURCE_GAIN: f64 = 0.9;
-
-/// Weight of the additive model when stacked with the source regression,
-/// and the two fitted models.
-#[derive(Debug, Clone)]
-pub struct Stack {
-    additive: AdditiveModel,
-    sources: Ridge,
-    /// Weight of the additive model in log-ms space (1 - weight for sources).
-    pub weight: f64,
-}
-
-impl Stack {
-    /// Fits both models on the k samples and picks the blend weight (grid of
-    /// 0.1 steps from 0.5) that minimises the leave-one-out squared error in log-ms.
-    /// Why: on devices unlike every source (an edge TPU among GPU sources)
-    /// the additive model wins; on devices with a close source (another
-    /// desktop CPU) the sources' non-additive effects help. The k samples
-    /// decide, out of sample.
-    pub fn fit(
-        data: &SpaceData,
-        sources: &SourceMatrix,
-        archs: &[usize],
-        ms: &[f64],
-    ) -> Result<Self> {
-        let additive = AdditiveModel::fit(data, archs, ms)?;
-        let x: Vec<Vec<f64>> = archs.iter().map(|&a| sources.row(a)).collect();
-        let log_ms: Vec<f64> = ms.iter().map(|v| v.max(1e-9).ln()).collect();
-        let source_model = Ridge::fit_loo(&x, &log_ms).ok_or_else(|| {
-            PredictorError::internal("ridge", "the leave-one-out fit found no solution")
-        })?;
-        let a: Vec<f64> = additive.loo_predictions.iter().map(|v| v.ln()).collect();
-        let b = &source_model.loo_predictions;
-        let mut best = (f64::INFINITY, 1.0);
-        let mut alone = f64::INFINITY;
-        for step in MIN_ADDITIVE_STEP..=10 {
-            let w = f64::from(step) / 10.0;
-            let err: f64 = a
-                .iter()
-                .zip(b)
-                .zip(&log_ms)
-                .map(|((p, q), t)| (w * p + (1.0 - w) * q - t).powi(2))
-                .sum();
-            if step == 10 {
-                alone = err;
-            }
-            if err < best.0 {
-                best = (err, w);
-            }
-        }
-        if best.0 > SOURCE_GAIN * alone {
-            best = (alone, 1.0);
-        }
-        Ok(Stack {
-            additive,
-            sources: source_model,
-            weight: best.1,
-        })
-    }
-
-    /// Leave-one-out prediction of each fit sample in log-ms, at the fitted
-    /// weight: the out-of-sample error a risk bound is built from.
-    pub fn loo_log_predictions(&self) -> Vec<f64> {
-        self.additive
-            .loo_predictions
-            .iter()
-            .zip(&self.sources.loo_predictions)
-            .map(|(a, b)| self.weight * a.ln() + (1.0 - self.weight) * b)
-            .collect()
-    }
-
-    /// Predicted ms of one row.
-    pub fn predict(&self, data: &SpaceData, sources: &SourceMatrix, row: usize) -> f64 {
-        let a = self.additive.predict(data, row).ln();
-        let b = self.sources.predict(&sources.row(row));
-        (self.weight * a + (1.0 - self.weight) * b).exp()
-    }
-}
-
-/// The additive model and the source regression stacked ([`Stack`]).
-pub fn stacked_predict(
-    data: &SpaceData,
-    sources: &SourceMatrix,
-    archs: &[usize],
-    ms: &[f64],
-    rows: &[usize],
-) -> Result<Vec<f64>> {
-    let stack = Stack::fit(data, sources, archs, ms)?;
-    Ok(rows
-        .iter()
-        .map(|&r| stack.predict(data, sources, r))
-        .collect())
 }

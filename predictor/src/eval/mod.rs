@@ -7,8 +7,11 @@
 //! (the paper's metric), Kendall tau-b and the within-10% share of the
 //! millisecond predictions, as mean and std over target devices x trials.
 
+mod blend_spec;
 pub mod reference;
 pub mod report;
+
+pub use blend_spec::{BlendSpec, LEGACY_BLEND};
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,12 +22,13 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::baselines::{self, Method, SourceMatrix, help_mlp::HelpMlp};
+use crate::baselines::{self, Method, SourceMatrix, Stack, StackRules, help_mlp::HelpMlp};
+use crate::blend::{BlendChoice, BlendRule};
 use crate::calibrate::LogLinearCalibration;
 use crate::correlation::{kendall_tau_b, mape, mean_std, spearman, within_fraction};
 use crate::dataset::SpaceData;
 use crate::error::{PredictorError, Result};
-use crate::fewshot::{self, FewShot};
+use crate::fewshot::{self, FewShot, ServedChoice};
 use crate::model::{Predictor, PredictorConfig, Recipe, TrainConfig};
 use crate::sampler::Sampler;
 use crate::samples::Samples;
@@ -53,12 +57,12 @@ pub struct EvalOptions {
     pub train: TrainConfig,
     /// Epochs of the HELP-style MLP pretraining.
     pub help_mlp_epochs: usize,
-    /// Weights of the linear stack (additive + source regression, see
-    /// [`baselines::Stack`]) blended into NASFLAT's GNN in log-ms space;
-    /// 0 = the paper's predictor alone. Several weights are evaluated from
-    /// one pretraining and reported as `nasflat@w`; a single weight is
-    /// reported as plain `nasflat`.
-    pub blend: Vec<f64>,
+    /// How the weight of the linear stack (additive + source regression,
+    /// see [`baselines::Stack`]) blended into NASFLAT's GNN in log-ms space
+    /// is set; weight 0 = the paper's predictor alone. Several are
+    /// evaluated from one pretraining and reported as `nasflat@<spec>`; a
+    /// single one is reported as plain `nasflat`.
+    pub blend: Vec<BlendSpec>,
     /// Hide progress bars.
     pub quiet: bool,
     /// Trials run side by side (each on one thread; results do not depend
@@ -86,6 +90,10 @@ pub struct DeviceOutcome {
     pub evaluated: usize,
     /// Source whose embedding initialised the target (NASFLAT only).
     pub init_from: Option<String>,
+    /// The blend weight and stack rules this outcome's fit chose (NASFLAT
+    /// and `stacked`), from the k samples and the task's sources only.
+    #[serde(default)]
+    pub choice: Option<ServedChoice>,
     /// Table rows of the k measured samples (every other measured row of the
     /// target was evaluated): enough to recompute any outcome independently.
     #[serde(default)]
@@ -198,12 +206,10 @@ fn progress_style() -> ProgressStyle {
 /// Runs every (task, method) of `opts` on one space.
 pub fn evaluate(data: &SpaceData, opts: &EvalOptions) -> Result<Vec<RunReport>> {
     opts.train.validate()?;
-    if let Some(w) = opts.blend.iter().find(|w| !(0.0..=1.0).contains(*w)) {
-        return Err(PredictorError::input(
-            "blend",
-            "a weight in [0, 1]",
-            w.to_string(),
-        ));
+    for spec in &opts.blend {
+        if let BlendSpec::Rule(rule) = spec {
+            rule.validate()?;
+        }
     }
     let multi = MultiProgress::with_draw_target(if opts.quiet {
         ProgressDrawTarget::hidden()
@@ -309,9 +315,10 @@ enum Pretrained {
 }
 
 /// One method's predictions for one target, under the labels they are
-/// reported as (several for NASFLAT at several blend weights).
+/// reported as (several for NASFLAT at several blend weights), with the
+/// choices each made.
 struct Prediction {
-    labelled: Vec<(String, Vec<f64>)>,
+    labelled: Vec<(String, Vec<f64>, Option<ServedChoice>)>,
     init_from: Option<String>,
     fit_seconds: f64,
     predict_seconds: f64,
@@ -321,7 +328,7 @@ impl Prediction {
     /// A closed-form method: no fit phase, one label.
     fn closed_form(method: Method, started: Instant, predicted: Vec<f64>) -> Self {
         Prediction {
-            labelled: vec![(method.to_string(), predicted)],
+            labelled: vec![(method.to_string(), predicted, None)],
             init_from: None,
             fit_seconds: 0.0,
             predict_seconds: started.elapsed().as_secs_f64(),
@@ -445,21 +452,27 @@ fn predict_case(
     }
 }
 
-/// NASFLAT: the few-shot pipeline, at every blend weight of the options.
+/// NASFLAT: the few-shot pipeline, at every blend of the options.
 fn predict_nasflat(
     ctx: &TrialContext<'_>,
     pretrained: &Predictor,
     case: &TargetCase,
 ) -> Result<Prediction> {
-    let blends = &ctx.opts.blend;
+    let specs = &ctx.opts.blend;
     let options = fewshot::Options {
         transfer: TransferOptions {
             train: ctx.opts.train.clone(),
             seed: case.seed,
             progress: None,
         },
-        // Fit the stack whenever some weight needs it.
-        blend: blends.iter().copied().fold(0.0, f64::max),
+        // Fit the stack whenever some blend may use it; each blend's weight
+        // is chosen below.
+        blend: BlendRule::Fixed(if specs.iter().any(|s| s.needs_stack()) {
+            1.0
+        } else {
+            0.0
+        }),
+        stack_rules: StackRules::SERVED,
     };
     let pipeline = FewShot {
         pretrained,
@@ -470,25 +483,53 @@ fn predict_nasflat(
     let fitted = pipeline.fit(&case.target, &case.samples, &options)?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     let predict_start = Instant::now();
-    let mut per_weight = fitted.predict_blends(&case.rest, blends)?;
-    let labelled = if blends.len() > 1 {
-        blends
-            .iter()
-            .zip(per_weight)
-            .map(|(w, p)| (format!("nasflat@{w}"), p))
-            .collect()
-    } else {
-        vec![(
-            Method::Nasflat.to_string(),
-            per_weight.pop().unwrap_or_default(),
-        )]
-    };
+    let mut labelled = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let label = if specs.len() > 1 {
+            format!("nasflat@{spec}")
+        } else {
+            Method::Nasflat.to_string()
+        };
+        let (predicted, choice) = nasflat_at(&fitted, &case.rest, *spec)?;
+        labelled.push((label, predicted, Some(choice)));
+    }
     Ok(Prediction {
         labelled,
         init_from: fitted.init_from().map(str::to_string),
         fit_seconds,
         predict_seconds: predict_start.elapsed().as_secs_f64(),
     })
+}
+
+/// The fitted pipeline's ms of `rows` under one blend, and its choices.
+fn nasflat_at(
+    fitted: &fewshot::Fitted<'_>,
+    rows: &[usize],
+    spec: BlendSpec,
+) -> Result<(Vec<f64>, ServedChoice)> {
+    match spec {
+        BlendSpec::Rule(rule) => {
+            let blend = fitted.choose_blend(rule)?;
+            let mut out = fitted.predict_blends(rows, &[blend.weight])?;
+            Ok((out.pop().unwrap_or_default(), fitted.choice_at(blend)))
+        }
+        BlendSpec::Legacy => {
+            let (predicted, stack) =
+                fitted.predict_restacked(rows, &StackRules::LEGACY, LEGACY_BLEND)?;
+            let blend = BlendChoice {
+                rule: BlendRule::Fixed(LEGACY_BLEND),
+                weight: LEGACY_BLEND,
+                loo_mse: None,
+            };
+            Ok((
+                predicted,
+                ServedChoice {
+                    blend,
+                    stack: Some(stack),
+                },
+            ))
+        }
+    }
 }
 
 /// HELP: its MLP fine-tuned on the target and calibrated on the k samples.
@@ -541,7 +582,7 @@ fn predict_scratch(ctx: &TrialContext<'_>, case: &TargetCase) -> Result<Predicti
     let cal = LogLinearCalibration::fit(&fit_scores, &set.latencies);
     let predicted = cal.apply_all(&model.predict(&data.features, &case.rest, 0)?);
     Ok(Prediction {
-        labelled: vec![(Method::Scratch.to_string(), predicted)],
+        labelled: vec![(Method::Scratch.to_string(), predicted, None)],
         init_from: None,
         fit_seconds,
         predict_seconds: predict_start.elapsed().as_secs_f64(),
@@ -578,6 +619,7 @@ fn predict_scratch_paper(ctx: &TrialContext<'_>, case: &TargetCase) -> Result<Pr
         labelled: vec![(
             Method::Scratch.to_string(),
             transferred.calibration.apply_all(&scores),
+            None,
         )],
         init_from: transferred.init_from.clone(),
         fit_seconds,
@@ -602,7 +644,7 @@ fn predict_closed_form(
         Method::Ridge => baselines::ridge_predict(sources, &archs, &ms, rest)?,
         Method::RidgeCost => baselines::ridge_cost_predict(data, sources, &archs, &ms, rest)?,
         Method::Additive => baselines::additive_predict(data, &archs, &ms, rest)?,
-        Method::Stacked => baselines::stacked_predict(data, sources, &archs, &ms, rest)?,
+        Method::Stacked => return predict_stacked(ctx, case, started),
         Method::Nasflat | Method::HelpMlp | Method::Scratch => {
             return Err(PredictorError::internal(
                 "eval",
@@ -613,13 +655,46 @@ fn predict_closed_form(
     Ok(Prediction::closed_form(method, started, predicted))
 }
 
+/// The linear stack alone under the served rules, with its choice.
+fn predict_stacked(
+    ctx: &TrialContext<'_>,
+    case: &TargetCase,
+    started: Instant,
+) -> Result<Prediction> {
+    let stack = Stack::fit(
+        ctx.data,
+        ctx.sources,
+        &case.samples.rows(),
+        &case.samples.latencies(),
+        &StackRules::SERVED,
+    )?;
+    let predicted = case
+        .rest
+        .iter()
+        .map(|&r| stack.predict(ctx.data, ctx.sources, r))
+        .collect();
+    let choice = ServedChoice {
+        blend: BlendChoice {
+            rule: BlendRule::Fixed(1.0),
+            weight: 1.0,
+            loo_mse: None,
+        },
+        stack: Some(stack.choice()),
+    };
+    let mut prediction = Prediction::closed_form(Method::Stacked, started, predicted);
+    if let Some(first) = prediction.labelled.first_mut() {
+        first.2 = Some(choice);
+    }
+    Ok(prediction)
+}
+
 /// The metrics of each labelled prediction of one target.
 fn score(trial: usize, case: &TargetCase, prediction: Prediction) -> Vec<Labelled> {
     let truth = &case.truth;
     prediction
         .labelled
         .into_iter()
-        .map(|(label, predicted)| {
+        .map(|(label, predicted, choice)| {
             let outcome = DeviceOutcome {
                 trial,
                 device: case.target.clone(),
@@ -629,6 +704,7 @@ fn score(trial: usize, case: &TargetCase, prediction: Prediction) -> Vec<Labelle
                 mape: mape(&predicted, truth),
                 evaluated: truth.len(),
                 init_from: prediction.init_from.clone(),
+                choice,
                 samples: case.samples.rows(),
                 fit_seconds: prediction.fit_seconds,
                 predict_seconds: prediction.predict_seconds,

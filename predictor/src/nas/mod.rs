@@ -36,7 +36,8 @@ use crate::error::{PredictorError, Result};
 /// `nas` command's default `--blend`). Chosen with the bound's settings on
 /// task ND's source devices (docs/experiments/nas.md): the search answers
 /// near the budget, where the stack's lower spread matters more than the
-/// GNN's ranking; the service's served blend stays `fewshot::DEFAULT_BLEND`.
+/// GNN's ranking; the service's served blend is chosen per device
+/// ([`crate::blend::BlendRule::SERVED`]).
 pub const SEARCH_BLEND: f64 = 0.95;
 
 /// Candidates listed in an exhaustive answer (the chosen one first).

@@ -188,6 +188,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0005_jobs_state.sql"),
     ),
     (6, "settled", include_str!("migrations/0006_settled.sql")),
+    (
+        7,
+        "fit_choice",
+        include_str!("migrations/0007_fit_choice.sql"),
+    ),
 ];
 
 impl Store {

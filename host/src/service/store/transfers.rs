@@ -10,6 +10,7 @@ use nasflat_shared::SearchSpace;
 use super::columns::{parse, text};
 use super::{Store, StoreResult, decode_f64s, encode_f64s, int, now_ms};
 use crate::service::domain::{TransferState, Trigger};
+use crate::service::fit_choice::FitChoice;
 
 /// One transfer job.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -71,6 +72,8 @@ pub struct NewPredictions<'a> {
     pub train_rows: &'a [usize],
     /// Predicted ms per table row.
     pub latencies: &'a [f64],
+    /// The choices the fit made.
+    pub choice: Option<&'a FitChoice>,
 }
 
 /// The served predictor of one device and space.
@@ -88,6 +91,9 @@ pub struct PredictionRow {
     pub train_rows: Vec<usize>,
     /// Predicted ms per table row.
     pub latencies: Vec<f64>,
+    /// The choices the fit made (`None` for predictions stored before
+    /// they were recorded).
+    pub choice: Option<FitChoice>,
     /// Creation, epoch ms.
     pub created_ms: i64,
 }
@@ -188,12 +194,13 @@ impl Store {
         let _w = self.write().await;
         sqlx::query(
             "INSERT INTO predictions (device_id, space, version, transfer_id, base_version, \
-             init_from, train_rows_json, latencies, created_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             init_from, train_rows_json, latencies, created_ms, choice_json) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (device_id, space) DO UPDATE SET version = excluded.version, \
              transfer_id = excluded.transfer_id, base_version = excluded.base_version, \
              init_from = excluded.init_from, train_rows_json = excluded.train_rows_json, \
-             latencies = excluded.latencies, created_ms = excluded.created_ms",
+             latencies = excluded.latencies, created_ms = excluded.created_ms, \
+             choice_json = excluded.choice_json",
         )
         .bind(p.device_id)
         .bind(text(p.space))
@@ -204,6 +211,7 @@ impl Store {
         .bind(serde_json::to_string(p.train_rows).unwrap_or_else(|_| "[]".into()))
         .bind(encode_f64s(p.latencies))
         .bind(now_ms())
+        .bind(p.choice.and_then(|c| serde_json::to_string(c).ok()))
         .execute(self.pool())
         .await?;
         Ok(())
@@ -235,7 +243,7 @@ impl Store {
     ) -> StoreResult<Option<PredictionRow>> {
         let row = sqlx::query(
             "SELECT version, transfer_id, base_version, init_from, train_rows_json, latencies, \
-             created_ms FROM predictions WHERE device_id = $1 AND space = $2",
+             created_ms, choice_json FROM predictions WHERE device_id = $1 AND space = $2",
         )
         .bind(device_id)
         .bind(text(space))
@@ -246,6 +254,7 @@ impl Store {
         };
         let rows: String = r.try_get("train_rows_json")?;
         let blob: Vec<u8> = r.try_get("latencies")?;
+        let choice: Option<String> = r.try_get("choice_json")?;
         Ok(Some(PredictionRow {
             version: r.try_get("version")?,
             transfer_id: r.try_get("transfer_id")?,
@@ -253,6 +262,7 @@ impl Store {
             init_from: r.try_get("init_from")?,
             train_rows: serde_json::from_str(&rows).unwrap_or_default(),
             latencies: decode_f64s(&blob)?,
+            choice: choice.and_then(|c| serde_json::from_str(&c).ok()),
             created_ms: r.try_get("created_ms")?,
         }))
     }
