@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::additive_model::{AdditiveModel, Anchor};
 use super::ridge::Ridge;
-use super::{AdditiveModel, Anchor, SourceMatrix};
+use super::sources::SourceMatrix;
 use crate::dataset::SpaceData;
 use crate::error::{PredictorError, Result};
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::enrolment::Enrolment;
+use super::enrol_queue::Enrolment;
 use super::jobs::NewJob;
 use super::{Store, StoreResult, now_ms};
 

@@ -13,86 +13,12 @@
 //! before. PostgreSQL takes concurrent transactions side by side, so there
 //! each registration commits by itself.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
-use super::jobs::{NewJob, insert_job_rows};
+use super::enrol_queue::{EnrolQueue, Enrolment, Pending};
+use super::jobs::insert_job_rows;
 use super::{Store, StoreError, StoreResult, now_ms};
 use crate::service::domain::Purpose;
-
-/// Most registrations written in one transaction: with the scale runs' 300
-/// sample jobs each, 64 are about 19,000 rows, a transaction short enough
-/// not to hold the write gate from other writers for long.
-pub const MAX_ENROL_BATCH: usize = 64;
-
-/// A new device and its sample jobs.
-#[derive(Debug, Clone)]
-pub struct Enrolment {
-    /// Device id.
-    pub id: String,
-    /// Device name.
-    pub name: String,
-    /// Hash of the device token.
-    pub token_hash: String,
-    /// Fingerprint, as JSON.
-    pub fingerprint_json: String,
-    /// Sample jobs queued with it.
-    pub jobs: Vec<NewJob>,
-}
-
-/// A queued registration and where its outcome goes.
-struct Pending {
-    enrolment: Enrolment,
-    done: oneshot::Sender<StoreResult<()>>,
-}
-
-/// Registrations waiting for the next group commit, and the gate that lets
-/// one committer at a time take them.
-#[derive(Default)]
-pub struct EnrolQueue {
-    pending: Mutex<Vec<Pending>>,
-    committer: tokio::sync::Mutex<()>,
-    /// Registrations queued or being written, not yet answered.
-    waiting: AtomicUsize,
-    /// Transactions committed with at least one registration.
-    commits: AtomicU64,
-}
-
-impl std::fmt::Debug for EnrolQueue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnrolQueue").finish_non_exhaustive()
-    }
-}
-
-impl EnrolQueue {
-    fn push(&self, p: Pending) {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.lock().push(p);
-    }
-
-    /// Answers one registration.
-    fn answer(&self, p: Pending, outcome: StoreResult<()>) {
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        // A caller that went away no longer listens; its device is
-        // committed (or not) all the same.
-        let _ = p.done.send(outcome);
-    }
-
-    /// Up to [`MAX_ENROL_BATCH`] queued registrations, oldest first.
-    fn take_batch(&self) -> Vec<Pending> {
-        let mut pending = self.lock();
-        let n = pending.len().min(MAX_ENROL_BATCH);
-        pending.drain(..n).collect()
-    }
-
-    /// The queue, even after a panic elsewhere poisoned its lock: a `Vec`
-    /// push or drain leaves it consistent.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
 
 impl Store {
     /// Inserts a new device and queues its sample jobs in one transaction,
@@ -106,8 +32,8 @@ impl Store {
             // made a 1,000-agent storm slower, not faster (the docs above).
             return self.write_enrolments(&[&enrolment]).await;
         }
-        let (done, outcome) = oneshot::channel();
-        self.enrolments.push(Pending { enrolment, done });
+        let (pending, outcome) = Pending::new(enrolment);
+        self.enrolments.push(pending);
         // The commit runs in its own task: a caller that goes away (its
         // client hung up) must not cancel the batch it was writing for
         // others.
@@ -120,7 +46,7 @@ impl Store {
 
     /// Commits what is queued, batch by batch, one committer at a time.
     async fn commit_queued_enrolments(&self) {
-        let queue: Arc<EnrolQueue> = Arc::clone(&self.enrolments);
+        let queue: Arc<EnrolQueue<StoreError>> = Arc::clone(&self.enrolments);
         let _one_committer = queue.committer.lock().await;
         loop {
             let batch = queue.take_batch();
@@ -133,7 +59,7 @@ impl Store {
 
     /// One transaction for the batch; if it fails, each registration alone,
     /// so one bad registration (an id already taken) fails only itself.
-    async fn commit_batch(&self, batch: Vec<Pending>) {
+    async fn commit_batch(&self, batch: Vec<Pending<StoreError>>) {
         let all: Vec<&Enrolment> = batch.iter().map(|p| &p.enrolment).collect();
         let queue = &self.enrolments;
         if batch.len() > 1 && self.write_enrolments(&all).await.is_ok() {
@@ -150,13 +76,13 @@ impl Store {
 
     /// Registrations queued or being written (for monitoring and tests).
     pub fn registrations_waiting(&self) -> usize {
-        self.enrolments.waiting.load(Ordering::SeqCst)
+        self.enrolments.waiting()
     }
 
     /// Transactions that committed registrations since the host started:
     /// fewer than the registrations when a storm shared commits.
     pub fn registration_commits(&self) -> u64 {
-        self.enrolments.commits.load(Ordering::SeqCst)
+        self.enrolments.commits()
     }
 
     /// Writes `enrolments` in one transaction.
@@ -179,7 +105,7 @@ impl Store {
             insert_job_rows(&mut tx, &e.id, Purpose::Sample, &e.jobs).await?;
         }
         tx.commit().await?;
-        self.enrolments.commits.fetch_add(1, Ordering::SeqCst);
+        self.enrolments.count_commit();
         Ok(())
     }
 }

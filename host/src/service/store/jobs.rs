@@ -12,30 +12,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use nasflat_shared::SearchSpace;
+pub use super::new_job::NewJob;
 
 use super::columns::{parse, subject, subject_columns, text};
 use super::{Store, StoreResult, int, new_id, now_ms};
 use crate::service::domain::{JobState, Purpose, Subject};
-
-/// What a job asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NewJob {
-    /// Architecture `index` of `space`'s table.
-    Arch {
-        /// Space.
-        space: SearchSpace,
-        /// Table row.
-        index: usize,
-    },
-    /// A user model.
-    Model {
-        /// Model id.
-        model_id: String,
-        /// Input overrides `NAME:SHAPE[:DTYPE]`.
-        inputs: Vec<String>,
-    },
-}
 
 /// One job row.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -10,11 +10,13 @@
 
 pub mod columns;
 pub mod devices;
+pub mod enrol_queue;
 pub mod enrolment;
 pub mod fleet;
 pub mod jobs;
 pub mod measurements;
 pub mod models;
+pub mod new_job;
 pub mod searches;
 pub mod sqlite_file;
 pub mod transfers;
@@ -153,7 +155,7 @@ pub struct Store {
     /// PostgreSQL needs no gate.
     write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Registrations waiting for their group commit.
-    enrolments: Arc<enrolment::EnrolQueue>,
+    enrolments: Arc<enrol_queue::EnrolQueue<StoreError>>,
     /// Bytes of measurements one device may store (unbounded unless set).
     device_quota_bytes: u64,
     /// Leases a job may get before a sample of it that did not settle
