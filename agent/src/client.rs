@@ -185,9 +185,6 @@ impl HostClient {
     }
 }
 
-/// Refuses a base URL that no request could be sent to, before the first
-/// attempt: otherwise each request would fail the same way and be retried as
-/// if the host were down.
 /// The two schemes a host URL may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scheme {
@@ -195,7 +192,10 @@ enum Scheme {
     Https,
 }
 
-/// The scheme of a usable host URL, or why it is not one.
+/// The scheme of a usable host URL, or why it is not one. Refuses a base
+/// URL that no request could be sent to, before the first attempt:
+/// otherwise each request would fail the same way and be retried as if the
+/// host were down.
 fn check_base_url(base: &str) -> Result<Scheme, ClientError> {
     let bad = |reason: String| ClientError::BadUrl {
         url: base.to_string(),
