@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::correlation::mse_and_se;
 use crate::error::{PredictorError, Result};
 
 /// Weights [`BlendRule::Loo`] and [`BlendRule::LooMin`] choose from.
@@ -76,20 +77,7 @@ impl BlendRule {
     ) -> BlendChoice {
         let residuals: Vec<Vec<f64>> = BLEND_GRID
             .iter()
-            .map(|&w| {
-                log_ms
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let g = gnn.get(i).copied().unwrap_or(f64::NAN);
-                        let p = match stack.and_then(|s| s.get(i)) {
-                            Some(l) if w > 0.0 => (1.0 - w) * g + w * l,
-                            _ => g,
-                        };
-                        t - p
-                    })
-                    .collect()
-            })
+            .map(|&w| loo_residuals(gnn, stack, log_ms, w))
             .collect();
         let weight = match stack {
             Some(_) => self.choose(&BLEND_GRID, &residuals),
@@ -147,6 +135,25 @@ impl std::str::FromStr for BlendRule {
     }
 }
 
+/// Leave-one-out log residuals (`log_ms` minus prediction) of the blend at
+/// weight `w`, from the GNN's and the stack's leave-one-out log-ms
+/// predictions of the k samples; the GNN alone when `w` is 0 or there is
+/// no stack.
+pub fn loo_residuals(gnn: &[f64], stack: Option<&[f64]>, log_ms: &[f64], w: f64) -> Vec<f64> {
+    log_ms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let g = gnn.get(i).copied().unwrap_or(f64::NAN);
+            let p = match stack.and_then(|s| s.get(i)) {
+                Some(l) if w > 0.0 => (1.0 - w) * g + w * l,
+                _ => g,
+            };
+            t - p
+        })
+        .collect()
+}
+
 /// The blend a fit chose: reported per outcome by `eval --json` and with
 /// the service's predictor quality.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -158,15 +165,6 @@ pub struct BlendChoice {
     /// Mean squared LOO log residual of the blend at that weight on the k
     /// samples (`None` for a fixed weight).
     pub loo_mse: Option<f64>,
-}
-
-/// Mean and standard error of the squared residuals.
-fn mse_and_se(r: &[f64]) -> (f64, f64) {
-    let n = r.len().max(1) as f64;
-    let sq: Vec<f64> = r.iter().map(|x| x * x).collect();
-    let mean = sq.iter().sum::<f64>() / n;
-    let var = sq.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (mean, (var / n).sqrt())
 }
 
 /// The grid weight with the least mean squared residual; with `one_se`,

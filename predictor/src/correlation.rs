@@ -117,6 +117,18 @@ pub fn mape(predicted: &[f64], truth: &[f64]) -> f64 {
         / n as f64
 }
 
+/// Mean squared value of `residuals` and its standard error (the sample
+/// standard deviation of the squares over the square root of their
+/// count): how a leave-one-out error and its noise are scored when a
+/// weight is chosen by the one-standard-error rule.
+pub fn mse_and_se(residuals: &[f64]) -> (f64, f64) {
+    let n = residuals.len().max(1) as f64;
+    let sq: Vec<f64> = residuals.iter().map(|x| x * x).collect();
+    let mean = sq.iter().sum::<f64>() / n;
+    let var = sq.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n).sqrt())
+}
+
 /// Mean and (population) standard deviation.
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
     if values.is_empty() {

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::baselines::{SourceMatrix, Stack, StackChoice, StackRules};
-use crate::blend::{BlendChoice, BlendRule};
+use crate::blend::{self, BlendChoice, BlendRule};
 use crate::calibrate::LogLinearCalibration;
 use crate::dataset::SpaceData;
 use crate::error::Result;
@@ -171,8 +171,12 @@ impl Fitted<'_> {
         }
         let gnn = self.gnn_loo_logs()?;
         let stack = self.stack_for(&[1.0])?.map(|s| s.loo_log_predictions());
-        let log_ms: Vec<f64> = self.samples.iter().map(|s| s.ms.ln()).collect();
-        Ok(rule.choose_from_loo(&gnn, stack.as_deref(), &log_ms))
+        Ok(rule.choose_from_loo(&gnn, stack.as_deref(), &self.log_ms()))
+    }
+
+    /// ln(ms) of each sample.
+    fn log_ms(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.ms.ln()).collect()
     }
 
     /// The GNN's leave-one-out log-ms prediction of each sample (the
@@ -223,11 +227,7 @@ impl Fitted<'_> {
         stack: Option<&Stack>,
     ) -> Result<Vec<Vec<f64>>> {
         let gnn = self.gnn_ms(rows)?;
-        let linear: Option<Vec<f64>> = stack.map(|s| {
-            rows.iter()
-                .map(|&r| s.predict(self.data, self.sources, r))
-                .collect()
-        });
+        let linear = stack.map(|s| s.predict_rows(self.data, self.sources, rows));
         Ok(blends
             .iter()
             .map(|&w| match &linear {
@@ -272,20 +272,15 @@ impl Fitted<'_> {
     /// [`Fitted::loo_log_residuals`] of the blend at weight `w`.
     pub fn loo_log_residuals_at(&self, w: f64) -> Result<Vec<f64>> {
         let gnn = self.gnn_loo_logs()?;
-        let predicted: Vec<f64> = match self.stack_for(std::slice::from_ref(&w))? {
-            Some(stack) if w > 0.0 => gnn
-                .iter()
-                .zip(stack.loo_log_predictions())
-                .map(|(g, l)| (1.0 - w) * g + w * l)
-                .collect(),
-            _ => gnn,
-        };
-        Ok(self
-            .samples
-            .iter()
-            .zip(&predicted)
-            .map(|(s, p)| s.ms.ln() - p)
-            .collect())
+        let stack = self
+            .stack_for(std::slice::from_ref(&w))?
+            .map(|s| s.loo_log_predictions());
+        Ok(blend::loo_residuals(
+            &gnn,
+            stack.as_deref(),
+            &self.log_ms(),
+            w,
+        ))
     }
 
     /// The blend weight [`Fitted::predict`] uses.

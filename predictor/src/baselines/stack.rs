@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::additive_model::{AdditiveModel, Anchor};
 use super::ridge::Ridge;
 use super::sources::SourceMatrix;
+use crate::correlation::mse_and_se;
 use crate::dataset::SpaceData;
 use crate::error::{PredictorError, Result};
 
@@ -127,6 +128,18 @@ impl Stack {
         (self.weight * a + (1.0 - self.weight) * b).exp()
     }
 
+    /// Predicted ms of each of `rows`.
+    pub fn predict_rows(
+        &self,
+        data: &SpaceData,
+        sources: &SourceMatrix,
+        rows: &[usize],
+    ) -> Vec<f64> {
+        rows.iter()
+            .map(|&r| self.predict(data, sources, r))
+            .collect()
+    }
+
     /// What this stack chose.
     pub fn choice(&self) -> StackChoice {
         StackChoice {
@@ -148,22 +161,19 @@ fn log_all(v: &[f64]) -> Vec<f64> {
 /// With the rules' one-standard-error rule, the largest weight whose error
 /// is within one standard error of the least.
 fn additive_weight(a: &[f64], b: &[f64], log_ms: &[f64], rules: &StackRules) -> f64 {
-    let errors = |w: f64| -> Vec<f64> {
+    let residuals = |w: f64| -> Vec<f64> {
         a.iter()
             .zip(b)
             .zip(log_ms)
-            .map(|((p, q), t)| (w * p + (1.0 - w) * q - t).powi(2))
+            .map(|((p, q), t)| w * p + (1.0 - w) * q - t)
             .collect()
     };
     let scored: Vec<(f64, f64, f64)> = (rules.min_additive_step..=10)
         .rev()
         .map(|step| {
             let w = f64::from(step) / 10.0;
-            let e = errors(w);
-            let n = e.len().max(1) as f64;
-            let mean = e.iter().sum::<f64>() / n;
-            let var = e.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-            (w, mean, (var / n).sqrt())
+            let (mean, se) = mse_and_se(&residuals(w));
+            (w, mean, se)
         })
         .collect();
     let alone = scored.first().map_or(f64::INFINITY, |s| s.1);
@@ -195,11 +205,7 @@ pub fn stacked_predict(
     rows: &[usize],
     rules: &StackRules,
 ) -> Result<Vec<f64>> {
-    let stack = Stack::fit(data, sources, archs, ms, rules)?;
-    Ok(rows
-        .iter()
-        .map(|&r| stack.predict(data, sources, r))
-        .collect())
+    Ok(Stack::fit(data, sources, archs, ms, rules)?.predict_rows(data, sources, rows))
 }
 
 #[cfg(test)]

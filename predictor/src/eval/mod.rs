@@ -668,11 +668,7 @@ fn predict_stacked(
         &case.samples.latencies(),
         &StackRules::SERVED,
     )?;
-    let predicted = case
-        .rest
-        .iter()
-        .map(|&r| stack.predict(ctx.data, ctx.sources, r))
-        .collect();
+    let predicted = stack.predict_rows(ctx.data, ctx.sources, &case.rest);
     let choice = ServedChoice {
         blend: BlendChoice {
             rule: BlendRule::Fixed(1.0),
