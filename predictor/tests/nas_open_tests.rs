@@ -3,14 +3,15 @@
 //! the table path on the 5,000 table rows.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::OnceLock;
+mod common;
+
+use common::{fbnet, paper_task, spread_rows};
 
 use nasflat_predictor::PredictorError;
 use nasflat_predictor::Samples;
 use nasflat_predictor::baselines::StackRules;
 use nasflat_predictor::baselines::{AdditiveModel, SourceMatrix};
 use nasflat_predictor::blend::BlendRule;
-use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::fewshot::{FewShot, Fitted, Options, blend_log};
 use nasflat_predictor::model::{Predictor, PredictorConfig, TrainConfig};
@@ -18,13 +19,7 @@ use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
 use nasflat_predictor::nas::evolution::{EvolutionConfig, evolve};
 use nasflat_predictor::nas::{Constraint, Objective, bound, exhaustive};
 use nasflat_predictor::train::{self, TransferOptions};
-use nasflat_shared::data::paper_tasks;
 use nasflat_shared::{Arch, FbnetArch, SearchSpace};
-
-fn fbnet() -> &'static SpaceData {
-    static DATA: OnceLock<SpaceData> = OnceLock::new();
-    DATA.get_or_init(|| SpaceData::load(SearchSpace::Fbnet).unwrap())
-}
 
 fn quick_train() -> TrainConfig {
     let mut t = TrainConfig::for_space(SearchSpace::Fbnet);
@@ -43,19 +38,9 @@ struct Setup {
 
 fn setup() -> Setup {
     let data = fbnet();
-    let task = paper_tasks()
-        .unwrap()
-        .task(SearchSpace::Fbnet, "F1")
-        .unwrap()
-        .clone();
+    let task = paper_task(SearchSpace::Fbnet, "F1");
     let target = task.test[0].clone();
-    let valid = data.valid_rows(data.device_index(&target).unwrap());
-    let rows: Vec<usize> = valid
-        .iter()
-        .copied()
-        .step_by(valid.len() / 20)
-        .take(20)
-        .collect();
+    let rows = spread_rows(data, &target, 20);
     Setup {
         sources: SourceMatrix::new(data, &task.train).unwrap(),
         samples: Samples::from_table(data, &target, &rows).unwrap(),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::nb201;
+use common::{nb201, paper_task, spread_rows};
 
 use std::time::Instant;
 
@@ -89,23 +89,14 @@ fn hinge_loss_is_zero_only_when_order_is_right_by_margin() {
 #[test]
 fn transfer_improves_over_the_untransferred_model() {
     let data = nb201();
-    let task = paper_tasks()
-        .unwrap()
-        .task(SearchSpace::Nb201, "N1")
-        .unwrap()
-        .clone();
+    let task = paper_task(SearchSpace::Nb201, "N1");
     let config = PredictorConfig::default();
     let mut t = quick_train(SearchSpace::Nb201);
     let base = train::pretrain(data, &task.train, &config, &t, 5, None).unwrap();
     let target = &task.test[0];
     let column = data.device_index(target).unwrap();
     let valid = data.valid_rows(column);
-    let archs: Vec<usize> = valid
-        .iter()
-        .copied()
-        .step_by(valid.len() / 20)
-        .take(20)
-        .collect();
+    let archs = spread_rows(data, target, 20);
     let eval_rows: Vec<usize> = valid.iter().copied().skip(3).step_by(7).collect();
     let truth: Vec<f64> = eval_rows
         .iter()
@@ -388,24 +379,14 @@ fn fewshot_pipeline_serves_every_blend_from_one_fit() {
     use nasflat_predictor::{Sample, Samples};
 
     let data = nb201();
-    let task = paper_tasks()
-        .unwrap()
-        .task(SearchSpace::Nb201, "N1")
-        .unwrap()
-        .clone();
+    let task = paper_task(SearchSpace::Nb201, "N1");
     let t = quick_train(SearchSpace::Nb201);
     let base =
         train::pretrain(data, &task.train, &PredictorConfig::default(), &t, 3, None).unwrap();
     let sources = SourceMatrix::new(data, &task.train).unwrap();
     let target = &task.test[0];
-    let column = data.device_index(target).unwrap();
-    let valid = data.valid_rows(column);
-    let rows: Vec<usize> = valid
-        .iter()
-        .copied()
-        .step_by(valid.len() / 20)
-        .take(20)
-        .collect();
+    let valid = data.valid_rows(data.device_index(target).unwrap());
+    let rows = spread_rows(data, target, 20);
     let samples = Samples::from_table(data, target, &rows).unwrap();
     let pipeline = FewShot {
         pretrained: &base,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::nb201;
+use common::{nb201, paper_task, spread_rows};
 
 use nasflat_predictor::baselines::{Method, SourceMatrix, StackRules};
 use nasflat_predictor::blend::{BLEND_GRID, BlendRule};
@@ -42,11 +42,7 @@ fn options(rule: BlendRule) -> Options {
 /// samples of N1's first target.
 fn setup() -> (Predictor, SourceMatrix, String, Samples) {
     let data = nb201();
-    let task = paper_tasks()
-        .unwrap()
-        .task(SearchSpace::Nb201, "N1")
-        .unwrap()
-        .clone();
+    let task = paper_task(SearchSpace::Nb201, "N1");
     let base = train::pretrain(
         data,
         &task.train,
@@ -58,13 +54,7 @@ fn setup() -> (Predictor, SourceMatrix, String, Samples) {
     .unwrap();
     let sources = SourceMatrix::new(data, &task.train).unwrap();
     let target = task.test[0].clone();
-    let valid = data.valid_rows(data.device_index(&target).unwrap());
-    let rows: Vec<usize> = valid
-        .iter()
-        .copied()
-        .step_by(valid.len() / 20)
-        .take(20)
-        .collect();
+    let rows = spread_rows(data, &target, 20);
     let samples = Samples::from_table(data, &target, &rows).unwrap();
     (base, sources, target, samples)
 }
