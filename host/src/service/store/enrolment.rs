@@ -13,9 +13,7 @@
 //! before. PostgreSQL takes concurrent transactions side by side, so there
 //! each registration commits by itself.
 
-use std::sync::Arc;
-
-use super::enrol_queue::{EnrolQueue, Enrolment, Pending};
+use super::enrol_queue::{Enrolment, Pending};
 use super::jobs::insert_job_rows;
 use super::{Store, StoreError, StoreResult, now_ms};
 use crate::service::domain::Purpose;
@@ -46,7 +44,7 @@ impl Store {
 
     /// Commits what is queued, batch by batch, one committer at a time.
     async fn commit_queued_enrolments(&self) {
-        let queue: Arc<EnrolQueue<StoreError>> = Arc::clone(&self.enrolments);
+        let queue = &self.enrolments;
         let _one_committer = queue.committer.lock().await;
         loop {
             let batch = queue.take_batch();
