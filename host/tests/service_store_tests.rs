@@ -842,9 +842,13 @@ async fn a_registration_storm_shares_commits_and_a_bad_one_fails_alone() {
     // The taken device keeps its one job, and is not renamed.
     assert_eq!(store.jobs_of_device(&taken).await.unwrap().len(), 1);
     assert_eq!(store.device(&taken).await.unwrap().unwrap().name, "first");
-    // Every good registration was committed (retried alone after its batch
-    // failed), and the failed one in no commit.
-    assert_eq!(store.registration_commits() - before, 40);
+    // The good registrations took between 1 commit (the taken id alone in
+    // the first batch, the 40 others together) and 40 (the taken id in a
+    // batch that failed, its members then retried one by one): which one
+    // depends on the order the spawned calls queued in. Never more than one
+    // per good registration, and none for the failed one.
+    let commits = store.registration_commits() - before;
+    assert!((1..=40).contains(&commits), "{commits} commits");
     assert_eq!(store.registrations_waiting(), 0);
 }
 
