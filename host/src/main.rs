@@ -3,6 +3,7 @@
 mod demo;
 mod nas_cli;
 mod nas_evolution;
+mod nas_probe;
 mod service_cli;
 
 use std::path::PathBuf;

@@ -32,6 +32,8 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::nas_evolution::{self, EvolutionArgs, OpenSearch};
+use crate::nas_probe::{self, PipelineBoard, ProbeArgs, TableBoard, TrivialBoard};
+use nasflat_predictor::nas::probe::{ProbeOutcome, ProbePlan, ProbeSearch};
 
 /// Arguments of `nas`.
 #[derive(Args)]
@@ -55,7 +57,9 @@ pub(crate) struct NasArgs {
     /// flops, params or synflow (FBNet: stated proxies, no accuracy exists).
     #[arg(long, alias = "objective", default_value = "cifar100")]
     dataset: Objective,
-    /// metad2a500 (the paper's rule) and/or exhaustive, comma-separated.
+    /// metad2a500 (the paper's rule), exhaustive, probed (exhaustive with
+    /// --probes of the --samples measured near each budget) and/or
+    /// evolution (FBNet), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "metad2a500")]
     mode: Vec<Mode>,
     /// Accepted chance of exceeding the budget (exhaustive mode).
@@ -95,6 +99,8 @@ pub(crate) struct NasArgs {
     json: Option<PathBuf>,
     #[command(flatten)]
     evolution: EvolutionArgs,
+    #[command(flatten)]
+    probe: ProbeArgs,
     /// Write, per (trial, device), the fitted pipeline's predictions of
     /// every architecture (GNN alone and linear stack) and their
     /// leave-one-out log predictions on the k samples into this folder, for
@@ -131,8 +137,17 @@ struct NasRun {
     accuracy: Option<f64>,
     violated: bool,
     oracle_accuracy: f64,
-    /// Seconds of transfer + search for this answer.
+    /// Seconds of transfer + search for this answer (with `probed`, the
+    /// spread transfer, every refit and the searches).
     seconds: f64,
+    /// Of the k samples, how many were measured near this budget
+    /// (`--mode probed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probes: Option<usize>,
+    /// Whether the answer was one of the measured architectures (`--mode
+    /// probed`); otherwise it rests on the bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    measured: Option<bool>,
     /// Distinct architectures the evolution scored (`--mode evolution`).
     #[serde(skip_serializing_if = "Option::is_none")]
     evaluations: Option<usize>,
@@ -147,6 +162,7 @@ struct Plan {
     constraints: Vec<Constraint>,
     objective: Vec<f64>,
     metad2a: Vec<usize>,
+    probe_plan: ProbePlan,
     /// Oracle accuracy per (device, constraint index).
     oracle: BTreeMap<(String, usize), f64>,
 }
@@ -198,6 +214,7 @@ impl Plan {
         let objective = args.dataset.scores(&data)?;
         nas_evolution::check(args.space, args.dataset, &args.mode, &args.evolution)?;
         let metad2a = metad2a_list(&args)?;
+        let probe_plan = args.probe.plan(&args.mode, args.samples)?;
         let oracle = oracles(&data, &args.device, &constraints, &objective)?;
         let sources = SourceMatrix::new(&data, &task.train)?;
         Ok(Plan {
@@ -208,6 +225,7 @@ impl Plan {
             constraints,
             objective,
             metad2a,
+            probe_plan,
             oracle,
         })
     }
@@ -402,6 +420,10 @@ impl TrialDevice<'_> {
                 runs.extend(self.open_runs(&fitted, transfer_seconds)?);
                 continue;
             }
+            if mode == Mode::Probed {
+                runs.extend(self.probed_runs(pipeline, &samples, &opts)?);
+                continue;
+            }
             for (name, model, fit_s) in &models {
                 runs.extend(self.search_all(name, model.as_ref(), mode, *fit_s)?);
             }
@@ -456,6 +478,8 @@ impl TrialDevice<'_> {
                     oracle_accuracy: plan.oracle[&(self.device.to_string(), a.constraint)],
                     seconds: a.seconds,
                     evaluations: (a.mode == Mode::Evolution).then_some(a.evaluated),
+                    probes: None,
+                    measured: None,
                 }
             })
             .collect())
@@ -560,7 +584,80 @@ impl TrialDevice<'_> {
             oracle_accuracy: plan.oracle[&(self.device.to_string(), constraint)],
             seconds,
             evaluations: None,
+            probes: None,
+            measured: None,
         })
+    }
+
+    /// `--mode probed`: the first k - probes samples are the spread ones
+    /// (the same draw the other modes use all of), the rest are measured
+    /// near each budget; every blend and the trivial fit under the same
+    /// plan.
+    fn probed_runs(
+        &self,
+        pipeline: &FewShot<'_>,
+        samples: &Samples,
+        opts: &fewshot::Options,
+    ) -> Result<Vec<NasRun>> {
+        let plan = self.plan;
+        let rows = samples.rows();
+        let spread_rows = &rows[..rows.len() - plan.probe_plan.probes];
+        let spread = Samples::from_table(&plan.data, self.device, spread_rows)?;
+        let started = Instant::now();
+        let fitted = pipeline.fit(self.device, &spread, opts)?;
+        let spread_seconds = started.elapsed().as_secs_f64();
+        let board = TableBoard {
+            data: &plan.data,
+            device: self.device,
+        };
+        let problem = Problem {
+            objective: &plan.objective,
+            candidates: &[],
+        };
+        let options = plan.bound_options();
+        let mut spread_fit = nas::AtBlend { fitted, blend: 0.0 };
+        let trivial = TrivialFit::fit(&plan.data, &spread)?;
+        let mut runs = Vec::new();
+        for (i, c) in plan.constraints.iter().enumerate() {
+            let search = ProbeSearch {
+                problem: &problem,
+                constraint: c,
+                options: &options,
+                plan: plan.probe_plan,
+            };
+            for &w in &plan.args.blend {
+                spread_fit.blend = w;
+                let mut device = PipelineBoard {
+                    board,
+                    pipeline,
+                    opts,
+                    blend: w,
+                };
+                let started = Instant::now();
+                let got = nas_probe::answer(&search, &mut device, &spread_fit, &spread)?;
+                let seconds = spread_seconds + started.elapsed().as_secs_f64();
+                runs.push(self.probed_record(&format!("nasflat@{w}"), i, got, seconds)?);
+            }
+            let started = Instant::now();
+            let got = nas_probe::answer(&search, &mut TrivialBoard { board }, &trivial, &spread)?;
+            let seconds = started.elapsed().as_secs_f64();
+            runs.push(self.probed_record("trivial", i, got, seconds)?);
+        }
+        Ok(runs)
+    }
+
+    fn probed_record(
+        &self,
+        name: &str,
+        constraint: usize,
+        got: Option<ProbeOutcome>,
+        seconds: f64,
+    ) -> Result<NasRun> {
+        let chosen = got.as_ref().map(|o| o.outcome.chosen);
+        let mut run = self.record(name, Mode::Probed, constraint, chosen, seconds)?;
+        run.probes = Some(self.plan.probe_plan.probes);
+        run.measured = got.map(|o| o.measured);
+        Ok(run)
     }
 }
 

@@ -429,3 +429,87 @@ fn unknown_recipe_exits_2_naming_the_flag() {
         exits_2_naming(command, &["--recipe", "bogus", "served or paper"]);
     }
 }
+
+/// `--mode probed` refuses plans it cannot run before any training.
+#[test]
+fn nas_probed_refuses_impossible_plans() {
+    let base = [
+        "nas",
+        "--space",
+        "nb201",
+        "--task",
+        "ND",
+        "--device",
+        "pixel2",
+        "--latency-ms",
+        "14",
+        "--mode",
+        "probed",
+        "--trials",
+        "1",
+    ];
+    let cases: [(&[&str], &[&str]); 3] = [
+        (&["--probes", "0"], &["--probes 0", "--mode exhaustive"]),
+        (
+            &["--probes", "19", "--samples", "20"],
+            &["probes", "at most 18 of the 20 samples", "19"],
+        ),
+        (
+            &["--probes", "4", "--probe-rounds", "5"],
+            &["probe rounds", "5"],
+        ),
+    ];
+    for (extra, named) in cases {
+        exits_2_naming(&[&base[..], extra].concat(), named);
+    }
+}
+
+/// `--mode probed` spends the given probes of the k samples near the
+/// budget: every answer is within the budget by its measurement or its
+/// bound, a measured answer's bound is its true latency, and the trivial
+/// fit runs under the same plan.
+#[test]
+fn nas_probed_answers_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("probed.json");
+    let args = [
+        "nas",
+        "--space",
+        "nb201",
+        "--task",
+        "ND",
+        "--device",
+        "fpga",
+        "--latency-ms",
+        "4,6",
+        "--mode",
+        "probed",
+        "--probes",
+        "6",
+        "--probe-rounds",
+        "2",
+        "--trials",
+        "1",
+        "--epochs",
+        "1",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    let (code, out, err) = host(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("| probed | nasflat@0.95 | fpga |"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "2 budgets x (nasflat, trivial)");
+    for r in runs {
+        assert_eq!(r["mode"], "probed");
+        assert_eq!(r["probes"], 6);
+        let c = r["constraint_ms"].as_f64().unwrap();
+        let upper = r["upper_ms"].as_f64().unwrap();
+        assert!(upper <= c, "{r}");
+        if r["measured"] == true {
+            assert_eq!(r["upper_ms"], r["true_ms"], "{r}");
+            assert!(!r["violated"].as_bool().unwrap(), "{r}");
+        }
+    }
+}

@@ -64,6 +64,38 @@ impl LatencyModel for Blended<'_, '_> {
     }
 }
 
+/// [`Blended`] owning its fit: what a refit of a probed search returns
+/// ([`super::probe`]).
+pub struct AtBlend<'a> {
+    /// The fitted pipeline.
+    pub fitted: Fitted<'a>,
+    /// Weight of the linear stack; 0 = the GNN alone.
+    pub blend: f64,
+}
+
+impl AtBlend<'_> {
+    fn view(&self) -> Blended<'_, '_> {
+        Blended {
+            fitted: &self.fitted,
+            blend: self.blend,
+        }
+    }
+}
+
+impl LatencyModel for AtBlend<'_> {
+    fn predict(&self, rows: &[usize]) -> Result<Vec<f64>> {
+        self.view().predict(rows)
+    }
+
+    fn loo_log_residuals(&self) -> Result<Vec<f64>> {
+        self.view().loo_log_residuals()
+    }
+
+    fn sample_ms(&self) -> Vec<f64> {
+        self.view().sample_ms()
+    }
+}
+
 /// A device's measured latencies: an exact model (no residuals).
 pub struct TableLatency<'a> {
     data: &'a SpaceData,

@@ -18,6 +18,7 @@ pub mod evolution;
 pub mod exhaustive;
 pub mod latency;
 pub mod objective;
+pub mod probe;
 pub mod resolution;
 pub mod rule;
 
@@ -27,7 +28,7 @@ use std::str::FromStr;
 pub use bound::BoundOptions;
 pub use candidate::Candidate;
 pub use constraint::Constraint;
-pub use latency::{Blended, LatencyModel, TableLatency, TrivialFit};
+pub use latency::{AtBlend, Blended, LatencyModel, TableLatency, TrivialFit};
 pub use objective::Objective;
 
 use crate::error::{PredictorError, Result};
@@ -50,6 +51,9 @@ pub enum Mode {
     Metad2a500,
     /// Every architecture, bounded at the constraint's risk.
     Exhaustive,
+    /// Exhaustive, with part of the k measurements spent near the budget
+    /// ([`probe`]); it measures, so it runs through [`probe::ProbeSearch`].
+    Probed,
     /// FBNet's whole space by evolution ([`evolution::evolve`]), bounded at
     /// the constraint's risk; not a table search.
     Evolution,
@@ -61,6 +65,7 @@ impl Mode {
         match self {
             Mode::Metad2a500 => "metad2a500",
             Mode::Exhaustive => "exhaustive",
+            Mode::Probed => "probed",
             Mode::Evolution => "evolution",
         }
     }
@@ -78,10 +83,11 @@ impl FromStr for Mode {
         match s.to_ascii_lowercase().as_str() {
             "metad2a500" => Ok(Mode::Metad2a500),
             "exhaustive" => Ok(Mode::Exhaustive),
+            "probed" => Ok(Mode::Probed),
             "evolution" => Ok(Mode::Evolution),
             _ => Err(PredictorError::input(
                 "mode",
-                "metad2a500, exhaustive or evolution",
+                "metad2a500, exhaustive, probed or evolution",
                 format!("`{s}`"),
             )),
         }
@@ -170,6 +176,13 @@ pub fn search_with(
                 "evolution (it searches architectures off the table: nas::evolution::evolve)",
             ));
         }
+        Mode::Probed => {
+            return Err(PredictorError::input(
+                "mode",
+                "metad2a500 or exhaustive for a search without measurements",
+                "probed (it measures: nas::probe::ProbeSearch)",
+            ));
+        }
     };
     let chosen = ranked
         .first()
@@ -189,7 +202,7 @@ pub fn search_with(
 fn bound_name(mode: Mode) -> &'static str {
     match mode {
         Mode::Metad2a500 => "predicted latency of the candidate list",
-        Mode::Exhaustive | Mode::Evolution => "upper latency bound",
+        Mode::Exhaustive | Mode::Probed | Mode::Evolution => "upper latency bound",
     }
 }
 
