@@ -5,7 +5,8 @@
 # search under s's own 40th/75th/95th latency percentiles, once per plan.
 # Run from the repository root; summarise with nas_probe_summary.py OUT_DIR.
 #
-# usage: nas_probe_loso.sh HOST_BIN OUT_DIR [FIRST_SEED] [TRIALS]
+# usage: [SOURCES="a b"] [PLANS="8,2,true,probed;..."] nas_probe_loso.sh HOST_BIN OUT_DIR [FIRST_SEED] [TRIALS]
+# (a plan: probes,rounds,verify,modes; default: all sources, the four plans below)
 set -euo pipefail
 bin=$1 out=$2 seed=${3:-0} trials=${4:-5}
 py=${PYTHON:-python3}
@@ -29,13 +30,12 @@ for s in nd["train"]:
     budgets[s] = [col[int(p / 100 * (len(col) - 1))] for p in (40, 75, 95)]
 json.dump(budgets, open(os.path.join(out, "budgets.json"), "w"))
 PY
-sources=$($py -c "import json; print(' '.join(json.load(open('$out/budgets.json'))))")
-# plan: probes rounds verify modes
-plans=("8 2 false exhaustive,probed" "4 1 true probed" "8 2 true probed" "12 3 true probed")
+sources=${SOURCES:-$($py -c "import json; print(' '.join(json.load(open('$out/budgets.json'))))")}
+IFS=';' read -r -a plans <<< "${PLANS:-8,2,false,exhaustive,probed;4,1,true,probed;8,2,true,probed;12,3,true,probed}"
 for s in $sources; do
   c=$($py -c "import json; print(','.join(map(str, json.load(open('$out/budgets.json'))['$s'])))")
   for plan in "${plans[@]}"; do
-    read -r probes rounds verify modes <<< "$plan"
+    IFS=, read -r probes rounds verify modes <<< "$plan"
     suffix=""; [ "$verify" = true ] && suffix=v
     name="$s-p${probes}r${rounds}$suffix"
     [ -s "$out/$name.json" ] && continue

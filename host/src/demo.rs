@@ -101,6 +101,7 @@ async fn verified_search(
         objective: None,
         risk: Some(DEMO_RISK),
         verify,
+        probe: 0,
     };
     let median = median_finite(predicted).context("no predictions")?;
     let slowest = predicted

@@ -906,7 +906,7 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     let pending: serde_json::Value = ok(&app, get(&format!("/v1/searches/{id}"))).await;
     assert_eq!(pending["verify_measured"], 0);
     assert_eq!(pending["candidates"][0]["job_state"], "leased");
-    assert!(pending["first_within_budget"].is_null());
+    assert!(pending["best_within_budget"].is_null());
     let batch = ResultBatch {
         results: leases
             .iter()
@@ -921,8 +921,8 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     assert_eq!(done["candidates"][0]["within_budget"], false);
     assert_eq!(done["candidates"][1]["within_budget"], true);
     assert_eq!(done["candidates"][0]["job_state"], "done");
-    assert_eq!(done["first_within_budget"]["rank"], 1);
-    assert_eq!(done["first_within_budget"]["measured_ms"], 12.25);
+    assert_eq!(done["best_within_budget"]["rank"], 1);
+    assert_eq!(done["best_within_budget"]["measured_ms"], 12.25);
     let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
     conforms(&doc, "get", "/v1/searches/{id}", &done);
     err(&app, get("/v1/searches/search-none"), StatusCode::NOT_FOUND).await;
@@ -999,6 +999,131 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     )
     .await;
     assert!(e.message.contains("built-in"), "{}", e.message);
+}
+
+/// `probe: n` queues, beside the verified candidates, n architectures
+/// beyond the bound (listed after the ranked ones, `beyond_bound`), chosen
+/// because they may beat the answer: each is more accurate than the chosen
+/// one. Once a probe measures within the budget it is the answer to
+/// deploy (`best_within_budget`), over a verified candidate; a probe over
+/// the budget is not. Probes on a built-in device or above 10 are refused.
+#[tokio::test]
+async fn search_probes_beyond_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, state) = app(dir.path()).await;
+    let reg = register(&app).await;
+    let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
+    let mut samples = lease(&app, &dev, &tok, 16).await;
+    samples.extend(lease(&app, &dev, &tok, 16).await);
+    let batch = results_of(&dev, &samples, |_| 10.0);
+    let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    let k = state.spaces.served(SearchSpace::Nb201).unwrap().clone();
+    let column = k.data.latency.position("pixel2").unwrap();
+    let truth: Vec<f64> = (0..k.data.rows())
+        .map(|r| k.data.latency(column, r).unwrap_or(1e9))
+        .collect();
+    let residuals: Vec<f64> = (0..20).map(|i| f64::from(i - 5) / 100.0).collect();
+    let predictions = NewPredictions {
+        device_id: &dev,
+        space: SearchSpace::Nb201,
+        version: "v-test",
+        transfer_id: "tr-test",
+        base_version: "base",
+        init_from: None,
+        train_rows: &[1, 2],
+        latencies: &truth,
+        choice: None,
+    };
+    state.store.put_predictions(&predictions).await.unwrap();
+    state
+        .store
+        .put_residuals(&dev, SearchSpace::Nb201, "v-test", &residuals)
+        .await
+        .unwrap();
+    let search = |body: serde_json::Value| {
+        json_post(&format!("/v1/devices/{dev}/search"), Some(ADMIN), body)
+    };
+    let e = err(
+        &app,
+        search(serde_json::json!({"max_latency_ms": 14.0, "probe": 11})),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(e.message.contains("probe 11"), "{}", e.message);
+    let builtin = json_post(
+        "/v1/devices/nb201:pixel2/search",
+        Some(ADMIN),
+        serde_json::json!({"max_latency_ms": 14.0, "probe": 1}),
+    );
+    let e = err(&app, builtin, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(e.message.contains("built-in"), "{}", e.message);
+
+    let v: serde_json::Value = {
+        let Reply { status, body, .. } = call(
+            &app,
+            search(serde_json::json!({"max_latency_ms": 14.0, "verify": 1, "probe": 2})),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).unwrap()
+    };
+    let candidates = v["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 12, "10 ranked + 2 probes");
+    let chosen = v["chosen"]["objective"].as_f64().unwrap();
+    for (i, c) in candidates.iter().enumerate() {
+        let probe = i >= 10;
+        assert_eq!(c["beyond_bound"], probe, "{c}");
+        assert_eq!(c["job_id"].is_null(), i != 0 && !probe, "{c}");
+        if probe {
+            assert!(c["upper_ms"].as_f64().unwrap() > 14.0, "{c}");
+            assert!(c["objective"].as_f64().unwrap() > chosen, "{c}");
+        }
+    }
+    assert_eq!(v["verify_queued"], 3);
+
+    // The agent measures the chosen one within the budget, the first probe
+    // within it too and the second over it.
+    let leases = lease(&app, &dev, &tok, 16).await;
+    assert_eq!(leases.len(), 3);
+    let index_of = |l: &Lease| match &l.job {
+        JobSpec::Arch { arch, .. } => arch.index().unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let row = |i: usize| candidates[i]["index"].as_u64().unwrap() as usize;
+    let ms_of = |r: usize| {
+        if r == row(0) || r == row(10) {
+            13.5
+        } else {
+            14.5
+        }
+    };
+    let batch = ResultBatch {
+        results: leases
+            .iter()
+            .map(|l| {
+                result(
+                    &dev,
+                    Some(l.lease_id.clone()),
+                    l.job.clone(),
+                    ms_of(index_of(l)),
+                )
+            })
+            .collect(),
+    };
+    let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
+    let id = v["id"].as_str().unwrap();
+    let done: serde_json::Value = ok(&app, get(&format!("/v1/searches/{id}"))).await;
+    assert_eq!(done["verify_measured"], 3);
+    assert_eq!(done["best_within_budget"]["index"], row(10));
+    assert_eq!(done["best_within_budget"]["beyond_bound"], true);
+    assert_eq!(done["candidates"][11]["within_budget"], false);
+    let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
+    conforms(&doc, "get", "/v1/searches/{id}", &done);
 }
 
 fn fingerprint_with(runtime: Option<RuntimeIdentity>) -> Fingerprint {

@@ -607,7 +607,7 @@ async fn a_search_and_its_verification_jobs_are_stored_together() {
         let dev = device(&store).await;
         let mut first = verify_search("search-a", &dev);
         store
-            .insert_search_with_verification(&mut first, 2)
+            .insert_search_with_verification(&mut first, &[0, 1])
             .await
             .unwrap();
         let ids: Vec<String> = first
@@ -628,7 +628,7 @@ async fn a_search_and_its_verification_jobs_are_stored_together() {
         let mut clash = verify_search("search-a", &dev);
         assert!(
             store
-                .insert_search_with_verification(&mut clash, 3)
+                .insert_search_with_verification(&mut clash, &[0, 1, 2])
                 .await
                 .is_err()
         );
@@ -652,12 +652,12 @@ async fn verification_reads_only_the_named_jobs() {
         let dev = device(&store).await;
         let mut a = verify_search("search-a", &dev);
         store
-            .insert_search_with_verification(&mut a, 2)
+            .insert_search_with_verification(&mut a, &[0, 1])
             .await
             .unwrap();
         let mut b = verify_search("search-b", &dev);
         store
-            .insert_search_with_verification(&mut b, 1)
+            .insert_search_with_verification(&mut b, &[0])
             .await
             .unwrap();
         let a_jobs: Vec<String> = a

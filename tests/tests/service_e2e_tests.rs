@@ -175,7 +175,7 @@ async fn real_agent_verifies_a_search() {
         );
     }
     assert_eq!(
-        done["first_within_budget"]["rank"],
+        done["best_within_budget"]["rank"],
         first.unwrap_or(json!(null))
     );
     // Verification measurements are held out of the plan samples: they

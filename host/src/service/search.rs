@@ -14,9 +14,11 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use nasflat_predictor::Samples;
+use nasflat_predictor::nas::probe::{ProbePlan, ProbeSearch, next_probes};
 use nasflat_predictor::nas::{
-    self, Constraint, LatencyModel, Mode, Objective, Problem, RANKED_LIMIT, SearchOutcome,
-    TableLatency,
+    self, BoundOptions, Candidate, Constraint, LatencyModel, Mode, Objective, Problem,
+    RANKED_LIMIT, SearchOutcome, TableLatency,
 };
 use nasflat_predictor::{PredictorError, Result as PredictorResult};
 use nasflat_shared::{Arch, SearchSpace};
@@ -56,6 +58,14 @@ pub struct SearchRequest {
     /// agent (0..=the number of candidates returned; agent devices only).
     #[serde(default)]
     pub verify: usize,
+    /// Also queue measurement jobs for the n architectures *beyond* the
+    /// bound most likely to beat the answer (expected improvement over its
+    /// objective, the chance read from the predictor's residuals; 0..=10,
+    /// agent devices only). They are listed after the ranked candidates
+    /// with `beyond_bound: true`; once measured, the answer to deploy is
+    /// `best_within_budget`.
+    #[serde(default)]
+    pub probe: usize,
 }
 
 /// One candidate of a search, with its measurement once the agent made it.
@@ -81,6 +91,9 @@ pub struct CandidateView {
     pub measured_ms: Option<f64>,
     /// Whether the measured latency is within the budget.
     pub within_budget: Option<bool>,
+    /// A probe: its bound exceeds the budget, it was queued because it may
+    /// beat the answer (`probe` in the request).
+    pub beyond_bound: bool,
 }
 
 /// A search and, once measured, its verification.
@@ -108,16 +121,19 @@ pub struct SearchView {
     pub residual_quantile: f64,
     /// Creation, epoch ms.
     pub created_ms: i64,
-    /// The architecture to deploy (the first candidate).
+    /// The architecture to deploy by the bound (the first candidate).
     pub chosen: CandidateView,
-    /// Every candidate, best objective first.
+    /// Every candidate: the bounded ones best objective first, then the
+    /// probes (`beyond_bound`).
     pub candidates: Vec<CandidateView>,
     /// Verification jobs queued.
     pub verify_queued: usize,
     /// Verification jobs measured (valid).
     pub verify_measured: usize,
-    /// The best-ranked candidate whose measured latency meets the budget.
-    pub first_within_budget: Option<CandidateView>,
+    /// The most accurate candidate (probes included) whose measured
+    /// latency meets the budget: the answer once measured, with no risk
+    /// left. Among the bounded candidates alone, the best-ranked one.
+    pub best_within_budget: Option<CandidateView>,
 }
 
 /// What searching reads and writes: the served spaces (and the built-in
@@ -194,6 +210,7 @@ struct Question {
     objective: Objective,
     constraint: Constraint,
     verify: usize,
+    probe: usize,
 }
 
 /// NB201's default is the paper's Table 8 objective; FBNet has only proxies.
@@ -217,6 +234,7 @@ impl Searcher {
             objective,
             constraint,
             verify: req.verify,
+            probe: req.probe,
         })
     }
 
@@ -311,17 +329,24 @@ impl Searcher {
         backfill: Backfill,
     ) -> Result<SearchRow, AppError> {
         let (latencies, version, source) = self.latencies(device_id, q.space, backfill).await?;
-        if q.verify > 0 && source == SearchSource::Table {
+        if (q.verify > 0 || q.probe > 0) && source == SearchSource::Table {
             return Err(AppError::Invalid(format!(
                 "`{device_id}` is a built-in device: its latencies are measured already, there is no agent to verify on"
             )));
         }
+        if q.probe > RANKED_LIMIT {
+            return Err(AppError::Invalid(format!(
+                "probe {}: at most {RANKED_LIMIT} architectures beyond the bound",
+                q.probe
+            )));
+        }
         let k = self.spaces.served(q.space)?.clone();
-        let (objective, constraint) = (q.objective, q.constraint);
-        let outcome =
-            tokio::task::spawn_blocking(move || answer(&k, &latencies, objective, &constraint))
-                .await
-                .map_err(|e| AppError::Internal(format!("search crashed: {e}")))??;
+        let (objective, constraint, probe) = (q.objective, q.constraint, q.probe);
+        let (outcome, probes) = tokio::task::spawn_blocking(move || {
+            answer(&k, &latencies, objective, &constraint, probe)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("search crashed: {e}")))??;
         Ok(SearchRow {
             id: new_id("search"),
             device_id: device_id.to_string(),
@@ -335,6 +360,7 @@ impl Searcher {
             candidates: outcome
                 .ranked
                 .iter()
+                .chain(&probes)
                 .map(|c| StoredCandidate {
                     index: c.row,
                     predicted_ms: c.predicted_ms,
@@ -364,15 +390,16 @@ impl Searcher {
     pub async fn run(&self, device_id: &str, req: &SearchRequest) -> Result<SearchRow, AppError> {
         let q = self.question(req)?;
         let mut row = self.searched(device_id, &q, Backfill::Start).await?;
-        if q.verify > row.candidates.len() {
+        let ranked = row.candidates.len() - row.probes();
+        if q.verify > ranked {
             return Err(AppError::Invalid(format!(
-                "verify {} but the search has {} candidates (at most {RANKED_LIMIT})",
+                "verify {} but the search has {ranked} candidates (at most {RANKED_LIMIT})",
                 q.verify,
-                row.candidates.len()
             )));
         }
+        let queued: Vec<usize> = (0..q.verify).chain(ranked..row.candidates.len()).collect();
         self.store
-            .insert_search_with_verification(&mut row, q.verify)
+            .insert_search_with_verification(&mut row, &queued)
             .await?;
         Ok(row)
     }
@@ -408,26 +435,46 @@ impl Searcher {
 }
 
 /// The exhaustive risk-aware search of `k`'s space (blocking: scores the
-/// objective and scans every architecture).
+/// objective and scans every architecture), and `probe` architectures
+/// beyond its bound worth measuring (served predictors only).
 fn answer(
     k: &SpaceKnowledge,
     latencies: &Latencies,
     objective: Objective,
     constraint: &Constraint,
-) -> Result<SearchOutcome, AppError> {
+    probe: usize,
+) -> Result<(SearchOutcome, Vec<Candidate>), AppError> {
     let scores = objective.scores(&k.data)?;
     let problem = Problem {
         objective: &scores,
         candidates: &[],
     };
-    let outcome = match latencies {
-        Latencies::Served(served) => nas::search(served, &problem, constraint, Mode::Exhaustive),
+    match latencies {
+        Latencies::Served(served) => {
+            let outcome = nas::search(served, &problem, constraint, Mode::Exhaustive)?;
+            let search = ProbeSearch {
+                problem: &problem,
+                constraint,
+                options: &BoundOptions::PLAIN,
+                plan: ProbePlan {
+                    probes: probe,
+                    rounds: 1,
+                    verify: false,
+                },
+            };
+            let probes = if probe == 0 {
+                Vec::new()
+            } else {
+                next_probes(served, &search, &Samples::default(), probe)?
+            };
+            Ok((outcome, probes))
+        }
         Latencies::Table { device } => {
             let table = TableLatency::new(&k.data, device)?;
-            nas::search(&table, &problem, constraint, Mode::Exhaustive)
+            let outcome = nas::search(&table, &problem, constraint, Mode::Exhaustive)?;
+            Ok((outcome, Vec::new()))
         }
-    };
-    Ok(outcome?)
+    }
 }
 
 /// Joins a stored search with its jobs' states and measurements.
@@ -454,6 +501,7 @@ fn view_of(row: SearchRow, verification: &Verification) -> Result<SearchView, Ap
                 job_state: c.job_id.as_ref().and_then(|j| states.get(j).copied()),
                 measured_ms,
                 within_budget: measured_ms.map(|ms| ms <= budget),
+                beyond_bound: c.upper_ms > budget,
             }
         })
         .collect();
@@ -462,9 +510,13 @@ fn view_of(row: SearchRow, verification: &Verification) -> Result<SearchView, Ap
     })?;
     let objective_is_accuracy = row.objective.is_accuracy();
     Ok(SearchView {
-        first_within_budget: candidates
+        best_within_budget: candidates
             .iter()
-            .find(|c| c.within_budget == Some(true))
+            .filter(|c| c.within_budget == Some(true))
+            .fold(None::<&CandidateView>, |best, c| match best {
+                Some(b) if b.objective >= c.objective => Some(b),
+                _ => Some(c),
+            })
             .cloned(),
         verify_queued: candidates.iter().filter(|c| c.job_id.is_some()).count(),
         verify_measured: candidates

@@ -13,7 +13,7 @@
 //! the most accurate *measured* architecture within the budget (no risk
 //! left) and the bounded exhaustive answer of the last fit.
 
-use super::bound::BoundOptions;
+use super::bound::{self, BoundOptions};
 use super::candidate::Candidate;
 use super::constraint::Constraint;
 use super::latency::LatencyModel;
@@ -147,6 +147,41 @@ impl ProbeSearch<'_> {
         }
         state.answer(self)
     }
+}
+
+/// One round of probes without a device at hand: the `n` architectures
+/// beyond `model`'s bounded answer most likely to improve on it (expected
+/// improvement, as in [`ProbeSearch::run`]), for a caller that queues them
+/// as measurements (the service's search). `measured`: the samples the
+/// model was fitted on, never probed again.
+pub fn next_probes(
+    model: &dyn LatencyModel,
+    search: &ProbeSearch<'_>,
+    measured: &Samples,
+    n: usize,
+) -> Result<Vec<Candidate>> {
+    let state = State {
+        samples: measured.clone(),
+        scored: Scored::of(model, search.problem.objective.len())?,
+        probed: Vec::new(),
+    };
+    let held = state.held(search)?;
+    let quantile = bound::conformal_quantile(
+        &state.scored.residuals,
+        search.options.level(search.constraint.risk()),
+    );
+    choose(&state, search, held, n)?
+        .into_iter()
+        .map(|row| {
+            let predicted_ms = state.scored.predict(&[row])?[0];
+            Ok(Candidate {
+                row,
+                predicted_ms,
+                upper_ms: bound::upper_ms(predicted_ms, quantile),
+                objective: search.problem.objective[row],
+            })
+        })
+        .collect()
 }
 
 /// A fit's whole-space predictions and residuals, computed once: a round

@@ -53,6 +53,7 @@ async fn page_search(
         objective: has_accuracy_plot.then(|| "cifar10".to_string()),
         risk: form.risk,
         verify: 0,
+        probe: 0,
     };
     searcher.preview(id, &req).await
 }
@@ -195,10 +196,10 @@ fn search_section(id: &str, space: SearchSpace, form: &SearchForm, v: &SearchVie
         },
         id = esc(id),
     );
-    if let Some(f) = &v.first_within_budget {
+    if let Some(f) = &v.best_within_budget {
         let _ = write!(
             b,
-            "<p id=\"verified\">first candidate measured within the budget: rank {} <code>{}</code>, measured {:.3} ms</p>",
+            "<p id=\"verified\">best candidate measured within the budget: rank {} <code>{}</code>, measured {:.3} ms</p>",
             f.rank,
             esc(&f.arch),
             f.measured_ms.unwrap_or(f64::NAN)

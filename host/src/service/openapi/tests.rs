@@ -481,6 +481,7 @@ fn search_bodies_validate() {
         objective: Some("cifar100".into()),
         risk: Some(0.1),
         verify: 2,
+        probe: 1,
     };
     assert_valid(&doc, &request, &req);
     assert_valid(&doc, &request, &json!({"max_latency_ms": 3.5}));
@@ -489,6 +490,11 @@ fn search_bodies_validate() {
         &doc,
         &request,
         &json!({"max_latency_ms": 3.5, "verify": -1}),
+    );
+    assert_invalid(
+        &doc,
+        &request,
+        &json!({"max_latency_ms": 3.5, "probe": "some"}),
     );
     let chosen = CandidateView {
         rank: 0,
@@ -501,6 +507,17 @@ fn search_bodies_validate() {
         job_state: Some(crate::service::domain::JobState::Done),
         measured_ms: Some(11.4),
         within_budget: Some(true),
+        beyond_bound: false,
+    };
+    let probe = CandidateView {
+        rank: 1,
+        index: 456,
+        upper_ms: 14.6,
+        objective: 71.0,
+        job_id: Some("job-2".into()),
+        measured_ms: Some(13.9),
+        beyond_bound: true,
+        ..chosen.clone()
     };
     let view = SearchView {
         id: "search-1".into(),
@@ -515,10 +532,10 @@ fn search_bodies_validate() {
         residual_quantile: 0.13,
         created_ms: 1,
         chosen: chosen.clone(),
-        candidates: vec![chosen.clone()],
-        verify_queued: 1,
-        verify_measured: 1,
-        first_within_budget: Some(chosen),
+        candidates: vec![chosen.clone(), probe.clone()],
+        verify_queued: 2,
+        verify_measured: 2,
+        best_within_budget: Some(probe),
     };
     assert_valid(&doc, &answer, &view);
     assert_valid(

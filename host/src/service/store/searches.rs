@@ -93,10 +93,21 @@ pub struct SearchRow {
     pub source: SearchSource,
     /// Log-ms factor of the bound.
     pub residual_quantile: f64,
-    /// Ranked candidates, best first.
+    /// Ranked candidates, best first, then the probes beyond the bound.
     pub candidates: Vec<StoredCandidate>,
     /// Creation, epoch ms.
     pub created_ms: i64,
+}
+
+impl SearchRow {
+    /// How many candidates are probes (their bound exceeds the budget; the
+    /// ranked ones are all within it).
+    pub fn probes(&self) -> usize {
+        self.candidates
+            .iter()
+            .filter(|c| c.upper_ms > self.max_latency_ms)
+            .count()
+    }
 }
 
 const SEARCH_BY_ID_SQL: &str = "SELECT id, device_id, space, objective, max_latency_ms, risk, \
@@ -184,30 +195,34 @@ impl Store {
         Ok(())
     }
 
-    /// Queues the verification jobs of `s`'s first `verify` candidates for
-    /// its device, records their ids on those candidates and stores the
+    /// Queues the verification jobs of `s`'s candidates at the positions
+    /// `verify` (out-of-range ones ignored) for its device, records their
+    /// ids on those candidates and stores the
     /// search, in **one** transaction: a crash or a failed insert leaves
     /// neither jobs without their search nor a search without its jobs.
     pub async fn insert_search_with_verification(
         &self,
         s: &mut SearchRow,
-        verify: usize,
+        verify: &[usize],
     ) -> StoreResult<()> {
-        let top: Vec<NewJob> = s
-            .candidates
+        let positions: Vec<usize> = verify
             .iter()
-            .take(verify)
-            .map(|c| NewJob::Arch {
+            .copied()
+            .filter(|&p| p < s.candidates.len())
+            .collect();
+        let top: Vec<NewJob> = positions
+            .iter()
+            .map(|&p| NewJob::Arch {
                 space: s.space,
-                index: c.index,
+                index: s.candidates[p].index,
             })
             .collect();
         let _w = self.write().await;
         let mut tx = self.pool().begin().await?;
         let ids = insert_job_rows(&mut tx, &s.device_id, Purpose::Verify, &top).await?;
         let mut stored = s.clone();
-        for (c, id) in stored.candidates.iter_mut().zip(ids) {
-            c.job_id = Some(id);
+        for (&p, id) in positions.iter().zip(ids) {
+            stored.candidates[p].job_id = Some(id);
         }
         insert_search_row(&mut tx, &stored).await?;
         tx.commit().await?;
