@@ -261,13 +261,21 @@ impl State {
     }
 
     /// The objective already held: the better of the measured and the
-    /// bounded answer (the lowest objective of the space when neither).
+    /// bounded answer, or the measured one alone when the answer is
+    /// verified (the lowest objective of the space when none).
     fn held(&self, search: &ProbeSearch<'_>) -> Result<f64> {
         let objective = search.problem.objective;
         let measured = self
             .best_measured(objective, search.constraint.max_ms())
             .map(|s| objective[s.row]);
-        let bounded = self.bounded(search)?.map(|o| o.chosen.objective);
+        // A verified search answers with a measured architecture, so only
+        // a measured one is held: the bounded answer is then a probe like
+        // any other (worth measuring when it is likely within and better).
+        let bounded = if search.plan.verify {
+            None
+        } else {
+            self.bounded(search)?.map(|o| o.chosen.objective)
+        };
         let floor = objective
             .iter()
             .copied()
@@ -637,13 +645,13 @@ mod tests {
                 }
                 if verify {
                     assert!(got.measured, "budget {budget}");
-                    // The bounded answer was measured unless a measured
-                    // one already beat it.
+                    // The bounded answer was measured (by a round or the
+                    // verification) unless a measured one already beat it.
                     let plain = search_with(&model, &problem, &c, Mode::Exhaustive, &options)
                         .unwrap()
                         .chosen;
                     assert!(
-                        device.measured.last() == Some(&plain.row)
+                        device.measured.contains(&plain.row)
                             || got.outcome.chosen.objective >= plain.objective,
                         "budget {budget}"
                     );
@@ -656,6 +664,64 @@ mod tests {
             over[0]
         );
         assert_eq!(over[1], 0);
+    }
+
+    /// Every refit comes back over-confident (it predicts 20% fast), so the
+    /// bounded answer drifts over the budget as the rounds go. A verified
+    /// search holds only what it measured, so it measures the first fit's
+    /// good bounded answer early and keeps it when the drifted one fails
+    /// its verification.
+    #[test]
+    fn a_verified_search_keeps_the_answer_it_measured_when_refits_drift() {
+        struct Drifting {
+            exact: Biased,
+            measured: Vec<usize>,
+        }
+        impl ProbeDevice for Drifting {
+            type Model = Biased;
+            fn measure(&mut self, rows: &[usize]) -> Result<Vec<f64>> {
+                self.measured.extend(rows);
+                Ok(rows.iter().map(|&r| self.exact.ms[r]).collect())
+            }
+            fn fit(&mut self, _samples: &Samples) -> Result<Biased> {
+                Ok(Biased {
+                    bias: 0.8,
+                    ..self.exact.clone()
+                })
+            }
+        }
+        let (ms, acc, mut exact, spread) = setup(1.0);
+        exact.residuals = (0..20).map(|i| -0.01 + 0.001 * f64::from(i)).collect();
+        let problem = Problem {
+            objective: &acc,
+            candidates: &[],
+        };
+        let options = BoundOptions::PLAIN;
+        for budget in [8.0, 10.0, 12.0, 14.0, 16.0] {
+            let c = Constraint::new(budget, 0.1).unwrap();
+            let first = search_with(&exact, &problem, &c, Mode::Exhaustive, &options)
+                .unwrap()
+                .chosen;
+            let search = ProbeSearch {
+                problem: &problem,
+                constraint: &c,
+                options: &options,
+                plan: ProbePlan {
+                    probes: 4,
+                    rounds: 2,
+                    verify: true,
+                },
+            };
+            let mut device = Drifting {
+                exact: exact.clone(),
+                measured: Vec::new(),
+            };
+            let got = search.run(&mut device, &exact, &spread).unwrap();
+            let chosen = got.outcome.chosen;
+            assert!(ms[chosen.row] <= budget, "budget {budget}");
+            assert!(chosen.objective >= first.objective, "budget {budget}");
+            assert!(device.measured.contains(&first.row), "budget {budget}");
+        }
     }
 
     #[test]
