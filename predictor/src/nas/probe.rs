@@ -8,10 +8,14 @@
 //! Per round, every unmeasured architecture is scored by its expected
 //! improvement over the best answer already held: the chance it meets the
 //! budget (the share of the model's leave-one-out residuals that would keep
-//! it within) times its objective gain. The best-scored are measured, the
-//! model is refitted on all samples so far, and the answer is the better of
-//! the most accurate *measured* architecture within the budget (no risk
-//! left) and the bounded exhaustive answer of the last fit.
+//! it within) times its objective gain. The best-scored are measured and
+//! the model is refitted on all samples so far.
+//!
+//! A *verified* search ([`ProbePlan::verify`], the `nas` default) holds only
+//! what it measured, keeps its last probe for the last fit's bounded answer
+//! and answers with the most accurate measured architecture within the
+//! budget: no risk is left in its answer. An unverified one answers the
+//! better of that and the bounded exhaustive answer of the last fit.
 
 use super::bound::{self, BoundOptions};
 use super::candidate::Candidate;
