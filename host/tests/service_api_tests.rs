@@ -721,11 +721,45 @@ async fn lease(app: &Router, dev: &str, tok: &str, n: u32) -> Vec<Lease> {
     p.leases
 }
 
+/// Measures `dev`'s 20 plan samples (so its next leases are a search's)
+/// and stores pixel2's true latencies as its served predictions, with 20
+/// residuals from -0.05 to 0.14 (risk 0.1: quantile 0.13); returns them.
+async fn serve_pixel2(app: &Router, state: &AppState, dev: &str, tok: &str) -> Vec<f64> {
+    let mut samples = lease(app, dev, tok, 16).await;
+    samples.extend(lease(app, dev, tok, 16).await);
+    let batch = results_of(dev, &samples, |_| 10.0);
+    let _: ResultAck = ok(app, postcard_req("/v1/agents/results", Some(tok), &batch)).await;
+    let k = state.spaces.served(SearchSpace::Nb201).unwrap().clone();
+    let column = k.data.latency.position("pixel2").unwrap();
+    let truth: Vec<f64> = (0..k.data.rows())
+        .map(|r| k.data.latency(column, r).unwrap_or(1e9))
+        .collect();
+    let residuals: Vec<f64> = (0..20).map(|i| f64::from(i - 5) / 100.0).collect();
+    let predictions = NewPredictions {
+        device_id: dev,
+        space: SearchSpace::Nb201,
+        version: "v-test",
+        transfer_id: "tr-test",
+        base_version: "base",
+        init_from: None,
+        train_rows: &[1, 2],
+        latencies: &truth,
+        choice: None,
+    };
+    state.store.put_predictions(&predictions).await.unwrap();
+    state
+        .store
+        .put_residuals(dev, SearchSpace::Nb201, "v-test", &residuals)
+        .await
+        .unwrap();
+    truth
+}
+
 /// A search on an agent device ranks with its served predictions and the
 /// residual bound of its transfer (here: pixel2's true latencies stored as
 /// the device's predictions, residuals chosen), queues the top candidates
 /// for its agent, and `GET /v1/searches/{id}` shows what the agent measured
-/// and the first candidate that really met the budget. Every bad request
+/// and the best candidate that really met the budget. Every bad request
 /// is a 4xx with our body and queues nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_ranks_verifies_and_refuses_bad_input() {
@@ -763,37 +797,9 @@ async fn search_ranks_verifies_and_refuses_bad_input() {
     .await;
 
     // The 20 plan samples are measured first, so the next leases are the search's.
-    let mut samples = lease(&app, &dev, &tok, 16).await;
-    samples.extend(lease(&app, &dev, &tok, 16).await);
-    let batch = results_of(&dev, &samples, |_| 10.0);
-    let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
-
+    let truth = serve_pixel2(&app, &state, &dev, &tok).await;
     let k = state.spaces.served(SearchSpace::Nb201).unwrap().clone();
     let column = k.data.latency.position("pixel2").unwrap();
-    let truth: Vec<f64> = (0..k.data.rows())
-        .map(|r| k.data.latency(column, r).unwrap_or(1e9))
-        .collect();
-    let residuals: Vec<f64> = (0..20).map(|i| f64::from(i - 5) / 100.0).collect();
-    state
-        .store
-        .put_predictions(&NewPredictions {
-            device_id: &dev,
-            space: SearchSpace::Nb201,
-            version: "v-test",
-            transfer_id: "tr-test",
-            base_version: "base",
-            init_from: None,
-            train_rows: &[1, 2],
-            latencies: &truth,
-            choice: None,
-        })
-        .await
-        .unwrap();
-    state
-        .store
-        .put_residuals(&dev, SearchSpace::Nb201, "v-test", &residuals)
-        .await
-        .unwrap();
 
     let jobs_before = state.store.jobs_of_device(&dev).await.unwrap().len();
     let bad = [
@@ -1013,33 +1019,7 @@ async fn search_probes_beyond_the_bound() {
     let (app, state) = app(dir.path()).await;
     let reg = register(&app).await;
     let (dev, tok) = (reg.device_id.clone(), reg.device_token.clone());
-    let mut samples = lease(&app, &dev, &tok, 16).await;
-    samples.extend(lease(&app, &dev, &tok, 16).await);
-    let batch = results_of(&dev, &samples, |_| 10.0);
-    let _: ResultAck = ok(&app, postcard_req("/v1/agents/results", Some(&tok), &batch)).await;
-    let k = state.spaces.served(SearchSpace::Nb201).unwrap().clone();
-    let column = k.data.latency.position("pixel2").unwrap();
-    let truth: Vec<f64> = (0..k.data.rows())
-        .map(|r| k.data.latency(column, r).unwrap_or(1e9))
-        .collect();
-    let residuals: Vec<f64> = (0..20).map(|i| f64::from(i - 5) / 100.0).collect();
-    let predictions = NewPredictions {
-        device_id: &dev,
-        space: SearchSpace::Nb201,
-        version: "v-test",
-        transfer_id: "tr-test",
-        base_version: "base",
-        init_from: None,
-        train_rows: &[1, 2],
-        latencies: &truth,
-        choice: None,
-    };
-    state.store.put_predictions(&predictions).await.unwrap();
-    state
-        .store
-        .put_residuals(&dev, SearchSpace::Nb201, "v-test", &residuals)
-        .await
-        .unwrap();
+    serve_pixel2(&app, &state, &dev, &tok).await;
     let search = |body: serde_json::Value| {
         json_post(&format!("/v1/devices/{dev}/search"), Some(ADMIN), body)
     };
