@@ -465,7 +465,7 @@ fn answer(
             let probes = if probe == 0 {
                 Vec::new()
             } else {
-                next_probes(served, &search, &Samples::default(), probe)?
+                next_probes(served, &search, &Samples::default())?
             };
             Ok((outcome, probes))
         }
@@ -513,9 +513,13 @@ fn view_of(row: SearchRow, verification: &Verification) -> Result<SearchView, Ap
         best_within_budget: candidates
             .iter()
             .filter(|c| c.within_budget == Some(true))
-            .fold(None::<&CandidateView>, |best, c| match best {
-                Some(b) if b.objective >= c.objective => Some(b),
-                _ => Some(c),
+            // Ties keep the better-ranked candidate.
+            .reduce(|best, c| {
+                if c.objective > best.objective {
+                    c
+                } else {
+                    best
+                }
             })
             .cloned(),
         verify_queued: candidates.iter().filter(|c| c.job_id.is_some()).count(),

@@ -211,7 +211,11 @@ fn min(values: &[f64]) -> f64 {
 }
 
 #[cfg(test)]
+mod test_table;
+
+#[cfg(test)]
 mod tests {
+    use super::test_table::table;
     use super::*;
 
     /// Fixed latencies with given residuals.
@@ -245,19 +249,6 @@ mod tests {
         fn loo_log_residuals(&self) -> Result<Vec<f64>> {
             Ok(self.residuals.clone())
         }
-    }
-
-    /// A deterministic table where accuracy rises with latency, as it does.
-    fn table(n: usize) -> (Vec<f64>, Vec<f64>) {
-        let ms: Vec<f64> = (0..n)
-            .map(|i| 2.0 + ((i * 7919) % 1000) as f64 / 50.0)
-            .collect();
-        let acc: Vec<f64> = ms
-            .iter()
-            .enumerate()
-            .map(|(i, m)| 50.0 + 1.5 * m + ((i * 31) % 17) as f64 / 4.0)
-            .collect();
-        (ms, acc)
     }
 
     #[test]

@@ -147,22 +147,20 @@ impl ProbeSearch<'_> {
         }
         if self.plan.verify {
             state.verify(self, device)?;
-            return state.answer_measured(self);
         }
         state.answer(self)
     }
 }
 
-/// One round of probes without a device at hand: the `n` architectures
-/// beyond `model`'s bounded answer most likely to improve on it (expected
-/// improvement, as in [`ProbeSearch::run`]), for a caller that queues them
-/// as measurements (the service's search). `measured`: the samples the
-/// model was fitted on, never probed again.
+/// One round of probes without a device at hand: the `search.plan.probes`
+/// architectures beyond `model`'s bounded answer most likely to improve on
+/// it (expected improvement, as in [`ProbeSearch::run`]), for a caller that
+/// queues them as measurements (the service's search). `measured`: the
+/// samples the model was fitted on, never probed again.
 pub fn next_probes(
     model: &dyn LatencyModel,
     search: &ProbeSearch<'_>,
     measured: &Samples,
-    n: usize,
 ) -> Result<Vec<Candidate>> {
     let state = State {
         samples: measured.clone(),
@@ -174,7 +172,7 @@ pub fn next_probes(
         &state.scored.residuals,
         search.options.level(search.constraint.risk()),
     );
-    choose(&state, search, held, n)?
+    choose(&state, search, held, search.plan.probes)?
         .into_iter()
         .map(|row| {
             let predicted_ms = state.scored.predict(&[row])?[0];
@@ -329,21 +327,6 @@ impl State {
         self.add(&[row], &ms)
     }
 
-    /// The most accurate measured architecture within the budget; the
-    /// bounded answer only when none is.
-    fn answer_measured(self, search: &ProbeSearch<'_>) -> Result<ProbeOutcome> {
-        let objective = search.problem.objective;
-        let Some(best) = self.best_measured(objective, search.constraint.max_ms()) else {
-            return self.answer(search);
-        };
-        let m = self.measured_candidate(best, objective)?;
-        Ok(ProbeOutcome {
-            outcome: with_measured(self.bounded(search)?, m),
-            measured: true,
-            probed: self.probed,
-        })
-    }
-
     fn measured_candidate(&self, s: Sample, objective: &[f64]) -> Result<Candidate> {
         Ok(Candidate {
             row: s.row,
@@ -354,7 +337,8 @@ impl State {
     }
 
     /// The better of the measured and the bounded answer; a tie goes to the
-    /// measured one, which carries no risk.
+    /// measured one, which carries no risk. A verified search answers with
+    /// the measured one whenever there is one.
     fn answer(self, search: &ProbeSearch<'_>) -> Result<ProbeOutcome> {
         let max_ms = search.constraint.max_ms();
         let objective = search.problem.objective;
@@ -364,7 +348,9 @@ impl State {
             .map(|s| self.measured_candidate(s, objective))
             .transpose()?;
         let (outcome, is_measured) = match (bounded, measured) {
-            (Some(b), Some(m)) if b.chosen.objective > m.objective => (b, false),
+            (Some(b), Some(m)) if !search.plan.verify && b.chosen.objective > m.objective => {
+                (b, false)
+            }
             (b, Some(m)) => (with_measured(b, m), true),
             (Some(b), None) => (b, false),
             (None, None) => {
@@ -445,20 +431,8 @@ fn within_share(residuals: &[f64], room: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_table::table;
     use super::*;
-
-    /// A table where accuracy rises with latency, as it does, with noise.
-    fn table(n: usize) -> (Vec<f64>, Vec<f64>) {
-        let ms: Vec<f64> = (0..n)
-            .map(|i| 2.0 + ((i * 7919) % 1000) as f64 / 50.0)
-            .collect();
-        let acc: Vec<f64> = ms
-            .iter()
-            .enumerate()
-            .map(|(i, m)| 50.0 + 1.5 * m + ((i * 31) % 17) as f64 / 4.0)
-            .collect();
-        (ms, acc)
-    }
 
     /// Predicts `bias` x the truth with a fixed residual spread; a refit
     /// learns nothing, so every gain comes from the probes themselves.
@@ -483,6 +457,16 @@ mod tests {
         model: Biased,
         measured: Vec<usize>,
         fits: usize,
+    }
+
+    impl Table {
+        fn new(model: &Biased) -> Self {
+            Table {
+                model: model.clone(),
+                measured: Vec::new(),
+                fits: 0,
+            }
+        }
     }
 
     impl ProbeDevice for Table {
@@ -551,11 +535,7 @@ mod tests {
                     verify: false,
                 },
             };
-            let mut device = Table {
-                model: model.clone(),
-                measured: Vec::new(),
-                fits: 0,
-            };
+            let mut device = Table::new(&model);
             let got = search.run(&mut device, &model, &spread).unwrap();
             assert_eq!(device.measured.len(), 6);
             assert_eq!(device.fits, 2, "one refit per round");
@@ -600,11 +580,7 @@ mod tests {
                 verify: false,
             },
         };
-        let mut device = Table {
-            model: model.clone(),
-            measured: Vec::new(),
-            fits: 0,
-        };
+        let mut device = Table::new(&model);
         let got = search.run(&mut device, &model, &spread).unwrap();
         assert!(device.measured.is_empty());
         assert_eq!(got.outcome.chosen, plain.chosen);
@@ -637,11 +613,7 @@ mod tests {
                         verify,
                     },
                 };
-                let mut device = Table {
-                    model: model.clone(),
-                    measured: Vec::new(),
-                    fits: 0,
-                };
+                let mut device = Table::new(&model);
                 let got = search.run(&mut device, &model, &spread).unwrap();
                 assert!(device.measured.len() <= 4);
                 if ms[got.outcome.chosen.row] > budget {
