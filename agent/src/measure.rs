@@ -12,7 +12,7 @@ use crate::label::LabelClock;
 use crate::limits::BenchLimits;
 use crate::model::{InputSpec, LoadedModel};
 use crate::provenance::{DynamicState, MachineInfo, Provenance, RunSettings};
-use crate::runtime::{RuntimeChoice, RuntimeInfo, RuntimeKind, prepare};
+use crate::runtime::{Optimization, RuntimeChoice, RuntimeInfo, RuntimeKind, prepare};
 use crate::timing::{Attempt, FirstRun, Timing, time_with_retries};
 use crate::tract_engine::TractEngine;
 
@@ -189,6 +189,8 @@ struct Timed {
     load_ms: f64,
     optimize_ms: f64,
     ignored_value_info: bool,
+    /// Overrides the runtime's default optimisation in the provenance.
+    optimization: Option<Optimization>,
     batch_size: Option<usize>,
     timing: Timing,
     first: FirstRun,
@@ -207,6 +209,7 @@ fn time_on_tract(source: &ModelSource, options: &MeasureOptions) -> Result<Timed
         load_ms: model.load_ms,
         optimize_ms: model.optimize_ms,
         ignored_value_info: model.ignored_value_info,
+        optimization: Some(model.optimization),
         batch_size: engine
             .model_inputs()
             .first()
@@ -256,6 +259,7 @@ fn time_on_ort(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> 
         load_ms,
         optimize_ms: model.session_ms,
         ignored_value_info: false,
+        optimization: None,
         batch_size,
         timing,
         first,
@@ -283,7 +287,7 @@ pub fn measure_with_first_run(
     source: &ModelSource,
     options: &MeasureOptions,
 ) -> Result<(Sample, FirstRun)> {
-    let runtime = prepare(&options.runtime, options.threads)?;
+    let mut runtime = prepare(&options.runtime, options.threads)?;
     let pinned_core = options.pin_core.filter(|&c| crate::threads::pin_current(c));
     let machine = MachineInfo::read();
     let before = DynamicState::read();
@@ -292,6 +296,9 @@ pub fn measure_with_first_run(
         RuntimeKind::Ort => time_on_ort(source, options)?,
     };
     let after = DynamicState::read();
+    if let Some(optimization) = timed.optimization {
+        runtime.optimization = optimization;
+    }
     let invalid_reasons = invalid_reasons(&timed.timing, options, &before, &after, pinned_core);
     let sample = Sample {
         model: timed.name,

@@ -12,8 +12,10 @@ use prost::Message;
 use rand::Rng;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::optim::Optimizer;
 
 use crate::error::{AgentError, Result};
+use crate::runtime::Optimization;
 
 /// An `--input name:shape[:dtype]` override, e.g. `input:1x3x224x224:f32`.
 /// The name may be omitted (`1x3x32x32`) for single-input models; `,` also
@@ -134,6 +136,8 @@ pub struct LoadedModel {
     pub optimize_ms: f64,
     /// Whether the retry ignoring `value_info` was needed.
     pub ignored_value_info: bool,
+    /// How tract optimised it.
+    pub optimization: Optimization,
 }
 
 impl LoadedModel {
@@ -353,10 +357,8 @@ fn build(
     let typed = model.into_typed().map_err(analysis)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
-    let plan = typed
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(analysis)?;
+    let (optimized, optimization) = optimize(typed).map_err(analysis)?;
+    let plan = optimized.into_runnable().map_err(analysis)?;
     let optimize_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(LoadedModel {
         name: name.to_string(),
@@ -366,7 +368,34 @@ fn build(
         load_ms,
         optimize_ms,
         ignored_value_info: ignore_value_info,
+        optimization,
     })
+}
+
+/// tract's `into_optimized()`, or, when that fails, the same passes without
+/// the axis-change pass (decluttering then code generation), which runs the
+/// same kernels on the rare graph whose axis rewrite tract gets wrong (6 of
+/// the 15,625 NB201 cells in tract 0.23.9: a folded zero branch turns a conv
+/// bias into a 64x1 tensor). The first error is the one reported when the
+/// retry fails too.
+fn optimize(typed: TypedModel) -> TractResult<(TypedModel, Optimization)> {
+    let first = match typed.clone().into_optimized() {
+        Ok(model) => return Ok((model, Optimization::TractOptimized)),
+        Err(e) => e,
+    };
+    let mut declutter = Optimizer::declutter();
+    declutter
+        .passes
+        .retain(|pass| format!("{pass:?}") != "ChangeAxes");
+    let mut model = typed;
+    let retried = declutter
+        .session()
+        .optimize(&mut model)
+        .and_then(|()| model.optimize());
+    match retried {
+        Ok(()) => Ok((model, Optimization::TractWithoutAxisPass)),
+        Err(_) => Err(first),
+    }
 }
 
 fn random_tensor(input: &ModelInput, rng: &mut impl Rng) -> Result<Tensor> {
@@ -423,5 +452,46 @@ mod tests {
         for bad in ["", "x:", "a:1xbx3", "a:1x0", "a:1x3:complex", "a:b:c:d"] {
             assert!(bad.parse::<InputSpec>().is_err(), "{bad}");
         }
+    }
+
+    fn nb201(index: usize) -> (Vec<u8>, LoadedModel) {
+        let arch = nasflat_shared::Nb201Arch::from_index(index).unwrap();
+        let config = nasflat_onnx::Nb201Config::default();
+        let bytes = nasflat_onnx::encode(&nasflat_onnx::nb201_model(&arch, &config).unwrap());
+        let model = LoadedModel::from_bytes(&format!("nb201-{index}"), &bytes, &[]).unwrap();
+        (bytes, model)
+    }
+
+    /// NB201 cell 14551 (`|none~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|none~0|
+    /// avg_pool_3x3~1|nor_conv_3x3~2|`) is one of the six tract 0.23.9's
+    /// `into_optimized()` rejects; the retry without the axis pass must load
+    /// it, say so, and compute what the unoptimised graph computes.
+    #[test]
+    fn cells_the_axis_pass_rejects_load_without_it_and_compute_the_same() {
+        let (bytes, model) = nb201(14551);
+        assert_eq!(model.optimization, Optimization::TractWithoutAxisPass);
+        let (proto, inputs) = parse("ref", &bytes, &[]).unwrap();
+        let reference = tract_onnx::onnx()
+            .model_for_proto_model(&proto)
+            .unwrap()
+            .with_input_fact(
+                0,
+                InferenceFact::dt_shape(f32::datum_type(), inputs[0].shape.clone()),
+            )
+            .unwrap()
+            .into_typed()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let x = model.random_inputs(&mut rand::rng()).unwrap();
+        let ours = model.plan.run(x.clone()).unwrap();
+        let want = reference.run(x).unwrap();
+        let ours = ours[0].to_plain_array_view::<f32>().unwrap();
+        let want = want[0].to_plain_array_view::<f32>().unwrap();
+        assert_eq!(ours.len(), 10);
+        for (a, b) in ours.iter().zip(want.iter()) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+        }
+        assert_eq!(nb201(0).1.optimization, Optimization::TractOptimized);
     }
 }
