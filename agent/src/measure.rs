@@ -209,7 +209,11 @@ fn time_on_tract(source: &ModelSource, options: &MeasureOptions) -> Result<Timed
         load_ms: model.load_ms,
         optimize_ms: model.optimize_ms,
         ignored_value_info: model.ignored_value_info,
-        optimization: Some(model.optimization),
+        optimization: Some(if model.skipped_axis_pass {
+            Optimization::TractWithoutAxisPass
+        } else {
+            Optimization::TractOptimized
+        }),
         batch_size: engine
             .model_inputs()
             .first()

@@ -15,7 +15,6 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::optim::Optimizer;
 
 use crate::error::{AgentError, Result};
-use crate::runtime::Optimization;
 
 /// An `--input name:shape[:dtype]` override, e.g. `input:1x3x224x224:f32`.
 /// The name may be omitted (`1x3x32x32`) for single-input models; `,` also
@@ -136,8 +135,9 @@ pub struct LoadedModel {
     pub optimize_ms: f64,
     /// Whether the retry ignoring `value_info` was needed.
     pub ignored_value_info: bool,
-    /// How tract optimised it.
-    pub optimization: Optimization,
+    /// Whether tract's optimisation had to leave out its axis-change pass
+    /// (see [`optimize`]).
+    pub skipped_axis_pass: bool,
 }
 
 impl LoadedModel {
@@ -357,7 +357,7 @@ fn build(
     let typed = model.into_typed().map_err(analysis)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
-    let (optimized, optimization) = optimize(typed).map_err(analysis)?;
+    let (optimized, skipped_axis_pass) = optimize(typed).map_err(analysis)?;
     let plan = optimized.into_runnable().map_err(analysis)?;
     let optimize_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(LoadedModel {
@@ -368,7 +368,7 @@ fn build(
         load_ms,
         optimize_ms,
         ignored_value_info: ignore_value_info,
-        optimization,
+        skipped_axis_pass,
     })
 }
 
@@ -377,10 +377,10 @@ fn build(
 /// same kernels on the rare graph whose axis rewrite tract gets wrong (6 of
 /// the 15,625 NB201 cells in tract 0.23.9: a folded zero branch turns a conv
 /// bias into a 64x1 tensor). The first error is the one reported when the
-/// retry fails too.
-fn optimize(typed: TypedModel) -> TractResult<(TypedModel, Optimization)> {
+/// retry fails too. The flag says whether the pass was left out.
+fn optimize(typed: TypedModel) -> TractResult<(TypedModel, bool)> {
     let first = match typed.clone().into_optimized() {
-        Ok(model) => return Ok((model, Optimization::TractOptimized)),
+        Ok(model) => return Ok((model, false)),
         Err(e) => e,
     };
     let mut declutter = Optimizer::declutter();
@@ -393,7 +393,7 @@ fn optimize(typed: TypedModel) -> TractResult<(TypedModel, Optimization)> {
         .optimize(&mut model)
         .and_then(|()| model.optimize());
     match retried {
-        Ok(()) => Ok((model, Optimization::TractWithoutAxisPass)),
+        Ok(()) => Ok((model, true)),
         Err(_) => Err(first),
     }
 }
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn cells_the_axis_pass_rejects_load_without_it_and_compute_the_same() {
         let (bytes, model) = nb201(14551);
-        assert_eq!(model.optimization, Optimization::TractWithoutAxisPass);
+        assert!(model.skipped_axis_pass);
         let (proto, inputs) = parse("ref", &bytes, &[]).unwrap();
         let reference = tract_onnx::onnx()
             .model_for_proto_model(&proto)
@@ -492,6 +492,6 @@ mod tests {
         for (a, b) in ours.iter().zip(want.iter()) {
             assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
         }
-        assert_eq!(nb201(0).1.optimization, Optimization::TractOptimized);
+        assert!(!nb201(0).1.skipped_axis_pass);
     }
 }

@@ -1104,6 +1104,33 @@ async fn search_probes_beyond_the_bound() {
     assert_eq!(done["candidates"][11]["within_budget"], false);
     let doc: serde_json::Value = ok(&app, get("/v1/openapi.json")).await;
     conforms(&doc, "get", "/v1/searches/{id}", &done);
+
+    // Searched again, nothing measured is probed again, and a probe must now
+    // beat the first probe, measured within the budget.
+    let again: serde_json::Value = ok(
+        &app,
+        search(serde_json::json!({"max_latency_ms": 14.0, "probe": 2})),
+    )
+    .await;
+    let bar = candidates[10]["objective"].as_f64().unwrap();
+    let probes: Vec<&serde_json::Value> = again["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["beyond_bound"] == true)
+        .collect();
+    assert_eq!(probes.len(), 2, "{again}");
+    for p in probes {
+        let index = p["index"].as_u64().unwrap() as usize;
+        assert!(
+            ![row(0), row(10), row(11)].contains(&index),
+            "{p} measured already"
+        );
+        assert!(
+            p["objective"].as_f64().unwrap() > bar,
+            "{p} does not beat {bar}"
+        );
+    }
 }
 
 fn fingerprint_with(runtime: Option<RuntimeIdentity>) -> Fingerprint {

@@ -33,7 +33,7 @@ use super::predictions::PredictionCache;
 use super::store::searches::{SearchRow, SearchSource, StoredCandidate, Verification};
 use super::store::transfers::PredictionRow;
 use super::store::{Store, new_id, now_ms};
-use super::transfer::{SampleSet, TransferRunner};
+use super::transfer::{SampleSet, TransferRunner, samples_of};
 
 /// Risk of exceeding the budget when the request names none.
 pub const DEFAULT_RISK: f64 = 0.1;
@@ -61,9 +61,10 @@ pub struct SearchRequest {
     /// Also queue measurement jobs for the n architectures *beyond* the
     /// bound most likely to beat the answer (expected improvement over its
     /// objective, the chance read from the predictor's residuals; 0..=10,
-    /// agent devices only). They are listed after the ranked candidates
-    /// with `beyond_bound: true`; once measured, the answer to deploy is
-    /// `best_within_budget`.
+    /// agent devices only). Nothing the device has measured is probed
+    /// again, and a probe must beat the best of it within the budget. They
+    /// are listed after the ranked candidates with `beyond_bound: true`;
+    /// once measured, the answer to deploy is `best_within_budget`.
     #[serde(default)]
     pub probe: usize,
 }
@@ -341,9 +342,19 @@ impl Searcher {
             )));
         }
         let k = self.spaces.served(q.space)?.clone();
-        let (objective, constraint, probe) = (q.objective, q.constraint, q.probe);
+        let measured = if q.probe > 0 {
+            let rows = self.store.measurements_of_device(device_id).await?;
+            samples_of(&rows, q.space, SampleSet::All)
+        } else {
+            Samples::default()
+        };
+        let (objective, constraint) = (q.objective, q.constraint);
+        let probe = Probe {
+            count: q.probe,
+            measured,
+        };
         let (outcome, probes) = tokio::task::spawn_blocking(move || {
-            answer(&k, &latencies, objective, &constraint, probe)
+            answer(&k, &latencies, objective, &constraint, &probe)
         })
         .await
         .map_err(|e| AppError::Internal(format!("search crashed: {e}")))??;
@@ -434,15 +445,23 @@ impl Searcher {
     }
 }
 
+/// What a search asks to probe: how many architectures beyond the bound,
+/// and the device's settled measurements in the space (never probed again;
+/// the best of them within the budget is the bar a probe must beat).
+struct Probe {
+    count: usize,
+    measured: Samples,
+}
+
 /// The exhaustive risk-aware search of `k`'s space (blocking: scores the
-/// objective and scans every architecture), and `probe` architectures
+/// objective and scans every architecture), and `probe.count` architectures
 /// beyond its bound worth measuring (served predictors only).
 fn answer(
     k: &SpaceKnowledge,
     latencies: &Latencies,
     objective: Objective,
     constraint: &Constraint,
-    probe: usize,
+    probe: &Probe,
 ) -> Result<(SearchOutcome, Vec<Candidate>), AppError> {
     let scores = objective.scores(&k.data)?;
     let problem = Problem {
@@ -457,15 +476,15 @@ fn answer(
                 constraint,
                 options: &BoundOptions::PLAIN,
                 plan: ProbePlan {
-                    probes: probe,
+                    probes: probe.count,
                     rounds: 1,
                     verify: false,
                 },
             };
-            let probes = if probe == 0 {
+            let probes = if probe.count == 0 {
                 Vec::new()
             } else {
-                next_probes(served, &search, &Samples::default())?
+                next_probes(served, &search, &probe.measured)?
             };
             Ok((outcome, probes))
         }

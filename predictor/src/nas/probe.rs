@@ -155,8 +155,10 @@ impl ProbeSearch<'_> {
 /// One round of probes without a device at hand: the `search.plan.probes`
 /// architectures beyond `model`'s bounded answer most likely to improve on
 /// it (expected improvement, as in [`ProbeSearch::run`]), for a caller that
-/// queues them as measurements (the service's search). `measured`: the
-/// samples the model was fitted on, never probed again.
+/// queues them as measurements (the service's search). `measured`: what
+/// the device has measured (the fit's samples and anything since): never
+/// probed again, and the best of it within the budget is a bar a probe must
+/// beat.
 pub fn next_probes(
     model: &dyn LatencyModel,
     search: &ProbeSearch<'_>,
