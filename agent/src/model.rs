@@ -374,10 +374,11 @@ fn build(
 
 /// tract's `into_optimized()`, or, when that fails, the same passes without
 /// the axis-change pass (decluttering then code generation), which runs the
-/// same kernels on the rare graph whose axis rewrite tract gets wrong (6 of
-/// the 15,625 NB201 cells in tract 0.23.9: a folded zero branch turns a conv
-/// bias into a 64x1 tensor). The first error is the one reported when the
-/// retry fails too. The flag says whether the pass was left out.
+/// same kernels on the rare graph whose axis rewrite tract gets wrong (a
+/// few NB201 cells in tract 0.23.9, where a folded zero branch turns a conv
+/// bias into a 64x1 tensor; docs/agent-bench.md). The first error is the
+/// one reported when the retry fails too. The flag says whether the pass
+/// was left out. The clone is shallow: constants are shared tensors.
 fn optimize(typed: TypedModel) -> TractResult<(TypedModel, bool)> {
     let first = match typed.clone().into_optimized() {
         Ok(model) => return Ok((model, false)),

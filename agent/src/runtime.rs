@@ -53,8 +53,8 @@ pub enum Optimization {
     TractOptimized,
     /// tract's optimisation without its axis-change pass, for the rare model
     /// `into_optimized()` rejects (tract 0.23.9's `ChangeAxes` reshapes a
-    /// folded conv bias wrongly in 6 of the 15,625 NB201 cells,
-    /// docs/agent-bench.md, "Cells tract's axis pass rejects").
+    /// folded conv bias wrongly in a few NB201 cells, docs/agent-bench.md,
+    /// "Cells tract's axis pass rejects").
     TractWithoutAxisPass,
     /// onnxruntime's `ORT_ENABLE_ALL` (Python's default too).
     OrtEnableAll,
