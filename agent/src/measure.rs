@@ -189,8 +189,8 @@ struct Timed {
     load_ms: f64,
     optimize_ms: f64,
     ignored_value_info: bool,
-    /// Overrides the runtime's default optimisation in the provenance.
-    optimization: Option<Optimization>,
+    /// Whether tract left out its axis pass (recorded in the provenance).
+    skipped_axis_pass: bool,
     batch_size: Option<usize>,
     timing: Timing,
     first: FirstRun,
@@ -209,11 +209,7 @@ fn time_on_tract(source: &ModelSource, options: &MeasureOptions) -> Result<Timed
         load_ms: model.load_ms,
         optimize_ms: model.optimize_ms,
         ignored_value_info: model.ignored_value_info,
-        optimization: Some(if model.skipped_axis_pass {
-            Optimization::TractWithoutAxisPass
-        } else {
-            Optimization::TractOptimized
-        }),
+        skipped_axis_pass: model.skipped_axis_pass,
         batch_size: engine
             .model_inputs()
             .first()
@@ -263,7 +259,7 @@ fn time_on_ort(source: &ModelSource, options: &MeasureOptions) -> Result<Timed> 
         load_ms,
         optimize_ms: model.session_ms,
         ignored_value_info: false,
-        optimization: None,
+        skipped_axis_pass: false,
         batch_size,
         timing,
         first,
@@ -300,8 +296,8 @@ pub fn measure_with_first_run(
         RuntimeKind::Ort => time_on_ort(source, options)?,
     };
     let after = DynamicState::read();
-    if let Some(optimization) = timed.optimization {
-        runtime.optimization = optimization;
+    if timed.skipped_axis_pass {
+        runtime.optimization = Optimization::TractWithoutAxisPass;
     }
     let invalid_reasons = invalid_reasons(&timed.timing, options, &before, &after, pinned_core);
     let sample = Sample {
