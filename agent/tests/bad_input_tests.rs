@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use nasflat_agent::runtime::Optimization;
 use nasflat_agent::{
     AgentError, BenchLimits, InputSpec, LoadedModel, MeasureOptions, ModelSource, measure,
 };
@@ -109,6 +110,23 @@ fn generated_model_measures_with_valid_flags() {
     assert!(sample.label_ms() > 0.0);
     assert!(sample.valid, "{:?}", sample.invalid_reasons);
     assert_eq!(sample.provenance.settings.batch_size, Some(1));
+}
+
+/// A cell tract's `into_optimized()` rejects (NB201 #14551) is measured
+/// through the retry, and its sample says so; an ordinary cell's does not.
+#[test]
+fn the_axis_pass_retry_is_recorded_in_the_sample() {
+    let optimization = |index| {
+        let source = ModelSource::Arch {
+            arch: Arch::from_index(SearchSpace::Nb201, index).unwrap(),
+            batch: 1,
+            resolution: None,
+        };
+        let sample = measure(&source, &quick()).unwrap();
+        sample.provenance.runtime.unwrap().optimization
+    };
+    assert_eq!(optimization(14551), Optimization::TractWithoutAxisPass);
+    assert_eq!(optimization(0), Optimization::TractOptimized);
 }
 
 #[test]
