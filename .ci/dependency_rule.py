@@ -11,6 +11,7 @@ ALLOWED = {
     "nasflat-shared": set(),
     "nasflat-onnx": {"nasflat-shared"},
     "nasflat-agent": {"nasflat-shared", "nasflat-onnx"},
+    "nasflat-ort-reference": set(),  # a benchmark tool: no workspace crate
     "nasflat-encoders": {"nasflat-shared"},
     "nasflat-predictor": {"nasflat-shared", "nasflat-encoders"},
     "nasflat-host": {"nasflat-shared", "nasflat-encoders", "nasflat-predictor"},

@@ -18,6 +18,12 @@ Measures, on this machine, and writes one markdown report (stdout and --out):
    the tract/ort ratio with the architecture's operator counts.
 4. Floor: the agent's median on a trivial Identity / Relu model of shape [1,1].
 
+With --ort-ref and --ort-ref-lib, the head to head also times each model
+through onnxruntime's C API on that library (`nasflat-ort-reference`, built
+with `cargo build -p nasflat-ort-reference`), in the same rounds, and gives
+the agent's `--runtime ort` variants' ratio to it: Python's onnxruntime is a
+separately compiled copy of the library, this is the one the agent opens.
+
 Takes about 5 minutes on 2 cores with the defaults. docs/agent-bench.md was
 made with an extra variant, an agent binary built before the dev profile
 dropped the dependencies' debug assertions:
@@ -296,6 +302,32 @@ class OrtModel:
         }
 
 
+class CApiReference:
+    """The same model through onnxruntime's C API on the library the agent's
+    `--runtime ort` opens (`nasflat-ort-reference`, agent/ort-reference):
+    the reference that tells the agent's own overhead apart from the
+    difference between two builds of onnxruntime (Python's module links its
+    own copy)."""
+
+    def __init__(self, binary: Path, lib: Path, path: Path):
+        self.binary, self.lib, self.path = binary, lib, path
+
+    def time(self, limits: Limits, seed: int) -> dict:
+        cmd = [
+            str(self.binary), "--ort-lib", str(self.lib), "--model", str(self.path),
+            "--warmup-runs", str(limits.warmup_runs), "--min-runs", str(limits.min_runs),
+            "--min-ms", str(limits.min_ms), "--max-ms", str(limits.max_ms),
+            "--max-runs", str(limits.max_runs), "--seed", str(seed),
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"{shlex.join(cmd)} failed: {out.stderr.strip()}")
+        j = json.loads(out.stdout.strip().splitlines()[-1])
+        ts = j["times_ms"]
+        cv_ = float(np.std(ts, ddof=1) / np.mean(ts)) if len(ts) > 1 else 0.0
+        return {"median_ms": j["median_ms"], "min_ms": j["min_ms"], "cv": cv_, "runs": j["runs"]}
+
+
 # --------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------
@@ -414,12 +446,20 @@ def main() -> int:
     ap.add_argument("--no-retest", action="store_true", help="skip the test-retest runs of the rank section")
     ap.add_argument("--no-ort-basic", action="store_true", help="skip the ORT_ENABLE_BASIC column")
     ap.add_argument(
+        "--ort-ref", type=Path,
+        help="nasflat-ort-reference binary: adds a column timed through onnxruntime's C API "
+        "on --ort-ref-lib, in the same rounds (head to head only)",
+    )  # fmt: skip
+    ap.add_argument("--ort-ref-lib", type=Path, help="the libonnxruntime.so.1.N the reference opens")
+    ap.add_argument(
         "--repeat-variant", default="tract",
         help="comma list of tract variants the repeatability section runs (default: the plain agent)",
     )  # fmt: skip
     ap.add_argument("--skip", default="", help="comma list of sections to skip: h2h,repeat,rank,floor")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if (args.ort_ref is None) != (args.ort_ref_lib is None):
+        sys.exit("--ort-ref and --ort-ref-lib go together")
 
     command = shlex.join([sys.executable, *sys.argv])
     started = time.time()
@@ -432,6 +472,9 @@ def main() -> int:
             if not src.exists():
                 sys.exit(f"{src} not found: build it with `cargo build -p nasflat-agent -p nasflat-onnx`")
             shutil.copy2(src, dst)
+        if args.ort_ref:
+            shutil.copy2(args.ort_ref, scratch / "nasflat-ort-reference")
+            args.ort_ref = scratch / "nasflat-ort-reference"
         specs = args.variant if args.variant is not None else DEFAULT_VARIANTS
         specs = specs + (args.add_variant or [])
         variants = [Variant("tract", agent, [], {})]
@@ -476,17 +519,21 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
                 export(onnx_bin, space, sel, path, 0)
             ort_all = OrtModel(path, "all")
             ort_basic = None if args.no_ort_basic else OrtModel(path, "basic")
+            ort_c = CApiReference(args.ort_ref, args.ort_ref_lib, path) if args.ort_ref else None
             per = {v.name: [] for v in variants}
-            per["ort"], per["ort-basic"] = [], []
+            per["ort"], per["ort-basic"], per["ort-c"] = [], [], []
             invalid = 0
             for r in range(args.rounds):
                 # Alternate the order each round so neither runtime always goes first.
-                order = list(variants) + ["ort", "ort-basic"]
+                order = list(variants) + ["ort", "ort-basic", "ort-c"]
                 if r % 2 == 1:
                     order.reverse()
                 for v in order:
                     if v == "ort":
                         per["ort"].append(ort_all.time(limits, np_rng))
+                    elif v == "ort-c":
+                        if ort_c is not None:
+                            per["ort-c"].append(ort_c.time(limits, args.seed + r))
                     elif v == "ort-basic":
                         if ort_basic is not None:
                             per["ort-basic"].append(ort_basic.time(limits, np_rng))
@@ -652,21 +699,33 @@ def run(args, skip, command, started, load_start, scratch, agent, onnx_bin, vari
         header = ["model"] + [f"{n} ms" for n in names] + ["ort ms"]
         if not args.no_ort_basic:
             header.append("ort basic ms")
-        header += ["tract/ort"] + [f"{n}/ort" for n in names[1:]]
+        # Variants that run onnxruntime are also compared with the C API loop.
+        on_c = [v.name for v in variants if "ort" in v.flags] if args.ort_ref else []
+        if args.ort_ref:
+            header.append("ort C API ms")
+        header += ["tract/ort"] + [f"{n}/ort" for n in names[1:]] + [f"{n}/C API" for n in on_c]
         rows = []
         ratios = {n: [] for n in names}
+        c_ratios = {n: [] for n in on_c}
         for row in h2h_rows:
             a = row["agg"]
             o = a["ort"]["median_ms"]
             cells = [row["model"]] + [fmt(a[n]["median_ms"]) for n in names] + [fmt(o)]
             if not args.no_ort_basic:
                 cells.append(fmt(a["ort-basic"]["median_ms"]))
+            if args.ort_ref:
+                cells.append(fmt(a["ort-c"]["median_ms"]))
             for n in names:
                 ratios[n].append(a[n]["median_ms"] / o)
             cells += [f"{a[n]['median_ms'] / o:.2f}" for n in names]
+            for n in on_c:
+                c_ratios[n].append(a[n]["median_ms"] / a["ort-c"]["median_ms"])
+                cells.append(f"{c_ratios[n][-1]:.3f}")
             rows.append(cells)
-        gm = ["**geomean ratio**"] + [""] * (len(names) + 1 + (0 if args.no_ort_basic else 1))
+        extra = (0 if args.no_ort_basic else 1) + (1 if args.ort_ref else 0)
+        gm = ["**geomean ratio**"] + [""] * (len(names) + 1 + extra)
         gm += [f"**{geomean(ratios[n]):.2f}**" for n in names]
+        gm += [f"**{geomean(c_ratios[n]):.3f}**" for n in on_c]
         rows.append(gm)
         out += table(header, rows)
         out.append("")
