@@ -8,6 +8,7 @@
 
 use candle_core::{D, Tensor};
 
+use super::fused::{add_row, mul_row};
 use super::layers::{LayerNorm, Linear, ParamFactory};
 use super::memo::Step;
 use crate::error::Result;
@@ -54,7 +55,7 @@ impl DgfLayer {
         let (n, b, d) = xw.dims3()?;
         let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
         let message = agg.matmul(&xw.reshape((n, b * d))?)?.reshape((n, b, d))?;
-        Ok((gate * message)?.add(&xw)?.broadcast_add(&self.b_f)?)
+        Ok(add_row(&(gate * message)?.add(&xw)?, &self.b_f)?)
     }
 
     /// The same layer on interned rows ([`super::memo`]): `x: [U_a, in]`
@@ -78,7 +79,7 @@ impl DgfLayer {
         };
         let gate =
             candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?.index_select(&step.gate_rows, 0)?;
-        Ok((gate * message)?.add(&own)?.broadcast_add(&self.b_f)?)
+        Ok(add_row(&(gate * message)?.add(&own)?, &self.b_f)?)
     }
 }
 
@@ -134,7 +135,7 @@ impl GatLayer {
         let p = self.w_p.forward(x)?;
         // Pairwise scores need graph-major layout: [B, N, D] batched matmuls.
         let pb = p.transpose(0, 1)?.contiguous()?;
-        let query = pb.broadcast_mul(&self.attention)?;
+        let query = mul_row(&pb, &self.attention)?;
         let scores = (query.matmul(&pb.transpose(1, 2)?.contiguous()?)? * self.scale)?;
         let scores = super::layers::leaky_relu(&scores)?.broadcast_add(mask_bias)?;
         let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
@@ -154,7 +155,7 @@ impl GatLayer {
             .iter()
             .map(|rows| p.index_select(rows, 0))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let query = keys[0].broadcast_mul(&self.attention)?;
+        let query = mul_row(&keys[0], &self.attention)?;
         let scores = keys
             .iter()
             .map(|k| (&query * k)?.sum_keepdim(1))

@@ -100,7 +100,7 @@ impl Linear {
         let rows: usize = dims[..dims.len().saturating_sub(1)].iter().product();
         let y = x.reshape((rows, last))?.matmul(&self.weight)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => super::fused::add_row(&y, b)?,
             None => y,
         };
         let mut out_dims = dims;
@@ -155,9 +155,9 @@ impl Mlp {
     }
 }
 
-/// LeakyReLU with slope 0.01, from differentiable primitives.
+/// LeakyReLU with slope 0.01 (one fused op, [`super::fused`]).
 pub fn leaky_relu(x: &Tensor) -> Result<Tensor> {
-    Ok((x.relu()? - (x.neg()?.relu()? * 0.01)?)?)
+    Ok(super::fused::leaky_relu(x)?)
 }
 
 /// Layer norm over the last dimension, written out so it has a backward pass.
@@ -190,8 +190,7 @@ impl LayerNorm {
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centred.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        Ok(normed
-            .broadcast_mul(&self.gamma)?
-            .broadcast_add(&self.beta)?)
+        let scaled = super::fused::mul_row(&normed, &self.gamma)?;
+        Ok(super::fused::add_row(&scaled, &self.beta)?)
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod fused;
 pub mod gnn;
 pub mod layers;
 pub mod memo;
