@@ -271,27 +271,12 @@ impl<'r> Session<'r> {
                 if tensor_info.is_null() {
                     bail!("input `{name}` is not a tensor");
                 }
-                let mut element =
-                    ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-                self.rt.check(
-                    (api.GetTensorElementType)(tensor_info, &mut element),
-                    "GetTensorElementType",
-                )?;
+                let (element, dims) = self.type_and_dims(tensor_info)?;
                 if element != ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT {
                     bail!(
                         "input `{name}` has element type {element:?}; the reference feeds float32 only"
                     );
                 }
-                let mut rank = 0usize;
-                self.rt.check(
-                    (api.GetDimensionsCount)(tensor_info, &mut rank),
-                    "GetDimensionsCount",
-                )?;
-                let mut dims = vec![0i64; rank];
-                self.rt.check(
-                    (api.GetDimensions)(tensor_info, dims.as_mut_ptr(), rank),
-                    "GetDimensions",
-                )?;
                 if dims.iter().any(|&d| d <= 0) {
                     bail!(
                         "input `{name}` has a free dimension ({dims:?}); the reference needs fixed shapes"
@@ -393,6 +378,28 @@ impl<'r> Session<'r> {
     }
 
     /// Shape and values of a float output (values empty if not float32).
+    /// Element type and dimensions of a tensor's type information.
+    fn type_and_dims(
+        &self,
+        info: *const ort_sys::OrtTensorTypeAndShapeInfo,
+    ) -> Result<(ONNXTensorElementDataType, Vec<i64>)> {
+        let api = self.rt.api();
+        let mut element = ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+        let mut rank = 0usize;
+        // SAFETY: `info` is valid for the caller's scope; the out-pointers
+        // and the dims buffer (of `rank` elements) are ours.
+        unsafe {
+            let e = (api.GetTensorElementType)(info, &mut element);
+            self.rt.check(e, "GetTensorElementType")?;
+            let r = (api.GetDimensionsCount)(info, &mut rank);
+            self.rt.check(r, "GetDimensionsCount")?;
+            let mut dims = vec![0i64; rank];
+            let d = (api.GetDimensions)(info, dims.as_mut_ptr(), rank);
+            self.rt.check(d, "GetDimensions")?;
+            Ok((element, dims))
+        }
+    }
+
     fn output_values(&self, value: *mut OrtValue) -> Result<Output> {
         let api = self.rt.api();
         // SAFETY: `value` is a tensor returned by Run; its data has as many
@@ -403,26 +410,7 @@ impl<'r> Session<'r> {
                 (api.GetTensorTypeAndShape)(value, &mut info),
                 "GetTensorTypeAndShape",
             )?;
-            let shape = (|| -> Result<(ONNXTensorElementDataType, Vec<i64>)> {
-                let (mut rank, mut element) = (
-                    0usize,
-                    ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED,
-                );
-                self.rt.check(
-                    (api.GetTensorElementType)(info, &mut element),
-                    "GetTensorElementType",
-                )?;
-                self.rt.check(
-                    (api.GetDimensionsCount)(info, &mut rank),
-                    "GetDimensionsCount",
-                )?;
-                let mut dims = vec![0i64; rank];
-                self.rt.check(
-                    (api.GetDimensions)(info, dims.as_mut_ptr(), rank),
-                    "GetDimensions",
-                )?;
-                Ok((element, dims))
-            })();
+            let shape = self.type_and_dims(info);
             (api.ReleaseTensorTypeAndShapeInfo)(info);
             let (element, shape) = shape?;
             if element != ONNXTensorElementDataType::ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT {

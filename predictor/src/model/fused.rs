@@ -141,13 +141,13 @@ impl CustomOp2 for LeakyReluGrad {
 /// `x + b` with `b` of shape `[d]` added to every row of `x` (`[..., d]`).
 pub fn add_row(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     check_row(x, b, "add_row")?;
-    x.contiguous()?.apply_op2(&b.contiguous()?, AddRow)
+    x.contiguous()?.apply_op2(&b.contiguous()?, RowOp::Add)
 }
 
 /// `x * g` with `g` of shape `[d]` multiplying every row of `x` (`[..., d]`).
 pub fn mul_row(x: &Tensor, g: &Tensor) -> candle_core::Result<Tensor> {
     check_row(x, g, "mul_row")?;
-    x.contiguous()?.apply_op2(&g.contiguous()?, MulRow)
+    x.contiguous()?.apply_op2(&g.contiguous()?, RowOp::Mul)
 }
 
 fn check_row(x: &Tensor, row: &Tensor, op: &str) -> candle_core::Result<()> {
@@ -162,8 +162,11 @@ fn check_row(x: &Tensor, row: &Tensor, op: &str) -> candle_core::Result<()> {
     Ok(())
 }
 
-struct AddRow;
-struct MulRow;
+/// `x + r` or `x * r`, `r` one value per column.
+enum RowOp {
+    Add,
+    Mul,
+}
 /// Column sums of a `[rows, d]` matrix (of `a * b` when given two).
 struct ColSum;
 struct ColSumProd;
@@ -227,74 +230,61 @@ fn last_dim(layout: &Layout) -> usize {
     layout.shape().dims().last().copied().unwrap_or(1)
 }
 
-impl CustomOp2 for AddRow {
+impl CustomOp2 for RowOp {
     fn name(&self) -> &'static str {
-        "add-row"
+        match self {
+            RowOp::Add => "add-row",
+            RowOp::Mul => "mul-row",
+        }
     }
 
     fn cpu_fwd(
         &self,
         x: &CpuStorage,
         lx: &Layout,
-        b: &CpuStorage,
-        lb: &Layout,
+        r: &CpuStorage,
+        lr: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = binary(
-            self.name(),
-            (x, lx),
-            (b, lb),
-            |x, b| row_map(x, b, |u, v| u + v),
-            |x, b| row_map(x, b, |u, v| u + v),
-        )?;
-        Ok((out, lx.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let grad_b = grad.apply_op1_no_bwd(&ColSum)?;
-        Ok((Some(grad), Some(grad_b)))
-    }
-}
-
-impl CustomOp2 for MulRow {
-    fn name(&self) -> &'static str {
-        "mul-row"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        lx: &Layout,
-        g: &CpuStorage,
-        lg: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = binary(
-            self.name(),
-            (x, lx),
-            (g, lg),
-            |x, g| row_map(x, g, |u, v| u * v),
-            |x, g| row_map(x, g, |u, v| u * v),
-        )?;
+        let (x, r) = ((x, lx), (r, lr));
+        // One closure per op and type, so the inner loop has no branch.
+        let out = match self {
+            RowOp::Add => binary(
+                self.name(),
+                x,
+                r,
+                |x, r| row_map(x, r, |u, v| u + v),
+                |x, r| row_map(x, r, |u, v| u + v),
+            )?,
+            RowOp::Mul => binary(
+                self.name(),
+                x,
+                r,
+                |x, r| row_map(x, r, |u, v| u * v),
+                |x, r| row_map(x, r, |u, v| u * v),
+            )?,
+        };
         Ok((out, lx.shape().clone()))
     }
 
     fn bwd(
         &self,
         x: &Tensor,
-        g: &Tensor,
+        r: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let grad_x = grad.apply_op2_no_bwd(&g.contiguous()?, &MulRow)?;
-        let grad_g = grad.apply_op2_no_bwd(&x.contiguous()?, &ColSumProd)?;
-        Ok((Some(grad_x), Some(grad_g)))
+        match self {
+            RowOp::Add => {
+                let grad_r = grad.apply_op1_no_bwd(&ColSum)?;
+                Ok((Some(grad), Some(grad_r)))
+            }
+            RowOp::Mul => {
+                let grad_x = grad.apply_op2_no_bwd(&r.contiguous()?, &RowOp::Mul)?;
+                let grad_r = grad.apply_op2_no_bwd(&x.contiguous()?, &ColSumProd)?;
+                Ok((Some(grad_x), Some(grad_r)))
+            }
+        }
     }
 }
 
@@ -366,32 +356,17 @@ mod tests {
             .max_all()
             .unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-7);
-        let g_fused = (fused * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let g_ref = (reference * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let a = g_fused
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let b = g_ref
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let grad_of_x = |y: Tensor| {
+            let grads = (y * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap();
+            g.to_vec1::<f32>().unwrap()
+        };
+        let (a, b) = (grad_of_x(fused), grad_of_x(reference));
         // At exactly 0 the op takes the slope, as PyTorch's leaky_relu does;
         // the composite's two relu derivatives (candle: 1 at 0) give 1.01.
         assert_eq!(a, vec![0.01, 0.02, 0.03, 4.0, 5.0, 0.06]);
