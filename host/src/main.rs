@@ -432,26 +432,17 @@ fn run_tasks_generate(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Candle reads its thread count from the environment only; small models
-/// train fastest on one thread (STACK.md), so re-execute ourselves with it set.
-/// glibc's default mmap threshold makes every ~1 MB activation a fresh
-/// mmap + page faults (half the run time in the kernel); raising it keeps
-/// those buffers on the heap.
+/// Candle and glibc read their settings from the environment only, at
+/// start-up: re-execute ourselves with them set
+/// ([`nasflat_predictor::run_env`]).
 fn ensure_single_thread() -> Option<ExitCode> {
-    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+    if nasflat_predictor::run_env::is_configured() {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
     let mut command = std::process::Command::new(exe);
-    command
-        .args(std::env::args_os().skip(1))
-        .env("RAYON_NUM_THREADS", "1");
-    if std::env::var_os("GLIBC_TUNABLES").is_none() {
-        command.env(
-            "GLIBC_TUNABLES",
-            "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456",
-        );
-    }
+    command.args(std::env::args_os().skip(1));
+    nasflat_predictor::run_env::configure(&mut command);
     // Replace this process rather than wait for a child: signals (Ctrl-C,
     // SIGTERM, a supervisor's SIGKILL) and the process id then belong to
     // the process that does the work (`serve` must not outlive its parent).

@@ -229,28 +229,18 @@ fn predictor(c: &mut Criterion) {
 
 criterion_group!(benches, predictor);
 
-/// Benchmarks the configuration `nasflat-host` runs in: candle on one
-/// thread per op (the binary re-executes itself with `RAYON_NUM_THREADS=1`;
-/// small training batches are fastest that way), whole-space prediction
-/// splitting its passes over the cores itself, and glibc's malloc keeping
-/// activations on the heap (`GLIBC_TUNABLES` as `nasflat-host` sets them;
-/// without it ~13 % of a training step is page faults of fresh mmaps).
+/// Benchmarks the configuration `nasflat-host` runs in: the environment of
+/// [`nasflat_predictor::run_env`] (candle on one thread per op, glibc's
+/// malloc keeping activations on the heap), whole-space prediction
+/// splitting its passes over the cores itself.
 fn main() {
-    if std::env::var_os("RAYON_NUM_THREADS").is_none()
+    if !nasflat_predictor::run_env::is_configured()
         && let Ok(exe) = std::env::current_exe()
     {
         // Candle reads the variable once, at its first op: run ourselves again with it set.
         let mut command = std::process::Command::new(exe);
-        command
-            .args(std::env::args_os().skip(1))
-            .env("RAYON_NUM_THREADS", "1");
-        if std::env::var_os("GLIBC_TUNABLES").is_none() {
-            command.env(
-                "GLIBC_TUNABLES",
-                "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456",
-            );
-        }
-        match command.status() {
+        command.args(std::env::args_os().skip(1));
+        match nasflat_predictor::run_env::configure(&mut command).status() {
             Ok(status) => std::process::exit(status.code().unwrap_or(1)),
             Err(error) => eprintln!("cannot re-run with RAYON_NUM_THREADS=1 ({error}); continuing"),
         }

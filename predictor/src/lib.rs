@@ -24,6 +24,7 @@ pub mod nas;
 pub mod parallel;
 pub mod partition;
 pub mod recipe;
+pub mod run_env;
 pub mod sampler;
 pub mod samples;
 pub mod train;

@@ -57,6 +57,12 @@ fn values<'a>(
     }
 }
 
+/// `f(v)` for the forward pass, `f(grad)` where the input is <= 0 for the
+/// backward: `v` itself if `x > 0`, else `slope * v`.
+fn leaky<T: Float + PartialOrd>(v: T, x: T, slope: T) -> T {
+    if x > T::default() { v } else { slope * v }
+}
+
 impl CustomOp1 for LeakyRelu {
     fn name(&self) -> &'static str {
         "leaky-relu"
@@ -70,17 +76,11 @@ impl CustomOp1 for LeakyRelu {
         let out = match values(self.name(), storage, layout)? {
             Values::F32(x) => {
                 let slope = LEAKY_SLOPE as f32;
-                CpuStorage::F32(
-                    x.iter()
-                        .map(|&v| if v > 0.0 { v } else { slope * v })
-                        .collect(),
-                )
+                CpuStorage::F32(x.iter().map(|&v| leaky(v, v, slope)).collect())
             }
-            Values::F64(x) => CpuStorage::F64(
-                x.iter()
-                    .map(|&v| if v > 0.0 { v } else { LEAKY_SLOPE * v })
-                    .collect(),
-            ),
+            Values::F64(x) => {
+                CpuStorage::F64(x.iter().map(|&v| leaky(v, v, LEAKY_SLOPE)).collect())
+            }
         };
         Ok((out, layout.shape().clone()))
     }
@@ -109,31 +109,16 @@ impl CustomOp2 for LeakyReluGrad {
         arg: &CpuStorage,
         arg_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match (
-            values(self.name(), grad, grad_layout)?,
-            values(self.name(), arg, arg_layout)?,
-        ) {
-            (Values::F32(g), Values::F32(x)) => {
-                let slope = LEAKY_SLOPE as f32;
-                CpuStorage::F32(
-                    g.iter()
-                        .zip(x)
-                        .map(|(&g, &x)| if x > 0.0 { g } else { slope * g })
-                        .collect(),
-                )
-            }
-            (Values::F64(g), Values::F64(x)) => CpuStorage::F64(
-                g.iter()
-                    .zip(x)
-                    .map(|(&g, &x)| if x > 0.0 { g } else { LEAKY_SLOPE * g })
-                    .collect(),
-            ),
-            _ => {
-                return Err(candle_core::Error::Msg(
-                    "leaky-relu-grad: gradient and input differ in type".into(),
-                ));
-            }
-        };
+        fn map<T: Float + PartialOrd>(g: &[T], x: &[T], slope: T) -> Vec<T> {
+            g.iter().zip(x).map(|(&g, &x)| leaky(g, x, slope)).collect()
+        }
+        let out = binary(
+            self.name(),
+            (grad, grad_layout),
+            (arg, arg_layout),
+            |g, x| map(g, x, LEAKY_SLOPE as f32),
+            |g, x| map(g, x, LEAKY_SLOPE),
+        )?;
         Ok((out, grad_layout.shape().clone()))
     }
 }
@@ -171,8 +156,7 @@ enum RowOp {
 struct ColSum;
 struct ColSumProd;
 
-/// The element-wise kernel of the row ops and the column sums, for one
-/// float type.
+/// The float types the kernels run on (`f32`, `f64`).
 trait Float: Copy + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> + Default {}
 impl Float for f32 {}
 impl Float for f64 {}
