@@ -15,7 +15,7 @@ use nasflat_predictor::baselines::Method;
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::eval::{self, BlendSpec, EvalOptions, report};
 use nasflat_predictor::features::Supplementary;
-use nasflat_predictor::model::{GnnKind, LossKind, PredictorConfig, Recipe, TrainConfig};
+use nasflat_predictor::model::{GnnKind, LossKind, PredictorConfig, Readout, Recipe, TrainConfig};
 use nasflat_predictor::partition::{self, EdgeWeight};
 use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
@@ -119,6 +119,11 @@ struct EvalArgs {
     /// (NB201 zcp, FBNet arch2vec).
     #[arg(long)]
     supplementary: Option<Supplementary>,
+    /// Graph readout: `output` (the output node's state) or `mean` (every
+    /// node's but the input's, as the paper's code). Default: output; with
+    /// `--recipe paper`, mean.
+    #[arg(long)]
+    readout: Option<Readout>,
     /// Training recipe: `served` (what `serve` uses) or `paper` (the
     /// paper's released code: cosine rate decay, mixed-device pretraining
     /// batches, 150 epochs x 25 / 800 source samples, last-4-epoch readout,
@@ -294,6 +299,7 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             gnn_kind: args.gnn,
             ophw: !args.no_ophw,
             node_costs: base.node_costs && !args.no_node_costs,
+            readout: args.readout.unwrap_or(base.readout),
             ..base
         };
         predictor.supplementary = match (args.supplementary, args.recipe) {
@@ -332,11 +338,12 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             .map(|t| eval::trial_seed(opts.seed, t).to_string())
             .collect();
         eprintln!(
-            "{space}: tasks {:?}, recipe {}, sampler {}, supplementary {}, trial seeds [{}], train {:?}",
+            "{space}: tasks {:?}, recipe {}, sampler {}, supplementary {}, readout {}, trial seeds [{}], train {:?}",
             opts.tasks,
             opts.train.recipe,
             opts.sampler,
             opts.predictor.supplementary,
+            opts.predictor.readout,
             seeds.join(", "),
             opts.train
         );

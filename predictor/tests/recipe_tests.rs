@@ -5,15 +5,17 @@
 
 mod common;
 
-use common::nb201;
+use common::{fbnet, nb201};
 
 use nasflat_encoders::training::vars_without_gradient;
 use nasflat_predictor::correlation::spearman;
 use nasflat_predictor::features::Supplementary;
-use nasflat_predictor::model::{GraphBatch, Predictor, PredictorConfig, Recipe, TrainConfig};
+use nasflat_predictor::model::{
+    GraphBatch, Predictor, PredictorConfig, Readout, Recipe, TrainConfig,
+};
 use nasflat_predictor::recipe::PAPER_READOUT_EPOCHS;
 use nasflat_predictor::train;
-use nasflat_shared::SearchSpace;
+use nasflat_shared::{Arch, SearchSpace};
 
 fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -71,6 +73,50 @@ fn memoised_training_forward_equals_the_dense_forward_across_devices() {
         let missing = vars_without_gradient(&loss, named).unwrap();
         assert!(missing.is_empty(), "no gradient: {missing:?}");
     }
+}
+
+/// The paper's readout (mean over every node but the input) on FBNet's
+/// 24-node chain: the memoised pass equals the dense forward, and the
+/// score depends on the first layer's block, which the output node alone
+/// cannot see through 3 + 2 message-passing steps.
+#[test]
+fn the_mean_readout_sees_the_whole_fbnet_chain() {
+    let data = fbnet();
+    let first = "7_8_1_8_4_8_8_8_7_4_1_4_7_3_2_7_3_2_4_2_4_5";
+    let changed = format!("0{}", &first[1..]);
+    let archs: Vec<Arch> = [first, changed.as_str()]
+        .iter()
+        .map(|k| Arch::parse(SearchSpace::Fbnet, k).unwrap())
+        .collect();
+    let features = data.features.for_archs(&archs).unwrap();
+    let mut scores = Vec::new();
+    for readout in [Readout::Output, Readout::Mean] {
+        let config = PredictorConfig {
+            readout,
+            ..paper_config(Supplementary::None)
+        };
+        let model = Predictor::new(&config, SearchSpace::Fbnet, &names(&["a"]), 0, 5).unwrap();
+        let batch = GraphBatch::build(&features, &config, &[0, 1], 0).unwrap();
+        let dense: Vec<f32> = model.forward(&batch).unwrap().to_vec1().unwrap();
+        let memo: Vec<f32> = model
+            .forward_rows(&features, &[0, 1], &[0, 0])
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (d, m) in dense.iter().zip(&memo) {
+            assert!((d - m).abs() < 1e-4, "{readout}: dense {d} vs memo {m}");
+        }
+        scores.push(memo);
+    }
+    assert_eq!(
+        scores[0][0], scores[0][1],
+        "the output node cannot see layer 0"
+    );
+    assert!(
+        (scores[1][0] - scores[1][1]).abs() > 1e-6,
+        "the mean readout must see layer 0: {:?}",
+        scores[1]
+    );
 }
 
 /// A short paper-recipe pretraining and transfer: the target keeps the

@@ -111,6 +111,54 @@ impl std::fmt::Display for Recipe {
     }
 }
 
+/// Which node states feed the head (the graph-level readout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readout {
+    /// The output node's state alone. After `gnn.len()` message-passing
+    /// steps it has seen only the nodes that many hops upstream: all of an
+    /// NB201 cell, but only the last layers of FBNet's 22-layer chain.
+    #[default]
+    Output,
+    /// The mean of every node's state but the input's, output node
+    /// included: the paper's code (`_final_process` in
+    /// `correlation_trainer/models_abl_p2.py`; its none-op mask is a
+    /// placeholder index that matches no op, so nothing is masked).
+    Mean,
+}
+
+impl Readout {
+    /// Whether this is the served default (left out of serialised settings
+    /// so existing checkpoints and cache keys stay valid).
+    pub fn is_output(&self) -> bool {
+        *self == Readout::Output
+    }
+}
+
+impl std::str::FromStr for Readout {
+    type Err = PredictorError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "output" => Ok(Readout::Output),
+            "mean" => Ok(Readout::Mean),
+            other => Err(PredictorError::input(
+                "readout",
+                "output or mean",
+                format!("`{other}`"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Readout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Readout::Output => "output",
+            Readout::Mean => "mean",
+        })
+    }
+}
+
 /// Hidden widths of the paper's supplementary-encoding embedder
 /// (`zcp_embedder_dims` in the paper's code).
 pub const PAPER_SUPPLEMENTARY_HIDDEN: [usize; 2] = [128, 128];
@@ -149,18 +197,23 @@ pub struct PredictorConfig {
     /// serialised settings when empty, so older checkpoints still load.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supplementary_embedder: Vec<usize>,
+    /// Which node states feed the head; left out of serialised settings
+    /// when it is the served default.
+    #[serde(default, skip_serializing_if = "Readout::is_output")]
+    pub readout: Readout,
 }
 
 impl PredictorConfig {
     /// The paper's inputs for [`Recipe::Paper`]: operations only (no
-    /// per-node costs) and the supplementary embedder; the served
-    /// defaults otherwise.
+    /// per-node costs), the supplementary embedder and the mean readout;
+    /// the served defaults otherwise.
     pub fn for_recipe(recipe: Recipe) -> Self {
         match recipe {
             Recipe::Served => PredictorConfig::default(),
             Recipe::Paper => PredictorConfig {
                 node_costs: false,
                 supplementary_embedder: PAPER_SUPPLEMENTARY_HIDDEN.to_vec(),
+                readout: Readout::Mean,
                 ..PredictorConfig::default()
             },
         }
@@ -182,6 +235,7 @@ impl Default for PredictorConfig {
             supplementary: Supplementary::Cost,
             node_costs: true,
             supplementary_embedder: Vec::new(),
+            readout: Readout::Output,
         }
     }
 }

@@ -204,13 +204,14 @@ impl Step {
 }
 
 /// Positions whose states each of `layers` steps must compute so that the
-/// last step yields `readout`: working backwards, a step needs its
-/// successor's positions and their predecessors. Index 0 = first step.
-pub fn needed_positions(preds: &[Vec<usize>], readout: usize, layers: usize) -> Vec<Vec<bool>> {
+/// last step yields every position in `readout`: working backwards, a step
+/// needs its successor's positions and their predecessors. Index 0 = first
+/// step.
+pub fn needed_positions(preds: &[Vec<usize>], readout: &[usize], layers: usize) -> Vec<Vec<bool>> {
     let nodes = preds.len();
     let mut need = vec![false; nodes];
-    if readout < nodes {
-        need[readout] = true;
+    for &v in readout.iter().filter(|&&v| v < nodes) {
+        need[v] = true;
     }
     let mut out = Vec::with_capacity(layers);
     for _ in 0..layers {
@@ -302,7 +303,7 @@ mod tests {
     #[test]
     fn pruned_positions_are_absent_and_reading_them_is_an_error() {
         let preds = chain();
-        let need = needed_positions(&preds, 2, 2);
+        let need = needed_positions(&preds, &[2], 2);
         assert_eq!(
             need,
             vec![vec![false, true, true], vec![false, false, true]]
@@ -313,5 +314,15 @@ mod tests {
         assert!(s1.level.id(0, 1).is_some());
         // Computing node 1 again from s1 needs node 0, which s1 skipped.
         assert!(Step::new(&s1.level, &l0, &preds, &[false, true, false]).is_err());
+    }
+
+    #[test]
+    fn a_readout_of_several_nodes_needs_the_union_of_their_cones() {
+        // The mean readout reads nodes 1 and 2 of the chain: the last step
+        // computes both, the first also node 1's predecessor.
+        let need = needed_positions(&chain(), &[1, 2], 2);
+        assert_eq!(need, vec![vec![true, true, true], vec![false, true, true]]);
+        let need = needed_positions(&chain(), &[1], 1);
+        assert_eq!(need, vec![vec![false, true, false]]);
     }
 }

@@ -9,5 +9,5 @@ pub mod memo;
 pub mod network;
 
 pub use checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};
-pub use config::{GnnKind, LossKind, PredictorConfig, Recipe, TrainConfig};
+pub use config::{GnnKind, LossKind, PredictorConfig, Readout, Recipe, TrainConfig};
 pub use network::{GraphBatch, Predictor};

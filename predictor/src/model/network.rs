@@ -9,7 +9,7 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
 use nasflat_shared::{Arch, ArchGraph, SearchSpace};
 
-use super::config::{GnnKind, PAPER_SUPPLEMENTARY_OUT, PredictorConfig};
+use super::config::{GnnKind, PAPER_SUPPLEMENTARY_OUT, PredictorConfig, Readout};
 use super::gnn::{DgfLayer, GatLayer};
 use super::layers::{Mlp, ParamFactory};
 use super::memo::{Level, Step, needed_positions};
@@ -344,14 +344,14 @@ impl Predictor {
                     x = super::layers::leaky_relu(&x)?;
                 }
             }
-            readouts.push(x.i(n - 1)?);
+            readouts.push(self.dense_readout(&x)?);
         }
         if !self.net.gat.is_empty() {
             let mut x = x0;
             for layer in &self.net.gat {
                 x = layer.forward(&x, &gate, &self.mask_bias)?;
             }
-            readouts.push(x.i(n - 1)?);
+            readouts.push(self.dense_readout(&x)?);
         }
         if let Some(s) = &batch.supplementary {
             readouts.push(embed_supplementary(&self.net, s)?);
@@ -361,6 +361,16 @@ impl Predictor {
         }
         let h = Tensor::cat(&readouts, 1)?;
         Ok(self.net.head.forward(&h)?.squeeze(1)?)
+    }
+
+    /// The graph-level state of node-major states `[N, B, D]` -> `[B, D]`
+    /// ([`Readout`]).
+    fn dense_readout(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        Ok(match self.config.readout {
+            Readout::Output => x.i(n - 1)?,
+            Readout::Mean => x.narrow(0, 1, n - 1)?.mean(0)?,
+        })
     }
 
     /// Scores many rows on one device, as `f64`: the same function as
@@ -543,13 +553,17 @@ impl Predictor {
             None => (inputs.clone(), op),
         };
         // The main GNN starts from the per-position embedding; its last
-        // step is needed only at the readout node.
+        // step is needed only at the nodes the readout reads.
         let positions = Level::from_keys(b, n, |flat| flat % n);
         let position_ids: Vec<u32> = positions.reps().iter().map(|&f| (f % n) as u32).collect();
         let x0 = net
             .node_emb
             .index_select(&Tensor::from_vec(position_ids, positions.len(), &cpu)?, 0)?;
-        let need = needed_positions(&self.preds, n - 1, self.config.gnn.len());
+        let read: Vec<usize> = match self.config.readout {
+            Readout::Output => vec![n - 1],
+            Readout::Mean => (1..n).collect(),
+        };
+        let need = needed_positions(&self.preds, &read, self.config.gnn.len());
         let mut steps: Vec<Step> = Vec::with_capacity(need.len());
         for compute in &need {
             let input = steps.last().map_or(&positions, |s| &s.level);
@@ -566,14 +580,25 @@ impl Predictor {
         let last = steps
             .last()
             .ok_or_else(|| PredictorError::internal("gnn", "a network without layers"))?;
-        let mut readout_rows = Vec::with_capacity(b);
+        let mut readout_rows = Vec::with_capacity(b * read.len());
         for g in 0..b {
-            let id = last.level.id(g, n - 1).ok_or_else(|| {
-                PredictorError::internal("memoised inference", "readout not computed")
-            })?;
-            readout_rows.push(id as u32);
+            for &v in &read {
+                let id = last.level.id(g, v).ok_or_else(|| {
+                    PredictorError::internal("memoised inference", "readout not computed")
+                })?;
+                readout_rows.push(id as u32);
+            }
         }
-        let readout_rows = Tensor::from_vec(readout_rows, b, &cpu)?;
+        let readout_rows = Tensor::from_vec(readout_rows, b * read.len(), &cpu)?;
+        // Graph g's states are rows g * read.len() .. of the gathered block.
+        let gather = |x: &Tensor| -> Result<Tensor> {
+            let rows = x.index_select(&readout_rows, 0)?;
+            Ok(if read.len() == 1 {
+                rows
+            } else {
+                rows.reshape((b, read.len(), x.dim(1)?))?.mean(1)?
+            })
+        };
         let mut readouts = Vec::with_capacity(4);
         if !net.dgf.is_empty() {
             let mut x = x0.clone();
@@ -583,14 +608,14 @@ impl Predictor {
                     x = super::layers::leaky_relu(&x)?;
                 }
             }
-            readouts.push(x.index_select(&readout_rows, 0)?);
+            readouts.push(gather(&x)?);
         }
         if !net.gat.is_empty() {
             let mut x = x0;
             for (layer, step) in net.gat.iter().zip(&steps) {
                 x = layer.forward_rows(&x, &gate, step)?;
             }
-            readouts.push(x.index_select(&readout_rows, 0)?);
+            readouts.push(gather(&x)?);
         }
         let dim = features.supplementary_dim(self.config.supplementary);
         if dim > 0 {
