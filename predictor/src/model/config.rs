@@ -115,9 +115,9 @@ impl std::fmt::Display for Recipe {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Readout {
-    /// The output node's state alone. After `gnn.len()` message-passing
-    /// steps it has seen only the nodes that many hops upstream: all of an
-    /// NB201 cell, but only the last layers of FBNet's 22-layer chain.
+    /// The output node's state alone. It has seen only the nodes within
+    /// `ophw_gnn.len() + gnn.len()` hops upstream (5 by default): all of an
+    /// NB201 cell, but only the last 5 layers of FBNet's 22-layer chain.
     #[default]
     Output,
     /// The mean of every node's state but the input's, output node
