@@ -133,6 +133,15 @@ impl Readout {
     pub fn is_output(&self) -> bool {
         *self == Readout::Output
     }
+
+    /// The node positions the readout reads in a graph of `nodes` nodes
+    /// (node 0 is the input, the last the output).
+    pub fn positions(self, nodes: usize) -> Vec<usize> {
+        match self {
+            Readout::Output => vec![nodes.saturating_sub(1)],
+            Readout::Mean => (1..nodes).collect(),
+        }
+    }
 }
 
 impl std::str::FromStr for Readout {

@@ -559,10 +559,7 @@ impl Predictor {
         let x0 = net
             .node_emb
             .index_select(&Tensor::from_vec(position_ids, positions.len(), &cpu)?, 0)?;
-        let read: Vec<usize> = match self.config.readout {
-            Readout::Output => vec![n - 1],
-            Readout::Mean => (1..n).collect(),
-        };
+        let read = self.config.readout.positions(n);
         let need = needed_positions(&self.preds, &read, self.config.gnn.len());
         let mut steps: Vec<Step> = Vec::with_capacity(need.len());
         for compute in &need {
