@@ -147,6 +147,14 @@ struct EvalArgs {
     /// Main GNN: dgf, gat or ensemble.
     #[arg(long, default_value = "ensemble")]
     gnn: GnnKind,
+    /// Width of the hardware embedding (default 96, Table 20's hidden
+    /// dim; the paper's code uses 8).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    hw_dim: Option<u16>,
+    /// Width of the op embedding (default 48; the paper's code uses 40
+    /// when the hardware embedding is per node).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    op_dim: Option<u16>,
     /// Loss: hinge or mse.
     #[arg(long)]
     loss: Option<LossKind>,
@@ -300,6 +308,8 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             ophw: !args.no_ophw,
             node_costs: base.node_costs && !args.no_node_costs,
             readout: args.readout.unwrap_or(base.readout),
+            hw_dim: args.hw_dim.map_or(base.hw_dim, usize::from),
+            op_dim: args.op_dim.map_or(base.op_dim, usize::from),
             ..base
         };
         predictor.supplementary = match (args.supplementary, args.recipe) {
