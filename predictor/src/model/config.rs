@@ -168,6 +168,15 @@ impl std::fmt::Display for Readout {
     }
 }
 
+/// Hardware-embedding width in the paper's code (`hw_embedding_dim = 8`,
+/// `correlation_trainer/models_abl_p2.py`, never overridden by
+/// `main_trf.py`); Table 20's "Hidden Dim 96" is the served width.
+pub const PAPER_HW_DIM: usize = 8;
+
+/// Op-embedding width in the paper's code with per-node hardware
+/// embeddings: 48 - 8, so that op and hardware together are 48 wide.
+pub const PAPER_OP_DIM: usize = 40;
+
 /// Hidden widths of the paper's supplementary-encoding embedder
 /// (`zcp_embedder_dims` in the paper's code).
 pub const PAPER_SUPPLEMENTARY_HIDDEN: [usize; 2] = [128, 128];
@@ -214,8 +223,8 @@ pub struct PredictorConfig {
 
 impl PredictorConfig {
     /// The paper's inputs for [`Recipe::Paper`]: operations only (no
-    /// per-node costs), the supplementary embedder and the mean readout;
-    /// the served defaults otherwise.
+    /// per-node costs), the supplementary embedder, the mean readout and
+    /// the code's embedding widths; the served defaults otherwise.
     pub fn for_recipe(recipe: Recipe) -> Self {
         match recipe {
             Recipe::Served => PredictorConfig::default(),
@@ -223,6 +232,8 @@ impl PredictorConfig {
                 node_costs: false,
                 supplementary_embedder: PAPER_SUPPLEMENTARY_HIDDEN.to_vec(),
                 readout: Readout::Mean,
+                hw_dim: PAPER_HW_DIM,
+                op_dim: PAPER_OP_DIM,
                 ..PredictorConfig::default()
             },
         }
@@ -358,5 +369,36 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_paper_recipe_takes_the_codes_readout_and_widths() {
+        let paper = PredictorConfig::for_recipe(Recipe::Paper);
+        assert_eq!(paper.readout, Readout::Mean);
+        assert_eq!((paper.hw_dim, paper.op_dim), (8, 40));
+        assert!(!paper.node_costs);
+        let served = PredictorConfig::for_recipe(Recipe::Served);
+        assert_eq!(served, PredictorConfig::default());
+        assert_eq!(served.readout, Readout::Output);
+    }
+
+    #[test]
+    fn the_served_readout_stays_out_of_cache_keys() {
+        // Checkpoints cached before the readout existed keep their keys.
+        let served = serde_json::to_string(&PredictorConfig::default()).unwrap();
+        assert!(!served.contains("readout"), "{served}");
+        let paper = serde_json::to_string(&PredictorConfig::for_recipe(Recipe::Paper)).unwrap();
+        assert!(paper.contains(r#""readout":"mean""#), "{paper}");
+        let back: PredictorConfig = serde_json::from_str(&served).unwrap();
+        assert_eq!(back.readout, Readout::Output);
+        assert_eq!(Readout::Mean.positions(4), vec![1, 2, 3]);
+        assert_eq!(Readout::Output.positions(4), vec![3]);
+        assert!("sum".parse::<Readout>().is_err());
     }
 }
