@@ -30,7 +30,7 @@ use nasflat_predictor::baselines::{SourceMatrix, StackRules, stacked_predict};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::fewshot::{self, FewShot};
-use nasflat_predictor::model::{GraphBatch, PredictorConfig, Recipe, TrainConfig};
+use nasflat_predictor::model::{GraphBatch, PredictorConfig, Readout, Recipe, TrainConfig};
 use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
 use nasflat_predictor::nas::evolution::{EvolutionConfig, evolve};
 use nasflat_predictor::nas::{self, Constraint, Mode, Objective, Problem};
@@ -211,6 +211,22 @@ fn paper_benches(c: &mut Criterion, space: SearchSpace, tasks: &[&str]) {
         })
     });
     group.bench_function("paper_step_memo", |b| {
+        b.iter(|| {
+            let scores = model.forward_rows(&data.features, &rows, &rows_devices)?;
+            scores.sqr()?.mean_all()?.backward()?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })
+    });
+    // The same step with the output-node readout (before session 14): the
+    // cost of reading every node's state instead of the output node's.
+    let output = PredictorConfig {
+        readout: Readout::Output,
+        ..config.clone()
+    };
+    let Ok(model) = Predictor::new(&output, space, &devices, supp, 0) else {
+        return;
+    };
+    group.bench_function("paper_step_memo_output_readout", |b| {
         b.iter(|| {
             let scores = model.forward_rows(&data.features, &rows, &rows_devices)?;
             scores.sqr()?.mean_all()?.backward()?;
