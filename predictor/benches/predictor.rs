@@ -210,29 +210,27 @@ fn paper_benches(c: &mut Criterion, space: SearchSpace, tasks: &[&str]) {
             Ok::<(), Box<dyn std::error::Error>>(())
         })
     });
-    group.bench_function("paper_step_memo", |b| {
-        b.iter(|| {
-            let scores = model.forward_rows(&data.features, &rows, &rows_devices)?;
-            scores.sqr()?.mean_all()?.backward()?;
-            Ok::<(), Box<dyn std::error::Error>>(())
-        })
-    });
     // The same step with the output-node readout (before session 14): the
     // cost of reading every node's state instead of the output node's.
     let output = PredictorConfig {
         readout: Readout::Output,
         ..config.clone()
     };
-    let Ok(model) = Predictor::new(&output, space, &devices, supp, 0) else {
+    let Ok(output_model) = Predictor::new(&output, space, &devices, supp, 0) else {
         return;
     };
-    group.bench_function("paper_step_memo_output_readout", |b| {
-        b.iter(|| {
-            let scores = model.forward_rows(&data.features, &rows, &rows_devices)?;
-            scores.sqr()?.mean_all()?.backward()?;
-            Ok::<(), Box<dyn std::error::Error>>(())
-        })
-    });
+    for (name, model) in [
+        ("paper_step_memo", &model),
+        ("paper_step_memo_output_readout", &output_model),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let scores = model.forward_rows(&data.features, &rows, &rows_devices)?;
+                scores.sqr()?.mean_all()?.backward()?;
+                Ok::<(), Box<dyn std::error::Error>>(())
+            })
+        });
+    }
     group.finish();
 }
 
