@@ -134,12 +134,13 @@ impl Readout {
         *self == Readout::Output
     }
 
-    /// The node positions the readout reads in a graph of `nodes` nodes
-    /// (node 0 is the input, the last the output).
-    pub fn positions(self, nodes: usize) -> Vec<usize> {
+    /// The node positions the readout averages in a graph of `nodes` nodes
+    /// (node 0 is the input, the last the output): one contiguous range,
+    /// read by the dense forward and the memoised pass alike.
+    pub fn positions(self, nodes: usize) -> std::ops::Range<usize> {
         match self {
-            Readout::Output => vec![nodes.saturating_sub(1)],
-            Readout::Mean => (1..nodes).collect(),
+            Readout::Output => nodes.saturating_sub(1)..nodes,
+            Readout::Mean => 1.min(nodes)..nodes,
         }
     }
 }
@@ -397,8 +398,8 @@ mod tests {
         assert!(paper.contains(r#""readout":"mean""#), "{paper}");
         let back: PredictorConfig = serde_json::from_str(&served).unwrap();
         assert_eq!(back.readout, Readout::Output);
-        assert_eq!(Readout::Mean.positions(4), vec![1, 2, 3]);
-        assert_eq!(Readout::Output.positions(4), vec![3]);
+        assert_eq!(Readout::Mean.positions(4), 1..4);
+        assert_eq!(Readout::Output.positions(4), 3..4);
         assert!("sum".parse::<Readout>().is_err());
     }
 }

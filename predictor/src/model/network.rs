@@ -9,7 +9,7 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
 use nasflat_shared::{Arch, ArchGraph, SearchSpace};
 
-use super::config::{GnnKind, PAPER_SUPPLEMENTARY_OUT, PredictorConfig, Readout};
+use super::config::{GnnKind, PAPER_SUPPLEMENTARY_OUT, PredictorConfig};
 use super::gnn::{DgfLayer, GatLayer};
 use super::layers::{Mlp, ParamFactory};
 use super::memo::{Level, Step, needed_positions};
@@ -366,10 +366,11 @@ impl Predictor {
     /// The graph-level state of node-major states `[N, B, D]` -> `[B, D]`
     /// ([`Readout`]).
     fn dense_readout(&self, x: &Tensor) -> Result<Tensor> {
-        let n = x.dim(0)?;
-        Ok(match self.config.readout {
-            Readout::Output => x.i(n - 1)?,
-            Readout::Mean => x.narrow(0, 1, n - 1)?.mean(0)?,
+        let read = self.config.readout.positions(x.dim(0)?);
+        Ok(if read.len() == 1 {
+            x.i(read.start)?
+        } else {
+            x.narrow(0, read.start, read.len())?.mean(0)?
         })
     }
 
@@ -559,7 +560,7 @@ impl Predictor {
         let x0 = net
             .node_emb
             .index_select(&Tensor::from_vec(position_ids, positions.len(), &cpu)?, 0)?;
-        let read = self.config.readout.positions(n);
+        let read: Vec<usize> = self.config.readout.positions(n).collect();
         let need = needed_positions(&self.preds, &read, self.config.gnn.len());
         let mut steps: Vec<Step> = Vec::with_capacity(need.len());
         for compute in &need {
