@@ -15,7 +15,9 @@ use nasflat_predictor::baselines::Method;
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::eval::{self, BlendSpec, EvalOptions, report};
 use nasflat_predictor::features::Supplementary;
-use nasflat_predictor::model::{GnnKind, LossKind, PredictorConfig, Readout, Recipe, TrainConfig};
+use nasflat_predictor::model::{
+    GnnKind, LossKind, NetworkForm, PredictorConfig, Readout, Recipe, TrainConfig,
+};
 use nasflat_predictor::partition::{self, EdgeWeight};
 use nasflat_predictor::sampler::Sampler;
 use nasflat_shared::SearchSpace;
@@ -124,6 +126,14 @@ struct EvalArgs {
     /// `--recipe paper`, mean.
     #[arg(long)]
     readout: Option<Readout>,
+    /// Network: `text` (as the paper's text describes it) or `code` (as its
+    /// released code computes it: shared node embeddings, ops and
+    /// hardware as gates, the op GNN's output state sent to every node,
+    /// DGF and GAT averaged per layer, attention over every node, edgeless
+    /// FBNet graphs; ops only, so no per-node costs).
+    /// docs/experiments/paper_recipe.md. Default: text; with `--recipe paper`, code.
+    #[arg(long)]
+    network: Option<NetworkForm>,
     /// Training recipe: `served` (what `serve` uses) or `paper` (the
     /// paper's released code: cosine rate decay, mixed-device pretraining
     /// batches, 150 epochs x 25 / 800 source samples, last-4-epoch readout,
@@ -306,8 +316,11 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         let mut predictor = PredictorConfig {
             gnn_kind: args.gnn,
             ophw: !args.no_ophw,
-            node_costs: base.node_costs && !args.no_node_costs,
+            node_costs: base.node_costs
+                && !args.no_node_costs
+                && args.network.unwrap_or(base.network) == NetworkForm::Text,
             readout: args.readout.unwrap_or(base.readout),
+            network: args.network.unwrap_or(base.network),
             hw_dim: args.hw_dim.map_or(base.hw_dim, usize::from),
             op_dim: args.op_dim.map_or(base.op_dim, usize::from),
             ..base
@@ -348,9 +361,10 @@ fn run_eval(args: EvalArgs) -> Result<()> {
             .map(|t| eval::trial_seed(opts.seed, t).to_string())
             .collect();
         eprintln!(
-            "{space}: tasks {:?}, recipe {}, sampler {}, supplementary {}, readout {}, trial seeds [{}], train {:?}",
+            "{space}: tasks {:?}, recipe {}, network {}, sampler {}, supplementary {}, readout {}, trial seeds [{}], train {:?}",
             opts.tasks,
             opts.train.recipe,
+            opts.predictor.network,
             opts.sampler,
             opts.predictor.supplementary,
             opts.predictor.readout,

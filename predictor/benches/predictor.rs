@@ -16,11 +16,13 @@
 //!
 //! - `paper_pretrain_1_epoch/<task>`: one epoch of the paper recipe's
 //!   pretraining (`--recipe paper`: 25 / 800 source samples per device,
-//!   128-graph mixed batches, memoised pass); x 150 = a task's pretraining;
+//!   128-graph mixed batches, the code's network); x 150 = a task's
+//!   pretraining;
 //! - `paper_step_dense` / `paper_step_memo`: forward + backward of one
-//!   128-graph mixed-device batch through the dense forward and through the
-//!   memoised pass the paper recipe trains with (same scores, see
-//!   `predictor/tests/recipe_tests.rs`).
+//!   128-graph mixed-device batch of the text's network through the dense
+//!   forward and through the memoised pass (same scores, see
+//!   `predictor/tests/recipe_tests.rs`); `paper_step_code_network`: the
+//!   same batch through the code's network, which the recipe trains.
 //!
 //! `cargo bench -p nasflat-predictor --bench predictor`
 
@@ -30,7 +32,9 @@ use nasflat_predictor::baselines::{SourceMatrix, StackRules, stacked_predict};
 use nasflat_predictor::dataset::SpaceData;
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::fewshot::{self, FewShot};
-use nasflat_predictor::model::{GraphBatch, PredictorConfig, Readout, Recipe, TrainConfig};
+use nasflat_predictor::model::{
+    GraphBatch, NetworkForm, PredictorConfig, Readout, Recipe, TrainConfig,
+};
 use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
 use nasflat_predictor::nas::evolution::{EvolutionConfig, evolve};
 use nasflat_predictor::nas::{self, Constraint, Mode, Objective, Problem};
@@ -203,25 +207,35 @@ fn paper_benches(c: &mut Criterion, space: SearchSpace, tasks: &[&str]) {
     };
     let rows: Vec<usize> = (0..128).map(|i| i * 37 % data.rows()).collect();
     let rows_devices: Vec<usize> = (0..128).map(|i| i % devices.len()).collect();
+    // The memoised step runs the network of the paper's text; with the
+    // output-node readout (before session 14) it reads one node's cone.
+    let text = PredictorConfig {
+        network: NetworkForm::Text,
+        ..config.clone()
+    };
+    let Ok(text_model) = Predictor::new(&text, space, &devices, supp, 0) else {
+        return;
+    };
     group.bench_function("paper_step_dense", |b| {
         b.iter(|| {
-            let batch = GraphBatch::build_mixed(&data.features, &config, &rows, &rows_devices)?;
-            model.forward(&batch)?.sqr()?.mean_all()?.backward()?;
+            let batch = GraphBatch::build_mixed(&data.features, &text, &rows, &rows_devices)?;
+            text_model.forward(&batch)?.sqr()?.mean_all()?.backward()?;
             Ok::<(), Box<dyn std::error::Error>>(())
         })
     });
-    // The same step with the output-node readout (before session 14): the
-    // cost of reading every node's state instead of the output node's.
     let output = PredictorConfig {
         readout: Readout::Output,
-        ..config.clone()
+        ..text.clone()
     };
     let Ok(output_model) = Predictor::new(&output, space, &devices, supp, 0) else {
         return;
     };
+    // The recipe's network since session 15, the code's, has no memoised
+    // form: `forward_rows` runs it densely, every node state per graph.
     for (name, model) in [
-        ("paper_step_memo", &model),
+        ("paper_step_memo", &text_model),
         ("paper_step_memo_output_readout", &output_model),
+        ("paper_step_code_network", &model),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {

@@ -11,7 +11,7 @@ use nasflat_encoders::training::vars_without_gradient;
 use nasflat_predictor::correlation::spearman;
 use nasflat_predictor::features::Supplementary;
 use nasflat_predictor::model::{
-    GraphBatch, Predictor, PredictorConfig, Readout, Recipe, TrainConfig,
+    GraphBatch, NetworkForm, Predictor, PredictorConfig, Readout, Recipe, TrainConfig,
 };
 use nasflat_predictor::recipe::PAPER_READOUT_EPOCHS;
 use nasflat_predictor::train;
@@ -28,6 +28,15 @@ fn paper_config(supplementary: Supplementary) -> PredictorConfig {
     }
 }
 
+/// The recipe's inputs on the network the paper's text describes, the
+/// one with a memoised pass.
+fn text_config(supplementary: Supplementary) -> PredictorConfig {
+    PredictorConfig {
+        network: NetworkForm::Text,
+        ..paper_config(supplementary)
+    }
+}
+
 /// Graphs on three different hardware rows in one batch: the memoised
 /// training pass gives the dense forward's scores, with and without OPHW,
 /// with the supplementary embedder, and every parameter gets a gradient.
@@ -37,10 +46,10 @@ fn memoised_training_forward_equals_the_dense_forward_across_devices() {
     let rows: Vec<usize> = (0..24).map(|i| i * 641 % data.rows()).collect();
     let devices: Vec<usize> = (0..24).map(|i| i % 3).collect();
     for config in [
-        paper_config(Supplementary::Zcp),
+        text_config(Supplementary::Zcp),
         PredictorConfig {
             ophw: false,
-            ..paper_config(Supplementary::Cost)
+            ..text_config(Supplementary::Cost)
         },
         PredictorConfig::default(),
     ] {
@@ -93,7 +102,7 @@ fn the_mean_readout_sees_the_whole_fbnet_chain() {
     for readout in [Readout::Output, Readout::Mean] {
         let config = PredictorConfig {
             readout,
-            ..paper_config(Supplementary::None)
+            ..text_config(Supplementary::None)
         };
         let model = Predictor::new(&config, SearchSpace::Fbnet, &names(&["a"]), 0, 5).unwrap();
         let batch = GraphBatch::build(&features, &config, &[0, 1], 0).unwrap();

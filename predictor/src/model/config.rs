@@ -169,6 +169,74 @@ impl std::fmt::Display for Readout {
     }
 }
 
+/// Which computation the network performs: the one the paper's text
+/// describes (Fig. 3, Eqs. 1-3, Appendix A.4.5) or the one its released
+/// code computes (`GIN_Model` in `correlation_trainer/models_abl_p2.py`).
+/// The two differ in ways the text does not mention; see
+/// docs/experiments/paper_recipe.md, "The network the code computes".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkForm {
+    /// Per-position node embeddings; the op-HW GNN reads op and hardware
+    /// and gives every node its own refined op embedding; DGF and GAT run
+    /// as two stacks whose readouts are concatenated; attention only over a
+    /// node's predecessors and itself; FBNet layers form a chain.
+    #[default]
+    Text,
+    /// The code's network: one shared embedding for every node but the
+    /// input, widened to [`CODE_HIDDEN`]; op and hardware embeddings gate
+    /// the GNNs rather than feed them; the op GNN's *output node* state,
+    /// through an MLP, is appended to every node's gate; each layer is the
+    /// mean of a DGF and a GAT layer (ReLU between layers); attention spans
+    /// every node of the graph (a non-neighbour's logit is 0, not masked,
+    /// and is scaled by the node count); FBNet graphs have no edges.
+    Code,
+}
+
+impl NetworkForm {
+    /// Whether this is the served default (left out of serialised settings
+    /// so existing checkpoints and cache keys stay valid).
+    pub fn is_text(&self) -> bool {
+        *self == NetworkForm::Text
+    }
+}
+
+impl std::str::FromStr for NetworkForm {
+    type Err = PredictorError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(NetworkForm::Text),
+            "code" => Ok(NetworkForm::Code),
+            other => Err(PredictorError::input(
+                "network",
+                "text or code",
+                format!("`{other}`"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetworkForm::Text => "text",
+            NetworkForm::Code => "code",
+        })
+    }
+}
+
+/// Width the code's network maps node embeddings to before its GNNs
+/// (`hid_dim = 96`, the `x_hidden` layer).
+pub const CODE_HIDDEN: usize = 96;
+
+/// Hidden widths of the MLP that carries the code's op-GNN output-node
+/// state to every node (`replace_bgcn_mlp_dims` [128, 128, 128]: two
+/// hidden layers, then 128 out, [`CODE_BROADCAST_OUT`]).
+pub const CODE_BROADCAST_HIDDEN: [usize; 2] = [128, 128];
+
+/// Output width of that MLP.
+pub const CODE_BROADCAST_OUT: usize = 128;
+
 /// Hardware-embedding width in the paper's code (`hw_embedding_dim = 8`,
 /// `correlation_trainer/models_abl_p2.py`, never overridden by
 /// `main_trf.py`); Table 20's "Hidden Dim 96" is the served width.
@@ -220,12 +288,17 @@ pub struct PredictorConfig {
     /// when it is the served default.
     #[serde(default, skip_serializing_if = "Readout::is_output")]
     pub readout: Readout,
+    /// The paper text's network or its code's; left out of serialised
+    /// settings when it is the served default.
+    #[serde(default, skip_serializing_if = "NetworkForm::is_text")]
+    pub network: NetworkForm,
 }
 
 impl PredictorConfig {
     /// The paper's inputs for [`Recipe::Paper`]: operations only (no
-    /// per-node costs), the supplementary embedder, the mean readout and
-    /// the code's embedding widths; the served defaults otherwise.
+    /// per-node costs), the supplementary embedder, the mean readout, the
+    /// code's embedding widths and the code's network; the served
+    /// defaults otherwise.
     pub fn for_recipe(recipe: Recipe) -> Self {
         match recipe {
             Recipe::Served => PredictorConfig::default(),
@@ -235,6 +308,7 @@ impl PredictorConfig {
                 readout: Readout::Mean,
                 hw_dim: PAPER_HW_DIM,
                 op_dim: PAPER_OP_DIM,
+                network: NetworkForm::Code,
                 ..PredictorConfig::default()
             },
         }
@@ -257,6 +331,7 @@ impl Default for PredictorConfig {
             node_costs: true,
             supplementary_embedder: Vec::new(),
             readout: Readout::Output,
+            network: NetworkForm::Text,
         }
     }
 }
@@ -384,9 +459,11 @@ mod tests {
         assert_eq!(paper.readout, Readout::Mean);
         assert_eq!((paper.hw_dim, paper.op_dim), (8, 40));
         assert!(!paper.node_costs);
+        assert_eq!(paper.network, NetworkForm::Code);
         let served = PredictorConfig::for_recipe(Recipe::Served);
         assert_eq!(served, PredictorConfig::default());
         assert_eq!(served.readout, Readout::Output);
+        assert_eq!(served.network, NetworkForm::Text);
     }
 
     #[test]

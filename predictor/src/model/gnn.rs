@@ -144,6 +144,28 @@ impl GatLayer {
         self.norm.forward(&(gate * message)?)
     }
 
+    /// The layer as the paper's code computes it (`GraphAttentionLayer`,
+    /// `correlation_trainer/models_abl_p2.py`): the logits are multiplied
+    /// by the 0/1 edge matrix instead of masked, so a node attends to
+    /// *every* node of its graph, a non-neighbour (itself included, unless
+    /// it has a self-edge) with logit 0; and the code's pairwise product
+    /// sums over a broadcast axis, which scales the logits by the node
+    /// count. `x: [N, B, in]`, `ops: [N, B, op_dim]`, `edges: [N, N]` with
+    /// `edges[j][i] = 1` iff `i` feeds `j` -> `[N, B, out]`.
+    pub fn forward_all_nodes(&self, x: &Tensor, ops: &Tensor, edges: &Tensor) -> Result<Tensor> {
+        let p = self.w_p.forward(x)?;
+        let nodes = p.dim(0)?;
+        let pb = p.transpose(0, 1)?.contiguous()?;
+        let query = mul_row(&pb, &self.attention)?;
+        let scores = query.matmul(&pb.transpose(1, 2)?.contiguous()?)?;
+        let scores = (scores * (self.scale * nodes as f64))?;
+        let scores = super::layers::leaky_relu(&scores)?.broadcast_mul(edges)?;
+        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let message = attn.matmul(&pb)?.transpose(0, 1)?.contiguous()?;
+        let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
+        self.norm.forward(&(gate * message)?)
+    }
+
     /// The same layer on interned rows ([`super::memo`]); see
     /// [`DgfLayer::forward_rows`]. Each row attends over its neighbour slots
     /// (itself and its predecessors; padding masked), as the `[N, N]` mask

@@ -142,17 +142,31 @@ impl Mlp {
         }
     }
 
-    /// Applies the stack.
+    /// Applies the stack (LeakyReLU between layers).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, leaky_relu)
+    }
+
+    /// Applies the stack with `activation` between layers.
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        activation: fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.forward(&h)?;
             if i + 1 < self.layers.len() {
-                h = leaky_relu(&h)?;
+                h = activation(&h)?;
             }
         }
         Ok(h)
     }
+}
+
+/// ReLU (the paper's code's activation inside its GNN and MLPs).
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.relu()?)
 }
 
 /// LeakyReLU with slope 0.01 (one fused op, [`super::fused`]).

@@ -9,7 +9,8 @@ use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
 use nasflat_shared::{Arch, ArchGraph, SearchSpace};
 
-use super::config::{GnnKind, PAPER_SUPPLEMENTARY_OUT, PredictorConfig};
+use super::code_net::CodeBody;
+use super::config::{GnnKind, NetworkForm, PAPER_SUPPLEMENTARY_OUT, PredictorConfig};
 use super::gnn::{DgfLayer, GatLayer};
 use super::layers::{Mlp, ParamFactory};
 use super::memo::{Level, Step, needed_positions};
@@ -26,6 +27,11 @@ const HW_EMB: &str = "hw_emb";
 /// threshold, so buffers are reused instead of page-faulted in. The NB201
 /// space takes four passes, spread over the cores.
 pub const PREDICT_CHUNK_GRAPHS: usize = 4_096;
+
+/// Most graphs per dense prediction pass of the code's network: every
+/// node state is computed per graph there, so an FBNet activation of this
+/// many graphs is already 12 MB (24 nodes x 1,024 x 128 floats).
+pub const CODE_PREDICT_CHUNK_GRAPHS: usize = 1_024;
 
 /// One batch of graphs of a space, all tensors on the CPU.
 #[derive(Debug, Clone)]
@@ -106,15 +112,39 @@ impl GraphBatch {
 /// The network's tensors: embeddings, GNN layers and head.
 struct Network {
     op_emb: Tensor,
-    node_emb: Tensor,
     hw_emb: Tensor,
+    /// What sits between the embeddings and the head.
+    body: Body,
+    /// The paper's supplementary embedder, when configured.
+    supplementary: Option<Mlp>,
+    head: Mlp,
+}
+
+/// The GNN part of either network form ([`NetworkForm`]).
+enum Body {
+    Text(TextBody),
+    Code(CodeBody),
+}
+
+/// The network the paper's text describes.
+struct TextBody {
+    node_emb: Tensor,
     ophw_gnn: Vec<DgfLayer>,
     ophw_mlp: Option<Mlp>,
     dgf: Vec<DgfLayer>,
     gat: Vec<GatLayer>,
-    /// The paper's supplementary embedder, when configured.
-    supplementary: Option<Mlp>,
-    head: Mlp,
+}
+
+impl TextBody {
+    fn detached(&self) -> TextBody {
+        TextBody {
+            node_emb: self.node_emb.detach(),
+            ophw_gnn: self.ophw_gnn.iter().map(DgfLayer::detached).collect(),
+            ophw_mlp: self.ophw_mlp.as_ref().map(Mlp::detached),
+            dgf: self.dgf.iter().map(DgfLayer::detached).collect(),
+            gat: self.gat.iter().map(GatLayer::detached).collect(),
+        }
+    }
 }
 
 impl Network {
@@ -123,12 +153,11 @@ impl Network {
     fn detached(&self) -> Network {
         Network {
             op_emb: self.op_emb.detach(),
-            node_emb: self.node_emb.detach(),
             hw_emb: self.hw_emb.detach(),
-            ophw_gnn: self.ophw_gnn.iter().map(DgfLayer::detached).collect(),
-            ophw_mlp: self.ophw_mlp.as_ref().map(Mlp::detached),
-            dgf: self.dgf.iter().map(DgfLayer::detached).collect(),
-            gat: self.gat.iter().map(GatLayer::detached).collect(),
+            body: match &self.body {
+                Body::Text(t) => Body::Text(t.detached()),
+                Body::Code(c) => Body::Code(c.detached()),
+            },
             supplementary: self.supplementary.as_ref().map(Mlp::detached),
             head: self.head.detached(),
         }
@@ -142,6 +171,97 @@ fn embed_supplementary(net: &Network, raw: &Tensor) -> Result<Tensor> {
         Some(mlp) => mlp.forward(raw),
         None => Ok(raw.clone()),
     }
+}
+
+/// The text form's layers, and the width of the graph state its
+/// readouts give the head (both branches' when DGF and GAT run side by
+/// side). Variable names predate [`NetworkForm`], so saved weights load.
+fn text_body(
+    f: &mut ParamFactory<'_>,
+    config: &PredictorConfig,
+    nodes: usize,
+) -> Result<(Body, usize)> {
+    let extra = if config.node_costs { NODE_FEATURES } else { 0 };
+    let node_emb = f.uniform("node_emb", &[nodes, config.node_dim], 1.0)?;
+    let mut ophw_gnn = Vec::new();
+    let mut ophw_mlp = None;
+    if config.ophw {
+        let mut width = config.op_dim + config.hw_dim + extra;
+        for (i, &w) in config.ophw_gnn.iter().enumerate() {
+            let name = format!("ophw_gnn.{i}");
+            ophw_gnn.push(DgfLayer::new(f, &name, width, w, config.op_dim + extra)?);
+            width = w;
+        }
+        ophw_mlp = Some(Mlp::new(
+            f,
+            "ophw_mlp",
+            width,
+            &config.ophw_mlp,
+            config.op_dim,
+        )?);
+    }
+    let gate_dim = config.op_dim + extra;
+    let mut dgf = Vec::new();
+    let mut gat = Vec::new();
+    let mut width = config.node_dim;
+    for (i, &w) in config.gnn.iter().enumerate() {
+        if config.gnn_kind != GnnKind::Gat {
+            dgf.push(DgfLayer::new(f, &format!("dgf.{i}"), width, w, gate_dim)?);
+        }
+        if config.gnn_kind != GnnKind::Dgf {
+            gat.push(GatLayer::new(f, &format!("gat.{i}"), width, w, gate_dim)?);
+        }
+        width = w;
+    }
+    let branches = if config.gnn_kind == GnnKind::Ensemble {
+        2
+    } else {
+        1
+    };
+    let body = TextBody {
+        node_emb,
+        ophw_gnn,
+        ophw_mlp,
+        dgf,
+        gat,
+    };
+    Ok((Body::Text(body), branches * width))
+}
+
+/// The aggregation matrix (`agg[j][i] = 1` iff `i` feeds `j`), the text
+/// form's attention mask (0 for a node itself and its predecessors) and
+/// each node's predecessors. The code's FBNet graphs have no edges but
+/// every node's own (`adj = np.eye(...)`), so there aggregation is the
+/// identity and only attention mixes layers.
+type GraphMatrices = (Vec<f32>, Vec<f32>, Vec<Vec<usize>>);
+
+fn graph_matrices(
+    config: &PredictorConfig,
+    space: SearchSpace,
+    nodes: usize,
+) -> Result<GraphMatrices> {
+    let mut agg = vec![0f32; nodes * nodes];
+    let mut mask = vec![-1e9f32; nodes * nodes];
+    let mut preds = vec![Vec::new(); nodes];
+    if config.network == NetworkForm::Code && space == SearchSpace::Fbnet {
+        for i in 0..nodes {
+            agg[i * nodes + i] = 1.0;
+            mask[i * nodes + i] = 0.0;
+        }
+        return Ok((agg, mask, preds));
+    }
+    let graph = Arch::from_index(space, 0)?.graph();
+    for i in 0..nodes {
+        mask[i * nodes + i] = 0.0;
+        for j in 0..nodes {
+            if graph.adjacency[i][j] != 0 {
+                agg[j * nodes + i] = 1.0;
+                mask[j * nodes + i] = 0.0;
+                preds[j].push(i);
+            }
+        }
+    }
+    Ok((agg, mask, preds))
 }
 
 /// The latency predictor: embeddings, GNNs and head, with its device list.
@@ -183,62 +303,23 @@ impl Predictor {
         let mut f = ParamFactory::new(&varmap, seed);
         let vocab = ArchGraph::op_vocab_size(space);
         let nodes = ArchGraph::node_count(space);
-        let extra = if config.node_costs { NODE_FEATURES } else { 0 };
         let op_emb = f.uniform("op_emb", &[vocab, config.op_dim], 1.0)?;
-        let node_emb = f.uniform("node_emb", &[nodes, config.node_dim], 1.0)?;
-        let hw_emb = f.uniform(HW_EMB, &[devices.len(), config.hw_dim], 1.0)?;
-        let mut ophw_gnn = Vec::new();
-        let mut ophw_mlp = None;
-        if config.ophw {
-            let mut width = config.op_dim + config.hw_dim + extra;
-            for (i, &w) in config.ophw_gnn.iter().enumerate() {
-                ophw_gnn.push(DgfLayer::new(
-                    &mut f,
-                    &format!("ophw_gnn.{i}"),
-                    width,
-                    w,
-                    config.op_dim + extra,
-                )?);
-                width = w;
+        let (body, graph_width) = match config.network {
+            NetworkForm::Text => text_body(&mut f, config, nodes)?,
+            NetworkForm::Code => {
+                if config.node_costs || !config.ophw {
+                    return Err(PredictorError::input(
+                        "network",
+                        "the code's network with ops only and per-node hardware (no node costs, ophw on)",
+                        format!("node costs {}, ophw {}", config.node_costs, config.ophw),
+                    ));
+                }
+                let code = CodeBody::new(&mut f, config)?;
+                let width = code.width(config);
+                (Body::Code(code), width)
             }
-            ophw_mlp = Some(Mlp::new(
-                &mut f,
-                "ophw_mlp",
-                width,
-                &config.ophw_mlp,
-                config.op_dim,
-            )?);
-        }
-        let gate_dim = config.op_dim + extra;
-        let mut dgf = Vec::new();
-        let mut gat = Vec::new();
-        let mut width = config.node_dim;
-        for (i, &w) in config.gnn.iter().enumerate() {
-            if config.gnn_kind != GnnKind::Gat {
-                dgf.push(DgfLayer::new(
-                    &mut f,
-                    &format!("dgf.{i}"),
-                    width,
-                    w,
-                    gate_dim,
-                )?);
-            }
-            if config.gnn_kind != GnnKind::Dgf {
-                gat.push(GatLayer::new(
-                    &mut f,
-                    &format!("gat.{i}"),
-                    width,
-                    w,
-                    gate_dim,
-                )?);
-            }
-            width = w;
-        }
-        let branches = if config.gnn_kind == GnnKind::Ensemble {
-            2
-        } else {
-            1
         };
+        let hw_emb = f.uniform(HW_EMB, &[devices.len(), config.hw_dim], 1.0)?;
         let hw_in_head = if config.ophw { 0 } else { config.hw_dim };
         let supplementary = if supplementary_dim > 0 && !config.supplementary_embedder.is_empty() {
             Some(Mlp::new(
@@ -256,22 +337,9 @@ impl Predictor {
         } else {
             supplementary_dim
         };
-        let head_in = branches * width + supp_in_head + hw_in_head;
+        let head_in = graph_width + supp_in_head + hw_in_head;
         let head = Mlp::new(&mut f, "head", head_in, &config.head, 1)?;
-        let graph = Arch::from_index(space, 0)?.graph();
-        let mut agg = vec![0f32; nodes * nodes];
-        let mut mask = vec![-1e9f32; nodes * nodes];
-        let mut preds = vec![Vec::new(); nodes];
-        for i in 0..nodes {
-            mask[i * nodes + i] = 0.0;
-            for j in 0..nodes {
-                if graph.adjacency[i][j] != 0 {
-                    agg[j * nodes + i] = 1.0;
-                    mask[j * nodes + i] = 0.0;
-                    preds[j].push(i);
-                }
-            }
-        }
+        let (agg, mask, preds) = graph_matrices(config, space, nodes)?;
         let cpu = Device::Cpu;
         Ok(Predictor {
             config: config.clone(),
@@ -282,12 +350,8 @@ impl Predictor {
             varmap,
             net: Network {
                 op_emb,
-                node_emb,
                 hw_emb,
-                ophw_gnn,
-                ophw_mlp,
-                dgf,
-                gat,
+                body,
                 supplementary,
                 head,
             },
@@ -299,25 +363,54 @@ impl Predictor {
 
     /// Scores a batch: `[B]`, higher = slower (log-ms scale after MSE training).
     pub fn forward(&self, batch: &GraphBatch) -> Result<Tensor> {
+        self.dense_forward(&self.net, batch)
+    }
+
+    /// [`Self::forward`] with the given network (the trained one, or its
+    /// detached copy for inference).
+    fn dense_forward(&self, net: &Network, batch: &GraphBatch) -> Result<Tensor> {
         let (n, b) = batch.ops.dims2()?;
-        let flat_ops = batch.ops.flatten_all()?;
-        let op = self
-            .net
+        let op = net
             .op_emb
-            .index_select(&flat_ops, 0)?
+            .index_select(&batch.ops.flatten_all()?, 0)?
             .reshape((n, b, self.config.op_dim))?;
+        let hw = net.hw_emb.index_select(&batch.devices, 0)?;
+        let mut readouts = match &net.body {
+            Body::Text(text) => self.text_readouts(text, op, &hw, batch)?,
+            Body::Code(code) => {
+                vec![code.forward(&op, &hw, &self.aggregation, self.config.readout)?]
+            }
+        };
+        if let Some(s) = &batch.supplementary {
+            readouts.push(embed_supplementary(net, s)?);
+        }
+        if !self.config.ophw {
+            readouts.push(hw);
+        }
+        let h = Tensor::cat(&readouts, 1)?;
+        Ok(net.head.forward(&h)?.squeeze(1)?)
+    }
+
+    /// The text form's graph states, one `[B, D]` per GNN branch.
+    fn text_readouts(
+        &self,
+        net: &TextBody,
+        op: Tensor,
+        hw: &Tensor,
+        batch: &GraphBatch,
+    ) -> Result<Vec<Tensor>> {
+        let (n, b, _) = op.dims3()?;
         let op = if self.config.node_costs {
             Tensor::cat(&[&op, &batch.node_features], 2)?
         } else {
             op
         };
-        let hw = self.net.hw_emb.index_select(&batch.devices, 0)?;
-        let gate = if let Some(mlp) = &self.net.ophw_mlp {
+        let gate = if let Some(mlp) = &net.ophw_mlp {
             // Operation-wise hardware embedding (Section 5.1): every node sees
             // the device, so the op embedding can depend on the hardware.
             let hw_nodes = hw.unsqueeze(0)?.broadcast_as((n, b, self.config.hw_dim))?;
             let mut x = Tensor::cat(&[&op, &hw_nodes.contiguous()?], 2)?;
-            for layer in &self.net.ophw_gnn {
+            for layer in &net.ophw_gnn {
                 x = layer.forward(&x, &op, &self.aggregation)?;
             }
             let refined = mlp.forward(&x)?;
@@ -329,38 +422,30 @@ impl Predictor {
         } else {
             op
         };
-        let x0 = self
-            .net
+        let x0 = net
             .node_emb
             .unsqueeze(1)?
             .broadcast_as((n, b, self.config.node_dim))?
             .contiguous()?;
-        let mut readouts = Vec::with_capacity(3);
-        if !self.net.dgf.is_empty() {
+        let mut readouts = Vec::with_capacity(2);
+        if !net.dgf.is_empty() {
             let mut x = x0.clone();
-            for (i, layer) in self.net.dgf.iter().enumerate() {
+            for (i, layer) in net.dgf.iter().enumerate() {
                 x = layer.forward(&x, &gate, &self.aggregation)?;
-                if i + 1 < self.net.dgf.len() {
+                if i + 1 < net.dgf.len() {
                     x = super::layers::leaky_relu(&x)?;
                 }
             }
             readouts.push(self.dense_readout(&x)?);
         }
-        if !self.net.gat.is_empty() {
+        if !net.gat.is_empty() {
             let mut x = x0;
-            for layer in &self.net.gat {
+            for layer in &net.gat {
                 x = layer.forward(&x, &gate, &self.mask_bias)?;
             }
             readouts.push(self.dense_readout(&x)?);
         }
-        if let Some(s) = &batch.supplementary {
-            readouts.push(embed_supplementary(&self.net, s)?);
-        }
-        if self.net.ophw_mlp.is_none() {
-            readouts.push(hw);
-        }
-        let h = Tensor::cat(&readouts, 1)?;
-        Ok(self.net.head.forward(&h)?.squeeze(1)?)
+        Ok(readouts)
     }
 
     /// The graph-level state of node-major states `[N, B, D]` -> `[B, D]`
@@ -414,11 +499,15 @@ impl Predictor {
         } else {
             std::thread::available_parallelism().map_or(1, usize::from)
         };
-        let chunk = PREDICT_CHUNK_GRAPHS.min(rows.len().div_ceil(threads).max(1));
+        let most = match net.body {
+            Body::Text(_) => PREDICT_CHUNK_GRAPHS,
+            Body::Code(_) => CODE_PREDICT_CHUNK_GRAPHS,
+        };
+        let chunk = most.min(rows.len().div_ceil(threads).max(1));
         let chunks: Vec<&[usize]> = rows.chunks(chunk).collect();
         crate::parallel::map_in_groups(&chunks, threads, "prediction", |rows| {
             Ok(self
-                .memo_pass(&net, features, rows, &vec![device; rows.len()])?
+                .pass(&net, features, rows, &vec![device; rows.len()])?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?)
         })
@@ -463,7 +552,26 @@ impl Predictor {
                 format!("{} nodes", features.nodes),
             ));
         }
-        self.memo_pass(&self.net, features, rows, devices)
+        self.pass(&self.net, features, rows, devices)
+    }
+
+    /// One pass over `rows`, graph `i` on hardware row `devices[i]`
+    /// (validated by the caller) -> `[B]`: memoised for the text form,
+    /// dense for the code's (whose attention spans the whole graph).
+    fn pass(
+        &self,
+        net: &Network,
+        features: &ArchFeatures,
+        rows: &[usize],
+        devices: &[usize],
+    ) -> Result<Tensor> {
+        match &net.body {
+            Body::Text(text) => self.memo_pass(net, text, features, rows, devices),
+            Body::Code(_) => {
+                let batch = GraphBatch::build_mixed(features, &self.config, rows, devices)?;
+                self.dense_forward(net, &batch)
+            }
+        }
     }
 
     /// One memoised pass over `rows`, graph `i` on hardware row
@@ -471,6 +579,7 @@ impl Predictor {
     fn memo_pass(
         &self,
         net: &Network,
+        body: &TextBody,
         features: &ArchFeatures,
         rows: &[usize],
         devices: &[usize],
@@ -486,7 +595,7 @@ impl Predictor {
         };
         // Level 0: a node's own inputs (position, op, cost features, and
         // the hardware row when every node sees it).
-        let ophw = net.ophw_mlp.is_some();
+        let ophw = body.ophw_mlp.is_some();
         let inputs = Level::from_keys(b, n, |flat| {
             let (g, v) = (flat / n, flat % n);
             let mut bits = [0u32; NODE_FEATURES];
@@ -521,7 +630,7 @@ impl Predictor {
                 .index_select(&Tensor::from_vec(ids, len, &cpu)?, 0)?)
         };
         let all = vec![true; n];
-        let (gate_level, gate) = match &net.ophw_mlp {
+        let (gate_level, gate) = match &body.ophw_mlp {
             Some(mlp) => {
                 let mut x = Tensor::cat(
                     &[
@@ -537,7 +646,7 @@ impl Predictor {
                     1,
                 )?;
                 let mut level = inputs.clone();
-                for layer in &net.ophw_gnn {
+                for layer in &body.ophw_gnn {
                     let step = Step::new(&level, &inputs, &self.preds, &all)?;
                     x = layer.forward_rows(&x, &op, &step)?;
                     level = step.level;
@@ -557,7 +666,7 @@ impl Predictor {
         // step is needed only at the nodes the readout reads.
         let positions = Level::from_keys(b, n, |flat| flat % n);
         let position_ids: Vec<u32> = positions.reps().iter().map(|&f| (f % n) as u32).collect();
-        let x0 = net
+        let x0 = body
             .node_emb
             .index_select(&Tensor::from_vec(position_ids, positions.len(), &cpu)?, 0)?;
         let read: Vec<usize> = self.config.readout.positions(n).collect();
@@ -598,19 +707,19 @@ impl Predictor {
             })
         };
         let mut readouts = Vec::with_capacity(4);
-        if !net.dgf.is_empty() {
+        if !body.dgf.is_empty() {
             let mut x = x0.clone();
-            for (i, (layer, step)) in net.dgf.iter().zip(&steps).enumerate() {
+            for (i, (layer, step)) in body.dgf.iter().zip(&steps).enumerate() {
                 x = layer.forward_rows(&x, &gate, step)?;
-                if i + 1 < net.dgf.len() {
+                if i + 1 < body.dgf.len() {
                     x = super::layers::leaky_relu(&x)?;
                 }
             }
             readouts.push(gather(&x)?);
         }
-        if !net.gat.is_empty() {
+        if !body.gat.is_empty() {
             let mut x = x0;
-            for (layer, step) in net.gat.iter().zip(&steps) {
+            for (layer, step) in body.gat.iter().zip(&steps) {
                 x = layer.forward_rows(&x, &gate, step)?;
             }
             readouts.push(gather(&x)?);
@@ -624,7 +733,7 @@ impl Predictor {
             let raw = Tensor::from_vec(supp, (b, dim), &cpu)?;
             readouts.push(embed_supplementary(net, &raw)?);
         }
-        if net.ophw_mlp.is_none() {
+        if body.ophw_mlp.is_none() {
             readouts.push(hw_rows(devices.iter().map(|&d| d as u32).collect())?);
         }
         let h = Tensor::cat(&readouts, 1)?;
