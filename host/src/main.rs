@@ -313,14 +313,13 @@ fn run_eval(args: EvalArgs) -> Result<()> {
         }
         train.hw_init = !args.no_hw_init;
         let base = PredictorConfig::for_recipe(args.recipe);
+        let network = args.network.unwrap_or(base.network);
         let mut predictor = PredictorConfig {
             gnn_kind: args.gnn,
             ophw: !args.no_ophw,
-            node_costs: base.node_costs
-                && !args.no_node_costs
-                && args.network.unwrap_or(base.network) == NetworkForm::Text,
+            node_costs: base.node_costs && !args.no_node_costs && network == NetworkForm::Text,
             readout: args.readout.unwrap_or(base.readout),
-            network: args.network.unwrap_or(base.network),
+            network,
             hw_dim: args.hw_dim.map_or(base.hw_dim, usize::from),
             op_dim: args.op_dim.map_or(base.op_dim, usize::from),
             ..base

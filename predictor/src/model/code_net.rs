@@ -257,7 +257,7 @@ impl CodeBody {
     }
 
     /// Width of the graph state the head reads.
-    pub fn width(&self, config: &PredictorConfig) -> usize {
+    pub fn width(config: &PredictorConfig) -> usize {
         config.gnn.last().copied().unwrap_or(CODE_HIDDEN)
     }
 }

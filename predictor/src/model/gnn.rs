@@ -132,12 +132,27 @@ impl GatLayer {
     /// 0 where node j (row) may attend to node i (column: predecessors and
     /// itself) and a large negative number elsewhere -> `[N, B, out]`.
     pub fn forward(&self, x: &Tensor, ops: &Tensor, mask_bias: &Tensor) -> Result<Tensor> {
+        self.attend(x, ops, self.scale, |logits| {
+            Ok(logits.broadcast_add(mask_bias)?)
+        })
+    }
+
+    /// Dense attention over `[N, B, in]` states: the pairwise scores times
+    /// `scale`, through LeakyReLU, then `mask` (how the two forms exclude
+    /// or include non-neighbours), softmax, message, gate, layer norm.
+    fn attend(
+        &self,
+        x: &Tensor,
+        ops: &Tensor,
+        scale: f64,
+        mask: impl FnOnce(Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let p = self.w_p.forward(x)?;
         // Pairwise scores need graph-major layout: [B, N, D] batched matmuls.
         let pb = p.transpose(0, 1)?.contiguous()?;
         let query = mul_row(&pb, &self.attention)?;
-        let scores = (query.matmul(&pb.transpose(1, 2)?.contiguous()?)? * self.scale)?;
-        let scores = super::layers::leaky_relu(&scores)?.broadcast_add(mask_bias)?;
+        let scores = (query.matmul(&pb.transpose(1, 2)?.contiguous()?)? * scale)?;
+        let scores = mask(super::layers::leaky_relu(&scores)?)?;
         let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let message = attn.matmul(&pb)?.transpose(0, 1)?.contiguous()?;
         let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
@@ -153,17 +168,10 @@ impl GatLayer {
     /// count. `x: [N, B, in]`, `ops: [N, B, op_dim]`, `edges: [N, N]` with
     /// `edges[j][i] = 1` iff `i` feeds `j` -> `[N, B, out]`.
     pub fn forward_all_nodes(&self, x: &Tensor, ops: &Tensor, edges: &Tensor) -> Result<Tensor> {
-        let p = self.w_p.forward(x)?;
-        let nodes = p.dim(0)?;
-        let pb = p.transpose(0, 1)?.contiguous()?;
-        let query = mul_row(&pb, &self.attention)?;
-        let scores = query.matmul(&pb.transpose(1, 2)?.contiguous()?)?;
-        let scores = (scores * (self.scale * nodes as f64))?;
-        let scores = super::layers::leaky_relu(&scores)?.broadcast_mul(edges)?;
-        let attn = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let message = attn.matmul(&pb)?.transpose(0, 1)?.contiguous()?;
-        let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
-        self.norm.forward(&(gate * message)?)
+        let nodes = x.dim(0)?;
+        self.attend(x, ops, self.scale * nodes as f64, |logits| {
+            Ok(logits.broadcast_mul(edges)?)
+        })
     }
 
     /// The same layer on interned rows ([`super::memo`]); see

@@ -4,6 +4,10 @@
 //! -> op-HW GNN (DGF, [128, 128]) -> MLP ([128]) back to `op_dim`
 //! -> main GNN (DGF and/or GAT, [128, 128, 128]) gated by those embeddings
 //! -> output-node embedding ++ supplementary encoding -> MLP head -> score.
+//!
+//! That is the network of the paper's text ([`NetworkForm::Text`]); the
+//! one its released code computes ([`NetworkForm::Code`]) lives in
+//! [`super::code_net`] and shares the embedding tables and the head.
 
 use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use candle_nn::VarMap;
@@ -179,10 +183,9 @@ fn embed_supplementary(net: &Network, raw: &Tensor) -> Result<Tensor> {
 fn text_body(
     f: &mut ParamFactory<'_>,
     config: &PredictorConfig,
-    nodes: usize,
+    node_emb: Tensor,
 ) -> Result<(Body, usize)> {
     let extra = if config.node_costs { NODE_FEATURES } else { 0 };
-    let node_emb = f.uniform("node_emb", &[nodes, config.node_dim], 1.0)?;
     let mut ophw_gnn = Vec::new();
     let mut ophw_mlp = None;
     if config.ophw {
@@ -304,8 +307,20 @@ impl Predictor {
         let vocab = ArchGraph::op_vocab_size(space);
         let nodes = ArchGraph::node_count(space);
         let op_emb = f.uniform("op_emb", &[vocab, config.op_dim], 1.0)?;
-        let (body, graph_width) = match config.network {
-            NetworkForm::Text => text_body(&mut f, config, nodes)?,
+        // The order of the draws is part of what a seed means: the text
+        // form draws its node table and then the hardware table before any
+        // layer, as it did before the code's network existed; the code's
+        // network draws its layers first, as when its figures in
+        // docs/experiments/paper_recipe.md were measured.
+        let hw_table =
+            |f: &mut ParamFactory<'_>| f.uniform(HW_EMB, &[devices.len(), config.hw_dim], 1.0);
+        let (body, hw_emb, graph_width) = match config.network {
+            NetworkForm::Text => {
+                let node_emb = f.uniform("node_emb", &[nodes, config.node_dim], 1.0)?;
+                let hw_emb = hw_table(&mut f)?;
+                let (body, width) = text_body(&mut f, config, node_emb)?;
+                (body, hw_emb, width)
+            }
             NetworkForm::Code => {
                 if config.node_costs || !config.ophw {
                     return Err(PredictorError::input(
@@ -315,11 +330,10 @@ impl Predictor {
                     ));
                 }
                 let code = CodeBody::new(&mut f, config)?;
-                let width = code.width(config);
-                (Body::Code(code), width)
+                let hw_emb = hw_table(&mut f)?;
+                (Body::Code(code), hw_emb, CodeBody::width(config))
             }
         };
-        let hw_emb = f.uniform(HW_EMB, &[devices.len(), config.hw_dim], 1.0)?;
         let hw_in_head = if config.ophw { 0 } else { config.hw_dim };
         let supplementary = if supplementary_dim > 0 && !config.supplementary_embedder.is_empty() {
             Some(Mlp::new(
@@ -462,7 +476,8 @@ impl Predictor {
     /// Scores many rows on one device, as `f64`: the same function as
     /// [`Self::forward`], computed once per distinct node state rather than
     /// once per graph and node ([`super::memo`]), in passes of at most
-    /// [`PREDICT_CHUNK_GRAPHS`] graphs.
+    /// [`PREDICT_CHUNK_GRAPHS`] graphs; the code's network, which has no
+    /// memoised form, densely in passes of [`CODE_PREDICT_CHUNK_GRAPHS`].
     pub fn predict(
         &self,
         features: &ArchFeatures,
@@ -517,7 +532,8 @@ impl Predictor {
     /// inside autograd: the same function as [`Self::forward`], computed by
     /// the memoised pass (each distinct node state once, only the states the
     /// readout needs, attention over predecessors only instead of a dense
-    /// node x node matrix), so a step costs a fraction of the dense one.
+    /// node x node matrix), so a step costs a fraction of the dense one;
+    /// the code's network runs densely.
     pub fn forward_rows(
         &self,
         features: &ArchFeatures,
