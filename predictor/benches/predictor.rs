@@ -22,7 +22,9 @@
 //!   128-graph mixed-device batch of the text's network through the dense
 //!   forward and through the memoised pass (same scores, see
 //!   `predictor/tests/recipe_tests.rs`); `paper_step_code_network`: the
-//!   same batch through the code's network, which the recipe trains.
+//!   same batch through the code's network, which the recipe trains (on
+//!   FBNet each graph grouped into its distinct ops);
+//!   `paper_step_code_network_dense`: that step through the dense forward.
 //!
 //! `cargo bench -p nasflat-predictor --bench predictor`
 
@@ -231,7 +233,16 @@ fn paper_benches(c: &mut Criterion, space: SearchSpace, tasks: &[&str]) {
         return;
     };
     // The recipe's network since session 15, the code's, has no memoised
-    // form: `forward_rows` runs it densely, every node state per graph.
+    // form: `forward_rows` runs it densely on NB201 and on each graph's
+    // distinct ops on edgeless FBNet; `_dense` is the same step through
+    // the dense forward, every node state per graph.
+    group.bench_function("paper_step_code_network_dense", |b| {
+        b.iter(|| {
+            let batch = GraphBatch::build_mixed(&data.features, &config, &rows, &rows_devices)?;
+            model.forward(&batch)?.sqr()?.mean_all()?.backward()?;
+            Ok::<(), Box<dyn std::error::Error>>(())
+        })
+    });
     for (name, model) in [
         ("paper_step_memo", &text_model),
         ("paper_step_memo_output_readout", &output_model),

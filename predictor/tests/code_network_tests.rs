@@ -201,3 +201,51 @@ fn the_network_form_is_checked_and_keyed() {
     assert!(code.contains(r#""network":"code""#), "{code}");
     assert!("graph".parse::<NetworkForm>().is_err());
 }
+
+/// On FBNet the code's network runs on each graph's distinct ops with
+/// their counts (`NodeSet`) instead of its 24 nodes: the scores and every
+/// weight's gradient must be the dense network's, padding included
+/// (graphs with different numbers of distinct ops share a batch).
+#[test]
+fn grouped_fbnet_graphs_give_the_dense_scores_and_gradients() {
+    let data = fbnet();
+    let config = code_config(Supplementary::Arch2vec);
+    let supp = data.features.supplementary_dim(Supplementary::Arch2vec);
+    let model = Predictor::new(&config, SearchSpace::Fbnet, &names(&["a", "b"]), supp, 11).unwrap();
+    let rows: Vec<usize> = (0..16).map(|i| i * 211 % data.rows()).collect();
+    let devices = vec![1; rows.len()];
+    let weights = Tensor::arange(1f32, 17.0, &Device::Cpu).unwrap();
+    let loss_of = |scores: &Tensor| (scores * &weights).unwrap().sum_all().unwrap();
+    let grouped = model.forward_rows(&data.features, &rows, &devices).unwrap();
+    let batch = GraphBatch::build(&data.features, &config, &rows, 1).unwrap();
+    let dense = model.forward(&batch).unwrap();
+    let set = nasflat_predictor::model::edgeless::NodeSet::from_batch(&batch).unwrap();
+    let counts: Vec<Vec<Vec<f32>>> = set.counts.to_vec3().unwrap();
+    let used: Vec<usize> = (0..rows.len())
+        .map(|g| counts.iter().filter(|row| row[g][0] > 0.0).count())
+        .collect();
+    assert!(set.ops.dim(0).unwrap() < 24, "grouped: {used:?}");
+    assert!(used.iter().min() < used.iter().max(), "padding: {used:?}");
+    let (g, d): (Vec<f32>, Vec<f32>) = (grouped.to_vec1().unwrap(), dense.to_vec1().unwrap());
+    for (a, b) in g.iter().zip(&d) {
+        assert!((a - b).abs() < 1e-6, "scores {a} vs {b}");
+    }
+    let (grads_g, grads_d) = (
+        loss_of(&grouped).backward().unwrap(),
+        loss_of(&dense).backward().unwrap(),
+    );
+    for (name, var) in model.named_vars().unwrap() {
+        let (Some(a), Some(b)) = (grads_g.get(&var), grads_d.get(&var)) else {
+            continue;
+        };
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-4 * scale + 1e-9,
+                "{name}: gradient {x} vs {y} (largest {scale})"
+            );
+        }
+    }
+}

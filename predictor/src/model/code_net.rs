@@ -16,7 +16,10 @@
 //!   `nas_embedding_suite/fbnet_ss.py`): only attention mixes layers.
 //!
 //! There is no memoised form: global attention makes every node state
-//! depend on the whole graph, so nothing is shared between graphs.
+//! depend on the whole graph, so nothing is shared between graphs. Within
+//! an edgeless graph, though, layers with one op share their state, so
+//! FBNet graphs are computed as sets of distinct ops
+//! ([`CodeBody::forward_edgeless`], [`super::edgeless`]).
 //!
 //! [`NetworkForm::Code`]: super::config::NetworkForm::Code
 //! [`NetworkForm::Text`]: super::config::NetworkForm::Text
@@ -76,14 +79,16 @@ impl CodeLayer {
         }
     }
 
-    /// `x: [N, B, in]`, `gate: [N, B, gate_dim]`, `edges: [N, N]` (row `j`
-    /// holds `j`'s predecessors) -> `[N, B, out]`.
-    fn forward(&self, x: &Tensor, gate: &Tensor, edges: &Tensor) -> Result<Tensor> {
-        let dgf = self.dgf.as_ref().map(|l| l.forward(x, gate, edges));
-        let gat = self
-            .gat
-            .as_ref()
-            .map(|l| l.forward_all_nodes(x, gate, edges));
+    /// `x: [N, B, in]`, `gate: [N, B, gate_dim]` -> `[N, B, out]`.
+    fn forward(&self, x: &Tensor, gate: &Tensor, graph: Graphs<'_>) -> Result<Tensor> {
+        let dgf = self.dgf.as_ref().map(|l| match graph {
+            Graphs::Edges(edges) => l.forward(x, gate, edges),
+            Graphs::Edgeless { .. } => l.forward_edgeless(x, gate),
+        });
+        let gat = self.gat.as_ref().map(|l| match graph {
+            Graphs::Edges(edges) => l.forward_all_nodes(x, gate, edges),
+            Graphs::Edgeless { counts, nodes } => l.forward_edgeless(x, gate, counts, nodes),
+        });
         match (dgf, gat) {
             (Some(d), Some(g)) => Ok(((d? + g?)? * 0.5)?),
             (Some(one), None) | (None, Some(one)) => one,
@@ -95,11 +100,27 @@ impl CodeLayer {
     }
 }
 
+/// How the nodes of a batch's graphs are connected.
+#[derive(Debug, Clone, Copy)]
+enum Graphs<'a> {
+    /// One `[N, N]` edge matrix for every graph (row `j` holds `j`'s
+    /// predecessors).
+    Edges(&'a Tensor),
+    /// No edges but self loops; each row stands for `counts` (`[U, B, 1]`)
+    /// identical nodes of a graph of `nodes` ([`super::edgeless`]).
+    Edgeless { counts: &'a Tensor, nodes: usize },
+}
+
 /// Runs a stack of layers with ReLU between them (none after the last).
-fn run_stack(layers: &[CodeLayer], x0: &Tensor, gate: &Tensor, edges: &Tensor) -> Result<Tensor> {
+fn run_stack(
+    layers: &[CodeLayer],
+    x0: &Tensor,
+    gate: &Tensor,
+    graph: Graphs<'_>,
+) -> Result<Tensor> {
     let mut y = x0.clone();
     for (i, layer) in layers.iter().enumerate() {
-        y = layer.forward(&y, gate, edges)?;
+        y = layer.forward(&y, gate, graph)?;
         if i + 1 < layers.len() {
             y = relu(&y)?;
         }
@@ -197,8 +218,8 @@ impl CodeBody {
     }
 
     /// Graph states `[B, D]` of a batch: `op: [N, B, op_dim]` the op
-    /// embeddings, `hw: [B, hw_dim]` each graph's device row, `edges` as
-    /// in [`CodeLayer::forward`].
+    /// embeddings, `hw: [B, hw_dim]` each graph's device row, `edges: [N,
+    /// N]` with row `j` holding `j`'s predecessors.
     pub fn forward(
         &self,
         op: &Tensor,
@@ -206,6 +227,39 @@ impl CodeBody {
         edges: &Tensor,
         readout: Readout,
     ) -> Result<Tensor> {
+        let states = self.states(op, hw, Graphs::Edges(edges))?;
+        let read = readout.positions(states.dim(0)?);
+        Ok(states.narrow(0, read.start, read.len())?.mean(0)?)
+    }
+
+    /// [`Self::forward`] on edgeless graphs grouped into sets
+    /// ([`super::edgeless::NodeSet`]): `op: [U, B, op_dim]` the rows' op
+    /// embeddings, `counts: [U, B, 1]` the nodes each row stands for,
+    /// `nodes` the graphs' node count. The same function, on fewer rows.
+    pub fn forward_edgeless(
+        &self,
+        op: &Tensor,
+        hw: &Tensor,
+        counts: &Tensor,
+        nodes: usize,
+        readout: Readout,
+    ) -> Result<Tensor> {
+        let states = self.states(op, hw, Graphs::Edgeless { counts, nodes })?;
+        let rows = states.dim(0)?;
+        let read = readout.positions(nodes);
+        if read.len() == 1 {
+            return Ok(states.i(rows - 1)?);
+        }
+        // The mean over every node but the input: rows 1.. weighted by
+        // their counts, over the real number of nodes.
+        let weighted = states
+            .narrow(0, 1, rows - 1)?
+            .broadcast_mul(&counts.narrow(0, 1, rows - 1)?)?;
+        Ok((weighted.sum(0)? / read.len() as f64)?)
+    }
+
+    /// Every node's final state, `[N, B, D]`.
+    fn states(&self, op: &Tensor, hw: &Tensor, graph: Graphs<'_>) -> Result<Tensor> {
         let (n, b, _) = op.dims3()?;
         if n < 2 {
             return Err(PredictorError::input(
@@ -216,7 +270,7 @@ impl CodeBody {
         }
         let gate = self.initial_gate(op, hw)?;
         let x0 = self.initial_states(n, b)?;
-        let op_states = run_stack(&self.op_gnn, &x0, &gate, edges)?;
+        let op_states = run_stack(&self.op_gnn, &x0, &gate, graph)?;
         let spread = self.broadcast.forward_with(&op_states.i(n - 1)?, relu)?;
         let spread = spread
             .unsqueeze(0)?
@@ -224,9 +278,7 @@ impl CodeBody {
         let gate = self
             .update_gate
             .forward_with(&Tensor::cat(&[&gate, &spread.contiguous()?], 2)?, relu)?;
-        let states = run_stack(&self.gnn, &x0, &gate, edges)?;
-        let read = readout.positions(n);
-        Ok(states.narrow(0, read.start, read.len())?.mean(0)?)
+        run_stack(&self.gnn, &x0, &gate, graph)
     }
 
     /// Op ++ hardware per node, `[N, B, op_dim + hw_dim]`: zeros at the

@@ -58,6 +58,15 @@ impl DgfLayer {
         Ok(add_row(&(gate * message)?.add(&xw)?, &self.b_f)?)
     }
 
+    /// [`Self::forward`] on graphs whose only edges are self loops (the
+    /// code's FBNet graphs): the aggregation is the identity, so each
+    /// node's message is its own state and no `[N, N]` product is needed.
+    pub fn forward_edgeless(&self, x: &Tensor, ops: &Tensor) -> Result<Tensor> {
+        let xw = self.w_f.forward(x)?;
+        let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
+        Ok(add_row(&(gate * &xw)?.add(&xw)?, &self.b_f)?)
+    }
+
     /// The same layer on interned rows ([`super::memo`]): `x: [U_a, in]`
     /// rows of the step's input level, `ops: [U_g, op_dim]` rows of its gate
     /// level -> `[U_c, out]`, one row per unique state of the new level.
@@ -172,6 +181,40 @@ impl GatLayer {
         self.attend(x, ops, self.scale * nodes as f64, |logits| {
             Ok(logits.broadcast_mul(edges)?)
         })
+    }
+
+    /// [`Self::forward_all_nodes`] on graphs whose only edges are self
+    /// loops, with each row standing for `counts` identical nodes
+    /// (`x: [U, B, in]`, `ops: [U, B, op_dim]`, `counts: [U, B, 1]`, 0 for
+    /// padding; `nodes` the graphs' real node count). Every logit but a
+    /// node's own is 0, so node `v` receives
+    /// `(e^s_v p_v + sum_{u != v} p_u) / (e^s_v + nodes - 1)`: one sum per
+    /// graph instead of an `[N, N]` softmax, the same function.
+    pub fn forward_edgeless(
+        &self,
+        x: &Tensor,
+        ops: &Tensor,
+        counts: &Tensor,
+        nodes: usize,
+    ) -> Result<Tensor> {
+        let p = self.w_p.forward(x)?;
+        let query = mul_row(&p, &self.attention)?;
+        let own = ((query * &p)?.sum_keepdim(D::Minus1)? * (self.scale * nodes as f64))?;
+        let own = super::layers::leaky_relu(&own)?;
+        // The softmax's shift: the largest logit of a row is its own or 0.
+        // The result does not depend on it, so it needs no gradient.
+        let shift = own.relu()?.detach();
+        let self_weight = own.sub(&shift)?.exp()?;
+        let other_weight = shift.neg()?.exp()?;
+        let total = p.broadcast_mul(counts)?.sum_keepdim(0)?;
+        let others = total.broadcast_sub(&p)?;
+        let message = p
+            .broadcast_mul(&self_weight)?
+            .add(&others.broadcast_mul(&other_weight)?)?;
+        let norm = self_weight.add(&(other_weight * nodes.saturating_sub(1) as f64)?)?;
+        let message = message.broadcast_div(&norm)?;
+        let gate = candle_nn::ops::sigmoid(&self.w_o.forward(ops)?)?;
+        self.norm.forward(&(gate * message)?)
     }
 
     /// The same layer on interned rows ([`super::memo`]); see

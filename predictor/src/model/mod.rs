@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod code_net;
 pub mod config;
+pub mod edgeless;
 pub mod fused;
 pub mod gnn;
 pub mod layers;

@@ -15,6 +15,7 @@ use nasflat_shared::{Arch, ArchGraph, SearchSpace};
 
 use super::code_net::CodeBody;
 use super::config::{GnnKind, NetworkForm, PAPER_SUPPLEMENTARY_OUT, PredictorConfig};
+use super::edgeless::NodeSet;
 use super::gnn::{DgfLayer, GatLayer};
 use super::layers::{Mlp, ParamFactory};
 use super::memo::{Level, Step, needed_positions};
@@ -238,6 +239,13 @@ fn text_body(
 /// identity and only attention mixes layers.
 type GraphMatrices = (Vec<f32>, Vec<f32>, Vec<Vec<usize>>);
 
+/// Whether the model sees the space's graphs as edgeless (the code's
+/// network on FBNet): then a training or prediction pass groups each
+/// graph's nodes ([`super::edgeless`]).
+fn is_edgeless(config: &PredictorConfig, space: SearchSpace) -> bool {
+    config.network == NetworkForm::Code && space == SearchSpace::Fbnet
+}
+
 fn graph_matrices(
     config: &PredictorConfig,
     space: SearchSpace,
@@ -246,7 +254,7 @@ fn graph_matrices(
     let mut agg = vec![0f32; nodes * nodes];
     let mut mask = vec![-1e9f32; nodes * nodes];
     let mut preds = vec![Vec::new(); nodes];
-    if config.network == NetworkForm::Code && space == SearchSpace::Fbnet {
+    if is_edgeless(config, space) {
         for i in 0..nodes {
             agg[i * nodes + i] = 1.0;
             mask[i * nodes + i] = 0.0;
@@ -280,6 +288,8 @@ pub struct Predictor {
     mask_bias: Tensor,
     /// Predecessors of each node (shared by all graphs of the space).
     preds: Vec<Vec<usize>>,
+    /// See [`is_edgeless`].
+    edgeless: bool,
 }
 
 impl Predictor {
@@ -372,6 +382,7 @@ impl Predictor {
             aggregation: Tensor::from_vec(agg, (nodes, nodes), &cpu)?,
             mask_bias: Tensor::from_vec(mask, (nodes, nodes), &cpu)?,
             preds,
+            edgeless: is_edgeless(config, space),
         })
     }
 
@@ -389,12 +400,44 @@ impl Predictor {
             .index_select(&batch.ops.flatten_all()?, 0)?
             .reshape((n, b, self.config.op_dim))?;
         let hw = net.hw_emb.index_select(&batch.devices, 0)?;
-        let mut readouts = match &net.body {
+        let readouts = match &net.body {
             Body::Text(text) => self.text_readouts(text, op, &hw, batch)?,
             Body::Code(code) => {
                 vec![code.forward(&op, &hw, &self.aggregation, self.config.readout)?]
             }
         };
+        self.head_forward(net, readouts, hw, batch)
+    }
+
+    /// The code's network on a batch of edgeless graphs, each grouped
+    /// into its distinct ops ([`super::edgeless`]): the same `[B]` as
+    /// [`Self::dense_forward`], on fewer rows and without `[N, N]` products.
+    fn edgeless_forward(
+        &self,
+        net: &Network,
+        code: &CodeBody,
+        batch: &GraphBatch,
+    ) -> Result<Tensor> {
+        let set = NodeSet::from_batch(batch)?;
+        let (u, b) = set.ops.dims2()?;
+        let op = net
+            .op_emb
+            .index_select(&set.ops.flatten_all()?, 0)?
+            .reshape((u, b, self.config.op_dim))?;
+        let hw = net.hw_emb.index_select(&batch.devices, 0)?;
+        let state = code.forward_edgeless(&op, &hw, &set.counts, set.nodes, self.config.readout)?;
+        self.head_forward(net, vec![state], hw, batch)
+    }
+
+    /// The head over the graph states, the supplementary encoding and (when
+    /// hardware is not per node) the device row -> `[B]`.
+    fn head_forward(
+        &self,
+        net: &Network,
+        mut readouts: Vec<Tensor>,
+        hw: Tensor,
+        batch: &GraphBatch,
+    ) -> Result<Tensor> {
         if let Some(s) = &batch.supplementary {
             readouts.push(embed_supplementary(net, s)?);
         }
@@ -583,9 +626,13 @@ impl Predictor {
     ) -> Result<Tensor> {
         match &net.body {
             Body::Text(text) => self.memo_pass(net, text, features, rows, devices),
-            Body::Code(_) => {
+            Body::Code(code) => {
                 let batch = GraphBatch::build_mixed(features, &self.config, rows, devices)?;
-                self.dense_forward(net, &batch)
+                if self.edgeless {
+                    self.edgeless_forward(net, code, &batch)
+                } else {
+                    self.dense_forward(net, &batch)
+                }
             }
         }
     }
