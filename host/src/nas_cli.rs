@@ -332,6 +332,7 @@ fn pretrained(plan: &Plan, train_config: &TrainConfig, seed: u64) -> Result<Pred
             &PredictorConfig::for_recipe(train_config.recipe),
             train_config,
             seed,
+            nasflat_predictor::parallel::cores_per_job(1),
             None,
         )
     };

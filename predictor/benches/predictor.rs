@@ -16,8 +16,9 @@
 //!
 //! - `paper_pretrain_1_epoch/<task>`: one epoch of the paper recipe's
 //!   pretraining (`--recipe paper`: 25 / 800 source samples per device,
-//!   128-graph mixed batches, the code's network); x 150 = a task's
-//!   pretraining;
+//!   128-graph mixed batches, the code's network, each step's two halves
+//!   on their own cores); x 150 = a task's pretraining; `/1_thread`: the
+//!   same on one thread;
 //! - `paper_step_dense` / `paper_step_memo`: forward + backward of one
 //!   128-graph mixed-device batch of the text's network through the dense
 //!   forward and through the memoised pass (same scores, see
@@ -79,9 +80,10 @@ fn space_benches(c: &mut Criterion, space: SearchSpace, task: &str) {
     let mut one_epoch = train_config.clone();
     one_epoch.epochs = 1;
     group.bench_function("pretrain_1_epoch", |b| {
-        b.iter(|| train::pretrain(&data, &task.train, &config, &one_epoch, 0, None))
+        b.iter(|| train::pretrain(&data, &task.train, &config, &one_epoch, 0, 1, None))
     });
-    let Ok(pretrained) = train::pretrain(&data, &task.train, &config, &one_epoch, 0, None) else {
+    let Ok(pretrained) = train::pretrain(&data, &task.train, &config, &one_epoch, 0, 1, None)
+    else {
         return;
     };
     group.bench_function("transfer_k20", |b| {
@@ -198,9 +200,16 @@ fn paper_benches(c: &mut Criterion, space: SearchSpace, tasks: &[&str]) {
         let Ok(task) = task_set.task(space, name) else {
             return;
         };
-        group.bench_function(format!("paper_pretrain_1_epoch/{name}"), |b| {
-            b.iter(|| train::pretrain(&data, &task.train, &config, &one_epoch, 0, None))
-        });
+        // The product's setting (every core: each step's two parts side by
+        // side) and one thread, in the same run.
+        let cores = nasflat_predictor::parallel::cores_per_job(1);
+        for (suffix, threads) in [("", cores), ("/1_thread", 1)] {
+            group.bench_function(format!("paper_pretrain_1_epoch/{name}{suffix}"), |b| {
+                b.iter(|| {
+                    train::pretrain(&data, &task.train, &config, &one_epoch, 0, threads, None)
+                })
+            });
+        }
     }
     let devices: Vec<String> = (0..5).map(|d| format!("d{d}")).collect();
     let supp = data.features.supplementary_dim(config.supplementary);

@@ -27,6 +27,7 @@ pub mod recipe;
 pub mod run_env;
 pub mod sampler;
 pub mod samples;
+pub mod step;
 pub mod train;
 
 pub use dataset::SpaceData;

@@ -7,6 +7,12 @@
 
 use crate::error::{PredictorError, Result};
 
+/// The cores each of `jobs` concurrent jobs may use (at least 1).
+pub fn cores_per_job(jobs: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (cores / jobs.max(1)).max(1)
+}
+
 /// Splits `items` into at most `threads` contiguous groups, runs `work` on
 /// every item of a group on that group's own thread, and concatenates the
 /// results in item order, so the output does not depend on `threads`. The

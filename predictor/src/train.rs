@@ -19,6 +19,7 @@ use crate::recipe::{
     pair_hinge, random_pairs, range,
 };
 use crate::samples::Samples;
+use crate::step::{PAPER_STEP_PARTS, StepBatch, split_gradients};
 
 /// Measured samples of one device, paired with its hardware-embedding row.
 #[derive(Debug, Clone)]
@@ -78,6 +79,8 @@ pub struct Phase {
     /// Served: constant rate, per-device batches, every pair; paper: see
     /// [`fit_paper`].
     pub recipe: Recipe,
+    /// Pieces each step's batch is computed in ([`crate::step`]; 1 = whole).
+    pub parts: usize,
 }
 
 impl Phase {
@@ -106,6 +109,10 @@ impl Phase {
             loss: train.loss,
             margin: train.margin,
             recipe: train.recipe,
+            parts: match train.recipe {
+                Recipe::Served => 1,
+                Recipe::Paper => PAPER_STEP_PARTS,
+            },
         }
     }
 
@@ -119,6 +126,7 @@ impl Phase {
             loss: train.loss,
             margin: train.margin,
             recipe: train.recipe,
+            parts: 1,
         }
     }
 }
@@ -178,6 +186,7 @@ pub fn fit(
                 sets,
                 ranges: &ranges,
                 snapshots: None,
+                threads: 1,
             };
             fit_paper(model, &data.features, run, phase, rng, progress)
         }
@@ -253,6 +262,8 @@ pub struct PaperRun<'a> {
     /// Receives a copy of the model after each of the last
     /// [`PAPER_READOUT_EPOCHS`] epochs, when given.
     pub snapshots: Option<&'a mut Vec<Predictor>>,
+    /// Threads a step's parts may run on (the numbers do not depend on it).
+    pub threads: usize,
 }
 
 /// The paper's recipe ([`crate::recipe`]): cosine-decayed AdamW, min-max
@@ -277,6 +288,7 @@ pub fn fit_paper(
         sets,
         ranges,
         mut snapshots,
+        threads,
     } = run;
     let mut opt = phase.optimizer(model)?;
     let targets: Vec<Vec<f64>> = sets
@@ -297,10 +309,16 @@ pub fn fit_paper(
             }
             let rows: Vec<usize> = batch.iter().map(|&(s, i)| sets[s].archs[i]).collect();
             let devices: Vec<usize> = batch.iter().map(|&(s, _)| sets[s].row).collect();
-            let scores = model.forward_rows(features, &rows, &devices)?;
-            let loss = pair_hinge(&scores, &y, &pairs, phase.margin)?;
-            opt.backward_step(&loss)?;
-            total += f64::from(loss.to_scalar::<f32>()?);
+            let batch = StepBatch {
+                features,
+                rows: &rows,
+                devices: &devices,
+            };
+            let (loss, grads) = split_gradients(model, &batch, phase.parts, threads, |s| {
+                pair_hinge(s, &y, &pairs, phase.margin)
+            })?;
+            opt.step(&grads)?;
+            total += loss;
             steps += 1;
         }
         last = total / steps.max(1) as f64;
@@ -318,13 +336,14 @@ pub fn fit_paper(
 
 /// Draws `n` random measured archs per source device (seeded; the paper's
 /// recipe draws one set for all sources) and pretrains a fresh predictor on
-/// them.
+/// them; a paper-recipe step spreads its parts over `threads` threads.
 pub fn pretrain(
     data: &SpaceData,
     sources: &[String],
     config: &PredictorConfig,
     train: &TrainConfig,
     seed: u64,
+    threads: usize,
     progress: Option<&ProgressBar>,
 ) -> Result<Predictor> {
     train.validate()?;
@@ -337,6 +356,7 @@ pub fn pretrain(
             sets: &sets,
             ranges: &ranges,
             snapshots: None,
+            threads,
         };
         let phase = Phase::pretraining(train);
         fit_paper(&model, &data.features, run, phase, &mut rng, progress)?;
@@ -561,6 +581,7 @@ pub fn transfer_measured(
                 sets: std::slice::from_ref(&set),
                 ranges: &[range(&set.latencies)],
                 snapshots: Some(&mut snapshots),
+                threads: 1,
             };
             fit_paper(
                 &model,

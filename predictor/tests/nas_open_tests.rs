@@ -117,7 +117,8 @@ fn open_space_latency_matches_the_table_path_and_evolution_beats_the_table() {
     let data = fbnet();
     let s = setup();
     let config = PredictorConfig::default();
-    let base = train::pretrain(data, &s.sources.names, &config, &quick_train(), 3, None).unwrap();
+    let base =
+        train::pretrain(data, &s.sources.names, &config, &quick_train(), 3, 1, None).unwrap();
     let fitted = fit(&base, &s);
     let probe: Vec<usize> = (0..data.rows()).skip(3).step_by(211).collect();
 
@@ -186,7 +187,7 @@ fn table_only_supplementary_inputs_are_refused() {
     let mut t = quick_train();
     t.epochs = 1;
     t.transfer_epochs = 1;
-    let base = train::pretrain(data, &s.sources.names, &config, &t, 3, None).unwrap();
+    let base = train::pretrain(data, &s.sources.names, &config, &t, 3, 1, None).unwrap();
     let fitted = fit(&base, &s);
     assert!(matches!(
         ArchLatency::new(&fitted, data, 0.85),

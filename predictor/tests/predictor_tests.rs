@@ -92,7 +92,7 @@ fn transfer_improves_over_the_untransferred_model() {
     let task = paper_task(SearchSpace::Nb201, "N1");
     let config = PredictorConfig::default();
     let mut t = quick_train(SearchSpace::Nb201);
-    let base = train::pretrain(data, &task.train, &config, &t, 5, None).unwrap();
+    let base = train::pretrain(data, &task.train, &config, &t, 5, 1, None).unwrap();
     let target = &task.test[0];
     let column = data.device_index(target).unwrap();
     let valid = data.valid_rows(column);
@@ -127,7 +127,7 @@ fn checkpoint_round_trip_gives_identical_predictions() {
     let mut t = quick_train(SearchSpace::Nb201);
     t.epochs = 1;
     let sources = names(&["1080ti_1", "pixel3"]);
-    let mut model = train::pretrain(data, &sources, &config, &t, 11, None).unwrap();
+    let mut model = train::pretrain(data, &sources, &config, &t, 11, 1, None).unwrap();
     model.add_device("new", Some(1)).unwrap();
     let rows: Vec<usize> = (0..500).collect();
     let before = model.predict(&data.features, &rows, 2).unwrap();
@@ -154,7 +154,7 @@ fn same_seed_same_result() {
     let sources = names(&["1080ti_1", "pixel3", "eyeriss"]);
     let rows: Vec<usize> = (100..400).collect();
     let run = |seed| {
-        let m = train::pretrain(data, &sources, &config, &t, seed, None).unwrap();
+        let m = train::pretrain(data, &sources, &config, &t, seed, 1, None).unwrap();
         m.predict(&data.features, &rows, 0).unwrap()
     };
     let a = run(21);
@@ -269,7 +269,7 @@ fn bad_inputs_are_errors_not_panics() {
     ));
     let t = quick_train(SearchSpace::Nb201);
     assert!(train::transfer(&model, data, "toaster", &[1, 2, 3], &t, 0).is_err());
-    assert!(train::pretrain(data, &names(&["toaster"]), &config, &t, 0, None).is_err());
+    assert!(train::pretrain(data, &names(&["toaster"]), &config, &t, 0, 1, None).is_err());
     // Bad option strings.
     assert!("banana".parse::<Method>().is_err());
     assert!("banana".parse::<GnnKind>().is_err());
@@ -381,8 +381,16 @@ fn fewshot_pipeline_serves_every_blend_from_one_fit() {
     let data = nb201();
     let task = paper_task(SearchSpace::Nb201, "N1");
     let t = quick_train(SearchSpace::Nb201);
-    let base =
-        train::pretrain(data, &task.train, &PredictorConfig::default(), &t, 3, None).unwrap();
+    let base = train::pretrain(
+        data,
+        &task.train,
+        &PredictorConfig::default(),
+        &t,
+        3,
+        1,
+        None,
+    )
+    .unwrap();
     let sources = SourceMatrix::new(data, &task.train).unwrap();
     let target = &task.test[0];
     let valid = data.valid_rows(data.device_index(target).unwrap());

@@ -139,7 +139,7 @@ fn paper_transfer_reads_out_the_mean_of_its_last_four_epochs() {
     let mut train = TrainConfig::for_recipe(SearchSpace::Nb201, Recipe::Paper);
     train.epochs = 6;
     train.transfer_epochs = 8;
-    let pretrained = train::pretrain(data, &sources, &config, &train, 1, None).unwrap();
+    let pretrained = train::pretrain(data, &sources, &config, &train, 1, 1, None).unwrap();
     let target = "samsung_a50";
     let column = data.device_index(target).unwrap();
     let archs: Vec<usize> = data

@@ -49,6 +49,7 @@ fn setup() -> (Predictor, SourceMatrix, String, Samples) {
         &PredictorConfig::default(),
         &quick_train(),
         3,
+        1,
         None,
     )
     .unwrap();

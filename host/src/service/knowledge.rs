@@ -225,6 +225,7 @@ impl SpaceKnowledge {
             config,
             train,
             seed,
+            nasflat_predictor::parallel::cores_per_job(1),
             Some(&bar),
         );
         logger.finish();

@@ -416,6 +416,7 @@ fn pretrain_for(
                 &opts.predictor,
                 &opts.train,
                 ctx.seed,
+                crate::parallel::cores_per_job(opts.jobs),
                 Some(&bar),
             )?;
             bar.finish_and_clear();
