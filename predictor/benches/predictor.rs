@@ -25,7 +25,9 @@
 //!   `predictor/tests/recipe_tests.rs`); `paper_step_code_network`: the
 //!   same batch through the code's network, which the recipe trains (on
 //!   FBNet each graph grouped into its distinct ops);
-//!   `paper_step_code_network_dense`: that step through the dense forward.
+//!   `paper_step_code_network_dense`: that step through the dense forward;
+//!   `paper_step_code_network_halves/{1,2}_threads`: that step in the
+//!   recipe's two halves, on one thread and on two.
 //!
 //! `cargo bench -p nasflat-predictor --bench predictor`
 
@@ -41,6 +43,7 @@ use nasflat_predictor::model::{
 use nasflat_predictor::nas::arch_latency::{ArchLatency, PipelineScorer};
 use nasflat_predictor::nas::evolution::{EvolutionConfig, evolve};
 use nasflat_predictor::nas::{self, Constraint, Mode, Objective, Problem};
+use nasflat_predictor::step::{PAPER_STEP_PARTS, StepBatch, split_gradients};
 use nasflat_predictor::train;
 use nasflat_predictor::train::TransferOptions;
 use nasflat_predictor::{Predictor, Samples};
@@ -264,6 +267,25 @@ fn paper_benches(c: &mut Criterion, space: SearchSpace, tasks: &[&str]) {
                 Ok::<(), Box<dyn std::error::Error>>(())
             })
         });
+    }
+    // The same step in the recipe's two halves (`step::split_gradients`),
+    // on one thread and side by side.
+    let batch = StepBatch {
+        features: &data.features,
+        rows: &rows,
+        devices: &rows_devices,
+    };
+    for threads in [1, 2] {
+        group.bench_function(
+            format!("paper_step_code_network_halves/{threads}_threads"),
+            |b| {
+                b.iter(|| {
+                    split_gradients(&model, &batch, PAPER_STEP_PARTS, threads, |s| {
+                        Ok(s.sqr()?.mean_all()?)
+                    })
+                })
+            },
+        );
     }
     group.finish();
 }
