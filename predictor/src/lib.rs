@@ -19,6 +19,7 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod fewshot;
+pub mod keywords;
 pub mod model;
 pub mod nas;
 pub mod parallel;

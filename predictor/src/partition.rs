@@ -17,6 +17,7 @@ use rand::seq::SliceRandom;
 
 use crate::correlation::{average_ranks, mean_std, pearson};
 use crate::error::{PredictorError, Result};
+use crate::keywords::keywords;
 
 /// Passes of Kernighan-Lin at most (networkx's default `max_iter`).
 pub const KL_MAX_PASSES: usize = 10;
@@ -250,29 +251,10 @@ pub enum EdgeWeight {
     Correlation,
 }
 
-impl std::str::FromStr for EdgeWeight {
-    type Err = PredictorError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "negative" | "paper" => Ok(EdgeWeight::NegativeCorrelation),
-            "positive" | "correlation" => Ok(EdgeWeight::Correlation),
-            other => Err(PredictorError::input(
-                "edge weight",
-                "negative or positive",
-                format!("`{other}`"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for EdgeWeight {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            EdgeWeight::NegativeCorrelation => "negative",
-            EdgeWeight::Correlation => "positive",
-        })
-    }
-}
+keywords!(EdgeWeight, "edge weight" {
+    NegativeCorrelation => "negative" | "paper",
+    Correlation => "positive" | "correlation",
+});
 
 /// Algorithm 1: Kernighan-Lin bisection, then trimming to `m` sources and
 /// `n` targets. The bisection is balanced (or as unbalanced as `m`, `n`

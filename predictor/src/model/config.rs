@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{PredictorError, Result};
 use crate::features::Supplementary;
+use crate::keywords::keywords;
 use nasflat_shared::SearchSpace;
 
 /// Which message-passing module the main GNN uses (paper Section 3.2, Table 5).
@@ -19,21 +20,11 @@ pub enum GnnKind {
     Ensemble,
 }
 
-impl std::str::FromStr for GnnKind {
-    type Err = PredictorError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "dgf" | "gcn" => Ok(GnnKind::Dgf),
-            "gat" => Ok(GnnKind::Gat),
-            "ensemble" | "dgf+gat" => Ok(GnnKind::Ensemble),
-            other => Err(PredictorError::input(
-                "gnn",
-                "dgf, gat or ensemble",
-                format!("`{other}`"),
-            )),
-        }
-    }
-}
+keywords!(GnnKind, "gnn" {
+    Dgf => "dgf" | "gcn",
+    Gat => "gat",
+    Ensemble => "ensemble" | "dgf+gat",
+});
 
 /// Training objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,20 +36,7 @@ pub enum LossKind {
     Mse,
 }
 
-impl std::str::FromStr for LossKind {
-    type Err = PredictorError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "hinge" => Ok(LossKind::Hinge),
-            "mse" => Ok(LossKind::Mse),
-            other => Err(PredictorError::input(
-                "loss",
-                "hinge or mse",
-                format!("`{other}`"),
-            )),
-        }
-    }
-}
+keywords!(LossKind, "loss" { Hinge => "hinge", Mse => "mse" });
 
 /// How the predictor is trained: today's served recipe or the paper's
 /// released code's (`correlation_trainer/main_trf.py`), compared in
@@ -79,35 +57,13 @@ pub enum Recipe {
     Paper,
 }
 
+keywords!(Recipe, "recipe" { Served => "served", Paper => "paper" });
+
 impl Recipe {
     /// Whether this is the served (default) recipe; the served recipe is
     /// left out of serialised settings so existing cache keys stay valid.
     pub fn is_served(&self) -> bool {
         *self == Recipe::Served
-    }
-}
-
-impl std::str::FromStr for Recipe {
-    type Err = PredictorError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "served" => Ok(Recipe::Served),
-            "paper" => Ok(Recipe::Paper),
-            other => Err(PredictorError::input(
-                "recipe",
-                "served or paper",
-                format!("`{other}`"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Recipe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Recipe::Served => "served",
-            Recipe::Paper => "paper",
-        })
     }
 }
 
@@ -127,6 +83,8 @@ pub enum Readout {
     Mean,
 }
 
+keywords!(Readout, "readout" { Output => "output", Mean => "mean" });
+
 impl Readout {
     /// Whether this is the served default (left out of serialised settings
     /// so existing checkpoints and cache keys stay valid).
@@ -142,30 +100,6 @@ impl Readout {
             Readout::Output => nodes.saturating_sub(1)..nodes,
             Readout::Mean => 1.min(nodes)..nodes,
         }
-    }
-}
-
-impl std::str::FromStr for Readout {
-    type Err = PredictorError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "output" => Ok(Readout::Output),
-            "mean" => Ok(Readout::Mean),
-            other => Err(PredictorError::input(
-                "readout",
-                "output or mean",
-                format!("`{other}`"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Readout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Readout::Output => "output",
-            Readout::Mean => "mean",
-        })
     }
 }
 
@@ -193,35 +127,13 @@ pub enum NetworkForm {
     Code,
 }
 
+keywords!(NetworkForm, "network" { Text => "text", Code => "code" });
+
 impl NetworkForm {
     /// Whether this is the served default (left out of serialised settings
     /// so existing checkpoints and cache keys stay valid).
     pub fn is_text(&self) -> bool {
         *self == NetworkForm::Text
-    }
-}
-
-impl std::str::FromStr for NetworkForm {
-    type Err = PredictorError;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "text" => Ok(NetworkForm::Text),
-            "code" => Ok(NetworkForm::Code),
-            other => Err(PredictorError::input(
-                "network",
-                "text or code",
-                format!("`{other}`"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for NetworkForm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            NetworkForm::Text => "text",
-            NetworkForm::Code => "code",
-        })
     }
 }
 
