@@ -219,7 +219,7 @@ fn grouped_fbnet_graphs_give_the_dense_scores_and_gradients() {
     let grouped = model.forward_rows(&data.features, &rows, &devices).unwrap();
     let batch = GraphBatch::build(&data.features, &config, &rows, 1).unwrap();
     let dense = model.forward(&batch).unwrap();
-    let set = nasflat_predictor::model::edgeless::NodeSet::from_batch(&batch).unwrap();
+    let set = nasflat_predictor::model::edgeless::NodeSet::group(&batch.ops).unwrap();
     let counts: Vec<Vec<Vec<f32>>> = set.counts.to_vec3().unwrap();
     let used: Vec<usize> = (0..rows.len())
         .map(|g| counts.iter().filter(|row| row[g][0] > 0.0).count())

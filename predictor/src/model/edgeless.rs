@@ -9,7 +9,6 @@
 
 use candle_core::{Device, Tensor};
 
-use super::network::GraphBatch;
 use crate::error::{PredictorError, Result};
 
 /// A batch of edgeless graphs, one row per distinct node state.
@@ -27,9 +26,10 @@ pub struct NodeSet {
 }
 
 impl NodeSet {
-    /// Groups the middle nodes of every graph of `batch` by op.
-    pub fn from_batch(batch: &GraphBatch) -> Result<Self> {
-        let per_node: Vec<Vec<u32>> = batch.ops.to_vec2()?;
+    /// Groups the middle nodes of every graph by op; `ops` holds each
+    /// node's op id, node-major `[N, B]` (a batch's `GraphBatch::ops`).
+    pub fn group(ops: &Tensor) -> Result<Self> {
+        let per_node: Vec<Vec<u32>> = ops.to_vec2()?;
         let nodes = per_node.len();
         if nodes < 2 {
             return Err(PredictorError::input(

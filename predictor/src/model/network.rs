@@ -418,7 +418,7 @@ impl Predictor {
         code: &CodeBody,
         batch: &GraphBatch,
     ) -> Result<Tensor> {
-        let set = NodeSet::from_batch(batch)?;
+        let set = NodeSet::group(&batch.ops)?;
         let (u, b) = set.ops.dims2()?;
         let op = net
             .op_emb
