@@ -394,12 +394,7 @@ impl Predictor {
     /// [`Self::forward`] with the given network (the trained one, or its
     /// detached copy for inference).
     fn dense_forward(&self, net: &Network, batch: &GraphBatch) -> Result<Tensor> {
-        let (n, b) = batch.ops.dims2()?;
-        let op = net
-            .op_emb
-            .index_select(&batch.ops.flatten_all()?, 0)?
-            .reshape((n, b, self.config.op_dim))?;
-        let hw = net.hw_emb.index_select(&batch.devices, 0)?;
+        let (op, hw) = self.embed(net, &batch.ops, &batch.devices)?;
         let readouts = match &net.body {
             Body::Text(text) => self.text_readouts(text, op, &hw, batch)?,
             Body::Code(code) => {
@@ -407,6 +402,17 @@ impl Predictor {
             }
         };
         self.head_forward(net, readouts, hw, batch)
+    }
+
+    /// Op embeddings of node-major op ids `[N, B]` -> `[N, B, op_dim]`,
+    /// and each graph's hardware row `[B, hw_dim]`.
+    fn embed(&self, net: &Network, ops: &Tensor, devices: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (n, b) = ops.dims2()?;
+        let op =
+            net.op_emb
+                .index_select(&ops.flatten_all()?, 0)?
+                .reshape((n, b, self.config.op_dim))?;
+        Ok((op, net.hw_emb.index_select(devices, 0)?))
     }
 
     /// The code's network on a batch of edgeless graphs, each grouped
@@ -419,12 +425,7 @@ impl Predictor {
         batch: &GraphBatch,
     ) -> Result<Tensor> {
         let set = NodeSet::group(&batch.ops)?;
-        let (u, b) = set.ops.dims2()?;
-        let op = net
-            .op_emb
-            .index_select(&set.ops.flatten_all()?, 0)?
-            .reshape((u, b, self.config.op_dim))?;
-        let hw = net.hw_emb.index_select(&batch.devices, 0)?;
+        let (op, hw) = self.embed(net, &set.ops, &batch.devices)?;
         let state = code.forward_edgeless(&op, &hw, &set.counts, set.nodes, self.config.readout)?;
         self.head_forward(net, vec![state], hw, batch)
     }
