@@ -246,16 +246,17 @@ impl CodeBody {
     ) -> Result<Tensor> {
         let states = self.states(op, hw, Graphs::Edgeless { counts, nodes })?;
         let rows = states.dim(0)?;
-        let read = readout.positions(nodes);
-        if read.len() == 1 {
-            return Ok(states.i(rows - 1)?);
+        match readout {
+            Readout::Output => Ok(states.i(rows - 1)?),
+            // Every node but the input: rows 1.. weighted by their counts,
+            // over the real graph's node count.
+            Readout::Mean => {
+                let weighted = states
+                    .narrow(0, 1, rows - 1)?
+                    .broadcast_mul(&counts.narrow(0, 1, rows - 1)?)?;
+                Ok((weighted.sum(0)? / readout.positions(nodes).len() as f64)?)
+            }
         }
-        // The mean over every node but the input: rows 1.. weighted by
-        // their counts, over the real number of nodes.
-        let weighted = states
-            .narrow(0, 1, rows - 1)?
-            .broadcast_mul(&counts.narrow(0, 1, rows - 1)?)?;
-        Ok((weighted.sum(0)? / read.len() as f64)?)
     }
 
     /// Every node's final state, `[N, B, D]`.

@@ -288,8 +288,6 @@ pub struct Predictor {
     mask_bias: Tensor,
     /// Predecessors of each node (shared by all graphs of the space).
     preds: Vec<Vec<usize>>,
-    /// See [`is_edgeless`].
-    edgeless: bool,
 }
 
 impl Predictor {
@@ -382,7 +380,6 @@ impl Predictor {
             aggregation: Tensor::from_vec(agg, (nodes, nodes), &cpu)?,
             mask_bias: Tensor::from_vec(mask, (nodes, nodes), &cpu)?,
             preds,
-            edgeless: is_edgeless(config, space),
         })
     }
 
@@ -521,7 +518,8 @@ impl Predictor {
     /// [`Self::forward`], computed once per distinct node state rather than
     /// once per graph and node ([`super::memo`]), in passes of at most
     /// [`PREDICT_CHUNK_GRAPHS`] graphs; the code's network, which has no
-    /// memoised form, densely in passes of [`CODE_PREDICT_CHUNK_GRAPHS`].
+    /// memoised form, in passes of [`CODE_PREDICT_CHUNK_GRAPHS`] (densely,
+    /// or on each edgeless graph's distinct ops, [`super::edgeless`]).
     pub fn predict(
         &self,
         features: &ArchFeatures,
@@ -577,7 +575,8 @@ impl Predictor {
     /// the memoised pass (each distinct node state once, only the states the
     /// readout needs, attention over predecessors only instead of a dense
     /// node x node matrix), so a step costs a fraction of the dense one;
-    /// the code's network runs densely.
+    /// the code's network runs densely, or on each edgeless graph's
+    /// distinct ops ([`super::edgeless`]).
     pub fn forward_rows(
         &self,
         features: &ArchFeatures,
@@ -629,7 +628,7 @@ impl Predictor {
             Body::Text(text) => self.memo_pass(net, text, features, rows, devices),
             Body::Code(code) => {
                 let batch = GraphBatch::build_mixed(features, &self.config, rows, devices)?;
-                if self.edgeless {
+                if is_edgeless(&self.config, self.space) {
                     self.edgeless_forward(net, code, &batch)
                 } else {
                     self.dense_forward(net, &batch)
